@@ -1,0 +1,2 @@
+// Placeholder replaced by the CNI plugin build (bundle + single executable).
+console.log("cni plugin build: not yet implemented");
