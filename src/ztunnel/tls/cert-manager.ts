@@ -1,0 +1,129 @@
+import { logger } from "../../shared/log.js";
+import { errorMessage } from "../../shared/errors.js";
+import type { WorkloadCert } from "./ca.js";
+import { formatIdentity, type Identity } from "./identity.js";
+
+// Workload certificates on demand: one issuance per identity, shared by concurrent callers,
+// cached, and renewed at half of its lifetime so a certificate in use never expires.
+
+const log = logger("ztunnel.certs");
+
+/** Anything that can sign a workload certificate (the local CA now, istiod's CA later). */
+export interface CertIssuer {
+  readonly rootPem: string;
+  issue(identity: Identity): Promise<WorkloadCert>;
+}
+
+export type CertListener = (cert: WorkloadCert) => void;
+
+interface Entry {
+  cert: WorkloadCert | undefined;
+  pending: Promise<WorkloadCert> | undefined;
+  timer: NodeJS.Timeout | undefined;
+  listeners: Set<CertListener>;
+}
+
+export class CertManager {
+  private readonly entries = new Map<string, Entry>();
+  private closed = false;
+
+  constructor(
+    private readonly issuer: CertIssuer,
+    /** Retry delay after a failed renewal (the old certificate stays in use meanwhile). */
+    private readonly retryMs = 5_000,
+  ) {}
+
+  get rootPem(): string {
+    return this.issuer.rootPem;
+  }
+
+  /** The current certificate for identity, issuing one if needed. */
+  async get(identity: Identity): Promise<WorkloadCert> {
+    const key = formatIdentity(identity);
+    const entry = this.entryFor(key);
+    if (entry.cert !== undefined && entry.cert.notAfter.getTime() > Date.now()) return entry.cert;
+    return this.issueInto(key, identity, entry);
+  }
+
+  /** The cached certificate without issuing; undefined when there is none yet. */
+  peek(identity: Identity): WorkloadCert | undefined {
+    return this.entries.get(formatIdentity(identity))?.cert;
+  }
+
+  /** Called with every renewed certificate for identity; returns an unsubscribe function. */
+  onRenew(identity: Identity, listener: CertListener): () => void {
+    const entry = this.entryFor(formatIdentity(identity));
+    entry.listeners.add(listener);
+    return () => entry.listeners.delete(listener);
+  }
+
+  /** Drops an identity (its last pod is gone): no more renewals. */
+  forget(identity: Identity): void {
+    const key = formatIdentity(identity);
+    const entry = this.entries.get(key);
+    if (entry === undefined) return;
+    clearTimeout(entry.timer);
+    this.entries.delete(key);
+  }
+
+  /** Every cached certificate (for /config_dump). */
+  list(): WorkloadCert[] {
+    const out: WorkloadCert[] = [];
+    for (const e of this.entries.values()) if (e.cert !== undefined) out.push(e.cert);
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const e of this.entries.values()) clearTimeout(e.timer);
+    this.entries.clear();
+  }
+
+  private entryFor(key: string): Entry {
+    let entry = this.entries.get(key);
+    if (entry === undefined) {
+      entry = { cert: undefined, pending: undefined, timer: undefined, listeners: new Set() };
+      this.entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  private issueInto(key: string, identity: Identity, entry: Entry): Promise<WorkloadCert> {
+    if (entry.pending !== undefined) return entry.pending;
+    const p = this.issuer.issue(identity).then(
+      (cert) => {
+        entry.pending = undefined;
+        if (this.closed || this.entries.get(key) !== entry) return cert;
+        const renewed = entry.cert !== undefined;
+        entry.cert = cert;
+        const lifetime = cert.notAfter.getTime() - cert.notBefore.getTime();
+        this.schedule(key, identity, entry, cert.notBefore.getTime() + lifetime / 2 - Date.now());
+        if (renewed) {
+          for (const l of entry.listeners) l(cert);
+        }
+        return cert;
+      },
+      (err: unknown) => {
+        entry.pending = undefined;
+        throw err;
+      },
+    );
+    entry.pending = p;
+    return p;
+  }
+
+  private schedule(key: string, identity: Identity, entry: Entry, delayMs: number): void {
+    clearTimeout(entry.timer);
+    // Capped so a far-off renewal never overflows the 32-bit timer.
+    entry.timer = setTimeout(() => this.renew(key, identity, entry), Math.min(Math.max(delayMs, 0), 2 ** 31 - 1));
+    // A pending renewal must not keep the process alive.
+    entry.timer.unref();
+  }
+
+  private renew(key: string, identity: Identity, entry: Entry): void {
+    this.issueInto(key, identity, entry).catch((err: unknown) => {
+      log.warn({ identity: key, err: errorMessage(err) }, "certificate renewal failed; retrying");
+      if (!this.closed && this.entries.get(key) === entry) this.schedule(key, identity, entry, this.retryMs);
+    });
+  }
+}
