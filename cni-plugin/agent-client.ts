@@ -1,0 +1,130 @@
+import { request } from "node:http";
+import { join } from "node:path";
+import { CniCode, CniError } from "./cni/errors.js";
+import {
+  ADD_PATH,
+  DEL_PATH,
+  HEALTH_PATH,
+  LOG_PATH,
+  PLUGIN_EVENT_SOCKET,
+  PLUGIN_LOG_SOCKET,
+  encodeAddEvent,
+  encodeDelEvent,
+  type CmdAddEvent,
+  type CmdDelEvent,
+} from "../src/agent/pluginevent/wire.js";
+
+// HTTP over the agent's unix sockets. Every call has a hard deadline covering connect, send
+// and the whole response, so a wedged agent cannot hang the runtime.
+export const ADD_TIMEOUT_MS = 5000;
+export const DEL_TIMEOUT_MS = 2000;
+export const STATUS_TIMEOUT_MS = 2000;
+export const LOG_TIMEOUT_MS = 500;
+
+export interface HttpReply {
+  status: number;
+  body: string;
+}
+
+export class AgentUnreachableError extends CniError {
+  constructor(socket: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      CniCode.TryAgainLater,
+      `ambient agent unreachable at ${socket}: ${reason}`,
+      "the node agent must be running before ambient pods can start; the runtime will retry",
+      { cause },
+    );
+  }
+}
+
+export function unixRequest(
+  socketPath: string,
+  method: "GET" | "POST",
+  path: string,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<HttpReply> {
+  return new Promise<HttpReply>((resolve, reject) => {
+    const headers: Record<string, string | number> = { Host: "unix", Connection: "close" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      headers["Content-Length"] = Buffer.byteLength(body);
+    }
+    const req = request({ socketPath, method, path, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (c: Buffer) => {
+        // The reply is a short reason; cap it so a misbehaving peer cannot balloon memory.
+        if (size < 64 * 1024) chunks.push(c);
+        size += c.length;
+      });
+      res.on("end", () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
+      });
+      res.on("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    req.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.end(body);
+  });
+}
+
+export function eventSocket(runDir: string): string {
+  return join(runDir, PLUGIN_EVENT_SOCKET);
+}
+
+/** POSTs the ADD event; resolves only on 200, otherwise throws a CniError for the runtime. */
+export async function postAdd(runDir: string, ev: CmdAddEvent, timeoutMs = ADD_TIMEOUT_MS): Promise<string> {
+  const socket = eventSocket(runDir);
+  let reply: HttpReply;
+  try {
+    reply = await unixRequest(socket, "POST", ADD_PATH, encodeAddEvent(ev), timeoutMs);
+  } catch (err) {
+    throw new AgentUnreachableError(socket, err);
+  }
+  if (reply.status !== 200) {
+    const reason = reply.body.trim() || `HTTP ${reply.status}`;
+    throw new CniError(
+      CniCode.Internal,
+      `ambient agent refused pod ${ev.podNamespace}/${ev.podName}: ${reason}`,
+      `HTTP ${reply.status} from ${socket}${ADD_PATH}`,
+    );
+  }
+  return reply.body;
+}
+
+export async function postDel(runDir: string, ev: CmdDelEvent, timeoutMs = DEL_TIMEOUT_MS): Promise<HttpReply> {
+  return await unixRequest(eventSocket(runDir), "POST", DEL_PATH, encodeDelEvent(ev), timeoutMs);
+}
+
+/** STATUS: the agent is "available" when its event socket answers the health probe with 200. */
+export async function probeAgent(runDir: string, timeoutMs = STATUS_TIMEOUT_MS): Promise<void> {
+  const socket = eventSocket(runDir);
+  let reply: HttpReply;
+  try {
+    reply = await unixRequest(socket, "GET", HEALTH_PATH, undefined, timeoutMs);
+  } catch (err) {
+    throw new CniError(CniCode.PluginNotAvailable, `ambient agent unreachable at ${socket}: ${(err as Error).message}`);
+  }
+  if (reply.status !== 200) {
+    throw new CniError(CniCode.PluginNotAvailable, `ambient agent not ready: ${reply.body.trim() || `HTTP ${reply.status}`}`);
+  }
+}
+
+/** Best effort: forwards the plugin's log lines to the agent, which re-logs them centrally. */
+export async function forwardLogs(runDir: string, lines: string[]): Promise<void> {
+  if (lines.length === 0) return;
+  try {
+    await unixRequest(join(runDir, PLUGIN_LOG_SOCKET), "POST", LOG_PATH, JSON.stringify(lines), LOG_TIMEOUT_MS);
+  } catch {
+    // No agent log socket: stderr already has every line.
+  }
+}
