@@ -1,0 +1,150 @@
+import { canonicalIp } from "./ip.js";
+import { serviceKey, type Service, type StateData, type StateSnapshot, type Workload } from "./types.js";
+
+// The workload/service/policy state with the indexes the proxy looks things up by. The main
+// thread feeds it from a StateSource and posts snapshots to workers; a worker keeps its own
+// store and applies those snapshots (older versions are ignored).
+
+/** Receives complete state from a source (file now; Kubernetes or xDS later). */
+export interface StateSink {
+  replace(data: StateData, origin: string): void;
+}
+
+export interface Endpoint {
+  readonly workload: Workload;
+  readonly ip: string;
+  readonly port: number;
+}
+
+export interface ServiceTarget {
+  readonly service: Service;
+  readonly endpoints: readonly Endpoint[];
+}
+
+export type ChangeListener = (version: number) => void;
+
+interface Indexes {
+  readonly byIp: Map<string, Workload>;
+  readonly byUid: Map<string, Workload>;
+  readonly byVip: Map<string, Service>;
+  /** serviceKey → workloads that back it. */
+  readonly members: Map<string, Workload[]>;
+}
+
+export class WorkloadStore implements StateSink {
+  private data: StateData = { workloads: [], services: [], policies: [] };
+  private idx: Indexes = buildIndexes(this.data);
+  private ver = 0;
+  private origin = "";
+  private readonly listeners = new Set<ChangeListener>();
+
+  constructor(private readonly random: () => number = Math.random) {}
+
+  get version(): number {
+    return this.ver;
+  }
+
+  /** Where the current state came from (a file name, "snapshot", …). */
+  get source(): string {
+    return this.origin;
+  }
+
+  get state(): StateData {
+    return this.data;
+  }
+
+  replace(data: StateData, origin: string): void {
+    this.install(data, this.ver + 1, origin);
+  }
+
+  /** Worker side: adopts a snapshot unless it is older than what we already have. */
+  applySnapshot(snap: StateSnapshot): boolean {
+    if (snap.version <= this.ver) return false;
+    this.install({ workloads: snap.workloads, services: snap.services, policies: snap.policies }, snap.version, "snapshot");
+    return true;
+  }
+
+  /** A structured-clone-safe copy of the current state, for postMessage. */
+  snapshot(): StateSnapshot {
+    return { version: this.ver, workloads: this.data.workloads, services: this.data.services, policies: this.data.policies };
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  workloadByUid(uid: string): Workload | undefined {
+    return this.idx.byUid.get(uid);
+  }
+
+  workloadByIp(ip: string, network = ""): Workload | undefined {
+    const c = canonicalIp(ip);
+    return c === undefined ? undefined : this.idx.byIp.get(`${network}/${c}`);
+  }
+
+  serviceByVip(ip: string, network = ""): Service | undefined {
+    const c = canonicalIp(ip);
+    return c === undefined ? undefined : this.idx.byVip.get(`${network}/${c}`);
+  }
+
+  /** The service at vip:port and its endpoints (healthy or not) with their target ports. */
+  serviceTarget(vip: string, port: number, network = ""): ServiceTarget | undefined {
+    const service = this.serviceByVip(vip, network);
+    if (service === undefined || service.ports[String(port)] === undefined) return undefined;
+    const key = serviceKey(service.namespace, service.hostname);
+    const endpoints: Endpoint[] = [];
+    for (const w of this.idx.members.get(key) ?? []) {
+      const target = targetPort(service, w, key, port);
+      const ip = w.workloadIps[0];
+      if (ip !== undefined && target !== undefined) endpoints.push({ workload: w, ip, port: target });
+    }
+    return { service, endpoints };
+  }
+
+  /** A random healthy endpoint of the service at vip:port. */
+  pickEndpoint(vip: string, port: number, network = ""): { service: Service; endpoint: Endpoint } | undefined {
+    const target = this.serviceTarget(vip, port, network);
+    if (target === undefined) return undefined;
+    const healthy = target.endpoints.filter((e) => e.workload.status === "Healthy");
+    if (healthy.length === 0) return undefined;
+    const endpoint = healthy[Math.floor(this.random() * healthy.length)] ?? healthy[0];
+    return endpoint === undefined ? undefined : { service: target.service, endpoint };
+  }
+
+  private install(data: StateData, version: number, origin: string): void {
+    this.idx = buildIndexes(data);
+    this.data = data;
+    this.ver = version;
+    this.origin = origin;
+    for (const l of this.listeners) l(version);
+  }
+}
+
+// Workload's own per-service port wins (ztunnel's LocalWorkload.services), then the service's
+// targetPort, where 0 means "same as the service port".
+function targetPort(service: Service, w: Workload, key: string, port: number): number | undefined {
+  const own = w.services[key]?.[String(port)];
+  if (own !== undefined && own !== 0) return own;
+  const svc = service.ports[String(port)];
+  if (svc === undefined) return undefined;
+  return svc === 0 ? port : svc;
+}
+
+function buildIndexes(data: StateData): Indexes {
+  const byIp = new Map<string, Workload>();
+  const byUid = new Map<string, Workload>();
+  const byVip = new Map<string, Service>();
+  const members = new Map<string, Workload[]>();
+  for (const w of data.workloads) {
+    byUid.set(w.uid, w);
+    for (const ip of w.workloadIps) byIp.set(`${w.network}/${ip}`, w);
+    for (const key of Object.keys(w.services)) {
+      const list = members.get(key) ?? [];
+      list.push(w);
+      members.set(key, list);
+    }
+  }
+  for (const s of data.services) for (const v of s.vips) byVip.set(`${v.network}/${v.address}`, s);
+  return { byIp, byUid, byVip, members };
+}
