@@ -1,0 +1,10 @@
+export { PodRedirector, type PodRedirectorDeps } from "./redirector.js";
+export { DEFAULT_REDIRECT_OPTIONS, resolveRedirectOptions, type RedirectOptions, type RedirectOptionsInput, type RedirectPorts } from "./options.js";
+export { generateRules, renderRestore, type IpFamily, type RuleSet, type Rule, type TableRules } from "./rules.js";
+export { ipPlan, renderIpPlan, type IpPlan } from "./ip-plan.js";
+export { netnsRunner, hostRunner, type CommandRunner, type CommandResult } from "./runner.js";
+export { detectIptablesVariant, iptablesBinaries, type IptablesVariant } from "./iptables-binary.js";
+export type { ApplyResult } from "./applier.js";
+export type { RemoveResult } from "./remover.js";
+export type { RedirectCheck, RedirectCheckState } from "./verifier.js";
+export { RedirectCommandError, RedirectOptionsError, IptablesNotFoundError } from "./errors.js";

@@ -1,0 +1,70 @@
+import { logger } from "../../shared/log.js";
+import { applyRedirect, type ApplyResult } from "./applier.js";
+import { detectIptablesVariant, type IptablesVariant } from "./iptables-binary.js";
+import { resolveRedirectOptions, type RedirectOptions, type RedirectOptionsInput } from "./options.js";
+import { removeRedirect, type RemoveResult } from "./remover.js";
+import { hostRunner, netnsRunner, type CommandRunner } from "./runner.js";
+import type { RedirectContext } from "./state.js";
+import { checkRedirect, type RedirectCheck } from "./verifier.js";
+
+const log = logger("redirect");
+
+export interface PodRedirectorDeps {
+  /** Where the iptables backend is detected (default: this process' own namespaces). */
+  host?: CommandRunner;
+  /** Skip detection (tests, or a backend chosen by configuration). */
+  variant?: IptablesVariant;
+  /** Builds the runner for a netns path (default: nsenter --net=<path>). */
+  runnerFor?: (netnsPath: string) => CommandRunner;
+}
+
+/**
+ * In-pod redirection for one configuration: apply, remove and check the rules of DESIGN §7 in a
+ * pod netns, given by path (or as a ready CommandRunner). Callers serialise calls per netns.
+ */
+export class PodRedirector {
+  readonly options: RedirectOptions;
+  private variant: Promise<IptablesVariant> | undefined;
+  private readonly deps: PodRedirectorDeps;
+
+  constructor(options: RedirectOptionsInput = {}, deps: PodRedirectorDeps = {}) {
+    this.options = resolveRedirectOptions(options);
+    this.deps = deps;
+    if (deps.variant) this.variant = Promise.resolve(deps.variant);
+  }
+
+  /** The iptables backend in use, detected on first need. */
+  async iptablesVariant(): Promise<IptablesVariant> {
+    this.variant ??= detectIptablesVariant(this.deps.host ?? hostRunner(), this.options.iptables);
+    try {
+      return await this.variant;
+    } catch (err) {
+      this.variant = undefined; // let a later call retry (e.g. after iptables gets installed)
+      throw err;
+    }
+  }
+
+  async apply(netns: string | CommandRunner): Promise<ApplyResult> {
+    const ctx = await this.context(netns);
+    const res = await applyRedirect(ctx);
+    if (res.outcome === "applied") log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection applied");
+    else log.debug({ netns: ctx.runner.where }, "in-pod redirection already in place");
+    return res;
+  }
+
+  async remove(netns: string | CommandRunner): Promise<RemoveResult> {
+    const ctx = await this.context(netns);
+    const res = await removeRedirect(ctx);
+    if (res.outcome === "removed") log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection removed");
+    return res;
+  }
+
+  async check(netns: string | CommandRunner): Promise<RedirectCheck> {
+    return await checkRedirect(await this.context(netns));
+  }
+
+  private async context(netns: string | CommandRunner): Promise<RedirectContext> {
+    const runner = typeof netns === "string" ? (this.deps.runnerFor ?? netnsRunner)(netns) : netns;
+    return { runner, options: this.options, variant: await this.iptablesVariant() };
+  }
+}
