@@ -71,7 +71,7 @@ async function readConfFiles(netDir: string): Promise<{ files: ConfFile[]; modes
     throw err;
   }
   for (const name of names) {
-    if (!CONF_EXT.test(name) || name.startsWith(".")) continue;
+    if (!CONF_EXT.test(name)) continue;
     try {
       const p = join(netDir, name);
       const st = await stat(p);
