@@ -1,0 +1,514 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { randomBytes } from "node:crypto";
+import type { KubeObject } from "./types.js";
+import { cloneJson, isPlainObject } from "./types.js";
+import { apiVersionOf, resourceInfo, type ResourceInfo, type ResourceName } from "./resources.js";
+import { ObjectStore, type DeletePreconditions } from "./store.js";
+import { ApiError, errors, reasonForCode } from "./status.js";
+import { parseRoute, type ResourceRoute, type Route } from "./router.js";
+import { parseFieldSelector, parseLabelSelector } from "./selectors.js";
+import { PATCH_TYPES, PatchApplyError, PatchFormatError, applyPatch } from "./patch.js";
+import { prepareForCreate, prepareForUpdate } from "./strategy.js";
+import { WatchSession, type WatchFilter, type WireEvent } from "./watch.js";
+import { RequestLog, type RequestPredicate, type RequestRecord, type RbacVerb } from "./requests.js";
+import { discoveryBody } from "./discovery.js";
+
+// A Kubernetes API server in one process, over plain HTTP on 127.0.0.1, for tests that run
+// @kubernetes/client-node (and so our agent and ztunnel) against something that behaves like the
+// real one: lists, watches with resourceVersion/bookmarks/410, patches, conflicts, Status errors.
+
+export interface FakeKubeOptions {
+  /** Bearer token every request must carry; default a random one; `false` disables auth. */
+  token?: string | false;
+  /** Watch history length (events); older resume points get 410 Expired. */
+  maxHistory?: number;
+  /** Period of BOOKMARK events on watches that asked for them (allowWatchBookmarks). */
+  bookmarkIntervalMs?: number;
+  /** Ends every watch after this long unless the client asked for less (timeoutSeconds). */
+  maxWatchSeconds?: number;
+}
+
+export type FailPath = string | RegExp | RequestPredicate;
+
+interface FailRule {
+  method: string;
+  path: FailPath;
+  status: number;
+  remaining: number;
+  message: string | undefined;
+}
+
+interface HeldWatch {
+  res: ServerResponse;
+  start: () => void;
+}
+
+const BODY_LIMIT = 3 * 1024 * 1024;
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size <= BODY_LIMIT) chunks.push(c);
+    });
+    req.on("end", () => (size > BODY_LIMIT ? reject(errors.badRequest("request body too large")) : resolve(Buffer.concat(chunks))));
+    req.on("error", reject);
+  });
+}
+
+function mediaType(header: string | undefined): string {
+  return (header ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
+function isTrue(v: string | undefined): boolean {
+  return v === "true" || v === "1";
+}
+
+/** List items travel without kind/apiVersion, as from a real API server. */
+function listItem(o: KubeObject): KubeObject {
+  const { kind: _k, apiVersion: _a, ...rest } = cloneJson(o);
+  return rest as KubeObject;
+}
+
+function parseRv(v: string | undefined): number | undefined {
+  if (v === undefined || v === "" || v === "0") return undefined;
+  if (!/^\d+$/.test(v)) throw errors.badRequest(`invalid resource version: ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+interface ContinueToken {
+  rv: string;
+  after: string;
+}
+
+function encodeContinue(t: ContinueToken): string {
+  return Buffer.from(JSON.stringify(t)).toString("base64url");
+}
+
+function decodeContinue(s: string): ContinueToken {
+  try {
+    const t = JSON.parse(Buffer.from(s, "base64url").toString()) as unknown;
+    if (isPlainObject(t) && typeof t["rv"] === "string" && typeof t["after"] === "string") return { rv: t["rv"], after: t["after"] };
+  } catch {
+    // fall through to the error below
+  }
+  throw errors.badRequest("continue key is not valid");
+}
+
+function objectKey(o: KubeObject): string {
+  return `${o.metadata.namespace ?? ""}/${o.metadata.name ?? ""}`;
+}
+
+export class FakeKubeServer {
+  readonly store: ObjectStore;
+  /** The bearer token clients must send, or undefined when auth is off. */
+  readonly token: string | undefined;
+  #server: Server;
+  #log = new RequestLog();
+  #watches = new Set<WatchSession>();
+  #held: HeldWatch[] = [];
+  #holding = false;
+  #failRules: FailRule[] = [];
+  #opts: FakeKubeOptions;
+  #unsubscribe: () => void;
+
+  private constructor(opts: FakeKubeOptions) {
+    this.#opts = opts;
+    this.token = opts.token === false ? undefined : (opts.token ?? randomBytes(16).toString("hex"));
+    this.store = new ObjectStore(opts.maxHistory === undefined ? {} : { maxHistory: opts.maxHistory });
+    this.#unsubscribe = this.store.subscribe((ev) => {
+      for (const w of [...this.#watches]) w.deliver(ev);
+    });
+    this.#server = createServer((req, res) => {
+      this.#handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500).end(String(err));
+      });
+    });
+  }
+
+  /** Starts a server on 127.0.0.1, port chosen by the kernel. */
+  static async start(opts: FakeKubeOptions = {}): Promise<FakeKubeServer> {
+    const s = new FakeKubeServer(opts);
+    await new Promise<void>((resolve, reject) => {
+      s.#server.once("error", reject);
+      s.#server.listen(0, "127.0.0.1", () => resolve());
+    });
+    return s;
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  /** `http://127.0.0.1:<port>` */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Every request so far (oldest first), as RBAC would describe it. */
+  get requests(): readonly RequestRecord[] {
+    return this.#log.records;
+  }
+
+  clearRequests(): void {
+    this.#log.clear();
+  }
+
+  /** Sequence number the next request will get: `waitForRequest(p, { since: server.nextSeq })`. */
+  get nextSeq(): number {
+    return this.#log.nextSeq;
+  }
+
+  /** Resolves with the first request matching `pred`, seen on arrival and when answered (earlier ones count). */
+  waitForRequest(pred: RequestPredicate, opts: { timeoutMs?: number; since?: number } = {}): Promise<RequestRecord> {
+    return this.#log.waitFor(pred, opts);
+  }
+
+  /**
+   * The next `times` (default 1) requests with this method ("*" for any) and path answer
+   * `status` with a Status body instead of being served. `path` is an exact URL path, a RegExp
+   * tested against the path, or a predicate on the request record.
+   */
+  failNext(method: string, path: FailPath, status: number, opts: { times?: number; message?: string } = {}): void {
+    this.#failRules.push({ method: method.toUpperCase(), path, status, remaining: opts.times ?? 1, message: opts.message });
+  }
+
+  /**
+   * Closes every open watch (or those of one resource) mid-stream. "end" finishes the chunked
+   * response as a server-side timeout does (client-node re-watches from its last
+   * resourceVersion); "reset" destroys the TCP connection (client-node reports an error).
+   * Returns how many were closed.
+   */
+  dropWatches(opts: { mode?: "end" | "reset"; resource?: ResourceName } = {}): number {
+    let n = 0;
+    for (const w of [...this.#watches]) {
+      if (opts.resource !== undefined && w.r.plural !== opts.resource) continue;
+      if (opts.mode === "reset") w.destroy();
+      else w.end();
+      n++;
+    }
+    return n;
+  }
+
+  /** Compacts the history: the next watch resuming from an earlier resourceVersion gets 410. */
+  compactHistory(): void {
+    this.store.compact();
+  }
+
+  /** A BOOKMARK with the current resourceVersion on every watch that allows bookmarks. */
+  sendBookmarks(): void {
+    for (const w of this.#watches) w.bookmark(this.store.resourceVersion);
+  }
+
+  /** New watch requests wait (no response head) until releaseWatches(): a watch outage. */
+  holdWatches(): void {
+    this.#holding = true;
+  }
+
+  releaseWatches(): void {
+    this.#holding = false;
+    const held = this.#held;
+    this.#held = [];
+    for (const h of held) if (!h.res.destroyed && h.res.socket !== null && !h.res.socket.destroyed) h.start();
+  }
+
+  /** Open watch streams (of one resource, if given). */
+  activeWatches(resource?: ResourceName): number {
+    let n = 0;
+    for (const w of this.#watches) if (resource === undefined || w.r.plural === resource) n++;
+    return n;
+  }
+
+  /** Waits until at least `count` watches (of `resource`, if given) are open. */
+  async waitForWatches(count: number, opts: { resource?: ResourceName; timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 5000);
+    while (this.activeWatches(opts.resource) < count) {
+      if (Date.now() > deadline) {
+        throw new Error(`fake-kube: ${this.activeWatches(opts.resource)} of ${count} watches open after ${opts.timeoutMs ?? 5000} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe();
+    for (const w of [...this.#watches]) w.destroy();
+    for (const h of this.#held) h.res.destroy();
+    this.#held = [];
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  // ---- request handling ----
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://fake-kube");
+    const method = (req.method ?? "GET").toUpperCase();
+    const query = Object.fromEntries(url.searchParams);
+    const route = parseRoute(url.pathname);
+    const rec = this.#log.add(this.#describe(method, url.pathname, query, route));
+    try {
+      const raw = await readBody(req);
+      const contentType = mediaType(req.headers["content-type"]);
+      let body: unknown;
+      if (raw.length > 0) {
+        rec.contentType = contentType;
+        try {
+          body = JSON.parse(raw.toString("utf8"));
+        } catch {
+          throw errors.badRequest(`the request body is not valid JSON (content type ${contentType || "none"})`);
+        } finally {
+          rec.body = body;
+        }
+      }
+      if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) throw errors.unauthorized();
+      this.#injectedFailure(rec);
+      if (route === undefined) throw errors.noSuchPath();
+      if (route.type === "discovery") {
+        const d = discoveryBody(route);
+        if (d === undefined) throw errors.noSuchPath();
+        this.#reply(res, rec, 200, d);
+        return;
+      }
+      this.#serveResource(res, rec, route, method, query, contentType, body);
+    } catch (err) {
+      const e = err instanceof ApiError ? err : new ApiError(500, "InternalError", `fake-kube: ${String(err)}`);
+      this.#reply(res, rec, e.httpStatus, e.toStatus());
+    }
+  }
+
+  #describe(method: string, path: string, query: Record<string, string>, route: Route | undefined): Omit<RequestRecord, "seq"> {
+    const rec: Omit<RequestRecord, "seq"> = { method, path, query, verb: method.toLowerCase() };
+    if (route === undefined || route.type === "discovery") {
+      rec.nonResourceURL = path;
+      return rec;
+    }
+    const named = route.name !== undefined;
+    const verbs: Record<string, RbacVerb> = { POST: "create", PUT: "update", PATCH: "patch" };
+    if (method === "GET") rec.verb = route.legacyWatch || isTrue(query["watch"]) ? "watch" : named ? "get" : "list";
+    else if (method === "DELETE") rec.verb = named ? "delete" : "deletecollection";
+    else rec.verb = verbs[method] ?? rec.verb;
+    rec.apiGroup = route.r.group;
+    rec.resource = route.r.plural;
+    if (route.subresource !== undefined) rec.subresource = route.subresource;
+    if (route.name !== undefined) rec.name = route.name;
+    // As the API server's RequestInfo: a request on a namespace object is "in" that namespace.
+    const ns = route.r.plural === "namespaces" ? route.name : route.namespace;
+    if (ns !== undefined) rec.namespace = ns;
+    return rec;
+  }
+
+  #injectedFailure(rec: RequestRecord): void {
+    const i = this.#failRules.findIndex((f) => {
+      if (f.method !== "*" && f.method !== rec.method) return false;
+      if (typeof f.path === "string") return f.path === rec.path;
+      if (f.path instanceof RegExp) return f.path.test(rec.path);
+      return f.path(rec);
+    });
+    if (i < 0) return;
+    const rule = this.#failRules[i]!;
+    if (--rule.remaining <= 0) this.#failRules.splice(i, 1);
+    const reason = reasonForCode(rule.status);
+    throw new ApiError(rule.status, reason, rule.message ?? `injected failure (${rule.status} ${reason})`);
+  }
+
+  #reply(res: ServerResponse, rec: RequestRecord, code: number, body: unknown): void {
+    rec.status = code;
+    if (typeof body === "string") {
+      res.writeHead(code, { "Content-Type": "text/plain; charset=utf-8" }).end(body);
+    } else {
+      res.writeHead(code, { "Content-Type": "application/json" }).end(JSON.stringify(body));
+    }
+    this.#log.settle(rec);
+  }
+
+  #serveResource(
+    res: ServerResponse,
+    rec: RequestRecord,
+    route: ResourceRoute,
+    method: string,
+    query: Record<string, string>,
+    contentType: string,
+    body: unknown,
+  ): void {
+    const { r, name, namespace, subresource } = route;
+    if (subresource !== undefined && !(subresource === "status" && r.statusSubresource)) throw errors.noSuchPath();
+    if (subresource !== undefined && !["GET", "PUT", "PATCH"].includes(method)) throw errors.methodNotAllowed(method);
+    switch (method) {
+      case "GET":
+        if (rec.verb === "watch") return this.#watch(res, rec, route, query);
+        if (name !== undefined) return this.#reply(res, rec, 200, this.store.getObject(r, name, namespace));
+        return this.#reply(res, rec, 200, this.#list(r, namespace, query));
+      case "POST":
+        if (name !== undefined) throw errors.methodNotAllowed(method);
+        return this.#reply(res, rec, 201, this.#create(r, namespace, body));
+      case "PUT":
+        if (name === undefined) throw errors.methodNotAllowed(method);
+        return this.#reply(res, rec, 200, this.#update(r, name, namespace, subresource, body));
+      case "PATCH":
+        if (name === undefined) throw errors.methodNotAllowed(method);
+        return this.#reply(res, rec, 200, this.#patch(r, name, namespace, subresource, contentType, body));
+      case "DELETE":
+        if (name === undefined) return this.#reply(res, rec, 200, this.#deleteCollection(r, namespace, query));
+        return this.#reply(res, rec, 200, this.store.deleteObject(r, name, namespace, this.#preconditions(body)));
+      default:
+        throw errors.methodNotAllowed(method);
+    }
+  }
+
+  #filter(r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): WatchFilter {
+    const f: WatchFilter = {
+      labelSelector: parseLabelSelector(query["labelSelector"]),
+      fieldSelector: parseFieldSelector(query["fieldSelector"], r),
+    };
+    if (namespace !== undefined) f.namespace = namespace;
+    return f;
+  }
+
+  #list(r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): unknown {
+    const f = this.#filter(r, namespace, query);
+    let items = this.store.listObjects(r, f);
+    let rv = this.store.resourceVersion;
+    if (query["continue"]) {
+      const token = decodeContinue(query["continue"]);
+      rv = token.rv;
+      items = items.filter((o) => objectKey(o) > token.after);
+    }
+    const metadata: Record<string, unknown> = { resourceVersion: rv };
+    const limit = Number(query["limit"] ?? "0");
+    if (Number.isInteger(limit) && limit > 0 && items.length > limit) {
+      metadata["remainingItemCount"] = items.length - limit;
+      items = items.slice(0, limit);
+      metadata["continue"] = encodeContinue({ rv, after: objectKey(items[items.length - 1]!) });
+    }
+    return { kind: r.listKind, apiVersion: apiVersionOf(r), metadata, items: items.map(listItem) };
+  }
+
+  #bodyObject(r: ResourceInfo, body: unknown): KubeObject {
+    if (!isPlainObject(body)) throw errors.badRequest(`the body must be a ${r.kind} object`);
+    if (body["kind"] !== undefined && body["kind"] !== r.kind) {
+      throw errors.badRequest(`the kind in the body (${String(body["kind"])}) does not match the resource (${r.kind})`);
+    }
+    if (!isPlainObject(body["metadata"])) body["metadata"] = {};
+    return body as KubeObject;
+  }
+
+  #checkNamespace(r: ResourceInfo, obj: KubeObject, namespace: string | undefined): void {
+    if (!r.namespaced) return;
+    if (obj.metadata.namespace && obj.metadata.namespace !== namespace) {
+      throw errors.badRequest("the namespace of the provided object does not match the namespace sent on the request");
+    }
+    obj.metadata.namespace = namespace;
+  }
+
+  #create(r: ResourceInfo, namespace: string | undefined, body: unknown): KubeObject {
+    const obj = this.#bodyObject(r, body);
+    this.#checkNamespace(r, obj, namespace);
+    if (obj.metadata.resourceVersion) throw errors.badRequest("resourceVersion should not be set on objects to be created");
+    if (r.namespaced && namespace !== undefined) {
+      const ns = this.store.get("namespaces", namespace);
+      if (ns === undefined) throw errors.notFound(resourceInfo("namespaces"), namespace);
+      if (ns.metadata.deletionTimestamp) {
+        throw new ApiError(403, "Forbidden", `${r.plural} "${obj.metadata.name ?? ""}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`);
+      }
+    }
+    prepareForCreate(r, obj);
+    return this.store.createObject(r, obj);
+  }
+
+  #update(r: ResourceInfo, name: string, namespace: string | undefined, sub: string | undefined, body: unknown): KubeObject {
+    const obj = this.#bodyObject(r, body);
+    if (obj.metadata.name !== name) {
+      throw errors.badRequest(`the name of the object (${obj.metadata.name ?? ""}) does not match the name on the URL (${name})`);
+    }
+    this.#checkNamespace(r, obj, namespace);
+    const old = this.store.getObject(r, name, namespace);
+    return this.store.replaceObject(r, prepareForUpdate(r, obj, old, sub));
+  }
+
+  #patch(r: ResourceInfo, name: string, namespace: string | undefined, sub: string | undefined, contentType: string, body: unknown): KubeObject {
+    const supported: string[] = Object.values(PATCH_TYPES);
+    if (!supported.includes(contentType)) throw errors.unsupportedMediaType(contentType);
+    const old = this.store.getObject(r, name, namespace);
+    let patched: unknown;
+    try {
+      patched = applyPatch(contentType, cloneJson(old), body);
+    } catch (err) {
+      if (err instanceof PatchFormatError) throw errors.badRequest(err.message);
+      if (err instanceof PatchApplyError) throw errors.invalid(r, name, "patch", err.message);
+      throw err;
+    }
+    if (!isPlainObject(patched) || !isPlainObject(patched["metadata"])) throw errors.invalid(r, name, "metadata", "Required value");
+    const next = patched as KubeObject;
+    if (next.metadata.name !== name) throw errors.invalid(r, name, "metadata.name", "field is immutable");
+    if (r.namespaced && next.metadata.namespace !== namespace) throw errors.invalid(r, name, "metadata.namespace", "field is immutable");
+    return this.store.replaceObject(r, prepareForUpdate(r, next, old, sub));
+  }
+
+  #preconditions(body: unknown): DeletePreconditions {
+    if (!isPlainObject(body) || !isPlainObject(body["preconditions"])) return {};
+    const p = body["preconditions"];
+    const out: DeletePreconditions = {};
+    if (typeof p["uid"] === "string") out.uid = p["uid"];
+    if (typeof p["resourceVersion"] === "string") out.resourceVersion = p["resourceVersion"];
+    return out;
+  }
+
+  #deleteCollection(r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): unknown {
+    const victims = this.store.listObjects(r, this.#filter(r, namespace, query));
+    const items = victims.map((o) => this.store.deleteObject(r, o.metadata.name ?? "", o.metadata.namespace));
+    return { kind: r.listKind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: this.store.resourceVersion }, items: items.map(listItem) };
+  }
+
+  #watch(res: ServerResponse, rec: RequestRecord, route: ResourceRoute, query: Record<string, string>): void {
+    const { r, namespace, name } = route;
+    const filter = this.#filter(r, namespace, query);
+    if (name !== undefined) filter.fieldSelector.push({ field: "metadata.name", op: "=", value: name });
+    const fromRv = parseRv(query["resourceVersion"]);
+    const sendInitial = isTrue(query["sendInitialEvents"]);
+    const allowBookmarks = isTrue(query["allowWatchBookmarks"]);
+    const timeouts = [Number(query["timeoutSeconds"] ?? "0"), this.#opts.maxWatchSeconds ?? 0].filter((t) => Number.isFinite(t) && t > 0);
+
+    // Everything from here to subscription is synchronous: no commit can slip in between the
+    // replay and the live stream.
+    const start = (): void => {
+      const session = new WatchSession(res, r, filter, allowBookmarks, () => this.#watches.delete(session));
+      let replay: WireEvent[];
+      let expired: ApiError | undefined;
+      if (fromRv === undefined || sendInitial) {
+        replay = this.store.listObjects(r, filter).map((o) => ({ type: "ADDED", object: o }));
+      } else {
+        try {
+          replay = this.store.eventsSince(fromRv).flatMap((ev) => session.translate(ev) ?? []);
+        } catch (err) {
+          if (!(err instanceof ApiError)) throw err;
+          expired = err;
+          replay = [];
+        }
+      }
+      session.open();
+      rec.status = 200;
+      this.#log.settle(rec);
+      if (expired !== undefined) {
+        session.fail(expired.toStatus());
+        return;
+      }
+      this.#watches.add(session);
+      for (const ev of replay) session.send(ev);
+      if (sendInitial) session.bookmark(this.store.resourceVersion, { "k8s.io/initial-events-end": "true" });
+      if (timeouts.length > 0) session.endAfter(Math.min(...timeouts) * 1000);
+      session.bookmarkEvery(this.#opts.bookmarkIntervalMs ?? 1000, () => this.store.resourceVersion);
+    };
+    if (this.#holding) {
+      this.#held.push({ res, start });
+      res.on("close", () => {
+        this.#held = this.#held.filter((h) => h.res !== res);
+      });
+      return;
+    }
+    start();
+  }
+}
