@@ -9,6 +9,9 @@ export interface ServerConnTimers {
   ackTimeoutMs: number;
 }
 
+/** Sends one request and resolves with its Ack text ("" = success). */
+export type SendFn = (req: ZdsRequest, what: string, fd?: number) => Promise<string>;
+
 interface Job {
   exec(): Promise<void>;
   fail(err: Error): void;
@@ -82,13 +85,16 @@ export class ServerConnection {
     if (error !== "") throw new ZdsRejectedError(what, error);
   }
 
-  /** Queues arbitrary work that runs in this connection's send order (the snapshot). */
-  runInOrder(work: () => Promise<void>): Promise<void> {
+  /**
+   * Queues work that runs in this connection's send order (the snapshot); while it runs it has
+   * the connection to itself and sends through `send` (queued requests wait behind it).
+   */
+  runInOrder(work: (send: SendFn) => Promise<void>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.enqueue({
         exec: async () => {
           try {
-            await work();
+            await work((req, what, fd) => this.sendAndAwaitAck(req, what, fd));
             resolve();
           } catch (err) {
             reject(err as Error);

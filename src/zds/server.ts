@@ -4,7 +4,7 @@ import { errorMessage } from "../shared/errors.js";
 import type { WorkloadInfo } from "./codec.js";
 import { ZdsNoConnectionError, ZdsConfigError } from "./errors.js";
 import { validateOptions } from "./options.js";
-import { ServerConnection } from "./server-conn.js";
+import { ServerConnection, type SendFn } from "./server-conn.js";
 import type { DatagramConn, DatagramListener, NetnsOps, NetnsRef, PeerCredentials } from "./transport.js";
 
 /** A pod the agent knows; `netns` is an open handle, a path, or absent when it cannot be found. */
@@ -139,12 +139,12 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
   private onLive(c: ServerConnection): void {
     this.emit("live", { id: c.id });
     // The snapshot is the first job in this connection's send order: later Add/Del queue behind it.
-    c.runInOrder(() => this.sendSnapshot(c)).catch((err: unknown) => {
+    c.runInOrder((send) => this.sendSnapshot(c, send)).catch((err: unknown) => {
       this.log.warn({ conn: c.id, err: errorMessage(err) }, "snapshot not completed");
     });
   }
 
-  private async sendSnapshot(c: ServerConnection): Promise<void> {
+  private async sendSnapshot(c: ServerConnection, send: SendFn): Promise<void> {
     const pods = await this.inventory.list();
     let added = 0;
     let kept = 0;
@@ -153,7 +153,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
       if (c.isClosed) return;
       const ref = this.openForSnapshot(pod);
       if (!ref) {
-        const error = await c.request({ type: "keep", uid: pod.uid }, `Keep of pod ${pod.uid}`);
+        const error = await send({ type: "keep", uid: pod.uid }, `Keep of pod ${pod.uid}`);
         if (error === "") kept++;
         else {
           failed++;
@@ -162,7 +162,7 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
         continue;
       }
       try {
-        const error = await c.request({ type: "add", uid: pod.uid, info: pod.info }, `Add of pod ${pod.uid}`, ref.ref.fd);
+        const error = await send({ type: "add", uid: pod.uid, info: pod.info }, `Add of pod ${pod.uid}`, ref.ref.fd);
         if (error === "") added++;
         else {
           // ztunnel keeps retrying a proxy that failed to start; the snapshot goes on.
@@ -177,7 +177,8 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
         if (ref.owned) ref.ref.close();
       }
     }
-    await c.requestOk({ type: "snapshotSent" }, "SnapshotSent");
+    const error = await send({ type: "snapshotSent" }, "SnapshotSent");
+    if (error !== "") this.log.warn({ conn: c.id, ackError: error }, "ztunnel rejected SnapshotSent");
     this.log.info({ conn: c.id, added, kept, failed }, "snapshot sent");
     this.emit("snapshotSent", { id: c.id, added, kept, failed });
   }
