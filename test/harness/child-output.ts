@@ -1,10 +1,17 @@
 import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
+/** A non-TS file of test/harness, also when this module runs compiled from dist/test/harness. */
+function harnessFile(name: string): string {
+  const here = fileURLToPath(new URL(`./${name}`, import.meta.url));
+  return existsSync(here) ? here : fileURLToPath(new URL(`../../../test/harness/${name}`, import.meta.url));
+}
+
 /** Path of the tag-server listener script (plain JS, runs without a build). */
-export const TAG_SERVER = fileURLToPath(new URL("./tag-server.mjs", import.meta.url));
+export const TAG_SERVER = harnessFile("tag-server.mjs");
 /** Path of the python TCP client (SO_MARK, source bind); run with /usr/bin/python3. */
-export const TCP_CLIENT = fileURLToPath(new URL("./tcp-client.py", import.meta.url));
+export const TCP_CLIENT = harnessFile("tcp-client.py");
 export const SYSTEM_PYTHON = "/usr/bin/python3";
 
 /**

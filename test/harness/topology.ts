@@ -64,6 +64,7 @@ export const TOPOLOGY_PREFIX = "a-";
 export const TOPOLOGY_STATE_DIR = "/run/ambient-test-topology";
 
 const MAX_IFNAME = 15;
+let staleSweep: Promise<string[]> | undefined;
 const MAX_NODES = 99;
 const MAX_PODS_PER_NODE = 250;
 
@@ -171,6 +172,8 @@ export class Topology {
   private readonly tracked = new Map<ChildProcess, string>();
   private readonly nextPodIndex: number[] = [];
   private destroyed = false;
+  /** True once this instance wrote its owner record (only then does destroy remove it). */
+  private ownsRecord = false;
   private destroying: Promise<void> | undefined;
 
   private constructor(id: string, ipv6: boolean) {
@@ -191,6 +194,9 @@ export class Topology {
     if (!Number.isInteger(spec.podsPerNode) || spec.podsPerNode < 0 || spec.podsPerNode > MAX_PODS_PER_NODE) {
       throw new Error(`topology podsPerNode must be an integer in 0..${MAX_PODS_PER_NODE}, got ${spec.podsPerNode}`);
     }
+    // Safety net, once per process: netns of crashed earlier runs go before we add ours.
+    staleSweep ??= cleanupStale().catch(() => []);
+    await staleSweep;
     const topo = new Topology(id, spec.ipv6 === true);
     try {
       await topo.writeOwner();
@@ -319,7 +325,7 @@ export class Topology {
     this.createdNs.length = 0;
     this.pods.length = 0;
     this.destroyed = true;
-    await rm(join(TOPOLOGY_STATE_DIR, `${this.id}.json`), { force: true });
+    if (this.ownsRecord) await rm(join(TOPOLOGY_STATE_DIR, `${this.id}.json`), { force: true });
     if (errors.length > 0) {
       throw new AggregateError(errors, `topology ${this.id}: cleanup left errors: ${errors.map(String).join("; ")}`);
     }
@@ -366,12 +372,21 @@ export class Topology {
       created: Date.now(),
     };
     // Written before any netns exists, so a crash mid-creation still leaves a record to clean by.
-    await writeFile(join(TOPOLOGY_STATE_DIR, `${this.id}.json`), JSON.stringify(rec), { flag: "wx" }).catch((err: unknown) => {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-        throw new Error(`topology id ${this.id} is already in use (record in ${TOPOLOGY_STATE_DIR})`);
-      }
-      throw err;
-    });
+    const path = join(TOPOLOGY_STATE_DIR, `${this.id}.json`);
+    const write = (): Promise<void> => writeFile(path, JSON.stringify(rec), { flag: "wx" });
+    try {
+      await write();
+      this.ownsRecord = true;
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      // The id's previous owner may have crashed: sweep, then try once more.
+      await cleanupStale();
+      await write().catch(() => {
+        throw new Error(`topology id ${this.id} is already in use by a live process (record in ${TOPOLOGY_STATE_DIR})`);
+      });
+      this.ownsRecord = true;
+    }
   }
 
   private async createNetwork(): Promise<void> {

@@ -72,6 +72,17 @@ describePrivileged("topology cleanup", () => {
     expect(await leftovers(id)).toEqual([]);
   });
 
+  it("an id held by a live topology is refused, and the refusal leaves the live one intact", async () => {
+    const live = await Topology.create({ nodes: 1, podsPerNode: 1 });
+    try {
+      await expect(Topology.create({ nodes: 1, podsPerNode: 1, id: live.id })).rejects.toThrow(/already in use by a live process/);
+      expect(existsSync(join(TOPOLOGY_STATE_DIR, `${live.id}.json`))).toBe(true);
+      await live.ping(live.pod(0, 0).ns, live.nodes[0]!.gateway);
+    } finally {
+      await live.destroy();
+    }
+  });
+
   it("rejects bad specs before creating anything", async () => {
     await expect(Topology.create({ nodes: 0, podsPerNode: 1 })).rejects.toThrow(/nodes must be/);
     await expect(Topology.create({ nodes: 1, podsPerNode: 1, id: "Bad_Id" })).rejects.toThrow(/id "Bad_Id"/);
