@@ -12,7 +12,7 @@ import {
   setHeaderOptions,
   type V1Pod,
 } from "@kubernetes/client-node";
-import { FakeKubeServer, kubeConfigFor, rbacResource, writeKubeconfig, type KubeObjectInput } from "../harness/fake-kube/index.js";
+import { FakeKubeServer, kubeConfigFor, rbacResource, rbacUsage, writeKubeconfig, type KubeObjectInput } from "../harness/fake-kube/index.js";
 
 // The REST surface through @kubernetes/client-node 1.4.0's object-parameter API: the calls our
 // agent and ztunnel make, and the error shapes they must handle.
@@ -350,6 +350,21 @@ describe("fake kube API server REST surface via client-node", () => {
     expect(events).toEqual(["ADDED mesh", "ADDED plain", "DELETED mesh"]);
   });
 
+  it("sendInitialEvents streams the current state, then a bookmark marking its end", async () => {
+    const events: string[] = [];
+    const ctl = await new Watch(kubeConfigFor(server)).watch(
+      "/api/v1/namespaces",
+      { sendInitialEvents: true, allowWatchBookmarks: true, resourceVersionMatch: "NotOlderThan", resourceVersion: "" },
+      (type, obj: { metadata: { name?: string; annotations?: Record<string, string> } }) =>
+        events.push(type === "BOOKMARK" ? `BOOKMARK ${JSON.stringify(obj.metadata.annotations)}` : `${type} ${obj.metadata.name}`),
+      () => undefined,
+    );
+    const deadline = Date.now() + 5000;
+    while (events.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    ctl.abort();
+    expect(events.slice(0, 3)).toEqual(["ADDED default", "ADDED mesh", 'BOOKMARK {"k8s.io/initial-events-end":"true"}']);
+  });
+
   it("requires the bearer token; writes a kubeconfig client-node loads", async () => {
     const anon = new KubeConfig();
     anon.loadFromOptions({
@@ -392,6 +407,10 @@ describe("fake kube API server REST surface via client-node", () => {
 
     const summary = server.requests.filter((r) => r.status === 200).map((r) => `${r.verb} ${rbacResource(r)} ${r.namespace ?? "-"}`);
     expect(summary).toEqual(["patch pods/status mesh", "list namespaces -", "get namespaces mesh"]);
+    expect(rbacUsage(server.requests)).toEqual([
+      { apiGroup: "", resource: "namespaces", verbs: ["get", "list"] },
+      { apiGroup: "", resource: "pods/status", verbs: ["patch"] },
+    ]);
     await expect(server.waitForRequest((r) => r.verb === "delete", { timeoutMs: 50 })).rejects.toThrow(/no matching request/);
   });
 });

@@ -44,6 +44,9 @@ describe("fake kube API server with client-node informers", () => {
   afterEach(async () => {
     await informer?.stop();
     informer = undefined;
+    // A stopped informer leaves no watch and, once its agents let go, no connection behind.
+    await until(() => server.activeWatches() === 0, "watches closed after stop()");
+    await until(() => server.openConnections === 0, "connections closed after stop()");
     await server.stop();
   });
 

@@ -32,6 +32,35 @@ export function rbacResource(rec: RequestRecord): string | undefined {
   return rec.subresource ? `${rec.resource}/${rec.subresource}` : rec.resource;
 }
 
+export interface RbacUse {
+  apiGroup: string;
+  /** `pods` or `pods/status`. */
+  resource: string;
+  verbs: string[];
+}
+
+/**
+ * The (apiGroup, resource, verbs) a set of requests needed, sorted, in the shape of RBAC
+ * PolicyRules: compare with a Role/ClusterRole to prove it grants exactly what is used.
+ */
+export function rbacUsage(records: readonly RequestRecord[]): RbacUse[] {
+  const m = new Map<string, Set<string>>();
+  for (const r of records) {
+    const res = rbacResource(r);
+    if (res === undefined) continue;
+    const key = `${r.apiGroup ?? ""}|${res}`;
+    const verbs = m.get(key) ?? new Set<string>();
+    verbs.add(r.verb);
+    m.set(key, verbs);
+  }
+  return [...m.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([key, verbs]) => {
+      const [apiGroup, resource] = key.split("|") as [string, string];
+      return { apiGroup, resource, verbs: [...verbs].sort() };
+    });
+}
+
 export type RequestPredicate = (rec: RequestRecord) => boolean;
 
 interface Waiter {

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { randomBytes } from "node:crypto";
 import type { KubeObject } from "./types.js";
 import { cloneJson, isPlainObject } from "./types.js";
@@ -114,6 +114,7 @@ export class FakeKubeServer {
   #failRules: FailRule[] = [];
   #opts: FakeKubeOptions;
   #unsubscribe: () => void;
+  #sockets = new Set<Socket>();
 
   private constructor(opts: FakeKubeOptions) {
     this.#opts = opts;
@@ -126,6 +127,10 @@ export class FakeKubeServer {
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) res.writeHead(500).end(String(err));
       });
+    });
+    this.#server.on("connection", (s: Socket) => {
+      this.#sockets.add(s);
+      s.on("close", () => this.#sockets.delete(s));
     });
   }
 
@@ -220,6 +225,11 @@ export class FakeKubeServer {
     let n = 0;
     for (const w of this.#watches) if (resource === undefined || w.r.plural === resource) n++;
     return n;
+  }
+
+  /** Open TCP connections from clients: a test can prove its clients leaked none. */
+  get openConnections(): number {
+    return this.#sockets.size;
   }
 
   /** Waits until at least `count` watches (of `resource`, if given) are open. */

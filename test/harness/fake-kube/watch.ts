@@ -93,7 +93,7 @@ export class WatchSession {
   }
 
   send(ev: WireEvent): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#res.destroyed) return;
     this.#res.write(JSON.stringify(ev) + "\n");
   }
 
