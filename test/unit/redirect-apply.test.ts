@@ -145,7 +145,7 @@ describe("applyRedirect against a fake netfilter", () => {
       where: fake.where,
       run: (cmd, args, input) => fake.run(cmd, args, input?.replace(/^-A ISTIO_OUTPUT ! -d 127.0.0.1\/32 -o lo -j ACCEPT\n/m, "")),
     };
-    await expect(redirector({ ipv6: false }).apply(lossy)).rejects.toThrow(/read back differently: missing nat: -A ISTIO_OUTPUT ! -d 127.0.0.1\/32 -o lo -j ACCEPT/);
+    await expect(redirector({ ipv6: false }).apply(lossy)).rejects.toThrow(/read back differently after iptables-restore: missing nat: -A ISTIO_OUTPUT ! -d 127.0.0.1\/32 -o lo -j ACCEPT/);
   });
 });
 

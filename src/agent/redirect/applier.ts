@@ -1,7 +1,6 @@
-import { RedirectCommandError } from "./errors.js";
+import { RedirectReadbackError } from "./errors.js";
 import { diffLines } from "./iptables-save.js";
 import { families, readFamilyState, replaceInput, restore, type RedirectContext } from "./state.js";
-import { iptablesBinaries } from "./iptables-binary.js";
 import { mustRun } from "./runner.js";
 
 export interface ApplyResult {
@@ -26,10 +25,7 @@ export async function applyRedirect(ctx: RedirectContext): Promise<ApplyResult> 
       // apply would rewrite them; better to fail loudly once.
       const after = await readFamilyState(ctx, family);
       const diff = diffLines(after.expected, after.current);
-      if (diff.length > 0) {
-        const bin = iptablesBinaries(ctx.variant, family);
-        throw new RedirectCommandError(ctx.runner.where, `${bin.restore} --noflush`, 0, `rules read back differently: ${diff.join("; ")}`);
-      }
+      if (diff.length > 0) throw new RedirectReadbackError(ctx.runner.where, diff);
     }
     if (state.ruleCount === 0) {
       await mustRun(ctx.runner, "ip", state.plan.ruleAdd);

@@ -31,3 +31,19 @@ export class IptablesNotFoundError extends AmbientError {
     );
   }
 }
+
+/** Rules were applied but iptables-save shows something else: a normalisation gap or a concurrent writer. */
+export class RedirectReadbackError extends AmbientError {
+  readonly where: string;
+  readonly problems: string[];
+
+  constructor(where: string, problems: string[]) {
+    super(
+      "REDIRECT_READBACK_MISMATCH",
+      `in-pod redirection in netns ${where}: rules read back differently after iptables-restore: ${problems.join("; ")} ` +
+        "(another process changing iptables in this netns at the same time, or an iptables version printing rules differently)",
+    );
+    this.where = where;
+    this.problems = problems;
+  }
+}

@@ -7,4 +7,4 @@ export { detectIptablesVariant, iptablesBinaries, type IptablesVariant } from ".
 export type { ApplyResult } from "./applier.js";
 export type { RemoveResult } from "./remover.js";
 export type { RedirectCheck, RedirectCheckState } from "./verifier.js";
-export { RedirectCommandError, RedirectOptionsError, IptablesNotFoundError } from "./errors.js";
+export { RedirectCommandError, RedirectOptionsError, RedirectReadbackError, IptablesNotFoundError } from "./errors.js";
