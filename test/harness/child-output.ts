@@ -12,6 +12,8 @@ function harnessFile(name: string): string {
 export const TAG_SERVER = harnessFile("tag-server.mjs");
 /** Path of the python TCP client (SO_MARK, source bind); run with /usr/bin/python3. */
 export const TCP_CLIENT = harnessFile("tcp-client.py");
+/** Path of the python listener answering with SO_ORIGINAL_DST; run with /usr/bin/python3. */
+export const ORIGDST_SERVER = harnessFile("origdst-server.py");
 export const SYSTEM_PYTHON = "/usr/bin/python3";
 
 /**

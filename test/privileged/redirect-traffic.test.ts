@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DEFAULT_REDIRECT_OPTIONS, PodRedirector } from "../../src/agent/redirect/index.js";
-import { SYSTEM_PYTHON, TAG_SERVER, TCP_CLIENT, waitForLine } from "../harness/child-output.js";
+import { ORIGDST_SERVER, SYSTEM_PYTHON, TAG_SERVER, TCP_CLIENT, waitForLine } from "../harness/child-output.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { Topology, type PodInfo } from "../harness/topology.js";
 
@@ -45,6 +45,19 @@ describePrivileged("in-pod redirection steers real traffic", () => {
   it("inbound TCP from another pod lands on 15006 (IPv4 and IPv6)", async () => {
     expect(await connect(b.ns, a.ip, 8080)).toBe(`A 15006 ${b.ip}`);
     expect(await connect(b.ns, a.ip6!, 8080)).toBe(`A 15006 ${b.ip6}`);
+  });
+
+  it("the redirected connection keeps its original destination (SO_ORIGINAL_DST), IPv4 and IPv6", async () => {
+    const pod = await topo.addPod(0, "origdst");
+    try {
+      const srv = topo.spawn(pod.ns, SYSTEM_PYTHON, [ORIGDST_SERVER, "15001"]);
+      await waitForLine(srv, "ready");
+      await redirector.apply(pod.netnsPath);
+      expect(await connect(pod.ns, b.ip, 8080)).toBe(`${b.ip} 8080`);
+      expect(await connect(pod.ns, b.ip6!, 9090)).toBe(`${b.ip6} 9090`);
+    } finally {
+      await topo.removePod(pod);
+    }
   });
 
   it("inbound HBONE on 15008 is not redirected", async () => {
