@@ -387,6 +387,17 @@ describe("fake kube API server REST surface via client-node", () => {
     expect(list.items.map((n) => n.metadata?.name)).toEqual(["default", "mesh"]);
   });
 
+  it("serves the same cluster on an extra listener, until stopped", async () => {
+    const second = await server.addListener({ host: "127.0.0.2" });
+    expect(second).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+    const via = (url: string): CoreV1Api => kubeConfigFor({ url, token: server.token }).makeApiClient(CoreV1Api);
+    await via(second).createNamespace({ body: { metadata: { name: "via-second" } } });
+    expect((await via(server.url).listNamespace()).items.map((n) => n.metadata?.name)).toContain("via-second");
+    await server.stop();
+    await expect(via(second).listNamespace()).rejects.toThrow(/ECONNREFUSED/);
+    server = await FakeKubeServer.start(); // for afterEach
+  });
+
   it("failNext injects one failure; waitForRequest and the record describe calls as RBAC sees them", async () => {
     server.store.create("pods", pod("web", "mesh"));
     server.failNext("PATCH", /\/pods\/web\/status$/, 503);

@@ -1,5 +1,5 @@
 // Fake Kubernetes API server for tests; see README.md in this folder.
-export { FakeKubeServer, type FakeKubeOptions, type FailPath } from "./server.js";
+export { FakeKubeServer, type FakeKubeOptions, type FailPath, type ListenSpec } from "./server.js";
 export { ObjectStore, type ListFilter, type DeletePreconditions } from "./store.js";
 export { kubeConfigFor, kubeconfigDocument, writeKubeconfig, type KubeEndpoint } from "./kubeconfig.js";
 export { rbacResource, rbacUsage, type RbacUse, type RequestRecord, type RequestPredicate, type RbacVerb } from "./requests.js";

@@ -27,7 +27,11 @@ export interface FakeKubeOptions {
   bookmarkIntervalMs?: number;
   /** Ends every watch after this long unless the client asked for less (timeoutSeconds). */
   maxWatchSeconds?: number;
+  /** Where to listen; default 127.0.0.1 on a kernel-chosen port. */
+  listen?: ListenSpec;
 }
+
+export type ListenSpec = { host: string; port?: number } | { fd: number };
 
 export type FailPath = string | RegExp | RequestPredicate;
 
@@ -106,7 +110,8 @@ export class FakeKubeServer {
   readonly store: ObjectStore;
   /** The bearer token clients must send, or undefined when auth is off. */
   readonly token: string | undefined;
-  #server: Server;
+  #servers: Server[] = [];
+  #primaryUrl = "";
   #log = new RequestLog();
   #watches = new Set<WatchSession>();
   #held: HeldWatch[] = [];
@@ -123,34 +128,47 @@ export class FakeKubeServer {
     this.#unsubscribe = this.store.subscribe((ev) => {
       for (const w of [...this.#watches]) w.deliver(ev);
     });
-    this.#server = createServer((req, res) => {
+  }
+
+  /**
+   * Starts the server; by default on 127.0.0.1 with a port chosen by the kernel. `listen.fd`
+   * takes a listening TCP socket made elsewhere, e.g. inside a node's netns with the native
+   * addon, so processes in that netns can reach the fake.
+   */
+  static async start(opts: FakeKubeOptions = {}): Promise<FakeKubeServer> {
+    const s = new FakeKubeServer(opts);
+    s.#primaryUrl = await s.addListener(opts.listen ?? { host: "127.0.0.1" });
+    return s;
+  }
+
+  /**
+   * Serves the same cluster on one more listener (another address, or a socket fd from another
+   * netns: one per test node) and returns its URL, for kubeConfigFor({ url, token }).
+   */
+  async addListener(spec: ListenSpec): Promise<string> {
+    const srv = createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) res.writeHead(500).end(String(err));
       });
     });
-    this.#server.on("connection", (s: Socket) => {
-      this.#sockets.add(s);
-      s.on("close", () => this.#sockets.delete(s));
+    srv.on("connection", (sock: Socket) => {
+      this.#sockets.add(sock);
+      sock.on("close", () => this.#sockets.delete(sock));
     });
-  }
-
-  /** Starts a server on 127.0.0.1, port chosen by the kernel. */
-  static async start(opts: FakeKubeOptions = {}): Promise<FakeKubeServer> {
-    const s = new FakeKubeServer(opts);
     await new Promise<void>((resolve, reject) => {
-      s.#server.once("error", reject);
-      s.#server.listen(0, "127.0.0.1", () => resolve());
+      srv.once("error", reject);
+      if ("fd" in spec) srv.listen({ fd: spec.fd }, () => resolve());
+      else srv.listen(spec.port ?? 0, spec.host, () => resolve());
     });
-    return s;
+    this.#servers.push(srv);
+    const a = srv.address() as AddressInfo;
+    const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+    return `http://${host}:${a.port}`;
   }
 
-  get port(): number {
-    return (this.#server.address() as AddressInfo).port;
-  }
-
-  /** `http://127.0.0.1:<port>` */
+  /** URL of the first listener, e.g. `http://127.0.0.1:<port>`. */
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.#primaryUrl;
   }
 
   /** Every request so far (oldest first), as RBAC would describe it. */
@@ -248,8 +266,15 @@ export class FakeKubeServer {
     for (const w of [...this.#watches]) w.destroy();
     for (const h of this.#held) h.res.destroy();
     this.#held = [];
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await Promise.all(
+      this.#servers.map(
+        (srv) =>
+          new Promise<void>((resolve) => {
+            srv.closeAllConnections();
+            srv.close(() => resolve());
+          }),
+      ),
+    );
   }
 
   // ---- request handling ----
