@@ -42,9 +42,12 @@ function upToDate() {
 
 async function build() {
   const started = Date.now();
-  mkdirSync(work, { recursive: true });
+  // Per-process scratch dir: two test projects may start a build at the same moment.
+  const scratch = join(work, `tmp-${process.pid}`);
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
   const esbuild = await import("esbuild");
-  const bundle = join(work, "ambient-cni.cjs");
+  const bundle = join(scratch, "ambient-cni.cjs");
   const res = await esbuild.build({
     entryPoints: [entry],
     bundle: true,
@@ -60,22 +63,32 @@ async function build() {
   const inputs = {};
   for (const p of Object.keys(res.metafile.inputs)) inputs[p] = sha(join(root, p));
 
-  const blob = join(work, "sea-prep.blob");
-  const seaConfig = join(work, "sea-config.json");
+  const blob = join(scratch, "sea-prep.blob");
+  const seaConfig = join(scratch, "sea-config.json");
   writeFileSync(
     seaConfig,
     JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }),
   );
-  execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync(process.execPath, ["--experimental-sea-config", seaConfig], { stdio: ["ignore", "pipe", "pipe"] });
 
   const tmp = `${exe}.tmp-${process.pid}`;
   rmSync(tmp, { force: true });
   copyFileSync(process.execPath, tmp);
   chmodSync(tmp, 0o755);
   const { inject } = (await import("postject")).default;
-  await inject(tmp, "NODE_SEA_BLOB", readFileSync(blob), { sentinelFuse: FUSE });
+  // postject's ELF library warns about every unnamed note section; the result is fine.
+  const warn = console.warn;
+  console.warn = () => undefined;
+  try {
+    await inject(tmp, "NODE_SEA_BLOB", readFileSync(blob), { sentinelFuse: FUSE });
+  } finally {
+    console.warn = warn;
+  }
   renameSync(tmp, exe);
-  writeFileSync(stampFile, JSON.stringify({ toolchain: toolchain(), inputs, exeSize: statSync(exe).size }, null, 2));
+  renameSync(bundle, join(work, "ambient-cni.cjs")); // kept for the start-up benchmark
+  writeFileSync(join(scratch, "stamp.json"), JSON.stringify({ toolchain: toolchain(), inputs, exeSize: statSync(exe).size }, null, 2));
+  renameSync(join(scratch, "stamp.json"), stampFile);
+  rmSync(scratch, { recursive: true, force: true });
   console.log(`cni plugin: built ${exe} (${(statSync(exe).size / 1e6).toFixed(1)} MB) in ${Date.now() - started} ms`);
 }
 

@@ -179,6 +179,34 @@ describe("ambient-cni executable, every command × every cniVersion", () => {
     }
   });
 
+  it("forwards its log lines to the agent's log socket when one listens", async () => {
+    const bodies: string[] = [];
+    const logServer = createServer((req, res) => {
+      let b = "";
+      req.on("data", (c: Buffer) => (b += c.toString()));
+      req.on("end", () => {
+        bodies.push(`${req.method} ${req.url} ${b}`);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => logServer.listen(join(runDir, "log.sock"), resolve));
+    try {
+      const r = await runCni(env("ADD"), conf("1.0.0", runDir));
+      expect(r.code).toBe(0);
+      expect(bodies).toHaveLength(1);
+      const [head, ...rest] = (bodies[0] ?? "").split(" ");
+      expect(head).toBe("POST");
+      expect(rest[0]).toBe("/log");
+      const lines = JSON.parse(rest.slice(1).join(" ")) as string[];
+      const recs = lines.map((l) => JSON.parse(l) as { msg: string; pod?: string });
+      expect(recs.some((x) => x.msg === "agent accepted pod" && x.pod === "web-1")).toBe(true);
+      // Same lines on stderr.
+      expect(r.stderr).toContain("agent accepted pod");
+    } finally {
+      await closeRaw(logServer);
+    }
+  });
+
   it("excluded namespaces, the agent's namespace and disabled ambient pass through without the agent", async () => {
     const before = agent.adds.length;
     const cases = [
