@@ -39,6 +39,14 @@ async function apiError(p: Promise<unknown>): Promise<{ code: number; status: Re
   throw new Error("expected the call to fail");
 }
 
+async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
 describe("fake kube API server REST surface via client-node", () => {
@@ -280,7 +288,7 @@ describe("fake kube API server REST surface via client-node", () => {
     expect(server.store.get("pods", "held", "mesh")).toBeDefined();
     await core.patchNamespacedPod({ name: "held", namespace: "mesh", body: { metadata: { finalizers: null } } }, merge);
     expect(server.store.get("pods", "held", "mesh")).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => events.length >= 3, "three events");
     ctl.abort();
     expect(events).toEqual(["DELETED plain", "MODIFIED held terminating", "DELETED held terminating"]);
     expect(server.requests.filter((r) => r.resource === "pods").map((r) => r.verb)).toEqual(["watch", "delete", "delete", "patch"]);
@@ -345,7 +353,7 @@ describe("fake kube API server REST surface via client-node", () => {
     server.store.mutate("namespaces", "mesh", undefined, (n) => {
       delete n.metadata.labels?.["istio.io/dataplane-mode"];
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => events.length >= 3, "three events");
     ctl.abort();
     expect(events).toEqual(["ADDED mesh", "ADDED plain", "DELETED mesh"]);
   });
@@ -359,8 +367,7 @@ describe("fake kube API server REST surface via client-node", () => {
         events.push(type === "BOOKMARK" ? `BOOKMARK ${JSON.stringify(obj.metadata.annotations)}` : `${type} ${obj.metadata.name}`),
       () => undefined,
     );
-    const deadline = Date.now() + 5000;
-    while (events.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until(() => events.length >= 3, "initial events and bookmark");
     ctl.abort();
     expect(events.slice(0, 3)).toEqual(["ADDED default", "ADDED mesh", 'BOOKMARK {"k8s.io/initial-events-end":"true"}']);
   });
