@@ -1,18 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { randomBytes } from "node:crypto";
-import type { KubeObject } from "./types.js";
-import { cloneJson, isPlainObject } from "./types.js";
-import { apiVersionOf, resourceInfo, type ResourceInfo, type ResourceName } from "./resources.js";
-import { ObjectStore, type DeletePreconditions } from "./store.js";
+import type { ResourceName } from "./resources.js";
+import { ObjectStore } from "./store.js";
 import { ApiError, errors, reasonForCode } from "./status.js";
 import { parseRoute, type ResourceRoute, type Route } from "./router.js";
-import { parseFieldSelector, parseLabelSelector } from "./selectors.js";
-import { PATCH_TYPES, PatchApplyError, PatchFormatError, applyPatch } from "./patch.js";
-import { prepareForCreate, prepareForUpdate } from "./strategy.js";
-import { WatchSession, type WatchFilter, type WireEvent } from "./watch.js";
+import { WatchSession, type WireEvent } from "./watch.js";
 import { RequestLog, type RequestPredicate, type RequestRecord, type RbacVerb } from "./requests.js";
 import { discoveryBody } from "./discovery.js";
+import { createFromBody, deleteCollection, deletePreconditions, listBody, patchFromBody, updateFromBody, watchFilter } from "./rest.js";
 
 // A Kubernetes API server in one process, over plain HTTP on 127.0.0.1, for tests that run
 // @kubernetes/client-node (and so our agent and ztunnel) against something that behaves like the
@@ -71,39 +67,10 @@ function isTrue(v: string | undefined): boolean {
   return v === "true" || v === "1";
 }
 
-/** List items travel without kind/apiVersion, as from a real API server. */
-function listItem(o: KubeObject): KubeObject {
-  const { kind: _k, apiVersion: _a, ...rest } = cloneJson(o);
-  return rest as KubeObject;
-}
-
 function parseRv(v: string | undefined): number | undefined {
   if (v === undefined || v === "" || v === "0") return undefined;
   if (!/^\d+$/.test(v)) throw errors.badRequest(`invalid resource version: ${JSON.stringify(v)}`);
   return Number(v);
-}
-
-interface ContinueToken {
-  rv: string;
-  after: string;
-}
-
-function encodeContinue(t: ContinueToken): string {
-  return Buffer.from(JSON.stringify(t)).toString("base64url");
-}
-
-function decodeContinue(s: string): ContinueToken {
-  try {
-    const t = JSON.parse(Buffer.from(s, "base64url").toString()) as unknown;
-    if (isPlainObject(t) && typeof t["rv"] === "string" && typeof t["after"] === "string") return { rv: t["rv"], after: t["after"] };
-  } catch {
-    // fall through to the error below
-  }
-  throw errors.badRequest("continue key is not valid");
-}
-
-function objectKey(o: KubeObject): string {
-  return `${o.metadata.namespace ?? ""}/${o.metadata.name ?? ""}`;
 }
 
 export class FakeKubeServer {
@@ -376,131 +343,27 @@ export class FakeKubeServer {
       case "GET":
         if (rec.verb === "watch") return this.#watch(res, rec, route, query);
         if (name !== undefined) return this.#reply(res, rec, 200, this.store.getObject(r, name, namespace));
-        return this.#reply(res, rec, 200, this.#list(r, namespace, query));
+        return this.#reply(res, rec, 200, listBody(this.store, r, namespace, query));
       case "POST":
         if (name !== undefined) throw errors.methodNotAllowed(method);
-        return this.#reply(res, rec, 201, this.#create(r, namespace, body));
+        return this.#reply(res, rec, 201, createFromBody(this.store, r, namespace, body));
       case "PUT":
         if (name === undefined) throw errors.methodNotAllowed(method);
-        return this.#reply(res, rec, 200, this.#update(r, name, namespace, subresource, body));
+        return this.#reply(res, rec, 200, updateFromBody(this.store, r, name, namespace, subresource, body));
       case "PATCH":
         if (name === undefined) throw errors.methodNotAllowed(method);
-        return this.#reply(res, rec, 200, this.#patch(r, name, namespace, subresource, contentType, body));
+        return this.#reply(res, rec, 200, patchFromBody(this.store, r, name, namespace, subresource, contentType, body));
       case "DELETE":
-        if (name === undefined) return this.#reply(res, rec, 200, this.#deleteCollection(r, namespace, query));
-        return this.#reply(res, rec, 200, this.store.deleteObject(r, name, namespace, this.#preconditions(body)));
+        if (name === undefined) return this.#reply(res, rec, 200, deleteCollection(this.store, r, namespace, query));
+        return this.#reply(res, rec, 200, this.store.deleteObject(r, name, namespace, deletePreconditions(body)));
       default:
         throw errors.methodNotAllowed(method);
     }
   }
 
-  #filter(r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): WatchFilter {
-    const f: WatchFilter = {
-      labelSelector: parseLabelSelector(query["labelSelector"]),
-      fieldSelector: parseFieldSelector(query["fieldSelector"], r),
-    };
-    if (namespace !== undefined) f.namespace = namespace;
-    return f;
-  }
-
-  #list(r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): unknown {
-    const f = this.#filter(r, namespace, query);
-    let items = this.store.listObjects(r, f);
-    let rv = this.store.resourceVersion;
-    if (query["continue"]) {
-      const token = decodeContinue(query["continue"]);
-      rv = token.rv;
-      items = items.filter((o) => objectKey(o) > token.after);
-    }
-    const metadata: Record<string, unknown> = { resourceVersion: rv };
-    const limit = Number(query["limit"] ?? "0");
-    if (Number.isInteger(limit) && limit > 0 && items.length > limit) {
-      metadata["remainingItemCount"] = items.length - limit;
-      items = items.slice(0, limit);
-      metadata["continue"] = encodeContinue({ rv, after: objectKey(items[items.length - 1]!) });
-    }
-    return { kind: r.listKind, apiVersion: apiVersionOf(r), metadata, items: items.map(listItem) };
-  }
-
-  #bodyObject(r: ResourceInfo, body: unknown): KubeObject {
-    if (!isPlainObject(body)) throw errors.badRequest(`the body must be a ${r.kind} object`);
-    if (body["kind"] !== undefined && body["kind"] !== r.kind) {
-      throw errors.badRequest(`the kind in the body (${String(body["kind"])}) does not match the resource (${r.kind})`);
-    }
-    if (!isPlainObject(body["metadata"])) body["metadata"] = {};
-    return body as KubeObject;
-  }
-
-  #checkNamespace(r: ResourceInfo, obj: KubeObject, namespace: string | undefined): void {
-    if (!r.namespaced) return;
-    if (obj.metadata.namespace && obj.metadata.namespace !== namespace) {
-      throw errors.badRequest("the namespace of the provided object does not match the namespace sent on the request");
-    }
-    obj.metadata.namespace = namespace;
-  }
-
-  #create(r: ResourceInfo, namespace: string | undefined, body: unknown): KubeObject {
-    const obj = this.#bodyObject(r, body);
-    this.#checkNamespace(r, obj, namespace);
-    if (obj.metadata.resourceVersion) throw errors.badRequest("resourceVersion should not be set on objects to be created");
-    if (r.namespaced && namespace !== undefined) {
-      const ns = this.store.get("namespaces", namespace);
-      if (ns === undefined) throw errors.notFound(resourceInfo("namespaces"), namespace);
-      if (ns.metadata.deletionTimestamp) {
-        throw new ApiError(403, "Forbidden", `${r.plural} "${obj.metadata.name ?? ""}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`);
-      }
-    }
-    prepareForCreate(r, obj);
-    return this.store.createObject(r, obj);
-  }
-
-  #update(r: ResourceInfo, name: string, namespace: string | undefined, sub: string | undefined, body: unknown): KubeObject {
-    const obj = this.#bodyObject(r, body);
-    if (obj.metadata.name !== name) {
-      throw errors.badRequest(`the name of the object (${obj.metadata.name ?? ""}) does not match the name on the URL (${name})`);
-    }
-    this.#checkNamespace(r, obj, namespace);
-    const old = this.store.getObject(r, name, namespace);
-    return this.store.replaceObject(r, prepareForUpdate(r, obj, old, sub));
-  }
-
-  #patch(r: ResourceInfo, name: string, namespace: string | undefined, sub: string | undefined, contentType: string, body: unknown): KubeObject {
-    const supported: string[] = Object.values(PATCH_TYPES);
-    if (!supported.includes(contentType)) throw errors.unsupportedMediaType(contentType);
-    const old = this.store.getObject(r, name, namespace);
-    let patched: unknown;
-    try {
-      patched = applyPatch(contentType, cloneJson(old), body);
-    } catch (err) {
-      if (err instanceof PatchFormatError) throw errors.badRequest(err.message);
-      if (err instanceof PatchApplyError) throw errors.invalid(r, name, "patch", err.message);
-      throw err;
-    }
-    if (!isPlainObject(patched) || !isPlainObject(patched["metadata"])) throw errors.invalid(r, name, "metadata", "Required value");
-    const next = patched as KubeObject;
-    if (next.metadata.name !== name) throw errors.invalid(r, name, "metadata.name", "field is immutable");
-    if (r.namespaced && next.metadata.namespace !== namespace) throw errors.invalid(r, name, "metadata.namespace", "field is immutable");
-    return this.store.replaceObject(r, prepareForUpdate(r, next, old, sub));
-  }
-
-  #preconditions(body: unknown): DeletePreconditions {
-    if (!isPlainObject(body) || !isPlainObject(body["preconditions"])) return {};
-    const p = body["preconditions"];
-    const out: DeletePreconditions = {};
-    if (typeof p["uid"] === "string") out.uid = p["uid"];
-    if (typeof p["resourceVersion"] === "string") out.resourceVersion = p["resourceVersion"];
-    return out;
-  }
-
-  #deleteCollection(r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): unknown {
-    const victims = this.store.listObjects(r, this.#filter(r, namespace, query));
-    const items = victims.map((o) => this.store.deleteObject(r, o.metadata.name ?? "", o.metadata.namespace));
-    return { kind: r.listKind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: this.store.resourceVersion }, items: items.map(listItem) };
-  }
-
   #watch(res: ServerResponse, rec: RequestRecord, route: ResourceRoute, query: Record<string, string>): void {
     const { r, namespace, name } = route;
-    const filter = this.#filter(r, namespace, query);
+    const filter = watchFilter(r, namespace, query);
     if (name !== undefined) filter.fieldSelector.push({ field: "metadata.name", op: "=", value: name });
     const fromRv = parseRv(query["resourceVersion"]);
     const sendInitial = isTrue(query["sendInitialEvents"]);
