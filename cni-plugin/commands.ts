@@ -55,6 +55,11 @@ export async function cmdAdd({ env, conf, log }: Invocation): Promise<string> {
     return output;
   }
   if (conf.kubeconfig !== "") {
+    if (podNamespace === "") {
+      // With a cluster, a sandbox without K8S_POD_NAMESPACE is not a Kubernetes pod (Istio's rule).
+      log.debug("pass through", { ...pod, reason: "no K8S_POD_NAMESPACE: not a Kubernetes pod" });
+      return output;
+    }
     const target = await loadKubeconfig(conf.kubeconfig);
     const facts = await fetchPodAndNamespace(target, podNamespace, podName);
     const decision = podEnrollment(facts.pod, facts.namespaceLabels, conf.enablementSelectors);

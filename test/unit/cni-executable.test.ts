@@ -345,6 +345,15 @@ describe("ambient-cni executable with a kubeconfig", () => {
     expect(agent.adds.length).toBe(before);
   });
 
+  it("passes a sandbox without K8S_POD_NAMESPACE (not a Kubernetes pod) without asking anyone", async () => {
+    kube.calls.length = 0;
+    const before = agent.adds.length;
+    const r = await runCni(env("ADD", { CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAME=podman-ctr" }), conf("1.0.0", runDir, { kubeconfig }));
+    expect(r.code).toBe(0);
+    expect(kube.calls).toEqual([]);
+    expect(agent.adds.length).toBe(before);
+  });
+
   it("fails closed when the pod is unknown to the API server", async () => {
     const r = await add("mesh", "ghost");
     expect(cniError(r).msg).toContain("HTTP 404");
