@@ -2,8 +2,14 @@
   "targets": [
     {
       "target_name": "ambient_native",
-      "sources": ["src/addon.c"],
-      "cflags": ["-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
+      "sources": [
+        "src/addon.c",
+        "src/netns.c",
+        "src/sockets.c",
+        "src/seqpacket.c",
+        "src/poll.c"
+      ],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
     }
   ]

@@ -1,0 +1,22 @@
+// Public surface of the native layer (N-API addon native/ambient_native.node + thin wrappers).
+export { NativeError } from "./errors.js";
+export { NetnsHandle, currentThreadNetns, sameNetns, type NetnsIdentity } from "./netns.js";
+export {
+  createSocket,
+  originalDst,
+  netnsCookie,
+  netnsCookieOf,
+  getSocketMark,
+  closeFd,
+  dupFd,
+  type SocketSpec,
+  type OriginalDst,
+} from "./sockets.js";
+export {
+  SeqpacketServer,
+  SeqpacketSocket,
+  DEFAULT_MAX_DATAGRAM,
+  type SeqpacketAddress,
+  type SeqpacketListenOptions,
+  type SeqpacketConnectOptions,
+} from "./seqpacket.js";
