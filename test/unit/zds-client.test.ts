@@ -33,7 +33,16 @@ class Agent {
   }
 }
 
-function setup(opts: { retryIntervalMs?: number } = {}) {
+interface Setup {
+  fds: FakeFds;
+  manager: RecordingManager<FakeNetns>;
+  client: ZdsClient<FakeNetns>;
+  events: string[];
+  waitAgent(n: number): Promise<Agent>;
+  refuseNext(n: number): void;
+}
+
+function setup(opts: { retryIntervalMs?: number } = {}): Setup {
   const fds = new FakeFds();
   const ops = fakeNetnsOps(fds);
   const manager = new RecordingManager<FakeNetns>();
@@ -61,12 +70,12 @@ function setup(opts: { retryIntervalMs?: number } = {}) {
     await agents[n]!.peer.nth(0); // its hello
     return agents[n]!;
   };
-  const t = { fds, ops, manager, client, events, waitAgent, refuseNext: (n: number) => (refuse = n) };
+  const t: Setup = { fds, manager, client, events, waitAgent, refuseNext: (n: number) => void (refuse = n) };
   clients.push(t);
   return t;
 }
 
-const clients: ReturnType<typeof setup>[] = [];
+const clients: Setup[] = [];
 afterEach(async () => {
   for (const t of clients.splice(0)) {
     await t.client.close();
