@@ -294,6 +294,33 @@ describe("fake kube API server REST surface via client-node", () => {
     expect(server.requests.filter((r) => r.resource === "pods").map((r) => r.verb)).toEqual(["watch", "delete", "delete", "patch"]);
   });
 
+  it("gracefulPodDeletion: a client DELETE marks a running pod; the kubelet (store.delete) finishes it", async () => {
+    await server.stop();
+    server = await FakeKubeServer.start({ gracefulPodDeletion: true });
+    core = kubeConfigFor(server).makeApiClient(CoreV1Api);
+    server.store.create("namespaces", { metadata: { name: "mesh" } });
+    server.store.create("pods", pod("running", "mesh"));
+    server.store.create("pods", { ...pod("done", "mesh"), status: { phase: "Succeeded" } });
+    const events: string[] = [];
+    const ctl = await new Watch(kubeConfigFor(server)).watch(
+      "/api/v1/namespaces/mesh/pods",
+      { resourceVersion: server.store.resourceVersion },
+      (type, obj: { metadata: { name: string; deletionGracePeriodSeconds?: number } }) =>
+        events.push(`${type} ${obj.metadata.name} ${obj.metadata.deletionGracePeriodSeconds ?? "-"}`),
+      () => undefined,
+    );
+    await server.waitForWatches(1);
+    const marked = await core.deleteNamespacedPod({ name: "running", namespace: "mesh", gracePeriodSeconds: 5 });
+    expect(marked.metadata?.deletionGracePeriodSeconds).toBe(5);
+    expect(marked.metadata!.deletionTimestamp!.getTime()).toBeGreaterThan(Date.now());
+    await core.deleteNamespacedPod({ name: "done", namespace: "mesh" });
+    expect(server.store.get("pods", "running", "mesh")).toBeDefined();
+    server.store.delete("pods", "running", "mesh");
+    await until(() => events.length >= 3, "three events");
+    ctl.abort();
+    expect(events).toEqual(["MODIFIED running 5", "DELETED done -", "DELETED running 5"]);
+  });
+
   it("raw watch: replay from a resourceVersion, bookmarks when allowed, 410 ERROR event when too old, timeoutSeconds", async () => {
     const kc = kubeConfigFor(server);
     const p1 = server.store.create("pods", pod("one", "default"));

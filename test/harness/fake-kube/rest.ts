@@ -130,13 +130,44 @@ export function patchFromBody(store: ObjectStore, r: ResourceInfo, name: string,
   return store.replaceObject(r, prepareForUpdate(r, next, old, sub));
 }
 
-export function deletePreconditions(body: unknown): DeletePreconditions {
+function deletePreconditions(body: unknown): DeletePreconditions {
   if (!isPlainObject(body) || !isPlainObject(body["preconditions"])) return {};
   const p = body["preconditions"];
   const out: DeletePreconditions = {};
   if (typeof p["uid"] === "string") out.uid = p["uid"];
   if (typeof p["resourceVersion"] === "string") out.resourceVersion = p["resourceVersion"];
   return out;
+}
+
+/**
+ * Grace period of a pod DELETE as the pod strategy computes it: DeleteOptions, else the pod's
+ * terminationGracePeriodSeconds, else 30; 0 for an unscheduled or terminated pod.
+ */
+function podGraceSeconds(pod: KubeObject, body: unknown, query: Record<string, string>): number {
+  const spec = isPlainObject(pod["spec"]) ? pod["spec"] : {};
+  const status = isPlainObject(pod["status"]) ? pod["status"] : {};
+  if (!spec["nodeName"] || status["phase"] === "Succeeded" || status["phase"] === "Failed") return 0;
+  const fromBody = isPlainObject(body) ? body["gracePeriodSeconds"] : undefined;
+  const candidates = [fromBody, query["gracePeriodSeconds"], spec["terminationGracePeriodSeconds"], 30];
+  for (const c of candidates) {
+    const n = typeof c === "string" ? Number(c) : c;
+    if (typeof n === "number" && Number.isInteger(n) && n >= 0) return n;
+  }
+  return 30;
+}
+
+/** DELETE of one object; `graceful` turns on pod graceful deletion. */
+export function deleteFromRequest(
+  store: ObjectStore,
+  r: ResourceInfo,
+  name: string,
+  namespace: string | undefined,
+  body: unknown,
+  query: Record<string, string>,
+  graceful: boolean,
+): KubeObject {
+  const grace = graceful && r.plural === "pods" ? podGraceSeconds(store.getObject(r, name, namespace), body, query) : 0;
+  return store.deleteObject(r, name, namespace, deletePreconditions(body), grace);
 }
 
 export function deleteCollection(store: ObjectStore, r: ResourceInfo, namespace: string | undefined, query: Record<string, string>): unknown {

@@ -8,7 +8,7 @@ import { parseRoute, type ResourceRoute, type Route } from "./router.js";
 import { WatchSession, type WireEvent } from "./watch.js";
 import { RequestLog, type RequestPredicate, type RequestRecord, type RbacVerb } from "./requests.js";
 import { discoveryBody } from "./discovery.js";
-import { createFromBody, deleteCollection, deletePreconditions, listBody, patchFromBody, updateFromBody, watchFilter } from "./rest.js";
+import { createFromBody, deleteCollection, deleteFromRequest, listBody, patchFromBody, updateFromBody, watchFilter } from "./rest.js";
 
 // A Kubernetes API server in one process, over plain HTTP on 127.0.0.1, for tests that run
 // @kubernetes/client-node (and so our agent and ztunnel) against something that behaves like the
@@ -23,6 +23,11 @@ export interface FakeKubeOptions {
   bookmarkIntervalMs?: number;
   /** Ends every watch after this long unless the client asked for less (timeoutSeconds). */
   maxWatchSeconds?: number;
+  /**
+   * A client's DELETE of a scheduled, running pod only sets deletionTimestamp (+grace), as on a
+   * cluster; the test, playing kubelet, finishes it with store.delete(). Default: immediate.
+   */
+  gracefulPodDeletion?: boolean;
   /** Where to listen; default 127.0.0.1 on a kernel-chosen port. */
   listen?: ListenSpec;
 }
@@ -355,7 +360,7 @@ export class FakeKubeServer {
         return this.#reply(res, rec, 200, patchFromBody(this.store, r, name, namespace, subresource, contentType, body));
       case "DELETE":
         if (name === undefined) return this.#reply(res, rec, 200, deleteCollection(this.store, r, namespace, query));
-        return this.#reply(res, rec, 200, this.store.deleteObject(r, name, namespace, deletePreconditions(body)));
+        return this.#reply(res, rec, 200, deleteFromRequest(this.store, r, name, namespace, body, query, this.#opts.gracefulPodDeletion === true));
       default:
         throw errors.methodNotAllowed(method);
     }

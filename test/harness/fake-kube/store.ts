@@ -234,17 +234,28 @@ export class ObjectStore {
   }
 
   /**
-   * Deletes, or with finalizers marks for deletion (deletionTimestamp, MODIFIED). Deleting a
-   * namespace first marks it Terminating and removes everything in it, as the namespace
-   * controller would.
+   * Deletes, or with finalizers (or a grace period) marks for deletion (deletionTimestamp,
+   * MODIFIED). Deleting a namespace first marks it Terminating and removes everything in it,
+   * as the namespace controller would.
    */
-  deleteObject(r: ResourceInfo, name: string, namespace: string | undefined, pre: DeletePreconditions = {}): KubeObject {
+  deleteObject(r: ResourceInfo, name: string, namespace: string | undefined, pre: DeletePreconditions = {}, graceSeconds = 0): KubeObject {
     const old = this.getObject(r, name, namespace);
     if (pre.uid && pre.uid !== old.metadata.uid) {
       throw errors.conflict(r, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.metadata.uid}`);
     }
     if (pre.resourceVersion && pre.resourceVersion !== old.metadata.resourceVersion) {
       throw errors.conflict(r, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.metadata.resourceVersion}`);
+    }
+    if (graceSeconds > 0) {
+      // Graceful deletion (pods): only marked now; the kubelet deletes it when it has stopped.
+      if (old.metadata.deletionTimestamp) return cloneJson(old);
+      const marked = cloneJson(old);
+      marked.metadata.deletionTimestamp = new Date(Date.now() + graceSeconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+      marked.metadata.deletionGracePeriodSeconds = graceSeconds;
+      marked.metadata.resourceVersion = String(++this.#rv);
+      this.#bucket(r).set(keyOf(marked.metadata.namespace, name), marked);
+      this.#commit(r, "MODIFIED", marked, old);
+      return cloneJson(marked);
     }
     const hasFinalizers = (old.metadata.finalizers ?? []).length > 0;
     let current = old;
