@@ -203,6 +203,28 @@ describe("fake kube API server with client-node informers", () => {
     expect(rec.events[3]).toMatch(/^add after /);
   });
 
+  it("an HTTP 410 on the re-watch makes the informer relist; a 500 on the list stops it with an error", async () => {
+    server.store.create("pods", pod("a", "node-a"));
+    const { inf, rec } = nodeInformer("node-a");
+    await inf.start();
+    await server.waitForWatches(1);
+    server.failNext("GET", (r) => r.verb === "watch", 410);
+    server.dropWatches();
+    await until(() => server.requests.filter((r) => r.verb === "list").length === 2, "relist after 410");
+    await server.waitForWatches(1);
+    expect(rec.errors).toEqual([]);
+
+    server.failNext("GET", (r) => r.verb === "list", 500);
+    server.failNext("GET", (r) => r.verb === "watch", 410);
+    server.dropWatches();
+    await until(() => rec.errors.length === 1, "error after failed relist");
+    expect(rec.errors[0]).toMatchObject({ code: 500 });
+    expect(server.activeWatches()).toBe(0);
+    await inf.start();
+    await server.waitForWatches(1);
+    expect(rec.events.map((e) => e.split(" ").slice(0, 2).join(" "))).toEqual(["add a"]);
+  });
+
   it("a connection reset surfaces as an informer error; start() recovers without duplicates", async () => {
     server.store.create("pods", pod("a", "node-a"));
     const { inf, rec } = nodeInformer("node-a");
