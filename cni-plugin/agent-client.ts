@@ -68,7 +68,12 @@ export function unixRequest(
         reject(err);
       });
     });
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Reject first: once a response has started, destroying the request may not surface an error.
+      const err = new Error(`no answer within ${timeoutMs} ms`);
+      reject(err);
+      req.destroy(err);
+    }, timeoutMs);
     req.on("error", (err) => {
       clearTimeout(timer);
       reject(err);

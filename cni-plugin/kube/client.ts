@@ -51,12 +51,16 @@ function getJson(target: KubeTarget, path: string, deadline: number): Promise<Js
         }
       });
     };
-    const opts = { method: "GET", headers, agent: false as const, timeout: KUBE_TIMEOUT_MS };
+    const opts = { method: "GET", headers, agent: false as const };
     const req =
       url.protocol === "https:"
         ? httpsRequest(url, { ...opts, ca: target.ca, rejectUnauthorized: !target.insecureSkipTlsVerify }, onResponse)
         : httpRequest(url, opts, onResponse);
-    const timer = setTimeout(() => req.destroy(new Error("Kubernetes API did not answer in time")), Math.max(1, deadline - Date.now()));
+    const timer = setTimeout(() => {
+      const err = new CniError(CniCode.TryAgainLater, `Kubernetes API GET ${path}: no answer in time`);
+      reject(err);
+      req.destroy(err);
+    }, Math.max(1, deadline - Date.now()));
     req.on("error", (err) => {
       clearTimeout(timer);
       reject(err instanceof CniError ? err : new CniError(CniCode.TryAgainLater, `Kubernetes API GET ${path}: ${err.message}`));

@@ -359,3 +359,79 @@ describe("ambient-cni executable with a kubeconfig", () => {
     expect(cniError(r).msg).toContain("HTTP 404");
   });
 });
+
+describe("ambient-cni executable against an https API server", () => {
+  let runDir: string;
+  let agent: FakeAgent;
+  let kube: FakeKube;
+  let caPem: string;
+  beforeAll(async () => {
+    runDir = tmp();
+    const key = join(runDir, "tls.key");
+    const crt = join(runDir, "tls.crt");
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=fake-apiserver", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", crt,
+    ], { stdio: "ignore" });
+    caPem = readFileSync(crt, "utf8");
+    kube = await startFakeKube({ key: readFileSync(key, "utf8"), cert: caPem });
+    kube.namespaces.set("mesh", { "istio.io/dataplane-mode": "ambient" });
+    kube.pods.set("mesh/a", {});
+    agent = await startFakeAgent(runDir);
+  });
+  afterAll(async () => {
+    await agent.close();
+    await kube.close();
+  });
+
+  it("verifies the server with the kubeconfig's CA (YAML kubeconfig, tokenFile)", async () => {
+    const caFile = join(runDir, "ca.crt");
+    writeFileSync(caFile, caPem);
+    writeFileSync(join(runDir, "token"), "yaml-token\n");
+    const kubeconfig = join(runDir, "kubeconfig.yaml");
+    writeFileSync(
+      kubeconfig,
+      [
+        "apiVersion: v1",
+        "kind: Config",
+        "current-context: c",
+        "clusters:",
+        "- name: k",
+        "  cluster:",
+        `    server: ${kube.url}`,
+        `    certificate-authority: ${caFile}`,
+        "users:",
+        "- name: u",
+        "  user:",
+        `    tokenFile: ${join(runDir, "token")}`,
+        "contexts:",
+        "- name: c",
+        "  context: {cluster: k, user: u}",
+        "",
+      ].join("\n"),
+    );
+    const r = await runCni(env("ADD", { CNI_ARGS: "K8S_POD_NAMESPACE=mesh;K8S_POD_NAME=a" }), conf("1.0.0", runDir, { kubeconfig }));
+    expect(r.code, r.stdout).toBe(0);
+    expect(agent.adds.map((a) => a.podName)).toEqual(["a"]);
+    expect(kube.calls.every((c) => c.authorization === "Bearer yaml-token")).toBe(true);
+  });
+
+  it("fails closed when the server's certificate does not match the CA", async () => {
+    const kubeconfig = join(runDir, "wrong-ca.json");
+    const other = join(runDir, "other");
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=other", "-keyout", `${other}.key`, "-out", `${other}.crt`,
+    ], { stdio: "ignore" });
+    const doc = JSON.parse(fakeKubeconfig(kube.url, "t")) as { clusters: { cluster: Record<string, string> }[] };
+    const cluster = doc.clusters[0]?.cluster;
+    if (cluster) cluster["certificate-authority-data"] = readFileSync(`${other}.crt`).toString("base64");
+    writeFileSync(kubeconfig, JSON.stringify(doc));
+    const before = agent.adds.length;
+    const r = await runCni(env("ADD", { CNI_ARGS: "K8S_POD_NAMESPACE=mesh;K8S_POD_NAME=a" }), conf("1.0.0", runDir, { kubeconfig }));
+    const e = cniError(r);
+    expect(e.code).toBe(11);
+    expect(e.msg).toMatch(/certificate/i);
+    expect(agent.adds.length).toBe(before);
+  });
+});

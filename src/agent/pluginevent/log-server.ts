@@ -23,8 +23,9 @@ function relog(line: string): void {
     rec = { msg: line };
   }
   const level = typeof rec.level === "string" && LEVELS.has(rec.level) ? (rec.level as "debug" | "info" | "warn" | "error") : "info";
-  const { msg, level: _l, time: _t, scope: _s, ...fields } = rec;
-  log[level]({ ...fields, pluginTime: rec.time }, typeof msg === "string" ? msg : "");
+  // Drop the keys pino sets itself (duplicates would make invalid-looking JSON); keep the plugin's as plugin*.
+  const { msg, level: _l, time: _t, scope: _s, pid, ...fields } = rec;
+  log[level]({ ...fields, pluginPid: pid, pluginTime: rec.time }, typeof msg === "string" ? msg : "");
 }
 
 export async function startPluginLogServer(runDir: string): Promise<PluginLogServer> {
