@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseCniArgs, podArgs } from "../../cni-plugin/cni/args.js";
 import { readCmdEnv } from "../../cni-plugin/cni/env.js";
@@ -61,6 +62,30 @@ describe("prevResult conversion", () => {
       expect(out.cniVersion).toBe(v);
     }
     expect(formatResult(parseResult(V1_RESULT), "1.1.0").routes).toEqual([{ dst: "0.0.0.0/0", gw: "10.88.0.1", mtu: 1400, table: 100 }]);
+  });
+
+  it("keeps every ip through any chain of version conversions (property)", () => {
+    const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255), fc.integer({ min: 0, max: 32 })).map(([a, b, c, d, p]) => `${a}.${b}.${c}.${d}/${p}`);
+    const v6 = fc.tuple(fc.nat(0xffff), fc.nat(0xffff), fc.integer({ min: 0, max: 128 })).map(([a, b, p]) => `fd00:${a.toString(16)}::${b.toString(16)}/${p}`);
+    const ip = fc.record({ address: fc.oneof(v4, v6), interface: fc.option(fc.nat(3), { nil: undefined }), gateway: fc.option(fc.constant("10.0.0.1"), { nil: undefined }) });
+    const version = fc.constantFrom(...SUPPORTED_VERSIONS);
+    fc.assert(
+      fc.property(fc.array(ip, { maxLength: 4 }), fc.array(version, { minLength: 1, maxLength: 4 }), (ips, chain) => {
+        let cur: Record<string, unknown> = { cniVersion: "1.0.0", ips };
+        for (const v of chain) {
+          cur = formatResult(parseResult(cur), v);
+          expect(cur.cniVersion).toBe(v);
+        }
+        const out = (cur.ips ?? []) as Record<string, unknown>[];
+        expect(out.map(({ version: _v, ...rest }) => rest)).toEqual(
+          ips.map((i) => Object.fromEntries(Object.entries({ interface: i.interface, address: i.address, gateway: i.gateway }).filter(([, x]) => x !== undefined))),
+        );
+        for (const o of out) {
+          if ((chain.at(-1) ?? "").startsWith("0.")) expect(o.version).toBe(String(o.address).includes(":") ? "6" : "4");
+          else expect(o.version).toBeUndefined();
+        }
+      }),
+    );
   });
 
   it("prints an empty result of the config's version without prevResult", () => {
