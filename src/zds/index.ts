@@ -26,3 +26,4 @@ export { ZdsClient, type ZdsClientOptions } from "./client.js";
 export type { WorkloadProxyManager, Readiness, WorkloadSummary } from "./workload-state.js";
 export type { WorkloadInfo } from "./codec.js";
 export * from "./errors.js";
+export type { NetnsRef, NetnsOps, DatagramConn, DatagramListener, PeerCredentials } from "./transport.js";
