@@ -89,7 +89,7 @@ describePrivileged("CNI plugin under podman", () => {
     );
     // Our installer copies the executable and chains it after bridge/host-local.
     installer = new CniInstaller({ pluginBinary: PLUGIN_EXECUTABLE, binDir: bin, netDir, runDir, isUpgrade: () => false });
-    const report = await installer.reconcile();
+    const report = await installer.start();
     expect(report.conflist).toMatchObject({ action: "write", target: `${net}.conflist` });
 
     await createNetns(ns);
@@ -107,6 +107,7 @@ describePrivileged("CNI plugin under podman", () => {
         await podman(["--runtime", "runc", "--cgroup-manager=cgroupfs", "rm", "-af", "-t", "0"]);
       }
     } finally {
+      await installer?.stop();
       await agent?.close();
       // The bridge, its addresses and any rules podman's plugins added live in this netns.
       await deleteNetns(ns);
@@ -154,6 +155,23 @@ describePrivileged("CNI plugin under podman", () => {
     expect(existsSync(marker)).toBe(false);
     const ps = await podman(["ps", "-a", "--format", "{{.Names}}"]);
     expect(ps.stdout).not.toContain(`no-${id}`);
+  });
+
+  it("the installer repairs a deleted binary and a removed chain entry within 2 s, and pods start again", async () => {
+    if (!agent) throw new Error("no agent");
+    agent.decide = () => ({ outcome: "enrolled" });
+    const conflist = join(dir, "net.d", `${net}.conflist`);
+    const types = (): string[] => (JSON.parse(readFileSync(conflist, "utf8")) as { plugins: { type: string }[] }).plugins.map((p) => p.type);
+    rmSync(installer.binaryPath);
+    const doc = JSON.parse(readFileSync(conflist, "utf8")) as { plugins: { type: string }[] };
+    writeFileSync(conflist, JSON.stringify({ ...doc, plugins: doc.plugins.filter((p) => p.type !== "ambient-cni") }));
+    const start = Date.now();
+    await expect.poll(() => existsSync(installer.binaryPath) && types().join() === "bridge,ambient-cni", { timeout: 2000, interval: 20 }).toBe(true);
+    expect(Date.now() - start).toBeLessThan(2000);
+    const before = agent.adds.length;
+    const r = await podmanRun(`rep-${id}`, "echo started");
+    expect(r.code, r.stderr).toBe(0);
+    expect(agent.adds.length).toBe(before + 1);
   });
 
   it("an agent that is down makes podman run fail (fail closed)", async () => {
