@@ -21,6 +21,8 @@ check /bin/busybox busybox-static
 check nghttp nghttp2-client
 check g++ g++
 check make make
+check openssl openssl
+check nsenter util-linux
 if ! /usr/bin/python3 -c 'import h2' >/dev/null 2>&1; then need+=(python3-h2); fi
 
 if [ "${#need[@]}" -gt 0 ]; then
