@@ -74,6 +74,9 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
   async podAdded(uid: string, info: WorkloadInfo, netns: NetnsRef | string): Promise<void> {
     const conn = this.newestLive();
     if (!conn) throw new ZdsNoConnectionError();
+    if (typeof netns !== "string" && netns.closed) {
+      throw new ZdsConfigError(`podAdded(${uid}): the netns handle is already closed; keep it open until podAdded settles`);
+    }
     const owned = typeof netns === "string" ? this.ops.open(netns) : undefined;
     try {
       const ref = owned ?? (netns as NetnsRef);
@@ -140,7 +143,10 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
     this.emit("live", { id: c.id });
     // The snapshot is the first job in this connection's send order: later Add/Del queue behind it.
     c.runInOrder((send) => this.sendSnapshot(c, send)).catch((err: unknown) => {
-      this.log.warn({ conn: c.id, err: errorMessage(err) }, "snapshot not completed");
+      // Without a complete snapshot ztunnel can never become ready on this connection: drop
+      // it, ztunnel reconnects and gets a fresh one.
+      this.log.warn({ conn: c.id, err: errorMessage(err) }, "snapshot not completed; dropping the connection");
+      c.close(`snapshot failed: ${errorMessage(err)}`);
     });
   }
 

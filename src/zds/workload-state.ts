@@ -95,7 +95,13 @@ export class WorkloadState<H extends NetnsRef> {
         return "ztunnel is shutting down";
       }
       if (!this.snapshotDone) this.named.add(uid);
-      const identity = identityOf(netns);
+      let identity: string;
+      try {
+        identity = identityOf(netns);
+      } catch (err) {
+        netns.close();
+        return `cannot read the identity of the netns of pod ${uid}: ${errorMessage(err)}`;
+      }
       const existing = this.proxies.get(uid);
       if (existing && existing.identity === identity) {
         netns.close(); // same pod netns: our existing handle stays the one in use

@@ -164,6 +164,29 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
     await deleted;
   });
 
+  it("a client that disconnects mid-snapshot gets the full snapshot on reconnect", async () => {
+    const pods: PodEntry[] = [1, 2, 3].map((i) => ({ uid: `p${i}`, info: info(`p${i}`), netns: i === 2 ? pathB : pathA }));
+    const { path } = server("midsnap", pods);
+    const r1 = await rawConnect(path);
+    await r1.send("0801");
+    const first = await r1.nth(0);
+    closeFd(first.fd!);
+    await r1.send("0a00");
+    const second = await r1.nth(1);
+    closeFd(second.fd!);
+    r1.sock.close(); // gone before acking the second Add
+    const r2 = await rawConnect(path);
+    await r2.send("0801");
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const m = await r2.nth(i);
+      const req = decodeRequest(m.data);
+      got.push(req.type === "add" ? `add ${req.uid} ${sameNetns(identityOfFd(m.fd!), req.uid === "p2" ? idB : idA)}` : req.type);
+      await r2.send("0a00");
+    }
+    expect(got).toEqual(["add p1 true", "add p2 true", "add p3 true", "snapshotSent"]);
+  });
+
   it("refuses a peer that is not an allowed uid (SO_PEERCRED)", async () => {
     const { path } = server("cred", [], { allowedUids: [4321] });
     const r = await rawConnect(path);

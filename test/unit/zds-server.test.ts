@@ -225,6 +225,39 @@ describe("ZdsServer (agent side)", () => {
     expect(t.fds.count).toBe(0);
   });
 
+  it("an inventory that fails drops the connection (ztunnel reconnects for a fresh snapshot)", async () => {
+    const t = setup();
+    let fail = true;
+    t.inventory.list = () => {
+      if (fail) throw new Error("pod cache not synced");
+      return [];
+    };
+    const p = t.connect();
+    await p.send(HELLO);
+    await p.waitClosed();
+    expect(t.events.at(-1)).toMatch(/snapshot failed: pod cache not synced/);
+    fail = false;
+    const q = t.connect();
+    await q.send(HELLO);
+    expect(hex((await q.nth(0)).data)).toBe("1a00");
+    t.server.close();
+  });
+
+  it("podAdded with an already closed handle fails without touching the connection", async () => {
+    const t = setup();
+    const p = t.connect();
+    await p.send(HELLO);
+    await p.nth(0);
+    await p.send(ACK);
+    await p.until(() => t.events.some((e) => e.startsWith("snapshot")), 1000, "snapshot");
+    const h = t.ops.openByName("gone");
+    h.close();
+    await expect(t.server.podAdded("g", info("g"), h)).rejects.toThrow(/netns handle is already closed/);
+    expect(t.server.connectedCount).toBe(1);
+    expect(p.received).toHaveLength(1);
+    t.server.close();
+  });
+
   it("rejects unknown options with a hint", () => {
     const fds = new FakeFds();
     expect(() => new ZdsServer(new MemoryListener(fds), fakeNetnsOps(fds), { list: () => [] }, { ackTimeout: 5 } as never)).toThrow(/unknown option "ackTimeout"; known options: helloTimeoutMs, ackTimeoutMs, allowedUids/);
