@@ -96,17 +96,16 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
   it("creates the socket directory 0700, replaces a stale socket, refuses a non-socket file", async () => {
     const path = sockPath("perm");
     mkdirSync(join(dir, "perm", "ztunnel"), { recursive: true, mode: 0o755 });
-    const stale = SeqpacketServer.listen(path);
-    stale.close(); // removes its file; make a stale one by binding and leaking the path
-    const leaked = SeqpacketServer.listen(path);
+    const previous = SeqpacketServer.listen(path); // a previous agent's socket file at the path
     const s1 = createZdsServer({ list: () => [] }, { socketPath: path.replace("perm", "perm2") });
     toClose.push(s1);
     expect(statSync(join(dir, "perm2", "ztunnel")).mode & 0o777).toBe(0o700);
     // A socket file already there (a previous agent's) is replaced.
     const s2 = createZdsServer({ list: () => [] }, { socketPath: path });
-    toClose.push(s2, { close: () => leaked.close() });
+    toClose.push(s2, { close: () => previous.close() });
     expect(statSync(join(dir, "perm", "ztunnel")).mode & 0o777).toBe(0o700);
     expect(lstatSync(path).isSocket()).toBe(true);
+    expect(lstatSync(path).mode & 0o777).toBe(0o600);
     const r = await rawConnect(path);
     await r.send("0801");
     expect(hex((await r.nth(0)).data)).toBe("1a00");
