@@ -1,0 +1,88 @@
+import { errorMessage } from "../shared/errors.js";
+import { logger } from "../shared/log.js";
+import { decideEnrollment, type DecideOptions } from "./enroll/decide.js";
+import type { PodLifecycle } from "./enroll/lifecycle.js";
+import type { EnrollmentSource } from "./enroll/source.js";
+import type { AddDecision, PluginEventHandler } from "./pluginevent/handler.js";
+import type { CmdAddEvent, CmdDelEvent } from "./pluginevent/wire.js";
+
+const log = logger("cni-events");
+
+export interface CniHandlerDeps {
+  source: EnrollmentSource;
+  lifecycle: PodLifecycle;
+  decide: DecideOptions;
+  /** Undefined when ADDs can be served; else why not (the plugin's STATUS). */
+  notReadyReason(): string | undefined;
+  /** Metrics hook: the HTTP code the plugin event server answers. */
+  onResult?(type: "add" | "del", code: number): void;
+}
+
+/**
+ * The agent's answer to the CNI plugin. An ambient pod's ADD returns only once the pod is
+ * fully enrolled (rules, ztunnel ack, ipset); anything less refuses the ADD, so the runtime
+ * tears the sandbox down and retries instead of starting an unprotected pod.
+ */
+export class CniEventHandler implements PluginEventHandler {
+  constructor(private readonly deps: CniHandlerDeps) {}
+
+  async onAdd(ev: CmdAddEvent): Promise<AddDecision> {
+    let decision: AddDecision;
+    try {
+      decision = await this.add(ev);
+    } catch (err) {
+      this.deps.onResult?.("add", 500);
+      throw err;
+    }
+    this.deps.onResult?.("add", decision.outcome === "refused" ? 500 : 200);
+    return decision;
+  }
+
+  async onDel(ev: CmdDelEvent): Promise<void> {
+    try {
+      await this.del(ev);
+      this.deps.onResult?.("del", 200);
+    } catch (err) {
+      this.deps.onResult?.("del", 500);
+      throw err;
+    }
+  }
+
+  notReadyReason(): string | undefined {
+    return this.deps.notReadyReason();
+  }
+
+  private async add(ev: CmdAddEvent): Promise<AddDecision> {
+    const { source, lifecycle } = this.deps;
+    const pod = await source.lookup(ev.podNamespace, ev.podName);
+    const who = ev.podNamespace === "" ? ev.podName : `${ev.podNamespace}/${ev.podName}`;
+    if (!pod) {
+      if (source.kind === "kubernetes") return { outcome: "refused", reason: `pod ${who} not found in the Kubernetes API (or not on this node)` };
+      return { outcome: "not-enrolled", reason: `pod ${who} is not in this node's inventory` };
+    }
+    const d = decideEnrollment(pod, source.namespaceLabels(pod.namespace), this.deps.decide);
+    if (!d.enroll) return { outcome: "not-enrolled", reason: d.reason };
+    try {
+      await lifecycle.enroll(
+        pod,
+        { path: ev.netns },
+        ev.ips.map((ip) => ip.address),
+      );
+      return { outcome: "enrolled" };
+    } catch (err) {
+      // The sandbox will be torn down: forget it so no snapshot names a dead netns.
+      await lifecycle.unenroll(pod.uid, { podGone: true }).catch((e: unknown) => log.warn({ uid: pod.uid, err: errorMessage(e) }, "rollback after a failed ADD incomplete"));
+      return { outcome: "refused", reason: `pod ${who} could not be added to the ambient mesh: ${errorMessage(err)}` };
+    }
+  }
+
+  private async del(ev: CmdDelEvent): Promise<void> {
+    // In Kubernetes the informer owns removal (a DEL may precede a sandbox re-creation of the
+    // same pod); a cluster-free node has no informer, so the DEL releases the pod.
+    if (this.deps.source.kind === "kubernetes") return;
+    const match = this.deps.lifecycle.all().find((p) => (ev.netns !== "" && p.origin === ev.netns) || (ev.podName !== "" && p.pod.name === ev.podName && (ev.podNamespace === "" || p.pod.namespace === ev.podNamespace)));
+    if (!match) return;
+    log.info({ uid: match.pod.uid, pod: ev.podName, containerId: ev.containerId }, "CNI DEL: releasing the pod");
+    await this.deps.lifecycle.unenroll(match.pod.uid, { podGone: true });
+  }
+}

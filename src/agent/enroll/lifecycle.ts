@@ -1,0 +1,195 @@
+import { AmbientError, errorMessage } from "../../shared/errors.js";
+import { logger } from "../../shared/log.js";
+import type { NetnsRef, PodEntry, PodInventory } from "../../zds/index.js";
+import type { RedirectCheck } from "../redirect/index.js";
+import { handlePath, sameIdentity, type NetnsOpener } from "../netns/ops.js";
+import type { PodView, RedirectionState } from "./model.js";
+
+const log = logger("pod-lifecycle");
+
+// One pod's way into and out of the mesh, in Istio's order (cni/pkg/nodeagent):
+//   add:    netns → in-pod rules → ZDS Add (ack) → host ipset → annotate enabled
+//   remove: host ipset → ZDS Del (all ztunnels) → in-pod rules (unless the pod is gone)
+//           → annotation removed
+// Every step is idempotent, so a failed operation is simply run again by the retry queue.
+// Operations on one uid are serialised; different pods proceed in parallel.
+
+/** The ZDS server as the lifecycle uses it. */
+export interface ZdsSink {
+  podAdded(uid: string, info: { name: string; namespace: string; serviceAccount: string }, netns: NetnsRef): Promise<void>;
+  podDeleted(uid: string): Promise<void>;
+}
+
+/** In-pod redirection (PodRedirector) on a netns path. */
+export interface Redirector {
+  apply(netnsPath: string): Promise<unknown>;
+  remove(netnsPath: string): Promise<unknown>;
+  check(netnsPath: string): Promise<RedirectCheck>;
+}
+
+/** Host side: the probe ipset (optional, off when HOST_PROBE_SNAT=false). */
+export interface HostSide {
+  addPod(ips: readonly string[]): Promise<void>;
+  removePod(ips: readonly string[]): Promise<void>;
+}
+
+/** Where persisted uid → netns paths go (NetnsPathStore). */
+export interface PathStore {
+  set(uid: string, path: string): Promise<void>;
+  delete(uid: string): Promise<void>;
+}
+
+export interface LifecycleDeps {
+  zds: ZdsSink;
+  redirector: Redirector;
+  host?: HostSide;
+  opener: NetnsOpener;
+  store?: PathStore;
+  annotate(pod: PodView, state: RedirectionState | undefined): Promise<void>;
+  addrsIn(netnsPath: string): Promise<string[]>;
+  /** Paths under this root (/proc) die with their process and are not persisted. */
+  procRoot?: string;
+}
+
+export interface EnrolledPod {
+  pod: PodView;
+  netns: NetnsRef;
+  /** Where the netns came from (event path, persisted path, /proc/<pid>/ns/net). */
+  origin: string;
+  ips: string[];
+  state: RedirectionState;
+}
+
+/** The netns of a pod being enrolled: a path to open, or a handle the caller hands over. */
+export type NetnsSource = { path: string } | { ref: NetnsRef; origin: string };
+
+/** ztunnel did not take the pod; it stays `pending` and is retried (and is in the next snapshot). */
+export class ZdsPendingError extends AmbientError {
+  constructor(uid: string, cause: unknown) {
+    super("AGENT_ZDS_PENDING", `pod ${uid} is redirected but ztunnel has not taken it yet: ${errorMessage(cause)}`, { cause });
+  }
+}
+
+export class PodLifecycle implements PodInventory {
+  private readonly pods = new Map<string, EnrolledPod>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly deps: LifecycleDeps) {}
+
+  get(uid: string): EnrolledPod | undefined {
+    return this.pods.get(uid);
+  }
+
+  all(): EnrolledPod[] {
+    return [...this.pods.values()];
+  }
+
+  uids(): string[] {
+    return [...this.pods.keys()];
+  }
+
+  /** The ZDS snapshot: every pod with rules in place, pending ones included. */
+  list(): PodEntry[] {
+    return this.all()
+      .filter((p) => !p.netns.closed)
+      .map((p) => ({ uid: p.pod.uid, info: infoOf(p.pod), netns: p.netns }));
+  }
+
+  /** Runs `fn` with the pod's lock held (the verifier and the queue share it). */
+  withLock<T>(uid: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(uid) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(uid, tail);
+    void tail.then(() => {
+      if (this.locks.get(uid) === tail) this.locks.delete(uid);
+    });
+    return run;
+  }
+
+  /**
+   * Adds a pod (or finishes a pending one). Resolves when it is `enabled`; throws
+   * ZdsPendingError when the rules are in place but ztunnel has not acked.
+   */
+  enroll(pod: PodView, source: NetnsSource, ips?: readonly string[]): Promise<EnrolledPod> {
+    return this.withLock(pod.uid, () => this.doEnroll(pod, source, ips));
+  }
+
+  /** Removes a pod from the mesh; `podGone` skips the in-pod rules and the annotation. */
+  unenroll(uid: string, opts: { podGone: boolean }): Promise<void> {
+    return this.withLock(uid, () => this.doUnenroll(uid, opts.podGone));
+  }
+
+  /** Agent shutdown: close every handle, change nothing (the pods stay redirected). */
+  closeAll(): void {
+    for (const p of this.pods.values()) p.netns.close();
+    this.pods.clear();
+  }
+
+  private async doEnroll(pod: PodView, source: NetnsSource, givenIps?: readonly string[]): Promise<EnrolledPod> {
+    const existing = this.pods.get(pod.uid);
+    const incoming = "ref" in source ? source.ref : this.deps.opener.open(source.path);
+    const origin = "ref" in source ? source.origin : source.path;
+    let entry: EnrolledPod;
+    if (existing && sameIdentity(existing.netns, incoming)) {
+      if (incoming !== existing.netns) incoming.close();
+      existing.pod = pod;
+      entry = existing;
+    } else {
+      if (existing) {
+        // Same uid, new sandbox (the runtime recreated it): the old netns is dead weight.
+        log.info({ uid: pod.uid, old: existing.origin, new: origin }, "pod netns changed; moving the pod to the new one");
+        await this.deps.host?.removePod(existing.ips);
+        existing.netns.close();
+        this.pods.delete(pod.uid);
+      }
+      let ips: string[];
+      try {
+        ips = givenIps && givenIps.length > 0 ? [...givenIps] : pod.ips.length > 0 ? [...pod.ips] : await this.deps.addrsIn(handlePath(incoming));
+        await this.deps.redirector.apply(handlePath(incoming));
+      } catch (err) {
+        incoming.close();
+        throw err;
+      }
+      entry = { pod, netns: incoming, origin, ips, state: "pending" };
+      // Recorded before the ZDS Add: from here on the pod is part of every snapshot.
+      this.pods.set(pod.uid, entry);
+      if (this.deps.store && !this.isProcPath(origin)) await this.deps.store.set(pod.uid, origin);
+    }
+    if (entry.state === "enabled") return entry;
+    await this.deps.redirector.apply(handlePath(entry.netns));
+    try {
+      await this.deps.zds.podAdded(pod.uid, infoOf(pod), entry.netns);
+    } catch (err) {
+      await this.deps.annotate(pod, "pending").catch((e: unknown) => log.warn({ uid: pod.uid, err: errorMessage(e) }, "cannot annotate pod pending"));
+      throw new ZdsPendingError(pod.uid, err);
+    }
+    await this.deps.host?.addPod(entry.ips);
+    await this.deps.annotate(pod, "enabled");
+    entry.state = "enabled";
+    log.info({ uid: pod.uid, pod: `${pod.namespace}/${pod.name}`, ips: entry.ips, netns: entry.origin }, "pod enrolled");
+    return entry;
+  }
+
+  private async doUnenroll(uid: string, podGone: boolean): Promise<void> {
+    const entry = this.pods.get(uid);
+    if (!entry) return;
+    await this.deps.host?.removePod(entry.ips);
+    await this.deps.zds.podDeleted(uid);
+    if (!podGone && !entry.netns.closed) await this.deps.redirector.remove(handlePath(entry.netns));
+    if (!podGone) await this.deps.annotate(entry.pod, undefined);
+    this.pods.delete(uid);
+    entry.netns.close();
+    await this.deps.store?.delete(uid);
+    log.info({ uid, pod: `${entry.pod.namespace}/${entry.pod.name}`, podGone }, "pod removed from the mesh");
+  }
+
+  private isProcPath(p: string): boolean {
+    const root = this.deps.procRoot ?? "/proc";
+    return p.startsWith(root.endsWith("/") ? root : `${root}/`);
+  }
+}
+
+export function infoOf(pod: PodView): { name: string; namespace: string; serviceAccount: string } {
+  return { name: pod.name, namespace: pod.namespace, serviceAccount: pod.serviceAccount };
+}

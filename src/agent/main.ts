@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// cni-agent: the node agent's entry point (configuration from the environment, see README.md).
+import { errorMessage } from "../shared/errors.js";
+import { logger } from "../shared/log.js";
+import { Agent } from "./agent.js";
+import { loadAgentConfig } from "./config.js";
+import { AgentConfigError } from "./errors.js";
+
+const log = logger("cni-agent");
+
+async function main(): Promise<number> {
+  let agent: Agent;
+  try {
+    agent = await Agent.start(loadAgentConfig());
+  } catch (err) {
+    log.fatal({ err: errorMessage(err), code: (err as { code?: string }).code }, "node agent failed to start");
+    return err instanceof AgentConfigError ? 2 : 1;
+  }
+  return await new Promise<number>((resolve) => {
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (signalled) return;
+      signalled = true;
+      log.info({ signal: sig }, "shutting down");
+      agent.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err: errorMessage(err) }, "shutdown failed");
+          resolve(1);
+        },
+      );
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    log.fatal({ err: errorMessage(err) }, "node agent crashed");
+    process.exit(1);
+  },
+);

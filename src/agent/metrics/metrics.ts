@@ -1,0 +1,34 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+
+// The agent's Prometheus metrics (DESIGN §9): one registry per agent instance, so tests can run
+// several agents in one process without sharing counters.
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly ztunnelConnected: Gauge;
+  readonly pluginRequests: Counter<"type" | "code">;
+  readonly reconciles: Counter<"result">;
+  readonly enrolledPods: Gauge<"state">;
+  readonly verifierRepairs: Counter<"kind">;
+  readonly verifierRuns: Counter;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.ztunnelConnected = new Gauge({ name: "ztunnel_connected", help: "Number of ztunnel instances connected to the ZDS socket", registers });
+    this.pluginRequests = new Counter({
+      name: "cni_plugin_requests_total",
+      help: "CNI plugin events handled, by event type and HTTP response code",
+      labelNames: ["type", "code"],
+      registers,
+    });
+    this.reconciles = new Counter({ name: "enrollment_reconciles_total", help: "Per-pod enrollment reconciles, by result", labelNames: ["result"], registers });
+    this.enrolledPods = new Gauge({ name: "enrolled_pods", help: "Pods in the mesh on this node, by redirection state", labelNames: ["state"], registers });
+    this.verifierRepairs = new Counter({
+      name: "verifier_repairs_total",
+      help: "Repairs made by the periodic verifier: rules re-applied, Add re-sent to ztunnel",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.verifierRuns = new Counter({ name: "verifier_runs_total", help: "Verifier passes over all enrolled pods", registers });
+    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}
