@@ -14,12 +14,17 @@ export class PeerIdentityError extends AmbientError {
 
 const HBONE_ALPN = ["h2"];
 
-/** Server side: our identity's cert, client certificate required and chained to our root. */
+/**
+ * Server side: our identity's cert, client certificate required and chained to our root.
+ * Usable for tls.createServer and for server.setSecureContext (renewal).
+ */
 export function serverTlsOptions(cert: WorkloadCert): TlsOptions {
+  return { ...serverTlsFlags(), cert: cert.certPem, key: cert.keyPem, ca: cert.rootPem };
+}
+
+/** The per-server (not per-context) part: setSecureContext does not change these. */
+export function serverTlsFlags(): TlsOptions {
   return {
-    cert: cert.certPem,
-    key: cert.keyPem,
-    ca: cert.rootPem,
     requestCert: true,
     rejectUnauthorized: true,
     minVersion: "TLSv1.3",

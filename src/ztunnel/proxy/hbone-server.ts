@@ -1,0 +1,269 @@
+import {
+  constants as h2,
+  createServer as createH2Server,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from "node:http2";
+import type { Server, Socket } from "node:net";
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
+import { errorMessage } from "../../shared/errors.js";
+import { logger, type Logger } from "../../shared/log.js";
+import type { SocketFactory } from "../../sockets/socket-factory.js";
+import { canonicalIp, formatHostPort, parseHostPort } from "../state/ip.js";
+import type { WorkloadCert } from "../tls/ca.js";
+import { formatIdentity, type Identity } from "../tls/identity.js";
+import { serverTlsFlags, serverTlsOptions, verifyTrustDomain } from "../tls/peer.js";
+import { ProxyError, upstreamConnectError } from "./errors.js";
+import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB } from "./h2-options.js";
+import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
+import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
+
+// HBONE server for one pod (port 15008 in its netns): mTLS with the pod's identity, a client
+// certificate from our trust domain required, then one CONNECT stream per tunnelled TCP
+// connection, validated, authorised, and relayed to the app inside the pod.
+
+/** Ports a CONNECT may never target: ztunnel's own listeners (loop protection). */
+export const LOOP_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
+
+export interface AuthorizationContext {
+  readonly source: Identity;
+  readonly sourceIp: string;
+  readonly destination: { readonly ip: string; readonly port: number };
+}
+
+export type AuthorizationDecision = { readonly allow: true } | { readonly allow: false; readonly reason: string };
+
+/** Where authorization policies plug in; the default allows everything. */
+export interface Authorizer {
+  authorize(ctx: AuthorizationContext): AuthorizationDecision | Promise<AuthorizationDecision>;
+}
+
+export interface CertProvider {
+  get(identity: Identity): Promise<WorkloadCert>;
+  onRenew?(identity: Identity, listener: (cert: WorkloadCert) => void): () => void;
+}
+
+export interface InboundRecord {
+  readonly source: Identity;
+  readonly sourceAddr: string;
+  readonly destination: string;
+  readonly status: number;
+  readonly error: ProxyError | undefined;
+  readonly result: RelayResult | undefined;
+}
+
+export interface HboneServerOptions {
+  /** The pod's identity (its certificate is served). */
+  identity: Identity;
+  certs: CertProvider;
+  /** The pod's own IPs: the only valid CONNECT destinations. */
+  podIps: readonly string[];
+  /** Sockets for the pod (listener and upstream connections live in its netns). */
+  socketFactory: SocketFactory;
+  listen: { address: string; port: number };
+  authorizer?: Authorizer;
+  /** Bind the upstream connection to the HBONE peer's IP (source preservation). Default true. */
+  preserveSource?: boolean;
+  maxConnections?: number;
+  handshakeTimeoutMs?: number;
+  maxHeaderListSize?: number;
+  maxConcurrentStreams?: number;
+  relay?: RelayOptions;
+  /** Called once per CONNECT after it ends (access log, metrics). */
+  onRecord?: (rec: InboundRecord) => void;
+  log?: Logger;
+}
+
+// The client identity verified at the handshake, carried on the TLS socket itself.
+const PEER = Symbol("hbone.peer");
+type PeerTagged = TLSSocket & { [PEER]?: Identity };
+
+const ALLOW_ALL: Authorizer = { authorize: () => ({ allow: true }) };
+
+export class HboneServer {
+  private listener: Server | undefined;
+  private readonly tls: TlsServer;
+  private readonly h2: Http2Server;
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly relays = new Set<Relay>();
+  private readonly limiter: ConnectionLimiter;
+  private readonly log: Logger;
+  private readonly throttled: ThrottledLog;
+  private readonly podIps: ReadonlySet<string>;
+  private readonly authorizer: Authorizer;
+  private unsubscribeRenew: (() => void) | undefined;
+
+  constructor(private readonly opts: HboneServerOptions) {
+    this.log = opts.log ?? logger("ztunnel.hbone.server");
+    this.throttled = new ThrottledLog(this.log);
+    this.limiter = new ConnectionLimiter(opts.maxConnections ?? 10_000);
+    this.podIps = new Set(opts.podIps.map((ip) => canonicalIp(ip) ?? ip));
+    this.authorizer = opts.authorizer ?? ALLOW_ALL;
+    // A tls.Server that never listens: it gives us handshake timeout, client-certificate
+    // verification and secure-context swapping for sockets accepted through the factory.
+    this.tls = createTlsServer({ ...serverTlsFlags(), handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000 });
+    this.tls.on("secureConnection", (sock: TLSSocket) => this.onSecure(sock));
+    this.tls.on("tlsClientError", (err: Error, sock: TLSSocket) => {
+      this.log.debug({ peer: sock.remoteAddress, err: err.message }, "HBONE TLS handshake failed");
+    });
+    this.h2 = createH2Server({
+      settings: hboneSettings(opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams),
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+      maxHeaderListPairs: 64,
+    });
+    this.h2.on("session", (session: ServerHttp2Session) => this.onSession(session));
+    this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      void this.onStream(stream, headers);
+    });
+  }
+
+  async start(): Promise<void> {
+    const cert = await this.opts.certs.get(this.opts.identity);
+    this.tls.setSecureContext(serverTlsOptions(cert));
+    this.unsubscribeRenew = this.opts.certs.onRenew?.(this.opts.identity, (renewed) => {
+      this.tls.setSecureContext(serverTlsOptions(renewed));
+    });
+    const server = await this.opts.socketFactory.listenTcp({ address: this.opts.listen.address, port: this.opts.listen.port });
+    this.listener = server;
+    guardAcceptErrors(server, this.throttled, `hbone ${formatIdentity(this.opts.identity)}`);
+    server.on("connection", (sock: Socket) => this.onConnection(sock));
+  }
+
+  address(): { address: string; port: number } {
+    const a = this.listener?.address();
+    if (a === null || a === undefined || typeof a === "string") throw new Error("HBONE server is not listening");
+    return { address: a.address, port: a.port };
+  }
+
+  get stats(): { connections: number; streams: number; rejected: number } {
+    return { connections: this.limiter.stats.active, streams: this.relays.size, rejected: this.limiter.stats.rejected };
+  }
+
+  /** Bytes held in our buffers across all relays (backpressure checks). */
+  bufferedBytes(): number {
+    let n = 0;
+    for (const r of this.relays) n += r.buffered();
+    return n;
+  }
+
+  /** Stop accepting, GOAWAY every session; open streams may finish. */
+  async drain(): Promise<void> {
+    this.unsubscribeRenew?.();
+    const closed = this.listener === undefined ? Promise.resolve() : new Promise<void>((r) => this.listener?.close(() => r()));
+    for (const s of this.sessions) s.close();
+    await closed;
+  }
+
+  /** Close everything now (pod removed). */
+  async close(): Promise<void> {
+    const drained = this.drain();
+    for (const r of this.relays) r.abort(new ProxyError("POOL_CLOSED", "HBONE server closed"));
+    for (const s of this.sessions) s.destroy();
+    await drained;
+  }
+
+  private onConnection(sock: Socket): void {
+    const release = this.limiter.tryAcquire();
+    if (release === undefined) {
+      this.throttled.warn({ max: this.limiter.max }, "HBONE connection limit reached; refusing connections");
+      sock.destroy();
+      return;
+    }
+    sock.once("close", release);
+    // The TLS socket inherits this. HBONE half-closes per stream (END_STREAM), never on the
+    // transport: a FIN from the client must close the connection, not leave it half-open.
+    sock.allowHalfOpen = false;
+    sock.on("error", (err) => this.log.debug({ err: err.message }, "HBONE socket error"));
+    this.tls.emit("connection", sock);
+  }
+
+  private onSecure(sock: TLSSocket): void {
+    try {
+      (sock as PeerTagged)[PEER] = verifyTrustDomain(sock, trustDomainOf(this.opts.identity));
+    } catch (err) {
+      this.log.info({ peer: sock.remoteAddress, err: errorMessage(err) }, "HBONE client refused");
+      sock.destroy();
+      return;
+    }
+    this.h2.emit("connection", sock);
+  }
+
+  private onSession(session: ServerHttp2Session): void {
+    this.sessions.add(session);
+    session.setLocalWindowSize(CONNECTION_WINDOW);
+    session.on("error", (err) => this.log.debug({ err: err.message }, "HBONE session error"));
+    session.once("close", () => this.sessions.delete(session));
+  }
+
+  private async onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    stream.on("error", (err) => this.log.debug({ err: err.message }, "HBONE stream error"));
+    // session.socket is Node's guard proxy of the TLS socket; properties read through.
+    const socket = stream.session?.socket as PeerTagged | undefined;
+    const sourceIp = canonicalIp(socket?.remoteAddress ?? "") ?? "";
+    const sourcePort = socket?.remotePort ?? 0;
+    const source = socket?.[PEER];
+    if (source === undefined) {
+      stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const authority = String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? "");
+    const record = (status: number, error: ProxyError | undefined, result?: RelayResult): void => {
+      this.opts.onRecord?.({ source, sourceAddr: formatHostPort(sourceIp, sourcePort), destination: authority, status, error, result });
+    };
+    const refuse = (err: ProxyError): void => {
+      this.log.debug({ authority, code: err.code, err: err.message }, "HBONE CONNECT refused");
+      if (!stream.closed) stream.respond({ [h2.HTTP2_HEADER_STATUS]: err.status }, { endStream: true });
+      record(err.status, err);
+    };
+
+    const target = this.validate(headers);
+    if (target instanceof ProxyError) return refuse(target);
+
+    const decision = await this.authorizer.authorize({ source, sourceIp, destination: target });
+    if (!decision.allow) return refuse(new ProxyError("AUTHORIZATION_DENIED", `${formatIdentity(source)} → ${authority}: ${decision.reason}`));
+    if (stream.closed) return;
+
+    const upstream = this.opts.socketFactory.connectTcp({
+      host: target.ip,
+      port: target.port,
+      noDelay: true,
+      ...(this.opts.preserveSource !== false && sourceIp !== "" ? { sourceAddress: sourceIp } : {}),
+    });
+    const connected = await new Promise<Error | undefined>((resolve) => {
+      upstream.once("connect", () => resolve(undefined));
+      upstream.once("error", (err) => resolve(err));
+      // The client gave up while we were connecting.
+      stream.once("close", () => resolve(new Error("client closed the stream")));
+    });
+    if (connected !== undefined) {
+      upstream.destroy();
+      if (!stream.closed) return refuse(upstreamConnectError(connected, authority));
+      return;
+    }
+    stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+    // Reading starts in the same tick as the response, so the stream never ends unread (which
+    // Node would turn into RST_STREAM(NO_ERROR)).
+    const relay = new Relay(upstream, stream, this.opts.relay);
+    this.relays.add(relay);
+    const result = await relay.done;
+    this.relays.delete(relay);
+    record(200, result.error instanceof ProxyError ? result.error : undefined, result);
+  }
+
+  private validate(headers: IncomingHttpHeaders): { ip: string; port: number } | ProxyError {
+    const method = headers[h2.HTTP2_HEADER_METHOD];
+    if (method !== h2.HTTP2_METHOD_CONNECT) return new ProxyError("BAD_REQUEST", `method ${String(method)} is not CONNECT`);
+    const authority = String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? "");
+    const target = parseHostPort(authority);
+    if (target === undefined) return new ProxyError("BAD_REQUEST", `authority "${authority}" is not ip:port`);
+    if (!this.podIps.has(target.ip)) return new ProxyError("BAD_REQUEST", `${target.ip} is not an IP of this pod`);
+    if (LOOP_PORTS.has(target.port)) return new ProxyError("BAD_REQUEST", `port ${target.port} is a ztunnel port (loop)`);
+    return target;
+  }
+}
+
+function trustDomainOf(id: Identity): string {
+  return id.trustDomain;
+}

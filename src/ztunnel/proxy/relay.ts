@@ -1,0 +1,242 @@
+import { constants as h2, type Http2Stream } from "node:http2";
+import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { ProxyError } from "./errors.js";
+
+// Bidirectional byte copy between two duplex endpoints (a TCP socket and an HTTP/2 stream, or
+// two sockets for passthrough). Backpressure is explicit both ways: a write that returns
+// false pauses the other side until 'drain', so at most one window's worth is ever buffered.
+// A FIN/END_STREAM on one side ends the other side's writable half; the connection completes
+// when both directions have ended, or is cut by a bounded half-close timer. Errors propagate
+// as resets (TCP RST / RST_STREAM CONNECT_ERROR); clean ends never become resets.
+
+export interface RelayOptions {
+  /** No bytes either way for this long closes both sides. 0 = never. */
+  idleTimeoutMs?: number;
+  /** After one direction has ended, how long the other may stay open. 0 = unbounded. */
+  halfCloseTimeoutMs?: number;
+}
+
+export type RelayEnd = "complete" | "idle-timeout" | "half-close-timeout" | "error" | "aborted";
+
+export interface RelayResult {
+  readonly end: RelayEnd;
+  /** Bytes read from `a` and written to `b`. */
+  readonly bytesAtoB: number;
+  /** Bytes read from `b` and written to `a`. */
+  readonly bytesBtoA: number;
+  readonly durationMs: number;
+  readonly error: Error | undefined;
+}
+
+const DEFAULT_IDLE_MS = 60 * 60_000;
+const DEFAULT_HALF_CLOSE_MS = 60_000;
+
+interface Side {
+  readonly s: Duplex;
+  /** Propagates this side's end of input to the other side (once). */
+  onEnd: () => void;
+  readEnded: boolean;
+  writeFinished: boolean;
+  closed: boolean;
+}
+
+export class Relay {
+  readonly done: Promise<RelayResult>;
+  private bytesAtoB = 0;
+  private bytesBtoA = 0;
+  private readonly started = Date.now();
+  private lastActivity = Date.now();
+  private idleTimer: NodeJS.Timeout | undefined;
+  private halfTimer: NodeJS.Timeout | undefined;
+  private finished = false;
+  private resolve!: (r: RelayResult) => void;
+  private readonly sa: Side;
+  private readonly sb: Side;
+  private readonly idleMs: number;
+  private readonly halfCloseMs: number;
+
+  constructor(a: Duplex, b: Duplex, opts: RelayOptions = {}) {
+    this.done = new Promise((r) => (this.resolve = r));
+    this.idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
+    this.halfCloseMs = opts.halfCloseTimeoutMs ?? DEFAULT_HALF_CLOSE_MS;
+    this.sa = { s: a, onEnd: () => undefined, readEnded: false, writeFinished: false, closed: false };
+    this.sb = { s: b, onEnd: () => undefined, readEnded: false, writeFinished: false, closed: false };
+    for (const side of [this.sa, this.sb]) {
+      // Without half-open, a FIN from one peer would end our write side to it as well.
+      if (side.s instanceof Socket) side.s.allowHalfOpen = true;
+    }
+    this.pump(this.sa, this.sb, (n) => (this.bytesAtoB += n));
+    this.pump(this.sb, this.sa, (n) => (this.bytesBtoA += n));
+    this.watch(this.sa, this.sb);
+    this.watch(this.sb, this.sa);
+    if (this.idleMs > 0) this.armIdle(this.idleMs);
+  }
+
+  /** Bytes sitting in our user-space buffers (both directions): the backpressure bound. */
+  buffered(): number {
+    return this.sa.s.writableLength + this.sb.s.writableLength + this.sa.s.readableLength + this.sb.s.readableLength;
+  }
+
+  get counters(): { bytesAtoB: number; bytesBtoA: number } {
+    return { bytesAtoB: this.bytesAtoB, bytesBtoA: this.bytesBtoA };
+  }
+
+  /** Cuts both sides now (pod removed, drain deadline passed). */
+  abort(reason: Error = new Error("relay aborted")): void {
+    this.finish("aborted", reason);
+  }
+
+  private pump(from: Side, to: Side, count: (n: number) => void): void {
+    const src = from.s;
+    const dst = to.s;
+    let waiting = false;
+    const onDrain = (): void => {
+      waiting = false;
+      src.resume();
+    };
+    src.on("data", (chunk: Buffer) => {
+      count(chunk.length);
+      this.lastActivity = Date.now();
+      if (!dst.write(chunk) && !waiting) {
+        waiting = true;
+        src.pause();
+        dst.once("drain", onDrain);
+      }
+    });
+    const onEnd = (): void => {
+      if (this.finished || from.readEnded) return;
+      from.readEnded = true;
+      this.lastActivity = Date.now();
+      // FIN → END_STREAM (or the reverse): end the other side once its queued bytes flush.
+      if (!dst.writableEnded && !dst.destroyed) dst.end();
+      this.armHalfClose();
+      this.maybeComplete();
+    };
+    from.onEnd = onEnd;
+    src.once("end", () => {
+      if (!isH2Stream(src)) return onEnd();
+      // A reset stream also ends its readable side, and Node emits that 'end' before it marks
+      // the stream aborted. Look one turn later so a reset reaches the peer as a reset
+      // (via 'error'/'close'), never as a clean FIN.
+      setImmediate(() => {
+        if (src.aborted || (src.rstCode !== undefined && src.rstCode !== h2.NGHTTP2_NO_ERROR)) return;
+        onEnd();
+      });
+    });
+  }
+
+  private watch(side: Side, other: Side): void {
+    const s = side.s;
+    s.once("finish", () => {
+      side.writeFinished = true;
+      this.maybeComplete();
+    });
+    s.on("error", (err: Error) => this.finish("error", err, side, other));
+    s.once("close", () => {
+      side.closed = true;
+      if (this.finished) return;
+      if (isCleanClose(side)) {
+        // An HTTP/2 stream closed with NO_ERROR after END_STREAM both ways has sent all our
+        // data, but Node may destroy it before its 'finish' (or our deferred end) runs.
+        if (s.writableEnded) side.writeFinished = true;
+        side.onEnd();
+        this.maybeComplete();
+        return;
+      }
+      this.finish("error", closeError(side.s), side, other);
+    });
+  }
+
+  private maybeComplete(): void {
+    const a = this.sa;
+    const b = this.sb;
+    if (a.readEnded && b.readEnded && a.writeFinished && b.writeFinished) this.finish("complete", undefined);
+  }
+
+  private armHalfClose(): void {
+    if (this.halfTimer !== undefined || this.halfCloseMs <= 0 || this.finished) return;
+    this.halfTimer = setTimeout(() => {
+      this.finish("half-close-timeout", new ProxyError("HALF_CLOSE_TIMEOUT", `peer kept its half open for more than ${this.halfCloseMs} ms after the other side closed`));
+    }, this.halfCloseMs);
+    this.halfTimer.unref();
+  }
+
+  // One coarse timer per relay, re-armed lazily instead of on every chunk.
+  private armIdle(delay: number): void {
+    this.idleTimer = setTimeout(() => {
+      const idle = Date.now() - this.lastActivity;
+      if (idle >= this.idleMs) {
+        this.finish("idle-timeout", new ProxyError("IDLE_TIMEOUT", `no bytes in either direction for ${this.idleMs} ms`));
+      } else {
+        this.armIdle(this.idleMs - idle);
+      }
+    }, delay);
+    this.idleTimer.unref();
+  }
+
+  private finish(end: RelayEnd, error: Error | undefined, failed?: Side, other?: Side): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.halfTimer);
+    if (end === "complete") {
+      for (const side of [this.sa, this.sb]) if (side.s instanceof Socket) side.s.destroy();
+    } else if (failed !== undefined && other !== undefined) {
+      // The failing side is gone already; the peer learns of the failure as a reset.
+      reset(other.s);
+      if (!failed.s.destroyed) failed.s.destroy();
+    } else {
+      reset(this.sa.s);
+      reset(this.sb.s);
+    }
+    this.resolve({
+      end,
+      bytesAtoB: this.bytesAtoB,
+      bytesBtoA: this.bytesBtoA,
+      durationMs: Date.now() - this.started,
+      error,
+    });
+  }
+}
+
+/** Runs a relay to completion. */
+export function relay(a: Duplex, b: Duplex, opts?: RelayOptions): Promise<RelayResult> {
+  return new Relay(a, b, opts).done;
+}
+
+function isCleanClose(side: Side): boolean {
+  const s = side.s;
+  if (isH2Stream(s)) return !s.aborted && (s.rstCode === undefined || s.rstCode === h2.NGHTTP2_NO_ERROR) && s.readableEnded;
+  return side.readEnded && !(s as Socket & { errored?: unknown }).errored;
+}
+
+function closeError(s: Duplex): Error {
+  if (isH2Stream(s) && s.rstCode !== undefined && s.rstCode !== h2.NGHTTP2_NO_ERROR) {
+    return new ProxyError("HBONE_STREAM_RESET", `HTTP/2 stream reset by peer (code ${s.rstCode})`);
+  }
+  return new Error("connection closed before both directions ended");
+}
+
+function reset(s: Duplex): void {
+  if (s.destroyed && !(isH2Stream(s))) return;
+  if (isH2Stream(s)) {
+    // RFC 9113 8.5: a TCP-level failure on the far side surfaces as CONNECT_ERROR.
+    if (!s.closed) s.close(h2.NGHTTP2_CONNECT_ERROR);
+    return;
+  }
+  if (s instanceof Socket) {
+    try {
+      s.resetAndDestroy();
+    } catch {
+      s.destroy(); // not a TCP handle (a TLS socket): no RST available
+    }
+    return;
+  }
+  s.destroy();
+}
+
+// node:http2 does not export the stream class; its streams are recognisable by rstCode.
+function isH2Stream(s: Duplex): s is Duplex & Http2Stream {
+  return "rstCode" in s && "session" in s;
+}
