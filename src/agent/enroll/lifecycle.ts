@@ -131,6 +131,7 @@ export class PodLifecycle implements PodInventory {
     const incoming = "ref" in source ? source.ref : this.deps.opener.open(source.path);
     const origin = "ref" in source ? source.origin : source.path;
     let entry: EnrolledPod;
+    let fresh = false;
     if (existing && sameIdentity(existing.netns, incoming)) {
       if (incoming !== existing.netns) incoming.close();
       existing.pod = pod;
@@ -152,12 +153,14 @@ export class PodLifecycle implements PodInventory {
         throw err;
       }
       entry = { pod, netns: incoming, origin, ips, state: "pending" };
+      fresh = true;
       // Recorded before the ZDS Add: from here on the pod is part of every snapshot.
       this.pods.set(pod.uid, entry);
       if (this.deps.store && !this.isProcPath(origin)) await this.deps.store.set(pod.uid, origin);
     }
     if (entry.state === "enabled") return entry;
-    await this.deps.redirector.apply(handlePath(entry.netns));
+    // A pending pod retried later: its rules may have been touched meanwhile (idempotent).
+    if (!fresh) await this.deps.redirector.apply(handlePath(entry.netns));
     try {
       await this.deps.zds.podAdded(pod.uid, infoOf(pod), entry.netns);
     } catch (err) {

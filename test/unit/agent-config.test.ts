@@ -1,0 +1,82 @@
+import { describe, expect, it } from "vitest";
+import { loadAgentConfig, parseDuration } from "../../src/agent/config.js";
+import { AgentConfigError } from "../../src/agent/errors.js";
+
+describe("agent configuration from the environment", () => {
+  it("defaults follow istio-cni for a Kubernetes node", () => {
+    const c = loadAgentConfig({ NODE_NAME: "node-a" });
+    expect(c).toMatchObject({
+      zdsSocket: "/var/run/ztunnel/ztunnel.sock",
+      runDir: "/var/run/istio-cni",
+      cniNetDir: "/host/etc/cni/net.d",
+      nodeName: "node-a",
+      podNamespace: "istio-system",
+      excludeNamespaces: ["kube-system"],
+      dnsCapture: false,
+      ipv6: true,
+      inventoryPath: undefined,
+      verifyIntervalMs: 5000,
+      httpHost: "0.0.0.0",
+      httpPort: 8000,
+    });
+  });
+
+  it("reads every variable", () => {
+    const c = loadAgentConfig({
+      ZTUNNEL_UDS_ADDRESS: "/tmp/z/zt.sock",
+      CNI_AGENT_RUN_DIR: "/tmp/run",
+      MOUNTED_CNI_NET_DIR: "/tmp/net.d",
+      CNI_CONF_NAME: "10-k.conflist",
+      POD_NAMESPACE: "mesh-system",
+      EXCLUDE_NAMESPACES: "kube-system, infra",
+      AMBIENT_DNS_CAPTURE: "true",
+      LOCAL_INVENTORY_PATH: "/tmp/inv.yaml",
+      VERIFY_INTERVAL: "1.5s",
+      AGENT_HTTP_ADDRESS: "127.0.0.1:0",
+      KUBECONFIG: "/tmp/kc",
+    });
+    expect(c).toMatchObject({
+      zdsSocket: "/tmp/z/zt.sock",
+      runDir: "/tmp/run",
+      cniNetDir: "/tmp/net.d",
+      cniConfName: "10-k.conflist",
+      podNamespace: "mesh-system",
+      excludeNamespaces: ["kube-system", "infra"],
+      dnsCapture: true,
+      inventoryPath: "/tmp/inv.yaml",
+      verifyIntervalMs: 1500,
+      httpHost: "127.0.0.1",
+      httpPort: 0,
+      kubeconfig: "/tmp/kc",
+      nodeName: "",
+    });
+  });
+
+  it.each([
+    ["AMBIENT_DNS_CAPTURE", "maybe"],
+    ["VERIFY_INTERVAL", "10"],
+    ["VERIFY_INTERVAL", "fast"],
+    ["AGENT_HTTP_ADDRESS", "localhost:http"],
+    ["AGENT_HTTP_ADDRESS", ":70000"],
+    ["CNI_AGENT_RUN_DIR", "relative/run"],
+    ["ZTUNNEL_UDS_ADDRESS", "zt.sock"],
+    ["EXCLUDE_NAMESPACES", "kube-system,Bad_Name"],
+    ["CNI_CONF_NAME", "../etc/x.conflist"],
+    ["ZDS_ACK_TIMEOUT", "0"],
+  ])("%s=%s is an error naming the variable", (name, value) => {
+    const env = { NODE_NAME: "n", [name]: value };
+    expect(() => loadAgentConfig(env)).toThrow(AgentConfigError);
+    expect(() => loadAgentConfig(env)).toThrow(name);
+  });
+
+  it("needs NODE_NAME unless the node is cluster-free", () => {
+    expect(() => loadAgentConfig({})).toThrow(/NODE_NAME is required/);
+    expect(loadAgentConfig({ LOCAL_INVENTORY_PATH: "/x.yaml" }).nodeName).toBe("");
+  });
+
+  it("parses Go-style durations", () => {
+    expect(parseDuration("X", "250ms")).toBe(250);
+    expect(parseDuration("X", "2m")).toBe(120_000);
+    expect(parseDuration("X", "0")).toBe(0);
+  });
+});
