@@ -210,12 +210,27 @@ class PooledConnection {
         maxHeaderListPairs: 64,
       });
       session.setLocalWindowSize(CONNECTION_WINDOW);
-      const fail = (err: Error): void => reject(new ProxyError("HBONE_HANDSHAKE_FAILED", `HTTP/2 with ${addr} failed: ${err.message}`, { cause: err }));
+      let timer: NodeJS.Timeout | undefined;
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        session.destroy();
+        reject(new ProxyError("HBONE_HANDSHAKE_FAILED", `HTTP/2 with ${addr} failed: ${err.message}`, { cause: err }));
+      };
       session.once("error", fail);
+      // A server that refuses our certificate (TLS 1.3 verifies the client after our side of
+      // the handshake completed) just closes: no SETTINGS ever arrive.
+      const early = (): void => fail(new Error("closed by the server before HTTP/2 settings (client certificate refused?)"));
+      session.once("close", early);
+      timer = setTimeout(() => {
+        session.destroy();
+        reject(new ProxyError("HBONE_HANDSHAKE_TIMEOUT", `no HTTP/2 settings from ${addr} within ${p.handshakeTimeoutMs} ms`));
+      }, p.handshakeTimeoutMs);
       // Streams may be opened before the server's SETTINGS arrive; waiting for them lets the
       // pool respect the server's SETTINGS_MAX_CONCURRENT_STREAMS from the first stream.
       session.once("remoteSettings", () => {
+        clearTimeout(timer);
         session.off("error", fail);
+        session.off("close", early);
         session.on("error", (err) => p.log.debug({ conn: this.id, err: err.message }, "HBONE connection error"));
         if (this.state.t !== "connecting") {
           session.destroy();

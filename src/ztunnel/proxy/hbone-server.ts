@@ -107,6 +107,8 @@ export class HboneServer {
     this.tls.on("secureConnection", (sock: TLSSocket) => this.onSecure(sock));
     this.tls.on("tlsClientError", (err: Error, sock: TLSSocket) => {
       this.log.debug({ peer: sock.remoteAddress, err: err.message }, "HBONE TLS handshake failed");
+      // With a listener attached, Node leaves the socket open: close it ourselves.
+      sock.destroy();
     });
     this.h2 = createH2Server({
       settings: hboneSettings(opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams),

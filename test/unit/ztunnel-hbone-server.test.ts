@@ -1,0 +1,205 @@
+import { connect as h2connect, constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from "node:http2";
+import { connect as netConnect } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import { afterEach, describe, expect, it } from "vitest";
+import { ProxyError } from "../../src/ztunnel/proxy/errors.js";
+import type { AuthorizationContext, InboundRecord } from "../../src/ztunnel/proxy/hbone-server.js";
+import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
+import { clientTlsOptions } from "../../src/ztunnel/tls/peer.js";
+import { CLIENT_ID, HboneEnv, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
+import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
+import { certFor, foreignCa, id } from "../fixtures/ztunnel-pki.js";
+
+/** A raw HTTP/2 session to the HBONE server, for requests our client would never send. */
+async function rawSession(env: HboneEnv, tlsOpts: ConnectionOptions): Promise<ClientHttp2Session> {
+  const sock = tlsConnect({ host: "127.0.0.1", port: env.hbonePort, ...tlsOpts });
+  await new Promise<void>((resolve, reject) => {
+    sock.once("secureConnect", () => resolve());
+    sock.once("error", reject);
+  });
+  const session = h2connect(`https://127.0.0.1:${env.hbonePort}`, { createConnection: () => sock });
+  session.on("error", () => undefined);
+  env.closers.push(() => session.destroy());
+  return session;
+}
+
+function statusOf(session: ClientHttp2Session, headers: OutgoingHttpHeaders): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = session.request(headers, { endStream: false });
+    req.once("response", (h) => resolve(Number(h[h2.HTTP2_HEADER_STATUS])));
+    req.once("error", reject);
+    req.once("close", () => reject(new Error(`stream closed without a response (rst ${req.rstCode})`)));
+  });
+}
+
+async function clientOpts(identity = CLIENT_ID): Promise<ConnectionOptions> {
+  return clientTlsOptions(await certFor(identity), [SERVER_ID]);
+}
+
+async function statusFor(env: HboneEnv, target: { ip: string; port: number }): Promise<number | string> {
+  try {
+    const s = await env.pool.connect(env.request(target));
+    s.stream.close();
+    return 200;
+  } catch (err) {
+    if (err instanceof ProxyError && err.code === "HBONE_STATUS") return err.peerStatus ?? -1;
+    return err instanceof ProxyError ? err.code : String(err);
+  }
+}
+
+describe("HBONE server: CONNECT validation and answers", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("answers 400 for an IP that is not the pod's and for ztunnel's own ports, 503 for a closed app port", async () => {
+    const records: InboundRecord[] = [];
+    env = await HboneEnv.create({ server: { onRecord: (r) => records.push(r) } });
+    const closedPort = await freePort();
+    expect(await statusFor(env, { ip: "127.0.0.9", port: 80 })).toBe(400);
+    for (const port of [15001, 15006, 15008]) expect(await statusFor(env, { ip: "127.0.0.1", port })).toBe(400);
+    expect(await statusFor(env, { ip: "127.0.0.1", port: closedPort })).toBe(503);
+    await waitFor(() => records.length === 5);
+    expect(records.map((r) => [r.status, r.error?.code, r.error?.responseFlag])).toEqual([
+      [400, "BAD_REQUEST", "DPE"],
+      [400, "BAD_REQUEST", "DPE"],
+      [400, "BAD_REQUEST", "DPE"],
+      [400, "BAD_REQUEST", "DPE"],
+      [503, "UPSTREAM_CONNECT_FAILED", "UF"],
+    ]);
+    expect(records[0]?.source).toEqual(CLIENT_ID);
+  });
+
+  it("answers 400 for a request that is not CONNECT and for an authority that is not ip:port", async () => {
+    env = await HboneEnv.create();
+    const session = await rawSession(env, await clientOpts());
+    expect(await statusOf(session, { ":method": "GET", ":path": "/", ":authority": "127.0.0.1:80" })).toBe(400);
+    expect(await statusOf(session, { ":method": "CONNECT", ":authority": "example.com:80" })).toBe(400);
+    expect(await statusOf(session, { ":method": "CONNECT", ":authority": "127.0.0.1" })).toBe(400);
+    expect(await statusOf(session, { ":method": "CONNECT", ":authority": "127.0.0.1:99999" })).toBe(400);
+  });
+
+  it("answers 401 when the authorizer denies, and tells it who is asking for what", async () => {
+    const seen: AuthorizationContext[] = [];
+    env = await HboneEnv.create({
+      server: {
+        authorizer: {
+          authorize: (ctx) => {
+            seen.push(ctx);
+            return { allow: false, reason: "denied by test policy" };
+          },
+        },
+      },
+    });
+    const app = await env.app((s) => s.end());
+    expect(await statusFor(env, { ip: "127.0.0.1", port: app.port })).toBe(401);
+    expect(seen).toEqual([{ source: CLIENT_ID, sourceIp: "127.0.0.5", destination: { ip: "127.0.0.1", port: app.port } }]);
+  });
+});
+
+describe("HBONE server: who may connect", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("refuses a client certificate from the same root but another trust domain", async () => {
+    env = await HboneEnv.create();
+    const app = await env.app((s) => s.pipe(s));
+    const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: app.port }, { sourceIdentity: id("client-ns", "client-sa", "other.domain") })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).code).toBe("HBONE_HANDSHAKE_FAILED");
+    // The same client from our trust domain gets through.
+    const ok = await env.pool.connect(env.request({ ip: "127.0.0.1", port: app.port }));
+    ok.stream.close();
+  });
+
+  it("refuses a client without a certificate and one from a foreign root", async () => {
+    env = await HboneEnv.create();
+    const noCert: ConnectionOptions = { ...(await clientOpts()), cert: undefined, key: undefined };
+    const foreign = await certFor(CLIENT_ID, await foreignCa());
+    const foreignOpts: ConnectionOptions = { ...clientTlsOptions(foreign, [SERVER_ID]), ca: (await certFor(CLIENT_ID)).rootPem };
+    for (const opts of [noCert, foreignOpts]) {
+      const outcome = await rawSession(env, opts).then(
+        (s) => statusOf(s, { ":method": "CONNECT", ":authority": "127.0.0.1:80" }).then(String, (e: Error) => `refused: ${e.message}`),
+        (e: Error) => `refused: ${e.message}`,
+      );
+      expect(outcome).toMatch(/^refused/);
+    }
+  });
+
+  it("the client refuses a server whose SAN is not the expected identity", async () => {
+    env = await HboneEnv.create();
+    const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: 80 }, { destinationIdentities: [id("server-ns", "someone-else")] })).catch((e: unknown) => e);
+    expect((err as ProxyError).code).toBe("HBONE_PEER_IDENTITY");
+    expect((err as Error).message).toContain("spiffe://cluster.local/ns/server-ns/sa/server-sa");
+  });
+
+  it("the client refuses a server certificate from a foreign root", async () => {
+    const certs = new CertManager(await foreignCa());
+    env = await HboneEnv.create({ server: { certs } });
+    const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: 80 })).catch((e: unknown) => e);
+    expect((err as ProxyError).code).toBe("HBONE_HANDSHAKE_FAILED");
+    certs.close();
+  });
+});
+
+describe("HBONE server: limits", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("caps concurrent connections per pod and refuses the excess", async () => {
+    env = await HboneEnv.create({ server: { maxConnections: 1 } });
+    const app = await env.app((s) => s.pipe(s));
+    const target = { ip: "127.0.0.1", port: app.port };
+    const first = await env.pool.connect(env.request(target, { sourcePodUid: "a" }));
+    const podB = new LoopbackSocketFactory("127.0.0.6");
+    env.closers.push(() => podB.close());
+    await expect(env.pool.connect(env.request(target, { sourcePodUid: "b", socketFactory: podB }))).rejects.toBeInstanceOf(ProxyError);
+    expect(env.server.stats.rejected).toBe(1);
+    first.stream.close();
+  });
+
+  it("drops a peer that never completes the TLS handshake", async () => {
+    env = await HboneEnv.create({ server: { handshakeTimeoutMs: 200 } });
+    const t0 = Date.now();
+    const sock = netConnect({ host: "127.0.0.1", port: env.hbonePort });
+    sock.on("error", () => undefined);
+    await new Promise((r) => sock.once("close", r));
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it("refuses a header list larger than the advertised limit", async () => {
+    env = await HboneEnv.create({ server: { maxHeaderListSize: 4096 } });
+    const session = await rawSession(env, await clientOpts());
+    // Let the server's SETTINGS arrive first so both sides know the limit.
+    await new Promise((r) => session.once("remoteSettings", r));
+    expect(session.remoteSettings.maxHeaderListSize).toBe(4096);
+    const outcome = await statusOf(session, { ":method": "CONNECT", ":authority": "127.0.0.1:80", "x-big": "a".repeat(16_384) }).then(
+      (status) => `status ${status}`,
+      () => "refused",
+    );
+    expect(outcome).not.toBe("status 200");
+    expect(outcome).not.toBe("status 503");
+  });
+});
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
