@@ -1,12 +1,9 @@
-import { NetnsHandle } from "../../native/index.js";
 import type { NetnsRef } from "../../zds/index.js";
 
-/** Opening netns files: the native handle in the agent, a fake in unit tests. */
+/** Opening netns files: the native handle in the agent (native-opener.ts), a fake in unit tests. */
 export interface NetnsOpener {
   open(path: string): NetnsRef;
 }
-
-export const nativeOpener: NetnsOpener = { open: (p) => NetnsHandle.open(p) };
 
 export function sameIdentity(a: NetnsRef, b: NetnsRef): boolean {
   const x = a.identity();
