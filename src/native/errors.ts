@@ -53,10 +53,12 @@ function hintFor(context: string, code: string, syscall: string): string | undef
 
 function errnoName(errno: number): string {
   try {
-    return getSystemErrorName(-errno);
+    const name = getSystemErrorName(-errno);
+    if (/^E[A-Z0-9]+$/.test(name)) return name;
   } catch {
-    return `E${errno}`;
+    // Not an errno Node knows.
   }
+  return `ERRNO_${errno}`;
 }
 
 /**
