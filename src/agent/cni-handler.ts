@@ -67,6 +67,7 @@ export class CniEventHandler implements PluginEventHandler {
         pod,
         { path: ev.netns },
         ev.ips.map((ip) => ip.address),
+        { annotatePending: false },
       );
       return { outcome: "enrolled" };
     } catch (err) {

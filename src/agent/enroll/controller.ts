@@ -89,8 +89,7 @@ export class EnrollmentController {
       return;
     }
     if (enrolled) {
-      if (enrolled.state === "enabled") return;
-      await lifecycle.enroll(pod, { ref: enrolled.netns, origin: enrolled.origin });
+      if (enrolled.state === "pending") await lifecycle.finishPending(pod);
       return;
     }
     // Without IPs the sandbox is not set up yet: its CNI ADD will enroll it.

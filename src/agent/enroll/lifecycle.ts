@@ -60,6 +60,12 @@ export interface EnrolledPod {
   state: RedirectionState;
 }
 
+export interface EnrollOptions {
+  /** Record `pending` on the pod when ztunnel does not ack (default true; a CNI ADD that
+   *  fails is rolled back instead, so there is nothing pending to record). */
+  annotatePending?: boolean;
+}
+
 /** The netns of a pod being enrolled: a path to open, or a handle the caller hands over. */
 export type NetnsSource = { path: string } | { ref: NetnsRef; origin: string };
 
@@ -111,8 +117,20 @@ export class PodLifecycle implements PodInventory {
    * Adds a pod (or finishes a pending one). Resolves when it is `enabled`; throws
    * ZdsPendingError when the rules are in place but ztunnel has not acked.
    */
-  enroll(pod: PodView, source: NetnsSource, ips?: readonly string[]): Promise<EnrolledPod> {
-    return this.withLock(pod.uid, () => this.doEnroll(pod, source, ips));
+  enroll(pod: PodView, source: NetnsSource, ips?: readonly string[], opts: EnrollOptions = {}): Promise<EnrolledPod> {
+    return this.withLock(pod.uid, () => this.doEnroll(pod, source, ips, opts));
+  }
+
+  /**
+   * Finishes a pod that is still pending (ZDS Add not acked yet); a no-op when the pod is no
+   * longer enrolled or already enabled by the time the lock is held.
+   */
+  finishPending(pod: PodView): Promise<void> {
+    return this.withLock(pod.uid, async () => {
+      const cur = this.pods.get(pod.uid);
+      if (!cur || cur.state !== "pending" || cur.netns.closed) return;
+      await this.doEnroll(pod, { ref: cur.netns, origin: cur.origin }, undefined, {});
+    });
   }
 
   /** Removes a pod from the mesh; `podGone` skips the in-pod rules and the annotation. */
@@ -126,7 +144,7 @@ export class PodLifecycle implements PodInventory {
     this.pods.clear();
   }
 
-  private async doEnroll(pod: PodView, source: NetnsSource, givenIps?: readonly string[]): Promise<EnrolledPod> {
+  private async doEnroll(pod: PodView, source: NetnsSource, givenIps: readonly string[] | undefined, opts: EnrollOptions): Promise<EnrolledPod> {
     const existing = this.pods.get(pod.uid);
     const incoming = "ref" in source ? source.ref : this.deps.opener.open(source.path);
     const origin = "ref" in source ? source.origin : source.path;
@@ -164,7 +182,7 @@ export class PodLifecycle implements PodInventory {
     try {
       await this.deps.zds.podAdded(pod.uid, infoOf(pod), entry.netns);
     } catch (err) {
-      await this.deps.annotate(pod, "pending").catch((e: unknown) => log.warn({ uid: pod.uid, err: errorMessage(e) }, "cannot annotate pod pending"));
+      if (opts.annotatePending !== false) await this.deps.annotate(pod, "pending").catch((e: unknown) => log.warn({ uid: pod.uid, err: errorMessage(e) }, "cannot annotate pod pending"));
       throw new ZdsPendingError(pod.uid, err);
     }
     await this.deps.host?.addPod(entry.ips);
