@@ -1,7 +1,8 @@
 import type { ClientHttp2Stream } from "node:http2";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HbonePool } from "../../src/ztunnel/proxy/hbone-client.js";
-import { CLIENT_ID, HboneEnv } from "../fixtures/ztunnel-hbone-env.js";
+import { CLIENT_ID, closeServer, HboneEnv, listen } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 
 // Echo app; every test opens CONNECT streams straight from the pool.
@@ -108,6 +109,40 @@ describe("HBONE connection pool", () => {
     await expect(env.pool.connect(env.request(e.target))).rejects.toMatchObject({ code: "HBONE_HANDSHAKE_FAILED" });
     s.stream.end();
     await waitFor(() => connectionsOf(env.pool).length === 0);
+  });
+});
+
+describe("HBONE keepalive", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("a peer that stops answering PINGs is dropped after the PING timeout", async () => {
+    const e = await echoEnv({ pool: { pingIntervalMs: 50, pingTimeoutMs: 150 } });
+    env = e.env;
+    // A TCP proxy in the path that can freeze (black-hole) the connection.
+    let frozen = false;
+    const proxy = createServer((down: Socket) => {
+      const up = connect({ host: "127.0.0.1", port: env.hbonePort });
+      down.on("data", (c: Buffer) => frozen || up.write(c));
+      up.on("data", (c: Buffer) => frozen || down.write(c));
+      for (const [a, b] of [[down, up], [up, down]] as const) {
+        a.on("error", () => b.destroy());
+        a.on("close", () => b.destroy());
+      }
+    });
+    await listen(proxy);
+    env.closers.push(() => closeServer(proxy));
+    const s = await env.pool.connect(env.request(e.target, { hboneAddress: { ip: "127.0.0.1", port: (proxy.address() as AddressInfo).port } }));
+    expect(await roundTrip(s.stream, "alive")).toBe("alive");
+    // PINGs keep flowing while the path works.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(connectionsOf(env.pool)).toHaveLength(1);
+    frozen = true;
+    const t0 = Date.now();
+    await waitFor(() => connectionsOf(env.pool).length === 0, 3000);
+    expect(Date.now() - t0).toBeLessThan(1000);
   });
 });
 
