@@ -1,0 +1,62 @@
+import type { WorkloadSummary } from "../../zds/index.js";
+import type { ZtunnelConfig } from "../config.js";
+import type { PodStatus } from "../inpod/manager.js";
+import type { WorkerStatus } from "../inpod/worker-pool.js";
+import type { WorkloadStore } from "../state/store.js";
+import type { CertManager } from "../tls/cert-manager.js";
+import { formatIdentity } from "../tls/identity.js";
+import type { Direction, DirectionCounters } from "../worker/messages.js";
+
+// /config_dump: the state the proxies use, certificates (never keys), and per pod what ZDS
+// and the workers know about it, including each worker's listeners.
+
+export interface ConfigDumpSources {
+  readonly config: ZtunnelConfig;
+  readonly store: WorkloadStore;
+  readonly certs: CertManager;
+  readonly zdsConnected: boolean;
+  readonly zdsWorkloads: readonly WorkloadSummary[];
+  readonly pods: readonly PodStatus[];
+  readonly workers: readonly WorkerStatus[];
+  readonly counters: Record<Direction, DirectionCounters>;
+  readonly draining: boolean;
+}
+
+export function buildConfigDump(s: ConfigDumpSources): unknown {
+  const pods = new Map(s.pods.map((p) => [p.uid, p]));
+  const workloadState: Record<string, unknown> = {};
+  for (const z of s.zdsWorkloads) {
+    const p = pods.get(z.uid);
+    workloadState[z.uid] = {
+      state: z.status === "running" ? (p?.phase ?? "Up") : z.status === "failed" ? "Failed" : "Pending",
+      ...(p !== undefined ? { name: p.name, namespace: p.namespace, identity: p.identity } : {}),
+      lastError: z.lastError ?? p?.lastError,
+      listeners: p?.listeners ?? [],
+    };
+  }
+  return {
+    config: {
+      inpodUds: s.config.inpodUds,
+      localXdsPath: s.config.localXdsPath,
+      packetMark: s.config.packetMark,
+      workerThreads: s.config.workerThreads,
+      clusterId: s.config.clusterId,
+      nodeName: s.config.nodeName,
+      trustDomain: s.config.trustDomain,
+    },
+    stateVersion: s.store.version,
+    workloads: s.store.state.workloads,
+    services: s.store.state.services,
+    policies: s.store.state.policies,
+    certificates: s.certs.list().map((c) => ({
+      identity: formatIdentity(c.identity),
+      notBefore: c.notBefore.toISOString(),
+      notAfter: c.notAfter.toISOString(),
+    })),
+    zds: { connected: s.zdsConnected },
+    workloadState,
+    workers: s.workers,
+    counters: s.counters,
+    draining: s.draining,
+  };
+}

@@ -1,0 +1,218 @@
+import type { NetnsHandle } from "../../native/index.js";
+import { errorMessage } from "../../shared/errors.js";
+import type { Logger } from "../../shared/log.js";
+import type { WorkloadInfo, WorkloadProxyManager } from "../../zds/index.js";
+import type { WorkloadStore } from "../state/store.js";
+import type { CertManager } from "../tls/cert-manager.js";
+import { formatIdentity, type Identity } from "../tls/identity.js";
+import type { ListenerInfo, PodSpec } from "../worker/messages.js";
+import { PodStartError } from "./errors.js";
+import { resolvePod } from "./pod-spec.js";
+import type { WorkerPool } from "./worker-pool.js";
+
+// The real WorkloadProxyManager behind ZDS: a pod is Up only when every worker has its
+// listeners in the pod's netns; if any worker fails, the others close theirs and the Add
+// fails (ZDS answers an error Ack and retries). A replaced worker gets every Up pod again;
+// if that fails the pod turns Pending (readiness names it) and is retried on a timer.
+
+export type PodPhase = "Pending" | "Up";
+
+export interface PodStatus {
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly identity: string;
+  readonly phase: PodPhase;
+  readonly lastError: string | undefined;
+  readonly listeners: readonly ListenerInfo[];
+}
+
+interface Pod {
+  uid: string;
+  info: WorkloadInfo;
+  /** Owned by the ZDS client; open until our stop() for this uid has resolved. */
+  netns: NetnsHandle;
+  spec: Omit<PodSpec, "cert" | "netnsFd">;
+  phase: PodPhase;
+  lastError: string | undefined;
+  /** Per worker index: the generation that holds our listeners, and what they are. */
+  placed: Map<number, { generation: number; listeners: readonly ListenerInfo[] }>;
+  retry: NodeJS.Timeout | undefined;
+}
+
+export interface InPodManagerOptions {
+  readonly pool: WorkerPool;
+  readonly store: WorkloadStore;
+  readonly certs: CertManager;
+  readonly log: Logger;
+  /** Retry of a pod whose re-add on a replaced worker failed (ZDS retries failed Adds itself). */
+  readonly retryIntervalMs?: number;
+}
+
+export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
+  private readonly pods = new Map<string, Pod>();
+  private readonly renewals = new Map<string, { pods: number; unsubscribe: () => void }>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private shuttingDown = false;
+
+  constructor(private readonly opts: InPodManagerOptions) {
+    opts.pool.on("replaced", (index, generation) => void this.exclusive(() => this.reAddAll(index, generation)));
+  }
+
+  start(uid: string, info: WorkloadInfo, netns: NetnsHandle): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.shuttingDown) throw new PodStartError("ztunnel is shutting down");
+      const resolved = resolvePod(this.opts.store, uid, info);
+      const previous = this.pods.get(uid);
+      if (previous !== undefined) await this.removeEverywhere(previous);
+      const pod: Pod = {
+        uid,
+        info,
+        netns,
+        spec: { uid, name: info.name, namespace: info.namespace, identity: resolved.identity, ips: resolved.ips },
+        phase: "Pending",
+        lastError: undefined,
+        placed: new Map(),
+        retry: undefined,
+      };
+      this.pods.set(uid, pod);
+      this.trackIdentity(pod.spec.identity);
+      try {
+        await this.placeOnAll(pod);
+      } catch (err) {
+        this.pods.delete(uid);
+        this.untrackIdentity(pod.spec.identity);
+        throw err;
+      }
+      pod.phase = "Up";
+      this.opts.log.info({ uid, pod: `${info.namespace}/${info.name}`, workers: this.opts.pool.size }, "pod listeners up on every worker");
+    });
+  }
+
+  stop(uid: string): Promise<void> {
+    return this.exclusive(async () => {
+      const pod = this.pods.get(uid);
+      if (pod === undefined) return;
+      clearTimeout(pod.retry);
+      this.pods.delete(uid);
+      if (!this.shuttingDown) await this.removeEverywhere(pod);
+      this.untrackIdentity(pod.spec.identity);
+      this.opts.log.info({ uid, pod: `${pod.info.namespace}/${pod.info.name}` }, "pod proxies stopped on every worker");
+    });
+  }
+
+  /** After the workers drained and stopped: stop() only forgets (nothing left to close). */
+  markShutdown(): void {
+    this.shuttingDown = true;
+    for (const p of this.pods.values()) clearTimeout(p.retry);
+  }
+
+  pending(): PodStatus[] {
+    return this.statuses().filter((p) => p.phase !== "Up");
+  }
+
+  statuses(): PodStatus[] {
+    return [...this.pods.values()].map((p) => ({
+      uid: p.uid,
+      name: p.info.name,
+      namespace: p.info.namespace,
+      identity: formatIdentity(p.spec.identity),
+      phase: p.phase,
+      lastError: p.lastError,
+      listeners: [...p.placed.values()].flatMap((x) => x.listeners),
+    }));
+  }
+
+  /** Adds the pod on every worker; on any failure removes it from all of them and throws. */
+  private async placeOnAll(pod: Pod): Promise<void> {
+    const cert = await this.opts.certs.get(pod.spec.identity);
+    const full: PodSpec = { ...pod.spec, cert, netnsFd: pod.netns.usableFd("pod add") };
+    const indices = [...Array(this.opts.pool.size).keys()];
+    const replies = await Promise.all(indices.map((i) => this.opts.pool.request(i, { t: "addPod", pod: full })));
+    const errors: string[] = [];
+    replies.forEach((r, i) => {
+      if (r.ok) pod.placed.set(i, { generation: r.generation, listeners: r.listeners });
+      else errors.push(`worker ${i}: ${r.error}`);
+    });
+    if (errors.length === 0) return;
+    // Nothing half-bound: the workers that succeeded close their listeners again.
+    await this.removeEverywhere(pod);
+    throw new PodStartError(errors.join("; "));
+  }
+
+  private async removeEverywhere(pod: Pod): Promise<void> {
+    const indices = [...Array(this.opts.pool.size).keys()];
+    const replies = await Promise.all(indices.map((i) => this.opts.pool.request(i, { t: "removePod", uid: pod.uid })));
+    pod.placed.clear();
+    const failed = replies.map((r, i) => (r.ok ? undefined : `worker ${i}: ${r.error}`)).filter((x) => x !== undefined);
+    if (failed.length > 0) this.opts.log.warn({ uid: pod.uid, errors: failed }, "removing pod listeners reported errors");
+  }
+
+  private async reAddAll(index: number, generation: number): Promise<void> {
+    for (const pod of this.pods.values()) {
+      if (pod.phase !== "Up" || pod.placed.get(index)?.generation === generation) continue;
+      await this.reAdd(pod, index);
+    }
+  }
+
+  private async reAdd(pod: Pod, index: number): Promise<void> {
+    try {
+      const cert = await this.opts.certs.get(pod.spec.identity);
+      const r = await this.opts.pool.request(index, { t: "addPod", pod: { ...pod.spec, cert, netnsFd: pod.netns.usableFd("pod re-add") } });
+      if (!r.ok) throw new PodStartError(r.error);
+      pod.placed.set(index, { generation: r.generation, listeners: r.listeners });
+      this.opts.log.info({ uid: pod.uid, worker: index }, "pod re-added on the replaced worker");
+    } catch (err) {
+      pod.phase = "Pending";
+      pod.lastError = errorMessage(err);
+      this.opts.log.warn({ uid: pod.uid, worker: index, err: pod.lastError }, "re-adding the pod on a replaced worker failed; retrying");
+      await this.removeEverywhere(pod);
+      this.scheduleRetry(pod);
+    }
+  }
+
+  private scheduleRetry(pod: Pod): void {
+    clearTimeout(pod.retry);
+    pod.retry = setTimeout(() => {
+      void this.exclusive(async () => {
+        if (this.pods.get(pod.uid) !== pod || pod.phase === "Up" || this.shuttingDown) return;
+        try {
+          await this.placeOnAll(pod);
+          pod.phase = "Up";
+          pod.lastError = undefined;
+        } catch (err) {
+          pod.lastError = errorMessage(err);
+          this.scheduleRetry(pod);
+        }
+      });
+    }, this.opts.retryIntervalMs ?? 5_000);
+  }
+
+  private trackIdentity(identity: Identity): void {
+    const key = formatIdentity(identity);
+    const t = this.renewals.get(key);
+    if (t !== undefined) {
+      t.pods++;
+      return;
+    }
+    // Renewed certificates go to every worker (they hold a copy per identity).
+    const unsubscribe = this.opts.certs.onRenew(identity, (cert) => this.opts.pool.broadcast({ t: "cert", cert }));
+    this.renewals.set(key, { pods: 1, unsubscribe });
+  }
+
+  private untrackIdentity(identity: Identity): void {
+    const key = formatIdentity(identity);
+    const t = this.renewals.get(key);
+    if (t === undefined) return;
+    if (--t.pods > 0) return;
+    t.unsubscribe();
+    this.renewals.delete(key);
+    this.opts.certs.forget(identity);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+}

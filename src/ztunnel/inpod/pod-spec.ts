@@ -1,0 +1,28 @@
+import type { WorkloadInfo } from "../../zds/index.js";
+import type { WorkloadStore } from "../state/store.js";
+import type { Workload } from "../state/types.js";
+import { makeIdentity, type Identity } from "../tls/identity.js";
+import { PodUnknownError } from "./errors.js";
+
+// What a pod enrolled over ZDS is, as the proxy needs it: its identity comes from the ZDS
+// WorkloadInfo (the agent's word, checked by SO_PEERCRED), its IPs and trust domain from the
+// workload state (matched by uid, else by namespace/name).
+
+export interface PodIdentity {
+  readonly identity: Identity;
+  readonly ips: readonly string[];
+  readonly workload: Workload;
+}
+
+export function findWorkload(store: WorkloadStore, uid: string, info: WorkloadInfo): Workload | undefined {
+  const byUid = store.workloadByUid(uid);
+  if (byUid !== undefined) return byUid;
+  return store.state.workloads.find((w) => w.namespace === info.namespace && w.name === info.name);
+}
+
+export function resolvePod(store: WorkloadStore, uid: string, info: WorkloadInfo): PodIdentity {
+  const workload = findWorkload(store, uid, info);
+  if (workload === undefined || workload.workloadIps.length === 0) throw new PodUnknownError(uid, info.namespace, info.name);
+  const sa = info.serviceAccount === "" ? workload.serviceAccount : info.serviceAccount;
+  return { identity: makeIdentity(workload.trustDomain, info.namespace, sa), ips: workload.workloadIps, workload };
+}

@@ -1,0 +1,251 @@
+import { EventEmitter } from "node:events";
+import { Worker } from "node:worker_threads";
+import { closeFd } from "../../native/index.js";
+import { errorMessage } from "../../shared/errors.js";
+import type { Logger } from "../../shared/log.js";
+import type { StateSnapshot } from "../state/types.js";
+import type { WorkerInit } from "../worker/entry.js";
+import type { FromWorker, ListenerInfo, Telemetry, ToWorker, WorkerSettings } from "../worker/messages.js";
+import { WorkerExitedError } from "./errors.js";
+
+// The proxy worker threads: spawned at start, each told every state snapshot; requests carry
+// an id and resolve on the worker's reply. A worker that dies is replaced (with a growing
+// delay if it keeps dying); the main thread first closes the netns fd copies the dead worker
+// had opened (fds are process-wide and outlive the thread), then the new worker is announced
+// so the pod manager can re-add every pod to it.
+
+export type WorkerRequest = { t: "addPod"; pod: Extract<ToWorker, { t: "addPod" }>["pod"] } | { t: "removePod"; uid: string } | { t: "drain"; deadlineMs: number };
+
+export type WorkerReply = { ok: true; listeners: readonly ListenerInfo[] } | { ok: false; error: string };
+
+export type SlotState = "starting" | "up" | "restarting" | "stopped";
+
+export interface WorkerStatus {
+  readonly index: number;
+  readonly generation: number;
+  readonly state: SlotState;
+  readonly threadId: number;
+  readonly restarts: number;
+  readonly lastExit: string | undefined;
+  readonly accepted: number;
+  readonly active: number;
+  readonly eventLoopLagMs: number;
+}
+
+export interface WorkerPoolEvents {
+  /** A replacement worker is up (generation > 1): its pods must be re-added. */
+  replaced: [index: number, generation: number];
+  telemetry: [index: number, t: Telemetry];
+  changed: [];
+}
+
+export interface WorkerPoolOptions {
+  readonly script: string | URL;
+  readonly count: number;
+  readonly settings: Omit<WorkerSettings, "index">;
+  readonly snapshot: () => StateSnapshot;
+  readonly log: Logger;
+  /** First replacement delay; doubles while a worker keeps dying young (cap 5 s). */
+  readonly restartDelayMs?: number;
+}
+
+interface Slot {
+  index: number;
+  generation: number;
+  worker: Worker;
+  state: SlotState;
+  ready: Promise<void>;
+  pending: Map<number, (r: WorkerReply) => void>;
+  /** Netns fd copies the worker opened and has not closed. */
+  fds: Set<number>;
+  restarts: number;
+  lastExit: string | undefined;
+  startedAt: number;
+  accepted: number;
+  active: number;
+  lag: number;
+}
+
+const MAX_RESTART_DELAY_MS = 5_000;
+
+export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
+  private readonly slots: Slot[] = [];
+  private nextId = 1;
+  private stopping = false;
+
+  constructor(private readonly opts: WorkerPoolOptions) {
+    super();
+  }
+
+  get size(): number {
+    return this.opts.count;
+  }
+
+  /** Spawns every worker and waits until each says it is ready. */
+  async start(): Promise<void> {
+    for (let i = 0; i < this.opts.count; i++) this.slots.push(this.spawn(i, 1, 0));
+    await Promise.all(this.slots.map((s) => s.ready));
+  }
+
+  generation(index: number): number {
+    return this.slot(index).generation;
+  }
+
+  statuses(): WorkerStatus[] {
+    return this.slots.map((s) => ({
+      index: s.index,
+      generation: s.generation,
+      state: s.state,
+      threadId: s.worker.threadId,
+      restarts: s.restarts,
+      lastExit: s.lastExit,
+      accepted: s.accepted,
+      active: s.active,
+      eventLoopLagMs: s.lag,
+    }));
+  }
+
+  /** Sends a request to one worker (waiting for it to be up) and resolves with its reply. */
+  async request(index: number, req: WorkerRequest): Promise<WorkerReply & { generation: number }> {
+    const slot = this.slot(index);
+    await slot.ready;
+    const current = this.slot(index);
+    if (current !== slot) return this.request(index, req);
+    if (slot.state !== "up") return { ok: false, error: `worker ${index} is ${slot.state}`, generation: slot.generation };
+    const id = this.nextId++;
+    const reply = new Promise<WorkerReply>((resolve) => slot.pending.set(id, resolve));
+    slot.worker.postMessage({ ...req, id } as ToWorker);
+    return { ...(await reply), generation: slot.generation };
+  }
+
+  /** A message every live worker gets (state snapshots, renewed certificates). */
+  broadcast(msg: Extract<ToWorker, { t: "state" } | { t: "cert" }>): void {
+    for (const s of this.slots) if (s.state === "up" || s.state === "starting") s.worker.postMessage(msg);
+  }
+
+  /** Debug: makes worker `index` throw an uncaught error. */
+  crash(index: number): void {
+    this.slot(index).worker.postMessage({ t: "crash" } satisfies ToWorker);
+  }
+
+  /** Terminates every worker (after drain) and closes any fd copy they left. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.slots.map(async (s) => {
+        s.state = "stopped";
+        await s.worker.terminate();
+        this.closeLeftovers(s);
+      }),
+    );
+  }
+
+  private slot(index: number): Slot {
+    const s = this.slots[index];
+    if (s === undefined) throw new RangeError(`no worker ${index} (there are ${this.slots.length})`);
+    return s;
+  }
+
+  private spawn(index: number, generation: number, restarts: number): Slot {
+    const init: WorkerInit = { settings: { ...this.opts.settings, index }, snapshot: this.opts.snapshot() };
+    const worker = new Worker(this.opts.script, { workerData: init, name: `ztunnel-worker-${index}` });
+    let markReady!: () => void;
+    const slot: Slot = {
+      index,
+      generation,
+      worker,
+      state: "starting",
+      ready: new Promise<void>((r) => (markReady = r)),
+      pending: new Map(),
+      fds: new Set(),
+      restarts,
+      lastExit: undefined,
+      startedAt: Date.now(),
+      accepted: 0,
+      active: 0,
+      lag: 0,
+    };
+    worker.on("message", (m: FromWorker) => {
+      switch (m.t) {
+        case "ready":
+          if (slot.state === "starting") slot.state = "up";
+          // A snapshot may have changed between spawn and ready.
+          worker.postMessage({ t: "state", snapshot: this.opts.snapshot() } satisfies ToWorker);
+          markReady();
+          this.emit("changed");
+          if (generation > 1) this.emit("replaced", index, generation);
+          return;
+        case "reply": {
+          const resolve = slot.pending.get(m.id);
+          slot.pending.delete(m.id);
+          resolve?.(m.ok ? { ok: true, listeners: m.listeners } : { ok: false, error: m.error });
+          return;
+        }
+        case "fdOpened":
+          slot.fds.add(m.fd);
+          return;
+        case "fdClosed":
+          slot.fds.delete(m.fd);
+          return;
+        case "telemetry":
+          slot.accepted += m.counters.accepted;
+          slot.active = m.active;
+          slot.lag = m.eventLoopLagMs;
+          this.emit("telemetry", index, m);
+          return;
+      }
+    });
+    worker.on("error", (err) => {
+      slot.lastExit = errorMessage(err);
+      this.opts.log.error({ worker: index, err: errorMessage(err) }, "proxy worker crashed");
+    });
+    worker.once("exit", (code) => this.onExit(slot, code, markReady));
+    return slot;
+  }
+
+  private onExit(slot: Slot, code: number, markReady: () => void): void {
+    slot.lastExit ??= `exited with code ${code}`;
+    const err = new WorkerExitedError(slot.index, slot.lastExit);
+    for (const resolve of slot.pending.values()) resolve({ ok: false, error: err.message });
+    slot.pending.clear();
+    // The thread is gone, so nothing can use or close these numbers any more: close them now.
+    this.closeLeftovers(slot);
+    if (this.stopping || slot.state === "stopped") {
+      slot.state = "stopped";
+      markReady();
+      return;
+    }
+    slot.state = "restarting";
+    this.emit("changed");
+    const young = Date.now() - slot.startedAt < 10_000;
+    const base = this.opts.restartDelayMs ?? 100;
+    const delay = young ? Math.min(base * 2 ** Math.min(slot.restarts, 10), MAX_RESTART_DELAY_MS) : base;
+    this.opts.log.warn({ worker: slot.index, reason: slot.lastExit, restartInMs: delay }, "replacing the proxy worker");
+    // Requests made meanwhile wait for the replacement (request() follows the slot).
+    const next = new Promise<void>((resolve) => {
+      setTimeout(() => {
+        if (this.stopping) {
+          resolve();
+          return;
+        }
+        const fresh = this.spawn(slot.index, slot.generation + 1, slot.restarts + 1);
+        this.slots[slot.index] = fresh;
+        void fresh.ready.then(resolve);
+      }, delay);
+    });
+    slot.ready = next;
+    markReady();
+  }
+
+  private closeLeftovers(slot: Slot): void {
+    for (const fd of slot.fds) {
+      try {
+        closeFd(fd);
+      } catch (err) {
+        this.opts.log.warn({ worker: slot.index, fd, err: errorMessage(err) }, "closing a dead worker's netns fd failed");
+      }
+    }
+    if (slot.fds.size > 0) this.opts.log.info({ worker: slot.index, fds: [...slot.fds] }, "closed the netns fds of a stopped worker");
+    slot.fds.clear();
+  }
+}

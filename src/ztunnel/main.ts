@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+import type { Server } from "node:http";
+import { errorMessage } from "../shared/errors.js";
+import { logger } from "../shared/log.js";
+import { createZdsClient } from "../zds/index.js";
+import { buildConfigDump } from "./admin/config-dump.js";
+import { startAdminServer, startReadinessServer } from "./admin/server.js";
+import { ConfigError, loadConfig, type ZtunnelConfig } from "./config.js";
+import { InPodManager } from "./inpod/manager.js";
+import { TelemetrySink } from "./inpod/telemetry-sink.js";
+import { WorkerPool } from "./inpod/worker-pool.js";
+import { Readiness } from "./readiness.js";
+import { FileStateSource } from "./state/file-source.js";
+import { WorkloadStore } from "./state/store.js";
+import { LocalCa } from "./tls/ca.js";
+import { CertManager } from "./tls/cert-manager.js";
+
+// The ztunnel process (DESIGN §1): the main thread runs the ZDS client, the state, the
+// certificates and the admin endpoints; ZTUNNEL_WORKER_THREADS workers run the proxies.
+
+const log = logger("ztunnel");
+
+/** Debug endpoints (crash a worker on purpose) are off unless this is "true". */
+const DEBUG_ENV = "ZTUNNEL_DEBUG_ENDPOINTS";
+
+async function run(config: ZtunnelConfig): Promise<void> {
+  if (config.caRootDir === undefined) {
+    throw new ConfigError("CA_ROOT_DIR", "is required: a directory with root-cert.pem and ca-key.pem (the mesh root every node shares)");
+  }
+  const ca = await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
+  const certs = new CertManager(ca);
+  const store = new WorkloadStore();
+  const source = config.localXdsPath !== undefined ? new FileStateSource(config.localXdsPath) : undefined;
+  await source?.start(store);
+
+  const pool = new WorkerPool({
+    script: new URL("./worker/entry.js", import.meta.url),
+    count: config.workerThreads,
+    settings: {
+      packetMark: config.packetMark,
+      reusePort: config.inpodPortReuse,
+      ipv6: config.ipv6Enabled,
+      poolMaxStreams: config.poolMaxStreamsPerConnection,
+      poolIdleMs: config.poolUnusedReleaseTimeoutMs,
+      flushIntervalMs: 1_000,
+    },
+    snapshot: () => store.snapshot(),
+    log,
+  });
+  // Every state change reaches every worker as a versioned snapshot.
+  store.onChange(() => pool.broadcast({ t: "state", snapshot: store.snapshot() }));
+  await pool.start();
+  const telemetry = new TelemetrySink(logger("access"));
+  pool.on("telemetry", (index, t) => telemetry.add(index, t));
+
+  const manager = new InPodManager({ pool, store, certs, log });
+  const zds = createZdsClient(manager, { socketPath: config.inpodUds });
+  let draining = false;
+
+  const readiness = new Readiness();
+  readiness.register("shutdown", () => (draining ? ["draining connections"] : []));
+  readiness.register("workers", () =>
+    pool.statuses().filter((w) => w.state !== "up").map((w) => `worker ${w.index} ${w.state}${w.lastExit !== undefined ? ` (${w.lastExit})` : ""}`),
+  );
+  readiness.register("workload proxy manager", () => {
+    const r = zds.readiness();
+    const items = zds
+      .workloads()
+      .filter((w) => w.status !== "running")
+      .map((w) => `pod ${w.uid} ${w.status}${w.lastError !== undefined ? `: ${w.lastError}` : ""}`);
+    for (const p of manager.pending()) items.push(`pod ${p.uid} (${p.namespace}/${p.name}) pending${p.lastError !== undefined ? `: ${p.lastError}` : ""}`);
+    if (!r.ready && items.length === 0) items.push(r.reason);
+    return items;
+  });
+
+  const servers: Server[] = [];
+  let shutdown: Promise<void> | undefined;
+  const quit = (): void => {
+    shutdown ??= (async () => {
+      draining = true;
+      const deadlineMs = config.connectionTerminationDeadlineMs;
+      log.info({ deadlineMs }, "draining: listeners closed, open connections may finish until the deadline");
+      await Promise.all([...Array(pool.size).keys()].map((i) => pool.request(i, { t: "drain", deadlineMs })));
+      manager.markShutdown();
+      await zds.close();
+      await pool.stop();
+      await source?.close();
+      certs.close();
+      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      log.info("ztunnel stopped");
+    })().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: errorMessage(err) }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+
+  servers.push(await startReadinessServer(config.readinessAddr, readiness, log));
+  servers.push(
+    await startAdminServer(
+      config.adminAddr,
+      {
+        configDump: () =>
+          buildConfigDump({
+            config,
+            store,
+            certs,
+            zdsConnected: zds.connected,
+            zdsWorkloads: zds.workloads(),
+            pods: manager.statuses(),
+            workers: pool.statuses(),
+            counters: telemetry.totals,
+            draining,
+          }),
+        quit,
+        ...(process.env[DEBUG_ENV] === "true" ? { crashWorker: (i: number) => pool.crash(i) } : {}),
+      },
+      log,
+    ),
+  );
+  process.on("SIGTERM", quit);
+  process.on("SIGINT", quit);
+  zds.start();
+  log.info({ workers: pool.size, zds: config.inpodUds, state: source?.name ?? "none" }, "ztunnel started");
+}
+
+try {
+  await run(loadConfig());
+} catch (err) {
+  // One line a human can act on; the variable is named in ConfigError messages.
+  process.stderr.write(`ztunnel: ${errorMessage(err)}\n`);
+  log.error({ err: errorMessage(err), code: (err as { code?: string }).code }, "ztunnel failed to start");
+  process.exit(1);
+}

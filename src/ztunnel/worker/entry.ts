@@ -1,0 +1,110 @@
+import { parentPort, threadId, workerData } from "node:worker_threads";
+import { errorMessage } from "../../shared/errors.js";
+import { logger } from "../../shared/log.js";
+import { WorkloadStore } from "../state/store.js";
+import type { StateSnapshot } from "../state/types.js";
+import { WorkerCerts } from "./certs.js";
+import type { FromWorker, ToWorker, WorkerSettings } from "./messages.js";
+import { PodProxy } from "./pod-proxy.js";
+import { WorkerTelemetry } from "./telemetry.js";
+
+// Entry of a proxy worker thread (DESIGN §1). The main thread sends pods, state snapshots and
+// certificates; this thread creates its own listeners in each pod's netns (setns happens on
+// this thread, inside the native createSocket call) and proxies what it accepts.
+
+export interface WorkerInit {
+  readonly settings: WorkerSettings;
+  readonly snapshot: StateSnapshot;
+}
+
+const port = parentPort;
+if (port === null) throw new Error("src/ztunnel/worker/entry.js must run as a worker thread");
+const init = workerData as WorkerInit;
+const log = logger("ztunnel.worker").child({ worker: init.settings.index, threadId });
+const post = (m: FromWorker): void => port.postMessage(m);
+
+const store = new WorkloadStore();
+store.applySnapshot(init.snapshot);
+const certs = new WorkerCerts();
+const telemetry = new WorkerTelemetry((t) => post({ t: "telemetry", ...t }), init.settings.flushIntervalMs);
+const pods = new Map<string, PodProxy>();
+const deps = {
+  settings: init.settings,
+  store,
+  certs,
+  telemetry,
+  log,
+  fdOpened: (fd: number) => post({ t: "fdOpened", fd }),
+  fdClosed: (fd: number) => post({ t: "fdClosed", fd }),
+};
+
+async function addPod(msg: Extract<ToWorker, { t: "addPod" }>): Promise<void> {
+  const existing = pods.get(msg.pod.uid);
+  if (existing !== undefined) {
+    pods.delete(msg.pod.uid);
+    await existing.close();
+  }
+  const proxy = new PodProxy(msg.pod, deps);
+  pods.set(msg.pod.uid, proxy);
+  try {
+    const listeners = await proxy.start();
+    post({ t: "reply", id: msg.id, ok: true, listeners });
+  } catch (err) {
+    if (pods.get(msg.pod.uid) === proxy) pods.delete(msg.pod.uid);
+    post({ t: "reply", id: msg.id, ok: false, error: errorMessage(err) });
+  }
+}
+
+async function removePod(msg: Extract<ToWorker, { t: "removePod" }>): Promise<void> {
+  const proxy = pods.get(msg.uid);
+  pods.delete(msg.uid);
+  try {
+    await proxy?.close();
+    post({ t: "reply", id: msg.id, ok: true, listeners: [] });
+  } catch (err) {
+    post({ t: "reply", id: msg.id, ok: false, error: errorMessage(err) });
+  }
+}
+
+async function drain(msg: Extract<ToWorker, { t: "drain" }>): Promise<void> {
+  const all = [...pods.values()];
+  await Promise.all(all.map((p) => p.stopAccepting()));
+  const deadline = Date.now() + msg.deadlineMs;
+  while (Date.now() < deadline && all.some((p) => p.activeConnections > 0)) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const left = all.reduce((n, p) => n + p.activeConnections, 0);
+  if (left > 0) log.info({ connections: left }, "drain deadline reached; closing the remaining connections");
+  for (const p of all) await p.close();
+  pods.clear();
+  telemetry.flush();
+  post({ t: "reply", id: msg.id, ok: true, listeners: [] });
+}
+
+port.on("message", (msg: ToWorker) => {
+  switch (msg.t) {
+    case "state":
+      store.applySnapshot(msg.snapshot);
+      return;
+    case "cert":
+      certs.update(msg.cert);
+      return;
+    case "addPod":
+      void addPod(msg);
+      return;
+    case "removePod":
+      void removePod(msg);
+      return;
+    case "drain":
+      void drain(msg);
+      return;
+    case "crash":
+      // Debug hook: an uncaught exception, exactly like a bug would raise.
+      setImmediate(() => {
+        throw new Error(`worker ${init.settings.index} crashed on request (debug)`);
+      });
+      return;
+  }
+});
+
+post({ t: "ready" });

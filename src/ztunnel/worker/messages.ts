@@ -1,0 +1,91 @@
+import type { StateSnapshot } from "../state/types.js";
+import type { WorkloadCert } from "../tls/ca.js";
+import type { Identity } from "../tls/identity.js";
+
+// The protocol between the main thread and a proxy worker (structured clone over the worker's
+// port). Netns fds travel as numbers: fds are process-wide, and each worker dup()s its own copy.
+
+/** Settings a worker needs; everything else it receives per pod or as state snapshots. */
+export interface WorkerSettings {
+  readonly index: number;
+  readonly packetMark: number;
+  readonly reusePort: boolean;
+  readonly ipv6: boolean;
+  readonly poolMaxStreams: number;
+  readonly poolIdleMs: number;
+  /** How often counters are flushed to the main thread (at most 1 s by DESIGN §1). */
+  readonly flushIntervalMs: number;
+}
+
+/** One pod as a worker proxies it. */
+export interface PodSpec {
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly identity: Identity;
+  /** The pod's IPs: valid inbound destinations and outbound source identity. */
+  readonly ips: readonly string[];
+  /** The main thread's netns fd of the pod; the worker dups it and never uses this number. */
+  readonly netnsFd: number;
+  readonly cert: WorkloadCert;
+}
+
+export type ListenerRole = "outbound" | "inbound-plaintext" | "inbound-hbone";
+
+export interface ListenerInfo {
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: "TCP" | "HBONE";
+  readonly role: ListenerRole;
+  readonly worker: number;
+  readonly mark: number;
+}
+
+export type ToWorker =
+  | { readonly t: "state"; readonly snapshot: StateSnapshot }
+  | { readonly t: "addPod"; readonly id: number; readonly pod: PodSpec }
+  | { readonly t: "removePod"; readonly id: number; readonly uid: string }
+  | { readonly t: "cert"; readonly cert: WorkloadCert }
+  /** Stop accepting, let connections finish until the deadline, then close everything. */
+  | { readonly t: "drain"; readonly id: number; readonly deadlineMs: number }
+  /** Debug only: throw an uncaught error (proves crash replacement). */
+  | { readonly t: "crash" };
+
+export interface DirectionCounters {
+  opened: number;
+  closed: number;
+  failed: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export type Direction = "outbound" | "inbound";
+
+export interface CounterDelta {
+  readonly outbound: DirectionCounters;
+  readonly inbound: DirectionCounters;
+  readonly accepted: number;
+}
+
+/** One access-log record (DESIGN §9 field names). */
+export type AccessRecord = Readonly<Record<string, string | number | undefined>>;
+
+export interface Telemetry {
+  readonly counters: CounterDelta;
+  readonly access: readonly AccessRecord[];
+  readonly active: number;
+  readonly eventLoopLagMs: number;
+}
+
+export type FromWorker =
+  | { readonly t: "ready" }
+  | { readonly t: "reply"; readonly id: number; readonly ok: true; readonly listeners: readonly ListenerInfo[] }
+  | { readonly t: "reply"; readonly id: number; readonly ok: false; readonly error: string }
+  /** Fd bookkeeping so the main thread can close a crashed worker's copies. */
+  | { readonly t: "fdOpened"; readonly fd: number }
+  | { readonly t: "fdClosed"; readonly fd: number }
+  | ({ readonly t: "telemetry" } & Telemetry);
+
+export function emptyCounters(): DirectionCounters {
+  return { opened: 0, closed: 0, failed: 0, bytesSent: 0, bytesReceived: 0 };
+}
