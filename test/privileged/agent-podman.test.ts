@@ -1,0 +1,164 @@
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { Agent } from "../../src/agent/agent.js";
+import { loadAgentConfig } from "../../src/agent/config.js";
+import { netnsRunner } from "../../src/agent/redirect/index.js";
+import type { NetnsHandle } from "../../src/native/index.js";
+import { startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
+import { PLUGIN_EXECUTABLE } from "../fixtures/cni-exec.js";
+import { createNetns, deleteNetns, netnsPath, run, runId } from "../harness/netns.js";
+import { describePrivileged } from "../harness/privileged.js";
+
+// The full path with a real container runtime: `podman run` in a node netns (set up as in
+// cni-podman.test.ts: bridge + host-local + ours, chained by the agent's own installer) →
+// our plugin → the agent (cluster-free, inventory names the container) → in-pod rules →
+// ZDS Add to a test ztunnel — all before the container's process starts; `--rm` → DEL →
+// the pod is released everywhere.
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const SUBNET = "10.78.0.0/24";
+
+function uptime(): number {
+  return Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+}
+
+describePrivileged("podman → plugin → agent → ztunnel, end to end", () => {
+  const id = runId();
+  const ns = `agpm-${id}`;
+  const net = `agp${id}`;
+  let dir: string;
+  let rootfs: string;
+  let agent: Agent | undefined;
+  let zt: TestZtunnel | undefined;
+  /** System uptime (s) when the test ztunnel started each pod's proxy. */
+  const proxyStartedAt = new Map<string, number>();
+
+  async function podman(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    process.env.CONTAINERS_CONF = join(dir, "containers.conf");
+    const base = ["--net=" + netnsPath(ns), "podman", "--root", join(dir, "root"), "--runroot", join(dir, "runroot"), "--tmpdir", join(dir, "tmp")];
+    try {
+      return { code: 0, ...(await run("nsenter", [...base, "--runtime", "runc", "--cgroup-manager=cgroupfs", ...args])) };
+    } catch (err) {
+      return { code: 1, stdout: "", stderr: (err as Error).message };
+    }
+  }
+
+  async function podmanRun(name: string, script: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    return await podman(["run", "--rm", "--name", name, "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768", "--network", net, "--rootfs", rootfs, "/bin/sh", "-c", script]);
+  }
+
+  beforeAll(async () => {
+    execFileSync(process.execPath, [join(ROOT, "scripts", "build-cni-plugin.mjs")], { stdio: "ignore" });
+    dir = mkdtempSync(join(tmpdir(), "agent-podman-"));
+    const bin = join(dir, "cni-bin");
+    const netDir = join(dir, "net.d");
+    for (const d of [bin, netDir, join(dir, "root"), join(dir, "runroot"), join(dir, "tmp")]) mkdirSync(d, { recursive: true });
+    for (const p of ["bridge", "host-local", "loopback"]) copyFileSync(join("/usr/lib/cni", p), join(bin, p));
+    execFileSync("chmod", ["755", ...readdirSync(bin).map((p) => join(bin, p))]);
+    rootfs = join(dir, "rootfs");
+    for (const d of ["bin", "proc", "sys", "dev", "etc", "tmp", "run"]) mkdirSync(join(rootfs, d), { recursive: true });
+    copyFileSync("/bin/busybox", join(rootfs, "bin", "busybox"));
+    execFileSync("chmod", ["755", join(rootfs, "bin", "busybox")]);
+    for (const a of ["sh", "ip", "cat", "echo"]) symlinkSync("busybox", join(rootfs, "bin", a));
+    writeFileSync(
+      join(netDir, `${net}.conflist`),
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: net,
+        plugins: [
+          {
+            type: "bridge",
+            bridge: `cni-${id}`,
+            isGateway: true,
+            ipMasq: false,
+            ipam: { type: "host-local", ranges: [[{ subnet: SUBNET }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "ipam") },
+          },
+        ],
+      }),
+    );
+    writeFileSync(join(dir, "containers.conf"), `[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${bin}"]\nnetwork_config_dir = "${netDir}"\n`);
+    writeFileSync(
+      join(dir, "inventory.yaml"),
+      `namespaces:
+  - name: mesh
+    labels: { istio.io/dataplane-mode: ambient }
+pods:
+  - { name: web-${id}, namespace: mesh, uid: 5e5e5e5e-0000-4000-8000-0000${id}, serviceAccount: web }
+`,
+    );
+    await createNetns(ns);
+    const cfg = loadAgentConfig({
+      LOCAL_INVENTORY_PATH: join(dir, "inventory.yaml"),
+      CNI_AGENT_RUN_DIR: join(dir, "run"),
+      ZTUNNEL_UDS_ADDRESS: join(dir, "zt", "ztunnel.sock"),
+      MOUNTED_CNI_NET_DIR: netDir,
+      MOUNTED_CNI_BIN_DIR: bin,
+      AMBIENT_CNI_PLUGIN_BINARY: PLUGIN_EXECUTABLE,
+      AMBIENT_IPV6: "false",
+      AGENT_HTTP_ADDRESS: "127.0.0.1:0",
+      VERIFY_INTERVAL: "0",
+    });
+    agent = await Agent.start(cfg, { host: netnsRunner(netnsPath(ns)), hostNetnsPath: netnsPath(ns) });
+    zt = startTestZtunnel(cfg.zdsSocket);
+    const manager = zt.manager;
+    const start = manager.start.bind(manager);
+    manager.start = async (uid: string, info: unknown, netns: NetnsHandle): Promise<void> => {
+      proxyStartedAt.set(uid, uptime());
+      await start(uid, info, netns);
+    };
+    await until(() => zt?.snapshots === 1, "first snapshot");
+    const conf = readFileSync(join(netDir, `${net}.conflist`), "utf8");
+    expect(conf).toContain('"ambient-cni"');
+  }, 180_000);
+
+  afterAll(async () => {
+    try {
+      if (dir) await podman(["rm", "-af", "-t", "0"]);
+      await agent?.stop();
+      await zt?.close();
+    } finally {
+      await deleteNetns(ns);
+      delete process.env.CONTAINERS_CONF;
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("an enrolled container starts only after its rules and its ztunnel proxy; --rm removes it everywhere", async () => {
+    const uid = `5e5e5e5e-0000-4000-8000-0000${id}`;
+    const r = await podmanRun(`web-${id}`, "cat /proc/uptime; ip -4 -o addr show dev eth0");
+    expect(r.code, r.stderr).toBe(0);
+    const containerStartedAt = Number(r.stdout.trim().split(/\s+/)[0]);
+    const ip = /inet (10\.78\.0\.\d+)\//.exec(r.stdout)?.[1];
+    expect(ip).toBeDefined();
+    // ztunnel got the pod (with its netns) before the container's first process ran.
+    expect(proxyStartedAt.get(uid)).toBeDefined();
+    expect(proxyStartedAt.get(uid)!).toBeLessThanOrEqual(containerStartedAt);
+    // The container exited; --rm ran the chain's DEL, which released the pod.
+    await expect.poll(() => zt!.manager.calls, { timeout: 15_000 }).toEqual([`start ${uid}`, `stop ${uid}`]);
+    expect(agent!.lifecycle.uids()).toEqual([]);
+    const members = (await run("nsenter", [`--net=${netnsPath(ns)}`, "ipset", "list", "istio-inpod-probes-v4"])).stdout;
+    expect(members).not.toContain(ip!);
+  });
+
+  it("a container that is not in the mesh starts untouched", async () => {
+    const before = zt!.manager.calls.length;
+    const r = await podmanRun(`plain-${id}`, "echo started");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("started");
+    expect(zt!.manager.calls.length).toBe(before);
+  });
+
+  it("ztunnel down: the enrolled container does not start (fail closed)", async () => {
+    await zt!.close();
+    zt = undefined;
+    const marker = join(rootfs, "tmp", "ran");
+    const r = await podmanRun(`web-${id}`, "echo ran > /tmp/ran");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/no ztunnel connection/);
+    expect(() => readFileSync(marker)).toThrow();
+    expect(agent!.lifecycle.uids()).toEqual([]);
+  });
+});
