@@ -194,6 +194,7 @@ export class Agent {
     // Existing pods first, so the first ZDS snapshot is complete: a ztunnel that connects to a
     // restarted agent must not drain pods the agent has not rediscovered yet.
     await this.controller.start();
+    await this.pruneProbeSet();
     this.zds = createZdsServer(this.lifecycle, { socketPath: c.zdsSocket, ackTimeoutMs: c.zdsAckTimeoutMs });
     this.zds.on("connected", () => this.metrics.ztunnelConnected.set(this.zds?.connectedCount ?? 0));
     this.zds.on("live", () => this.metrics.ztunnelConnected.set(this.zds?.connectedCount ?? 0));
@@ -236,6 +237,16 @@ export class Agent {
     this.verifier.start();
     this.updatePodGauge();
     log.info({ mode: this.source.kind, enrolled: this.lifecycle.uids().length, zds: c.zdsSocket, http: this.health.port }, "node agent running");
+  }
+
+  /** Drops ipset members of pods that left while the agent was away (after the first pass). */
+  private async pruneProbeSet(): Promise<void> {
+    if (!this.probeSnat) return;
+    const keep = new Set(this.lifecycle.all().flatMap((p) => p.ips));
+    const stale = (await this.probeSnat.members()).filter((ip) => !keep.has(ip));
+    if (stale.length === 0) return;
+    await this.probeSnat.removePod(stale);
+    log.info({ removed: stale }, "removed probe ipset entries of pods no longer enrolled");
   }
 
   private updatePodGauge(): void {

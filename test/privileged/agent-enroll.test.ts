@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { Agent } from "../../src/agent/agent.js";
 import { loadAgentConfig, type AgentConfig } from "../../src/agent/config.js";
 import { REDIRECTION_ANNOTATION } from "../../src/agent/enroll/model.js";
-import { PROBE_SET_V4 } from "../../src/agent/hostrules/probe-snat.js";
+import { PROBE_SET_V4, PROBE_SET_V6 } from "../../src/agent/hostrules/probe-snat.js";
 import { encodeAddEvent } from "../../src/agent/pluginevent/wire.js";
 import { netnsRunner } from "../../src/agent/redirect/index.js";
 import { PodCgroups, pidOf, postUnix, startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
@@ -60,7 +60,8 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
   }
 
   async function ipsetMembers(): Promise<string> {
-    return (await topo.exec(topo.node(0).ns, "ipset", ["list", PROBE_SET_V4])).stdout;
+    const node = topo.node(0).ns;
+    return (await topo.exec(node, "ipset", ["list", PROBE_SET_V4])).stdout + (await topo.exec(node, "ipset", ["list", PROBE_SET_V6])).stdout;
   }
 
   function labelMesh(labels: Record<string, string>): void {
@@ -70,7 +71,7 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
   }
 
   beforeAll(async () => {
-    topo = await Topology.create({ nodes: 1, podsPerNode: 3 });
+    topo = await Topology.create({ nodes: 1, podsPerNode: 3, ipv6: true });
     cgroups = new PodCgroups(topo.id);
     dir = mkdtempSync(join(tmpdir(), "agent-enroll-"));
     kube = await FakeKubeServer.start();
@@ -84,11 +85,11 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
       const o = kube.store.create("pods", {
         metadata: { name, namespace: "mesh", labels },
         spec: { nodeName: "node-0", serviceAccountName: `${name}-sa`, containers: [{ name: "app", image: "x" }] },
-        status: { phase: "Running", podIP: p.ip, podIPs: [{ ip: p.ip }] },
+        status: { phase: "Running", podIP: p.ip, podIPs: [{ ip: p.ip }, { ip: p.ip6! }] },
       }) as { metadata: { uid: string } };
       uids.set(name, o.metadata.uid);
       // The pod's "containers": a listener standing in for ztunnel (15001/15006) and the app (8080).
-      const child = topo.spawnNode(p.ns, TAG_SERVER, [name, "0.0.0.0:15001", "0.0.0.0:15006", "0.0.0.0:8080"]);
+      const child = topo.spawnNode(p.ns, TAG_SERVER, [name, "15001", "15006", "8080"]);
       procs.push(child);
       await waitForLine(child, "ready");
       cgroups.place(pidOf(child), o.metadata.uid);
@@ -98,7 +99,6 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
       CNI_AGENT_RUN_DIR: join(dir, "run"),
       ZTUNNEL_UDS_ADDRESS: join(dir, "zt", "ztunnel.sock"),
       CNI_INSTALL: "false",
-      AMBIENT_IPV6: "false",
       AGENT_HTTP_ADDRESS: "127.0.0.1:0",
       VERIFY_INTERVAL: "1s",
       ZDS_ACK_TIMEOUT: "2s",
@@ -126,12 +126,16 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
     await expect.poll(() => [annotation("web"), annotation("db")], { timeout: 15_000 }).toEqual(["enabled", "enabled"]);
     expect([...zt!.manager.running.keys()].sort()).toEqual([uids.get("web"), uids.get("db")].sort());
     expect(zt!.manager.running.get(uids.get("web")!)?.info).toEqual({ name: "web", namespace: "mesh", serviceAccount: "web-sa" });
-    for (const p of [web, db]) expect(await save(p)).toMatch(/-A ISTIO_OUTPUT .*-j REDIRECT --to-ports 15001/);
+    for (const p of [web, db]) {
+      expect(await save(p)).toMatch(/-A ISTIO_OUTPUT .*-j REDIRECT --to-ports 15001/);
+      expect((await topo.exec(p.ns, "ip6tables-save", [])).stdout).toMatch(/-A ISTIO_OUTPUT .*-j REDIRECT --to-ports 15001/);
+    }
     expect(await save(optout)).not.toContain("ISTIO_");
     expect(annotation("optout")).toBeUndefined();
     const members = await ipsetMembers();
     expect(members).toContain(web.ip);
     expect(members).toContain(db.ip);
+    expect(members).toContain(web.ip6);
     expect(members).not.toContain(optout.ip);
   });
 
@@ -140,6 +144,9 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
     expect(await connect(optout.ns, web.ip, 8080)).toBe(`web 15006 ${optout.ip}`);
     // A kubelet probe from the node: source rewritten to 169.254.7.127, accepted as is.
     expect(await connect(topo.node(0).ns, web.ip, 8080)).toBe("web 8080 169.254.7.127");
+    expect(await connect(web.ns, optout.ip6!, 8080)).toBe(`web 15001 ${web.ip6}`);
+    expect(await connect(optout.ns, web.ip6!, 8080)).toBe(`web 15006 ${optout.ip6}`);
+    expect(await connect(topo.node(0).ns, web.ip6!, 8080)).toBe("web 8080 fd16:9254:7127:1337:ffff:ffff:ffff:ffff");
     // A pod outside the mesh is probed with the node's own address.
     const plain = await connect(topo.node(0).ns, optout.ip, 8080);
     expect(plain).toMatch(/^optout 8080 /);
@@ -164,9 +171,13 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
     const startsBefore = [...zt!.manager.calls];
     await agent!.stop();
     agent = undefined;
-    // While the agent is away the pods keep their rules.
+    // While the agent is away the pods keep their rules, and a pod vanishes.
     expect(await connect(web.ns, optout.ip, 8080)).toBe(`web 15001 ${web.ip}`);
+    await topo.exec(topo.node(0).ns, "ipset", ["add", PROBE_SET_V4, "10.254.254.254"]);
     agent = await startAgent();
+    // Its stale probe entry is pruned once the first pass knows who is enrolled.
+    expect(await ipsetMembers()).not.toContain("10.254.254.254");
+    expect(await ipsetMembers()).toContain(web.ip);
     await expect.poll(() => zt!.snapshots, { timeout: 10_000 }).toBe(2);
     await expect.poll(() => zt!.client.readiness().ready, { timeout: 10_000 }).toBe(true);
     // ztunnel started each proxy once, and stopped none.
