@@ -109,10 +109,15 @@ class PooledConnection {
       this.state.session.close();
       return;
     }
-    if (this.state.t === "ready" && this.pool.idleTimeoutMs > 0) {
-      this.idleTimer = setTimeout(() => this.drain("idle"), this.pool.idleTimeoutMs);
-      this.idleTimer.unref();
-    }
+    this.armIdle();
+  }
+
+  /** Unused and ready: close after the release timeout unless a stream comes first. */
+  armIdle(): void {
+    if (this.streams > 0 || this.state.t !== "ready" || this.pool.idleTimeoutMs <= 0) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.drain("idle"), this.pool.idleTimeoutMs);
+    this.idleTimer.unref();
   }
 
   async session(): Promise<ClientHttp2Session> {
@@ -241,6 +246,8 @@ class PooledConnection {
         session.on("goaway", (code: number) => this.drainOnGoaway(code));
         session.once("close", () => this.toClosed(undefined));
         this.startPing(session);
+        // Everyone who asked for a stream may have given up while we were connecting.
+        this.armIdle();
         resolve(session);
       });
     });

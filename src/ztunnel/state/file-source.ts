@@ -5,19 +5,12 @@ import { basename, dirname } from "node:path";
 import { errorMessage } from "../../shared/errors.js";
 import { logger, type Logger } from "../../shared/log.js";
 import { parseLocalConfig } from "./local-config.js";
+import type { StateSource } from "./source.js";
 import type { StateSink } from "./store.js";
 
 // The local config file as a state source: loaded once at start (a bad file stops start-up),
 // then watched. The directory is watched, not the file, because editors and ConfigMap
 // updates replace the file by rename. A reload that fails keeps the old state and says why.
-
-/** A source of complete state; implementations are interchangeable (file, Kubernetes, xDS). */
-export interface StateSource {
-  readonly name: string;
-  /** Delivers the initial state to sink before resolving; throws when there is none. */
-  start(sink: StateSink): Promise<void>;
-  close(): Promise<void>;
-}
 
 export interface FileSourceOptions {
   debounceMs?: number;
