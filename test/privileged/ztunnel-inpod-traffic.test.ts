@@ -1,9 +1,13 @@
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { Socket } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describePrivileged } from "../harness/privileged.js";
 import type { PodInfo } from "../harness/topology.js";
 import { Mesh, readAll, waitFor, writeAll } from "../fixtures/ztunnel-e2e-cluster.js";
+import { killAndWait } from "../harness/netns.js";
 
 // ztunnel end to end in real netns: 2 nodes × 2 captured pods, one ztunnel process per node
 // (2 worker threads each), the test as the node agent. Traffic between captured pods crosses
@@ -11,6 +15,8 @@ import { Mesh, readAll, waitFor, writeAll } from "../fixtures/ztunnel-e2e-cluste
 
 const MiB = 1024 * 1024;
 const APP_PORT = 8080;
+/** App that sends 8 MiB and its FIN first, then reads the client's bytes to the end. */
+const SERVER_FIRST_PORT = 8081;
 
 function sha(b: Buffer): string {
   return createHash("sha256").update(b).digest("hex");
@@ -36,6 +42,36 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
   let plain: PodInfo; // node 1, not captured
   /** Remote address seen by the app of each pod, per connection. */
   const seen = new Map<string, string[]>();
+  const serverFirst: Promise<Buffer>[] = [];
+
+  /** Starts tcpdump in a netns; resolves once it is capturing. */
+  async function capture(ns: string, file: string): Promise<ChildProcess> {
+    const child = mesh.topo.spawn(ns, "tcpdump", ["--immediate-mode", "-i", "any", "-U", "-n", "-s", "0", "-w", file, "tcp port 15008"]);
+    await new Promise<void>((resolve, reject) => {
+      let err = "";
+      const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
+      child.stderr?.on("data", (d: Buffer) => {
+        err += d.toString();
+        if (err.includes("listening on")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    return child;
+  }
+
+  async function stopCapture(child: ChildProcess): Promise<void> {
+    await killAndWait(child, "SIGINT");
+  }
+
+  async function clientHellos(file: string): Promise<string[][]> {
+    const { stdout } = await mesh.topo.exec(mesh.topo.networkNs, "tshark", [
+      "-r", file, "-d", "tcp.port==15008,tls", "-Y", "tls.handshake.type == 1", "-T", "fields",
+      "-e", "tls.handshake.extensions_alpn_str", "-e", "tls.handshake.extensions_server_name", "-e", "tls.handshake.extensions.supported_version",
+    ]);
+    return stdout.split("\n").filter((l) => l.trim() !== "").map((l) => l.split("\t"));
+  }
 
   beforeAll(async () => {
     mesh = await Mesh.create({ uncaptured: 1 });
@@ -51,6 +87,10 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
         s.pipe(s);
       });
     }
+    await mesh.app(b0, SERVER_FIRST_PORT, (s) => {
+      serverFirst.push(readAll(s));
+      void writeAll(s, payload(8 * MiB, 7)).then(() => s.end());
+    });
     await Promise.all([mesh.startZtunnel(0), mesh.startZtunnel(1)]);
   });
 
@@ -70,6 +110,35 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
     return back;
   }
 
+  it("HBONE on the wire: TLS 1.3 ClientHello with ALPN h2 and no SNI, no plaintext, across nodes and on one node", async () => {
+    const marker = Buffer.from("PLAINTEXT-MARKER-".repeat(64));
+    const cross = join(mesh.dir, "cross.pcap");
+    const local = join(mesh.dir, "local.pcap");
+    // Fresh source pods, so the pools must open (and handshake) new HBONE connections.
+    const capNet = await capture(mesh.topo.networkNs, cross);
+    const capNode = await capture(mesh.topo.node(0).ns, local);
+    for (const [from, to] of [[a1, b0], [a1, a0]] as const) {
+      const c = await mesh.dial(from, to.ip, APP_PORT);
+      const got = readAll(c);
+      c.end(marker);
+      expect((await got).equals(marker)).toBe(true);
+    }
+    await stopCapture(capNet);
+    await stopCapture(capNode);
+    for (const file of [cross, local]) {
+      const raw = await readFile(file);
+      expect(raw.length).toBeGreaterThan(1000); // HBONE packets were captured
+      expect(raw.includes(Buffer.from("PLAINTEXT-MARKER"))).toBe(false);
+      const hellos = await clientHellos(file);
+      expect(hellos.length).toBeGreaterThanOrEqual(1);
+      for (const [alpn, sni, versions] of hellos) {
+        expect(alpn).toBe("h2");
+        expect(sni ?? "").toBe("");
+        expect(versions).toContain("0x0304");
+      }
+    }
+  });
+
   it("captured → captured across nodes: echo works and the app sees the client pod's IP", async () => {
     seen.get(b0.name)!.length = 0;
     await echo(a0, b0, 64 * 1024);
@@ -80,5 +149,63 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
     seen.get(a1.name)!.length = 0;
     await echo(a0, a1, 64 * 1024);
     expect(seen.get(a1.name)).toEqual([a0.ip]);
+  });
+
+  it("8 MiB each way across nodes, client half-closes first", async () => {
+    await echo(b0, a0, 8 * MiB);
+  });
+
+  it("8 MiB each way across nodes, server half-closes first and the client keeps sending", async () => {
+    const c = await mesh.dial(a0, b0.ip, SERVER_FIRST_PORT);
+    const fromServer = await readAll(c);
+    expect(sha(fromServer)).toBe(sha(payload(8 * MiB, 7)));
+    expect(c.writable).toBe(true);
+    const mine = payload(8 * MiB, 9);
+    await writeAll(c, mine);
+    c.end();
+    await waitFor(() => serverFirst.length === 1, 5_000, () => "server-first app got no connection");
+    const atServer = await serverFirst[0]!;
+    expect(atServer.length).toBe(mine.length);
+    expect(sha(atServer)).toBe(sha(mine));
+  });
+
+  it("captured → uncaptured is plain passthrough; uncaptured → captured goes through 15006 with the source kept", async () => {
+    const before = (await mesh.configDump(1)).counters.inbound.closed;
+    seen.get(plain.name)!.length = 0;
+    await echo(a0, plain, 32 * 1024);
+    expect(seen.get(plain.name)).toEqual([a0.ip]);
+    seen.get(b0.name)!.length = 0;
+    await echo(plain, b0, 32 * 1024);
+    expect(seen.get(b0.name)).toEqual([plain.ip]);
+    // The connection was proxied by node 1's ztunnel (inbound plaintext), not delivered directly.
+    await waitFor(async () => (await mesh.configDump(1)).counters.inbound.closed > before, 5_000, () => "no inbound record on node 1");
+  });
+
+  it("with 2 workers each pod port has 2 listeners (ss) and both workers accept connections", async () => {
+    for (const port of [15001, 15006, 15008]) {
+      const lines = await mesh.listenersOn(b0, port);
+      expect(lines, lines.join("\n")).toHaveLength(2);
+      for (const l of lines) expect(l).toMatch(/"node",pid=\d+/);
+    }
+    const dump = await mesh.configDump(1);
+    const listeners = dump.workloadState[mesh.uid(b0)]!.listeners;
+    expect(listeners).toHaveLength(6);
+    expect(new Set(listeners.map((l) => l.worker))).toEqual(new Set([0, 1]));
+    for (const l of listeners) expect(l.mark).toBe(1337);
+    const acceptedBefore = (await mesh.configDump(0)).workers.map((w) => w.accepted);
+    const inBefore = dump.workers.map((w) => w.accepted);
+    for (let i = 0; i < 24; i++) {
+      await echo(a0, b0, 512); // 15001 on node 0
+      await echo(plain, b0, 512); // 15006 on node 1
+    }
+    await waitFor(
+      async () => {
+        const out = (await mesh.configDump(0)).workers.map((w, i) => w.accepted - (acceptedBefore[i] ?? 0));
+        const inn = (await mesh.configDump(1)).workers.map((w, i) => w.accepted - (inBefore[i] ?? 0));
+        return out.every((n) => n > 0) && inn.every((n) => n > 0) && out.reduce((a, b) => a + b) >= 24;
+      },
+      5_000,
+      () => "connections did not reach both workers",
+    );
   });
 });
