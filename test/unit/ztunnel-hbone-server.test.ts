@@ -1,5 +1,5 @@
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from "node:http2";
-import { connect as netConnect } from "node:net";
+import { connect as netConnect, Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { ProxyError } from "../../src/ztunnel/proxy/errors.js";
@@ -95,6 +95,45 @@ describe("HBONE server: CONNECT validation and answers", () => {
     const app = await env.app((s) => s.end());
     expect(await statusFor(env, { ip: "127.0.0.1", port: app.port })).toBe(401);
     expect(seen).toEqual([{ source: CLIENT_ID, sourceIp: "127.0.0.5", destination: { ip: "127.0.0.1", port: app.port } }]);
+  });
+});
+
+describe("HBONE server: failures on its side", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("fails closed (401) when the authorizer throws", async () => {
+    env = await HboneEnv.create({
+      server: {
+        authorizer: {
+          authorize: () => {
+            throw new Error("policy engine broken");
+          },
+        },
+      },
+    });
+    const app = await env.app((s) => s.end());
+    expect(await statusFor(env, { ip: "127.0.0.1", port: app.port })).toBe(401);
+  });
+
+  it("answers 503 when the app never answers the connect", async () => {
+    // Upstream sockets that never connect (a black-holed SYN).
+    class Blackhole extends LoopbackSocketFactory {
+      override connectTcp(): Socket {
+        const s = new Socket();
+        this.connected.push(s);
+        return s;
+      }
+    }
+    const records: InboundRecord[] = [];
+    env = await HboneEnv.create({ server: { socketFactory: new Blackhole(), upstreamConnectTimeoutMs: 150, onRecord: (r) => records.push(r) } });
+    const t0 = Date.now();
+    expect(await statusFor(env, { ip: "127.0.0.1", port: 9 })).toBe(503);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await waitFor(() => records.length === 1);
+    expect(records[0]?.error?.message).toContain("ETIMEDOUT");
   });
 });
 

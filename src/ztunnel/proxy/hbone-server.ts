@@ -68,6 +68,8 @@ export interface HboneServerOptions {
   preserveSource?: boolean;
   maxConnections?: number;
   handshakeTimeoutMs?: number;
+  /** Connecting to the app; past it the CONNECT is answered 503. Default 10 s. */
+  upstreamConnectTimeoutMs?: number;
   maxHeaderListSize?: number;
   maxConcurrentStreams?: number;
   relay?: RelayOptions;
@@ -117,7 +119,10 @@ export class HboneServer {
     });
     this.h2.on("session", (session: ServerHttp2Session) => this.onSession(session));
     this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-      void this.onStream(stream, headers);
+      this.onStream(stream, headers).catch((err: unknown) => {
+        this.log.warn({ err: errorMessage(err) }, "HBONE stream handling failed");
+        if (!stream.closed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      });
     });
   }
 
@@ -223,7 +228,13 @@ export class HboneServer {
     const target = this.validate(headers);
     if (target instanceof ProxyError) return refuse(target);
 
-    const decision = await this.authorizer.authorize({ source, sourceIp, destination: target });
+    let decision: AuthorizationDecision;
+    try {
+      decision = await this.authorizer.authorize({ source, sourceIp, destination: target });
+    } catch (err) {
+      // Fail closed: an authorizer that cannot decide denies.
+      decision = { allow: false, reason: `authorization failed: ${errorMessage(err)}` };
+    }
     if (!decision.allow) return refuse(new ProxyError("AUTHORIZATION_DENIED", `${formatIdentity(source)} → ${authority}: ${decision.reason}`));
     if (stream.closed) return;
 
@@ -233,13 +244,18 @@ export class HboneServer {
       noDelay: true,
       ...(this.opts.preserveSource !== false && sourceIp !== "" ? { sourceAddress: sourceIp } : {}),
     });
+    const connectTimeoutMs = this.opts.upstreamConnectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
     const connected = await new Promise<Error | undefined>((resolve) => {
+      timer = setTimeout(() => resolve(Object.assign(new Error(`no answer within ${connectTimeoutMs} ms`), { code: "ETIMEDOUT" })), connectTimeoutMs);
       upstream.once("connect", () => resolve(undefined));
       upstream.once("error", (err) => resolve(err));
       // The client gave up while we were connecting.
       stream.once("close", () => resolve(new Error("client closed the stream")));
     });
+    clearTimeout(timer);
     if (connected !== undefined) {
+      upstream.on("error", () => undefined);
       upstream.destroy();
       if (!stream.closed) return refuse(upstreamConnectError(connected, authority));
       return;
