@@ -24,6 +24,7 @@ import { NetnsPathStore } from "./netns/store.js";
 import { startPluginEventServer, type PluginEventServer } from "./pluginevent/server.js";
 import { PodRedirector, hostRunner, netnsRunner, type CommandRunner, type IptablesVariant } from "./redirect/index.js";
 import { Verifier, type ZtunnelView } from "./verify/verifier.js";
+import { AdminZtunnelView } from "./verify/ztunnel-admin.js";
 
 const log = logger("agent");
 
@@ -124,7 +125,7 @@ export class Agent {
       lifecycle: this.lifecycle,
       redirector: this.redirector,
       zds: zdsSink,
-      ...(deps.ztunnel ? { ztunnel: deps.ztunnel } : {}),
+      ...(deps.ztunnel ? { ztunnel: deps.ztunnel } : config.ztunnelAdminUrl ? { ztunnel: new AdminZtunnelView(config.ztunnelAdminUrl) } : {}),
       intervalMs: config.verifyIntervalMs,
       onRepair: (kind) => this.metrics.verifierRepairs.inc({ kind }),
       onRun: () => this.metrics.verifierRuns.inc(),

@@ -37,6 +37,8 @@ export interface AgentConfig {
   inventoryPath: string | undefined;
   /** VERIFY_INTERVAL (ours): period of the rules/ztunnel verifier; 0 disables it. */
   verifyIntervalMs: number;
+  /** ZTUNNEL_ADMIN_URL (ours): ztunnel's admin base URL; lets the verifier ask which pods it serves. */
+  ztunnelAdminUrl: string | undefined;
   /** AGENT_HTTP_ADDRESS (ours): host:port of /healthz, /readyz and /metrics (port 0 = any). */
   httpHost: string;
   httpPort: number;
@@ -87,6 +89,17 @@ function hostPort(name: string, raw: string): { host: string; port: number } {
   return { host: host === "" ? "0.0.0.0" : host, port };
 }
 
+function httpUrl(name: string, raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new AgentConfigError(`${name}="${raw}" is not a URL; use e.g. http://127.0.0.1:15000`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new AgentConfigError(`${name}="${raw}" must be an http(s) URL`);
+  return raw;
+}
+
 function namespaces(name: string, raw: string): string[] {
   const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
   for (const ns of list) {
@@ -135,6 +148,7 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     kubeconfig,
     inventoryPath,
     verifyIntervalMs: opt("VERIFY_INTERVAL", parseDuration, 5000),
+    ztunnelAdminUrl: opt("ZTUNNEL_ADMIN_URL", httpUrl, undefined as string | undefined),
     httpHost: http.host,
     httpPort: http.port,
     zdsAckTimeoutMs: opt("ZDS_ACK_TIMEOUT", parseDuration, 5000),

@@ -62,3 +62,45 @@ describe("periodic verifier", () => {
     expect(runs).toBe(after);
   });
 });
+
+describe("ztunnel admin view", () => {
+  it("reads workloadState from /config_dump: Up with listeners = has it; absent or Failed = lost; Pending or unreachable = cannot tell", async () => {
+    const { createServer } = await import("node:http");
+    const { AdminZtunnelView } = await import("../../src/agent/verify/ztunnel-admin.js");
+    let dump: unknown = {
+      zds: { connected: true },
+      workloadState: {
+        up: { state: "Up", listeners: [{ port: 15001 }] },
+        bare: { state: "Up", listeners: [] },
+        starting: { state: "Pending", listeners: [] },
+        broken: { state: "Failed", listeners: [] },
+      },
+    };
+    let hits = 0;
+    const srv = createServer((req, res) => {
+      hits++;
+      if (req.url !== "/config_dump") return void res.writeHead(404).end();
+      res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(dump));
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const view = new AdminZtunnelView(`http://127.0.0.1:${port}`, { cacheMs: 0 });
+      expect(await view.hasPod("up")).toBe(true);
+      expect(await view.hasPod("bare")).toBe(false);
+      expect(await view.hasPod("starting")).toBeUndefined();
+      expect(await view.hasPod("broken")).toBe(false);
+      expect(await view.hasPod("gone")).toBe(false);
+      dump = { zds: { connected: false }, workloadState: {} };
+      expect(await view.hasPod("gone")).toBeUndefined();
+      const cached = new AdminZtunnelView(`http://127.0.0.1:${port}`, { cacheMs: 60_000 });
+      const before = hits;
+      await cached.hasPod("a");
+      await cached.hasPod("b");
+      expect(hits - before).toBe(1);
+      expect(await new AdminZtunnelView("http://127.0.0.1:1", { timeoutMs: 500 }).hasPod("up")).toBeUndefined();
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  });
+});
