@@ -101,6 +101,7 @@ export class Agent {
       annotate: (pod, state) => this.source.setRedirection(pod, state),
       addrsIn,
       procRoot: config.procRoot,
+      zdsDeferred: () => this.zds === undefined,
     });
     const finder = new NetnsFinder({
       procRoot: config.procRoot,

@@ -63,12 +63,13 @@ export class CniEventHandler implements PluginEventHandler {
     const d = decideEnrollment(pod, source.namespaceLabels(pod.namespace), this.deps.decide);
     if (!d.enroll) return { outcome: "not-enrolled", reason: d.reason };
     try {
-      await lifecycle.enroll(
+      const e = await lifecycle.enroll(
         pod,
         { path: ev.netns },
         ev.ips.map((ip) => ip.address),
         { annotatePending: false },
       );
+      if (e.state !== "enabled") throw new Error("ztunnel has not acknowledged the pod yet");
       return { outcome: "enrolled" };
     } catch (err) {
       // The sandbox will be torn down: forget it so no snapshot names a dead netns.

@@ -169,6 +169,7 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
 
   it("agent restart with running enrolled pods: nothing added twice, the snapshot reaches ztunnel, redirection never lapses", async () => {
     const startsBefore = [...zt!.manager.calls];
+    const since = kube.nextSeq;
     await agent!.stop();
     agent = undefined;
     // While the agent is away the pods keep their rules, and a pod vanishes.
@@ -186,6 +187,9 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
     await expect.poll(() => agent!.lifecycle.all().map((p) => p.state), { timeout: 5000 }).toEqual(["enabled", "enabled"]);
     expect(zt!.manager.calls).toEqual(startsBefore);
     for (const p of [web, db]) expect((await agent.redirector.check(p.netnsPath)).state).toBe("in-place");
+    // The pods' annotations never went back to pending (no patch at all: they stayed enabled).
+    expect(kube.requests.filter((r) => r.seq >= since && r.verb === "patch")).toEqual([]);
+    expect([annotation("web"), annotation("db")]).toEqual(["enabled", "enabled"]);
   });
 
   it("ztunnel down: a new ambient pod's CNI ADD fails (fail closed); it succeeds once ztunnel is back", async () => {

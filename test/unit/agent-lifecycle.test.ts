@@ -116,3 +116,28 @@ describe("pod lifecycle (Istio's order)", () => {
     expect(lc.get("u1")?.state).toBe("enabled");
   });
 });
+
+describe("pod lifecycle while ZDS is deferred (agent start-up)", () => {
+  it("stops at pending without trying ztunnel or touching the annotation; finishing later enables it", async () => {
+    const log = new StepLog();
+    const opener = new FakeOpener();
+    opener.ids.set("/a", "A");
+    let deferred = true;
+    const lc = new PodLifecycle({
+      zds: new FakeZds(log),
+      redirector: new FakeRedirector(log),
+      opener,
+      annotate: recordingAnnotator(log),
+      addrsIn: async () => ["10.0.0.7"],
+      zdsDeferred: () => deferred,
+    });
+    const e = await lc.enroll(fakePod("u1"), { path: "/a" });
+    expect(e.state).toBe("pending");
+    expect(log.steps).toEqual(["rules-apply"]);
+    expect(lc.list().map((p) => p.uid)).toEqual(["u1"]);
+    deferred = false;
+    await lc.finishPending(fakePod("u1"));
+    expect(log.steps).toEqual(["rules-apply", "rules-apply", "zds-add u1", "annotate enabled"]);
+    expect(lc.get("u1")?.state).toBe("enabled");
+  });
+});

@@ -47,6 +47,11 @@ export interface LifecycleDeps {
   store?: PathStore;
   annotate(pod: PodView, state: RedirectionState | undefined): Promise<void>;
   addrsIn(netnsPath: string): Promise<string[]>;
+  /**
+   * True while no ZDS server exists yet (agent start-up): adds stop at `pending` without trying
+   * ZDS or touching the annotation; the first snapshot carries them and they are finished after.
+   */
+  zdsDeferred?: () => boolean;
   /** Paths under this root (/proc) die with their process and are not persisted. */
   procRoot?: string;
 }
@@ -114,8 +119,8 @@ export class PodLifecycle implements PodInventory {
   }
 
   /**
-   * Adds a pod (or finishes a pending one). Resolves when it is `enabled`; throws
-   * ZdsPendingError when the rules are in place but ztunnel has not acked.
+   * Adds a pod (or finishes a pending one). Resolves when it is `enabled` (or `pending` while
+   * ZDS is deferred at start-up); throws ZdsPendingError when ztunnel has not acked.
    */
   enroll(pod: PodView, source: NetnsSource, ips?: readonly string[], opts: EnrollOptions = {}): Promise<EnrolledPod> {
     return this.withLock(pod.uid, () => this.doEnroll(pod, source, ips, opts));
@@ -177,6 +182,7 @@ export class PodLifecycle implements PodInventory {
       if (this.deps.store && !this.isProcPath(origin)) await this.deps.store.set(pod.uid, origin);
     }
     if (entry.state === "enabled") return entry;
+    if (this.deps.zdsDeferred?.()) return entry;
     // A pending pod retried later: its rules may have been touched meanwhile (idempotent).
     if (!fresh) await this.deps.redirector.apply(handlePath(entry.netns));
     try {
