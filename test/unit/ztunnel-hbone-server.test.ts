@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from "node:http2";
 import { connect as netConnect, Socket } from "node:net";
 import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
@@ -8,7 +9,7 @@ import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
 import { clientTlsOptions } from "../../src/ztunnel/tls/peer.js";
 import { CLIENT_ID, HboneEnv, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
-import { certFor, foreignCa, id } from "../fixtures/ztunnel-pki.js";
+import { certFor, foreignCa, id, testCa } from "../fixtures/ztunnel-pki.js";
 
 /** A raw HTTP/2 session to the HBONE server, for requests our client would never send. */
 async function rawSession(env: HboneEnv, tlsOpts: ConnectionOptions): Promise<ClientHttp2Session> {
@@ -181,6 +182,35 @@ describe("HBONE server: who may connect", () => {
     const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: 80 })).catch((e: unknown) => e);
     expect((err as ProxyError).code).toBe("HBONE_HANDSHAKE_FAILED");
     certs.close();
+  });
+});
+
+describe("HBONE server: certificate renewal", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("serves the renewed certificate to new connections", async () => {
+    const ca = await testCa();
+    const certs = new CertManager({ rootPem: ca.rootPem, issue: (identity) => ca.issue(identity, { ttlMs: 2_000 }) });
+    env = await HboneEnv.create({ server: { certs } });
+    env.closers.push(() => certs.close());
+    const serialNow = async (): Promise<string> => {
+      const sock = tlsConnect({ host: "127.0.0.1", port: env.hbonePort, ...(await clientOpts()) });
+      await new Promise<void>((resolve, reject) => {
+        sock.once("secureConnect", () => resolve());
+        sock.once("error", reject);
+      });
+      const serial = sock.getPeerX509Certificate()?.serialNumber ?? "";
+      sock.destroy();
+      return serial;
+    };
+    const before = await serialNow();
+    await new Promise<void>((resolve) => certs.onRenew(SERVER_ID, () => resolve()));
+    const after = await serialNow();
+    expect(after).not.toBe(before);
+    expect(after).toBe(new X509Certificate(certs.peek(SERVER_ID)?.certPem ?? "").serialNumber);
   });
 });
 

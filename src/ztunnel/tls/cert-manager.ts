@@ -7,6 +7,7 @@ import { formatIdentity, type Identity } from "./identity.js";
 // cached, and renewed at half of its lifetime so a certificate in use never expires.
 
 const log = logger("ztunnel.certs");
+const MIN_RENEW_MS = 1_000;
 
 /** Anything that can sign a workload certificate (the local CA now, istiod's CA later). */
 export interface CertIssuer {
@@ -96,8 +97,10 @@ export class CertManager {
         if (this.closed || this.entries.get(key) !== entry) return cert;
         const renewed = entry.cert !== undefined;
         entry.cert = cert;
-        const lifetime = cert.notAfter.getTime() - cert.notBefore.getTime();
-        this.schedule(key, identity, entry, cert.notBefore.getTime() + lifetime / 2 - Date.now());
+        // Half of the validity left from now, not from notBefore: issuers backdate notBefore
+        // for clock skew, which would otherwise pull renewal early (or into a renewal loop
+        // for short-lived certificates). Never sooner than MIN_RENEW_MS.
+        this.schedule(key, identity, entry, Math.max((cert.notAfter.getTime() - Date.now()) / 2, MIN_RENEW_MS));
         if (renewed) {
           for (const l of entry.listeners) l(cert);
         }
