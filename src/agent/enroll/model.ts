@@ -18,7 +18,3 @@ export interface PodView {
 
 export const REDIRECTION_ANNOTATION = "ambient.istio.io/redirection";
 export type RedirectionState = "pending" | "enabled";
-
-export function podKey(namespace: string, name: string): string {
-  return `${namespace}/${name}`;
-}
