@@ -144,6 +144,9 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
     expect(await connect(optout.ns, web.ip, 8080)).toBe(`web 15006 ${optout.ip}`);
     // A kubelet probe from the node: source rewritten to 169.254.7.127, accepted as is.
     expect(await connect(topo.node(0).ns, web.ip, 8080)).toBe("web 8080 169.254.7.127");
+    // ztunnel's own sockets (mark 0x539) bypass the redirection.
+    const marked = await topo.exec(web.ns, SYSTEM_PYTHON, [TCP_CLIENT, optout.ip, "8080", "--mark", "1337", "--timeout", "3"]);
+    expect(marked.stdout.trim()).toBe(`optout 8080 ${web.ip}`);
     expect(await connect(web.ns, optout.ip6!, 8080)).toBe(`web 15001 ${web.ip6}`);
     expect(await connect(optout.ns, web.ip6!, 8080)).toBe(`web 15006 ${optout.ip6}`);
     expect(await connect(topo.node(0).ns, web.ip6!, 8080)).toBe("web 8080 fd16:9254:7127:1337:ffff:ffff:ffff:ffff");

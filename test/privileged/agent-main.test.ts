@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -115,6 +115,9 @@ pods:
 
   it("serves health, chains the plugin, finds the running pod by /proc scan and hands it to ztunnel", async () => {
     expect(await http("/healthz")).toEqual({ status: 200, body: "ok\n" });
+    // Only root may talk to the agent: socket 0600 in a 0700 run dir.
+    expect(statSync(join(env.CNI_AGENT_RUN_DIR!, "pluginevent.sock")).mode & 0o777).toBe(0o600);
+    expect(statSync(env.CNI_AGENT_RUN_DIR!).mode & 0o777).toBe(0o700);
     const conf = JSON.parse(readFileSync(join(dir, "net.d", "10-test.conflist"), "utf8")) as { plugins: { type: string; cni_agent_run_dir?: string }[] };
     expect(conf.plugins.map((p) => p.type)).toEqual(["bridge", "ambient-cni"]);
     expect(conf.plugins[1]?.cni_agent_run_dir).toBe(env.CNI_AGENT_RUN_DIR);
