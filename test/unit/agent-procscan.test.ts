@@ -77,3 +77,48 @@ describe("netns discovery by /proc scan", () => {
     expect(hits.size).toBe(0);
   });
 });
+
+describe("netns finder: persisted path first, then /proc", () => {
+  it("uses a persisted path that still holds the pod's IP, else falls back to the scan, never the host netns", async () => {
+    const { NetnsFinder } = await import("../../src/agent/netns/finder.js");
+    const { fakePod } = await import("../fixtures/agent-fakes.js");
+    const root = mkdtempSync(join(tmpdir(), "agent-finder-"));
+    try {
+      const d = join(root, "42");
+      mkdirSync(join(d, "ns"), { recursive: true });
+      writeFileSync(join(d, "cgroup"), `1:pids:/kubepods/pod${UID_A}/c\n`);
+      writeFileSync(join(d, "stat"), "42 (pause) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7 0 0");
+      writeFileSync(join(d, "ns", "net"), "scanned");
+      const opener = new FakeOpener();
+      opener.ids.set("/run/netns/saved", "saved");
+      opener.ids.set("/run/netns/host", "host");
+      const persisted = new Map<string, string>();
+      const addrsOf = new Map<string, string[]>([
+        ["saved", ["10.0.0.5"]],
+        ["scanned", ["10.0.0.5"]],
+      ]);
+      const finder = new NetnsFinder({
+        procRoot: root,
+        opener,
+        hostNetns: () => new FakeRef("host"),
+        // The finder asks about a handle path; map it back to the fake identity it opened last.
+        addrsIn: async (p) => {
+          const ref = p.includes("/fd/") ? opener.opened.find((r) => p.endsWith(`/fd/${r.fd}`)) : undefined;
+          return addrsOf.get(ref?.id ?? (p.endsWith("ns/net") ? "scanned" : "")) ?? [];
+        },
+        persisted: (uid) => persisted.get(uid),
+      });
+      const pod = fakePod(UID_A, { ips: ["10.0.0.5"] });
+      persisted.set(UID_A, "/run/netns/saved");
+      expect(await finder.find(pod)).toMatchObject({ origin: "/run/netns/saved" });
+      addrsOf.set("saved", ["10.9.9.9"]); // the path now names another netns
+      expect(await finder.find(pod)).toMatchObject({ origin: join(root, "42", "ns", "net") });
+      persisted.set(UID_A, "/run/netns/host");
+      addrsOf.set("host", ["10.0.0.5"]);
+      expect(await finder.find(pod)).toMatchObject({ origin: join(root, "42", "ns", "net") });
+      expect(await finder.find(fakePod("ffffffff-0000-4000-8000-000000000000"))).toBeUndefined();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
