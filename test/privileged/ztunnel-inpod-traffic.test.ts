@@ -2,7 +2,6 @@ import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Socket } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describePrivileged } from "../harness/privileged.js";
 import type { PodInfo } from "../harness/topology.js";

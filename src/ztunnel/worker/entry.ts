@@ -68,7 +68,7 @@ async function removePod(msg: Extract<ToWorker, { t: "removePod" }>): Promise<vo
 
 async function drain(msg: Extract<ToWorker, { t: "drain" }>): Promise<void> {
   const all = [...pods.values()];
-  await Promise.all(all.map((p) => p.stopAccepting()));
+  for (const p of all) p.stopAccepting();
   const deadline = Date.now() + msg.deadlineMs;
   while (Date.now() < deadline && all.some((p) => p.activeConnections > 0)) {
     await new Promise((r) => setTimeout(r, 50));

@@ -23,6 +23,7 @@ import type { WorkerTelemetry } from "./telemetry.js";
 
 export const OUTBOUND_PORT = 15001;
 export const INBOUND_PLAINTEXT_PORT = 15006;
+const CLOSE_WAIT_MS = 2_000;
 
 export interface PodProxyDeps {
   readonly settings: WorkerSettings;
@@ -96,17 +97,22 @@ export class PodProxy {
     this.servers.length = 0;
     if (this.hbone !== undefined) closing.push(this.hbone.close());
     this.hbone = undefined;
-    await Promise.all(closing);
+    // Every connection was destroyed above, so the close callbacks come promptly; the bound
+    // only guards against a connection Node still counts while it tears down.
+    await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref())]);
     this.closeNetns();
   }
 
-  /** SIGTERM: stop accepting and GOAWAY; open connections may go on until close(). */
-  async stopAccepting(): Promise<void> {
-    const closing: Promise<void>[] = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+  /**
+   * SIGTERM: stop accepting and GOAWAY; open connections may go on until close(). Does not
+   * wait for the listeners' close callbacks: those fire only once every accepted
+   * connection has ended, which is what the drain deadline is for.
+   */
+  stopAccepting(): void {
+    for (const s of this.servers) s.close();
     this.servers.length = 0;
-    if (this.hbone !== undefined) closing.push(this.hbone.drain());
+    void this.hbone?.drain();
     this.pool?.drain();
-    await Promise.all(closing);
   }
 
   /** Connections still open (outbound and plaintext inbound accepted here, HBONE streams). */
