@@ -78,6 +78,36 @@ describe("HBONE end to end on loopback", () => {
   });
 });
 
+describe("HBONE idle timeout", () => {
+  let env: HboneEnv;
+  afterEach(async () => {
+    await env.close();
+  });
+
+  it("an idle tunnel is closed cleanly on both ends (FIN, not reset)", async () => {
+    env = await HboneEnv.create({ server: { relay: { idleTimeoutMs: 200 } } });
+    const ended = (s: Socket): Promise<string> =>
+      new Promise((resolve) => {
+        s.once("end", () => resolve("end"));
+        s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+      });
+    let appSaw: Promise<string> = Promise.resolve("no connection");
+    const app = await env.app((s) => {
+      appSaw = ended(s);
+      s.pipe(s);
+    });
+    const port = await env.outbound({ ip: "127.0.0.1", port: app.port });
+    const client = await dial(port);
+    const clientSaw = ended(client);
+    client.resume();
+    client.write("x");
+    expect(await clientSaw).toBe("end");
+    expect(await appSaw).toBe("end");
+    await waitFor(() => env.results.length === 1);
+    expect(env.results[0]?.ok && env.results[0].result.end).toBe("complete");
+  });
+});
+
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {

@@ -79,11 +79,22 @@ describe("plain TCP relay and passthrough", () => {
     a.on("error", () => undefined);
     b.on("error", () => undefined);
     const done = relay(aPeer, bPeer, { idleTimeoutMs: 150 });
+    const seen = (s: Socket): Promise<string> =>
+      new Promise((resolve) => {
+        s.once("end", () => resolve("end"));
+        s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+      });
+    const aSaw = seen(a);
+    const bSaw = seen(b);
+    b.resume();
     a.write("x");
     const t0 = Date.now();
     const r = await done;
     expect(r.end).toBe("idle-timeout");
     expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    // Idle is not an error: both peers get a clean FIN, not a reset.
+    expect(await aSaw).toBe("end");
+    expect(await bSaw).toBe("end");
   });
 
   it("passthrough to a closed port resets the client and reports UF", async () => {

@@ -120,7 +120,7 @@ export class Relay {
       // the stream aborted. Look one turn later so a reset reaches the peer as a reset
       // (via 'error'/'close'), never as a clean FIN.
       setImmediate(() => {
-        if (src.aborted || (src.rstCode !== undefined && src.rstCode !== h2.NGHTTP2_NO_ERROR)) return;
+        if (src.rstCode !== undefined && src.rstCode !== h2.NGHTTP2_NO_ERROR) return;
         onEnd();
       });
     });
@@ -136,11 +136,20 @@ export class Relay {
     s.once("close", () => {
       side.closed = true;
       if (this.finished) return;
-      if (isCleanClose(side)) {
-        // An HTTP/2 stream closed with NO_ERROR after END_STREAM both ways has sent all our
-        // data, but Node may destroy it before its 'finish' (or our deferred end) runs.
-        if (s.writableEnded) side.writeFinished = true;
+      if (isH2Stream(s) && (s.rstCode === undefined || s.rstCode === h2.NGHTTP2_NO_ERROR)) {
+        // Closed with NO_ERROR: END_STREAM both ways (Node may destroy the stream before its
+        // 'finish' or our deferred end runs), or the peer's RST_STREAM(NO_ERROR), "done, stop
+        // sending". Either way: end the other side cleanly, forward nothing more to this one.
         side.onEnd();
+        side.writeFinished = true;
+        if (!other.readEnded) {
+          other.readEnded = true;
+          other.s.pause();
+        }
+        this.maybeComplete();
+        return;
+      }
+      if (isCleanClose(side)) {
         this.maybeComplete();
         return;
       }
@@ -182,6 +191,10 @@ export class Relay {
     clearTimeout(this.halfTimer);
     if (end === "complete") {
       for (const side of [this.sa, this.sb]) if (side.s instanceof Socket) side.s.destroy();
+    } else if (end === "idle-timeout") {
+      // Nothing is in flight, so both peers can be told with a clean FIN / END_STREAM.
+      closeGracefully(this.sa.s);
+      closeGracefully(this.sb.s);
     } else if (failed !== undefined && other !== undefined) {
       // The failing side is gone already; the peer learns of the failure as a reset.
       reset(other.s);
@@ -206,9 +219,7 @@ export function relay(a: Duplex, b: Duplex, opts?: RelayOptions): Promise<RelayR
 }
 
 function isCleanClose(side: Side): boolean {
-  const s = side.s;
-  if (isH2Stream(s)) return !s.aborted && (s.rstCode === undefined || s.rstCode === h2.NGHTTP2_NO_ERROR) && s.readableEnded;
-  return side.readEnded && !(s as Socket & { errored?: unknown }).errored;
+  return side.readEnded && !side.s.errored;
 }
 
 function closeError(s: Duplex): Error {
@@ -216,6 +227,19 @@ function closeError(s: Duplex): Error {
     return new ProxyError("HBONE_STREAM_RESET", `HTTP/2 stream reset by peer (code ${s.rstCode})`);
   }
   return new Error("connection closed before both directions ended");
+}
+
+const GRACE_MS = 1_000;
+
+function closeGracefully(s: Duplex): void {
+  if (s.destroyed) return;
+  if (isH2Stream(s)) {
+    if (!s.closed) s.close(h2.NGHTTP2_NO_ERROR);
+    return;
+  }
+  s.end();
+  // A peer that never answers our FIN does not keep the socket.
+  setTimeout(() => s.destroy(), GRACE_MS).unref();
 }
 
 function reset(s: Duplex): void {
