@@ -26,6 +26,19 @@ describe("local config validation", () => {
     expect(data.policies[1]?.rules[0]?.[0]?.[0]?.destinationPorts).toEqual([8080, 9090]);
   });
 
+  it("accepts (and ignores) ztunnel LocalConfig fields this data plane does not use", () => {
+    const data = parseLocalConfig(`
+workloads:
+  - {name: a, namespace: n, workloadIps: [10.0.0.1], canonicalName: a, canonicalRevision: v1, workloadName: a, workloadType: deployment, clusterId: Kubernetes}
+services:
+  - {name: s, namespace: n, hostname: h, loadBalancer: null, ipFamilies: IPv4}
+policies:
+  - {name: p, namespace: n, dryRun: false}
+`);
+    expect(data.workloads[0]).not.toHaveProperty("canonicalName");
+    expect(data.services[0]?.hostname).toBe("h");
+  });
+
   it("an empty document is an empty state", () => {
     expect(parseLocalConfig("")).toEqual({ workloads: [], services: [], policies: [] });
   });

@@ -71,7 +71,7 @@ type Obj = Record<string, unknown>;
 
 function workload(v: unknown, at: string): Workload {
   const o = object(v, at);
-  checkKeys(o, at, ["uid", "name", "namespace", "serviceAccount", "trustDomain", "workloadIps", "protocol", "node", "network", "status", "services"]);
+  checkKeys(o, at, ["uid", "name", "namespace", "serviceAccount", "trustDomain", "workloadIps", "protocol", "node", "network", "status", "services"], IGNORED_WORKLOAD_KEYS);
   const name = str(o.name, `${at}.name`);
   const namespace = str(o.namespace, `${at}.namespace`);
   const workloadIps = list(o.workloadIps, `${at}.workloadIps`).map((ip, j) => ipAddr(ip, `${at}.workloadIps[${j}]`));
@@ -101,7 +101,7 @@ function workload(v: unknown, at: string): Workload {
 
 function service(v: unknown, at: string): Service {
   const o = object(v, at);
-  checkKeys(o, at, ["name", "namespace", "hostname", "vips", "ports", "subjectAltNames"]);
+  checkKeys(o, at, ["name", "namespace", "hostname", "vips", "ports", "subjectAltNames"], IGNORED_SERVICE_KEYS);
   return {
     name: str(o.name, `${at}.name`),
     namespace: str(o.namespace, `${at}.namespace`),
@@ -128,7 +128,7 @@ function vip(v: unknown, at: string): Vip {
 
 function policy(v: unknown, at: string): Policy {
   const o = object(v, at);
-  checkKeys(o, at, ["name", "namespace", "scope", "action", "rules"]);
+  checkKeys(o, at, ["name", "namespace", "scope", "action", "rules"], ["dryRun"]);
   return {
     name: str(o.name, `${at}.name`),
     namespace: str(o.namespace, `${at}.namespace`),
@@ -218,9 +218,29 @@ function portMap(v: unknown, at: string): Record<string, number> {
   return out;
 }
 
-function checkKeys(o: Obj, at: string, known: readonly string[]): void {
+// Fields of ztunnel's own LocalConfig that this data plane does not use (yet): accepted and
+// ignored, so a file written for Istio's ztunnel loads here; anything else is a typo.
+const IGNORED_WORKLOAD_KEYS = [
+  "waypoint",
+  "networkGateway",
+  "networkMode",
+  "workloadName",
+  "workloadType",
+  "canonicalName",
+  "canonicalRevision",
+  "hostname",
+  "nativeTunnel",
+  "authorizationPolicies",
+  "clusterId",
+  "locality",
+  "capacity",
+  "applicationTunnel",
+];
+const IGNORED_SERVICE_KEYS = ["endpoints", "waypoint", "loadBalancer", "ipFamilies"];
+
+function checkKeys(o: Obj, at: string, known: readonly string[], ignored: readonly string[] = []): void {
   for (const k of Object.keys(o)) {
-    if (known.includes(k)) continue;
+    if (known.includes(k) || ignored.includes(k)) continue;
     const hint = closest(k, known);
     throw new LocalConfigError(at === "" ? k : `${at}.${k}`, `unknown field${hint !== undefined ? ` (did you mean ${hint}?)` : ""}`);
   }
