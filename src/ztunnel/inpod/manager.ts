@@ -8,7 +8,7 @@ import { formatIdentity, type Identity } from "../tls/identity.js";
 import type { ListenerInfo, PodSpec } from "../worker/messages.js";
 import { PodStartError } from "./errors.js";
 import { resolvePod } from "./pod-spec.js";
-import type { WorkerPool } from "./worker-pool.js";
+import type { WorkerReply, WorkerRequest } from "./worker-pool.js";
 
 // The real WorkloadProxyManager behind ZDS: a pod is Up only when every worker has its
 // listeners in the pod's netns; if any worker fails, the others close theirs and the Add
@@ -27,11 +27,14 @@ export interface PodStatus {
   readonly listeners: readonly ListenerInfo[];
 }
 
+/** The pod's netns as the manager uses it: only its fd number, passed on to workers. */
+export type PodNetns = Pick<NetnsHandle, "usableFd">;
+
 interface Pod {
   uid: string;
   info: WorkloadInfo;
   /** Owned by the ZDS client; open until our stop() for this uid has resolved. */
-  netns: NetnsHandle;
+  netns: PodNetns;
   spec: Omit<PodSpec, "cert" | "netnsFd">;
   phase: PodPhase;
   lastError: string | undefined;
@@ -40,8 +43,17 @@ interface Pod {
   retry: NodeJS.Timeout | undefined;
 }
 
+/** What the manager needs of the worker pool (WorkerPool; a fake in unit tests). */
+export interface PodWorkers {
+  readonly size: number;
+  request(index: number, req: WorkerRequest): Promise<WorkerReply & { generation: number }>;
+  broadcast(msg: { t: "cert"; cert: PodSpec["cert"] }): void;
+  /** Called when a replacement worker is up and needs every pod again. */
+  onReplaced(cb: (index: number, generation: number) => void): void;
+}
+
 export interface InPodManagerOptions {
-  readonly pool: WorkerPool;
+  readonly pool: PodWorkers;
   readonly store: WorkloadStore;
   readonly certs: CertManager;
   readonly log: Logger;
@@ -56,10 +68,10 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
   private shuttingDown = false;
 
   constructor(private readonly opts: InPodManagerOptions) {
-    opts.pool.on("replaced", (index, generation) => void this.exclusive(() => this.reAddAll(index, generation)));
+    opts.pool.onReplaced((index, generation) => void this.exclusive(() => this.reAddAll(index, generation)));
   }
 
-  start(uid: string, info: WorkloadInfo, netns: NetnsHandle): Promise<void> {
+  start(uid: string, info: WorkloadInfo, netns: PodNetns): Promise<void> {
     return this.exclusive(async () => {
       if (this.shuttingDown) throw new PodStartError("ztunnel is shutting down");
       const resolved = resolvePod(this.opts.store, uid, info);

@@ -87,6 +87,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     await Promise.all(this.slots.map((s) => s.ready));
   }
 
+  onReplaced(cb: (index: number, generation: number) => void): void {
+    this.on("replaced", cb);
+  }
+
   generation(index: number): number {
     return this.slot(index).generation;
   }

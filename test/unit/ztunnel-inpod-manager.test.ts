@@ -1,0 +1,188 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { logger } from "../../src/shared/log.js";
+import { InPodManager, type PodWorkers } from "../../src/ztunnel/inpod/manager.js";
+import type { WorkerReply, WorkerRequest } from "../../src/ztunnel/inpod/worker-pool.js";
+import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
+import { WorkloadStore } from "../../src/ztunnel/state/store.js";
+import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
+import type { ListenerInfo } from "../../src/ztunnel/worker/messages.js";
+import { testCa } from "../fixtures/ztunnel-pki.js";
+
+// The pod manager against fake workers: all-or-nothing adds, rollback, re-add on a replaced
+// worker, and what it tells readiness.
+
+type Script = (index: number, req: WorkerRequest) => WorkerReply | undefined;
+
+class FakeWorkers implements PodWorkers {
+  readonly log: string[] = [];
+  readonly generations: number[];
+  /** Per worker: uids with listeners. */
+  readonly bound: Set<string>[];
+  script: Script = () => undefined;
+  private replaced: ((index: number, generation: number) => void) | undefined;
+  readonly certs: string[] = [];
+
+  constructor(readonly size: number) {
+    this.generations = Array.from({ length: size }, () => 1);
+    this.bound = Array.from({ length: size }, () => new Set<string>());
+  }
+
+  async request(index: number, req: WorkerRequest): Promise<WorkerReply & { generation: number }> {
+    await Promise.resolve();
+    const generation = this.generations[index]!;
+    const scripted = this.script(index, req);
+    const set = this.bound[index]!;
+    if (req.t === "addPod") {
+      this.log.push(`add ${req.pod.uid}@${index} fd=${req.pod.netnsFd}`);
+      if (scripted !== undefined && !scripted.ok) return { ...scripted, generation };
+      set.add(req.pod.uid);
+      const listener: ListenerInfo = { address: "::", port: 15008, protocol: "HBONE", role: "inbound-hbone", worker: index, mark: 1337 };
+      return { ok: true, listeners: [listener], generation };
+    }
+    if (req.t === "removePod") {
+      this.log.push(`remove ${req.uid}@${index}`);
+      set.delete(req.uid);
+    }
+    return { ok: true, listeners: [], generation };
+  }
+
+  broadcast(msg: { t: "cert" }): void {
+    this.certs.push(msg.t);
+  }
+
+  onReplaced(cb: (index: number, generation: number) => void): void {
+    this.replaced = cb;
+  }
+
+  /** Simulates a crashed worker coming back empty. */
+  replace(index: number): void {
+    this.generations[index]!++;
+    this.bound[index]!.clear();
+    this.replaced?.(index, this.generations[index]!);
+  }
+}
+
+const STATE = `
+workloads:
+  - uid: pod-a
+    name: a
+    namespace: ns1
+    serviceAccount: sa-a
+    workloadIps: ["10.0.0.1"]
+    protocol: HBONE
+  - uid: other-uid
+    name: b
+    namespace: ns1
+    workloadIps: ["10.0.0.2"]
+    protocol: HBONE
+`;
+
+const netns = (fd: number) => ({ usableFd: () => fd });
+const info = (name: string) => ({ name, namespace: "ns1", serviceAccount: `sa-${name}` });
+
+async function setup(workers = 2, retryIntervalMs = 20) {
+  const store = new WorkloadStore();
+  store.replace(parseLocalConfig(STATE), "test");
+  const certs = new CertManager(await testCa());
+  const pool = new FakeWorkers(workers);
+  const manager = new InPodManager({ pool, store, certs, log: logger("test"), retryIntervalMs });
+  return { store, certs, pool, manager };
+}
+
+async function until(cond: () => boolean, ms = 2_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("InPodManager", () => {
+  let certs: CertManager | undefined;
+  afterEach(() => certs?.close());
+
+  it("an Add resolves only after every worker has its listeners, with the pod's identity and the main thread's fd", async () => {
+    const env = await setup(3);
+    certs = env.certs;
+    await env.manager.start("pod-a", info("a"), netns(42));
+    expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true, true]);
+    expect(env.pool.log.filter((l) => l.startsWith("add"))).toEqual(["add pod-a@0 fd=42", "add pod-a@1 fd=42", "add pod-a@2 fd=42"]);
+    const [status] = env.manager.statuses();
+    expect(status).toMatchObject({ uid: "pod-a", phase: "Up", identity: "spiffe://cluster.local/ns/ns1/sa/sa-a" });
+    expect(status!.listeners.map((l) => l.worker)).toEqual([0, 1, 2]);
+    expect(env.certs.list().map((c) => c.identity.serviceAccount)).toEqual(["sa-a"]);
+  });
+
+  it("finds the workload by namespace/name when the ZDS uid differs from the state's uid", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await env.manager.start("k8s-uid-123", info("b"), netns(7));
+    expect(env.manager.statuses()[0]).toMatchObject({ uid: "k8s-uid-123", phase: "Up", identity: "spiffe://cluster.local/ns/ns1/sa/sa-b" });
+  });
+
+  it("a failure on one worker fails the Add and the other workers close their listeners", async () => {
+    const env = await setup(2);
+    certs = env.certs;
+    env.pool.script = (i, req) => (req.t === "addPod" && i === 1 ? { ok: false, error: "bind 15008: EADDRINUSE" } : undefined);
+    await expect(env.manager.start("pod-a", info("a"), netns(3))).rejects.toThrow(/worker 1: bind 15008: EADDRINUSE/);
+    expect(env.pool.bound.map((s) => s.size)).toEqual([0, 0]);
+    expect(env.pool.log).toContain("remove pod-a@0");
+    expect(env.manager.statuses()).toEqual([]);
+    // ZDS retries the Add later; once the port is free it succeeds.
+    env.pool.script = () => undefined;
+    await env.manager.start("pod-a", info("a"), netns(3));
+    expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
+  });
+
+  it("a pod missing from the workload state fails with a message naming it", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await expect(env.manager.start("zzz", info("ghost"), netns(3))).rejects.toThrow(/ns1\/ghost \(uid zzz\) is not in the workload state/);
+    expect(env.pool.log).toEqual([]);
+  });
+
+  it("stop removes the pod from every worker and forgets its certificate", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await env.manager.start("pod-a", info("a"), netns(3));
+    await env.manager.stop("pod-a");
+    expect(env.pool.bound.map((s) => s.size)).toEqual([0, 0]);
+    expect(env.manager.statuses()).toEqual([]);
+    expect(env.certs.list()).toEqual([]);
+  });
+
+  it("a replaced worker gets every Up pod again", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await env.manager.start("pod-a", info("a"), netns(3));
+    await env.manager.start("other-uid", info("b"), netns(4));
+    env.pool.replace(1);
+    await until(() => env.pool.bound[1]!.size === 2);
+    expect(env.manager.pending()).toEqual([]);
+  });
+
+  it("a failed re-add turns the pod Pending (named for readiness), removes it everywhere, and a retry brings it back", async () => {
+    const env = await setup(2, 30);
+    certs = env.certs;
+    await env.manager.start("pod-a", info("a"), netns(3));
+    let failures = 1;
+    env.pool.script = (_i, req) => (req.t === "addPod" && failures-- > 0 ? { ok: false, error: "boom" } : undefined);
+    env.pool.replace(1);
+    await until(() => env.manager.pending().length === 1);
+    expect(env.manager.pending()[0]).toMatchObject({ uid: "pod-a", name: "a", phase: "Pending" });
+    expect(env.manager.pending()[0]!.lastError).toMatch(/boom/);
+    await until(() => env.manager.pending().length === 0);
+    expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
+  });
+
+  it("after markShutdown, stop only forgets (the workers are gone)", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await env.manager.start("pod-a", info("a"), netns(3));
+    env.manager.markShutdown();
+    const before = env.pool.log.length;
+    await env.manager.stop("pod-a");
+    expect(env.pool.log.length).toBe(before);
+    await expect(env.manager.start("other-uid", info("b"), netns(4))).rejects.toThrow(/shutting down/);
+  });
+});
