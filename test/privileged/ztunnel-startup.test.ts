@@ -1,0 +1,61 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describePrivileged } from "../harness/privileged.js";
+import { ZTUNNEL_MAIN } from "../fixtures/ztunnel-e2e-cluster.js";
+
+// The ztunnel binary refuses to start on bad configuration, with one line naming the variable.
+
+function runZtunnel(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [ZTUNNEL_MAIN], { env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "silent", ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`ztunnel did not exit; stderr: ${stderr}`));
+    }, 15_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describePrivileged("ztunnel start-up configuration errors", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "ztunnel-startup-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("a malformed variable stops start-up naming the variable", async () => {
+    const r = await runZtunnel({ ZTUNNEL_WORKER_THREADS: "two", CA_ROOT_DIR: dir });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^ztunnel: ZTUNNEL_WORKER_THREADS: "two" is not an integer/m);
+    const r2 = await runZtunnel({ CONNECTION_TERMINATION_DEADLINE: "soon", CA_ROOT_DIR: dir });
+    expect(r2.stderr).toMatch(/CONNECTION_TERMINATION_DEADLINE: "soon" is not a duration/);
+  });
+
+  it("without CA_ROOT_DIR, or with an empty one and no explicit generation, ztunnel refuses to start", async () => {
+    const r = await runZtunnel({});
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/CA_ROOT_DIR: is required/);
+    const r2 = await runZtunnel({ CA_ROOT_DIR: dir });
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toMatch(/no CA root in .*CA_ROOT_GENERATE=true/);
+  });
+
+  it("a local config file with an error stops start-up naming the field", async () => {
+    const { writeFile } = await import("node:fs/promises");
+    const path = join(dir, "bad.yaml");
+    await writeFile(path, "workloads:\n  - uid: x\n    name: x\n    namespace: ns\n    workloadIps: [\"10.0.0.x\"]\n");
+    const r = await runZtunnel({ CA_ROOT_DIR: join(dir, "gen"), CA_ROOT_GENERATE: "true", LOCAL_XDS_PATH: path });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/workloads\[0\]\.workloadIps\[0\]/);
+  });
+});
