@@ -61,6 +61,8 @@ export class ThrottledLog {
 /**
  * Keeps a listening server alive through accept errors. Node reports a failed accept as an
  * 'error' on the server but keeps listening; without a handler it would crash the process.
+ * On EMFILE libuv itself refuses the pending connections (it frees a reserved descriptor,
+ * accepts and closes) and reports only what that trick could not absorb.
  */
 export function guardAcceptErrors(server: Server, log: ThrottledLog, what: string): void {
   server.on("error", (err: NodeJS.ErrnoException) => {
