@@ -1,12 +1,18 @@
 import { isIP, Server, Socket, type ServerOpts, type SocketConstructorOpts } from "node:net";
 import { closeFd } from "../native/index.js";
 
+export interface FdServerOptions extends ServerOpts {
+  /** Node calls listen() again on the fd with this backlog (Node's default: 511). */
+  backlog?: number;
+}
+
 /**
  * Wraps a listening TCP socket fd (made by createSocket with `listen`) in a net.Server.
  * The server owns the fd once this resolves; on rejection the fd has been closed.
  */
-export async function serverFromFd(fd: number, opts: ServerOpts = {}): Promise<Server> {
-  const server = new Server(opts);
+export async function serverFromFd(fd: number, opts: FdServerOptions = {}): Promise<Server> {
+  const { backlog, ...serverOpts } = opts;
+  const server = new Server(serverOpts);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       // Node only fails here before it adopted the fd (it is not a TCP socket, or the loop
@@ -25,7 +31,9 @@ export async function serverFromFd(fd: number, opts: ServerOpts = {}): Promise<S
     };
     server.once("error", onError);
     server.once("listening", onListening);
-    server.listen({ fd });
+    // For an fd Node reads the backlog only from the second argument, not from the options.
+    if (backlog === undefined) server.listen({ fd });
+    else server.listen({ fd }, backlog);
   });
   return server;
 }

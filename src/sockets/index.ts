@@ -1,5 +1,5 @@
 export type { SocketFactory, ListenOptions, ConnectOptions } from "./socket-factory.js";
-export { serverFromFd, socketConnectFromFd, type FdConnectOptions } from "./fd.js";
+export { serverFromFd, socketConnectFromFd, type FdConnectOptions, type FdServerOptions } from "./fd.js";
 export { NativeSocketFactory, type NativeFactoryConfig } from "./native-factory.js";
 export { PlainSocketFactory } from "./plain.js";
 export { InPodSocketFactory, type InPodSocketFactoryOptions } from "./in-pod.js";

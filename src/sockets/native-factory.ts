@@ -31,6 +31,7 @@ export class NativeSocketFactory implements SocketFactory {
   constructor(private readonly config: NativeFactoryConfig) {}
 
   async listenTcp(opts: ListenOptions): Promise<Server> {
+    const backlog = opts.backlog ?? 511;
     const spec: SocketSpec = {
       family: familyOf(opts.address, "listen address"),
       type: "tcp",
@@ -38,11 +39,11 @@ export class NativeSocketFactory implements SocketFactory {
       reusePort: this.config.reusePort,
       transparent: opts.transparent === true,
       bind: { address: opts.address, port: opts.port },
-      listen: { backlog: opts.backlog ?? 511 },
+      listen: { backlog },
     };
     if (this.config.mark !== undefined) spec.mark = this.config.mark;
     const fd = createSocket(this.config.netns, spec);
-    return await serverFromFd(fd, { allowHalfOpen: true });
+    return await serverFromFd(fd, { allowHalfOpen: true, backlog });
   }
 
   connectTcp(opts: ConnectOptions): Socket {

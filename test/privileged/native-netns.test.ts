@@ -16,7 +16,7 @@ import {
   NetnsHandle,
   sameNetns,
 } from "../../src/native/index.js";
-import { InPodSocketFactory, PlainSocketFactory } from "../../src/sockets/index.js";
+import { InPodSocketFactory, PlainSocketFactory, serverFromFd, socketConnectFromFd } from "../../src/sockets/index.js";
 
 function fdOf(x: Server | Socket): number {
   const fd = (x as unknown as { _handle?: { fd?: number } })._handle?.fd;
@@ -78,7 +78,7 @@ describePrivileged("native netns handles and in-pod sockets", () => {
   it("in-pod listener accepts inside P, has P's cookie and mark 0x539, and ss shows it in P only", async () => {
     const before = currentThreadNetns();
     const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: true });
-    const server = await factory.listenTcp({ address: "127.0.0.1", port: 0 });
+    const server = await factory.listenTcp({ address: "127.0.0.1", port: 0, backlog: 37 });
     try {
       expect(sameNetns(currentThreadNetns(), before)).toBe(true);
       server.on("connection", (s: Socket) => s.end("hello-from-pod\n"));
@@ -99,6 +99,7 @@ describePrivileged("native netns handles and in-pod sockets", () => {
       expect(line, inPod).toBeDefined();
       expect(line).toContain(`127.0.0.1:${port}`);
       expect(line).toContain(`pid=${process.pid},`);
+      expect(line).toMatch(/^LISTEN\s+0\s+37\s/); // Send-Q of a listener is its backlog
       const onHost = (await run("ss", ["-tlne"])).stdout;
       expect(onHost).not.toContain(`ino:${ino} `);
     } finally {
@@ -192,6 +193,15 @@ describePrivileged("native netns handles and in-pod sockets", () => {
     } finally {
       await closeServer(server);
     }
+  });
+
+  it("fd helpers: a non-TCP fd is refused and closed; a hostname is refused before connecting", async () => {
+    const udp = createSocket(podNs, { family: 4, type: "udp" });
+    await expect(serverFromFd(udp)).rejects.toThrow();
+    expect(() => readlinkSync(`/proc/self/fd/${udp}`)).toThrow();
+    const tcp = createSocket(podNs, { family: 4, type: "tcp" });
+    expect(() => socketConnectFromFd(tcp, "localhost", 80)).toThrow(/needs an IP address/);
+    expect(() => readlinkSync(`/proc/self/fd/${tcp}`)).toThrow();
   });
 
   describe("errors", () => {
