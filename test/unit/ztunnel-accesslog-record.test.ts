@@ -94,7 +94,7 @@ describe("access log", () => {
     expect(log.wants(true)).toBe(true);
     // Any field read would throw: the success record must not even be looked at.
     const trap = new Proxy({ error: undefined } as unknown as ConnectionSummary, {
-      get(target, prop) {
+      get(_target, prop) {
         if (prop === "error") return undefined;
         throw new Error(`read ${String(prop)} of a record that should not be built`);
       },

@@ -128,6 +128,9 @@ describe("IPs and CIDRs", () => {
     expect(parseIp("::1.2.3.4")).toMatchObject({ v6: true, w3: 0x01020304 });
     expect(parseIp("fe80::1%eth0")).toMatchObject({ v6: true, w0: 0xfe800000, w3: 1 });
     expect(parseIp("10.0.0")).toBeUndefined();
+    for (const bad of ["256.1.1.1", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "010.0.0.1", "1.2.3.4 ", ""]) expect(parseIp(bad)).toBeUndefined();
+    expect(parseIp("0.0.0.0")).toEqual({ v6: false, w0: 0, w1: 0, w2: 0, w3: 0 });
+    expect(parseIp("255.255.255.255")?.w3).toBe(0xffffffff);
   });
 
   it("masks host bits and handles the edges", () => {

@@ -25,6 +25,8 @@ export interface Cidr extends IpWords {
 
 /** Parses an IP literal; undefined if it is not one. */
 export function parseIp(s: string): IpWords | undefined {
+  const v4 = fastV4(s);
+  if (v4 >= 0) return { v6: false, w0: 0, w1: 0, w2: 0, w3: v4 };
   const family = isIP(s);
   if (family === 4) return { v6: false, w0: 0, w1: 0, w2: 0, w3: v4Word(s) };
   if (family !== 6) return undefined;
@@ -87,6 +89,34 @@ function masks(prefix128: number): [number, number, number, number] {
     out[i] = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
   }
   return out;
+}
+
+/** Dotted-quad without leading zeros (what sockets report) → word; -1 for anything else. */
+function fastV4(s: string): number {
+  let w = 0;
+  let part = -1;
+  let dots = 0;
+  let digits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (part < 0 || dots === 3) return -1;
+      w = w * 256 + part;
+      part = -1;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      // A leading zero ("010") is left to the slow path, which rejects it like isIP does.
+      if (digits > 0 && part === 0) return -1;
+      part = part < 0 ? c - 48 : part * 10 + (c - 48);
+      if (part > 255) return -1;
+      digits++;
+    } else {
+      return -1;
+    }
+  }
+  if (dots !== 3 || part < 0) return -1;
+  return (w * 256 + part) >>> 0;
 }
 
 function v4Word(s: string): number {

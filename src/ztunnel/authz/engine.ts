@@ -1,4 +1,4 @@
-import { formatIdentity } from "../tls/identity.js";
+import { formatIdentity, type Identity } from "../tls/identity.js";
 import { cidrContains, parseIp, type Cidr, type IpWords } from "./cidr.js";
 import { compilePolicies, type CompiledMatch, type CompiledPolicy } from "./compile.js";
 import { stringMatches, type StringMatcher } from "./string-match.js";
@@ -167,7 +167,7 @@ class EvalContext {
   get principal(): string {
     if (this.principalValue === undefined) {
       const id = this.conn.sourceIdentity;
-      this.principalValue = id === undefined ? "" : formatIdentity(id).slice("spiffe://".length);
+      this.principalValue = id === undefined ? "" : principalOf(id);
     }
     return this.principalValue;
   }
@@ -181,6 +181,25 @@ class EvalContext {
     if (this.dst === undefined) this.dst = parseIp(this.conn.destinationIp) ?? null;
     return this.dst;
   }
+}
+
+// Identities are long-lived objects (one per peer certificate), so their principal string is
+// built once, not per connection.
+const principals = new WeakMap<Identity, string>();
+
+let lastId: Identity | undefined;
+let lastPrincipal = "";
+
+function principalOf(id: Identity): string {
+  if (id === lastId) return lastPrincipal;
+  let p = principals.get(id);
+  if (p === undefined) {
+    p = formatIdentity(id).slice("spiffe://".length);
+    principals.set(id, p);
+  }
+  lastId = id;
+  lastPrincipal = p;
+  return p;
 }
 
 function policyMatches(p: CompiledPolicy, ctx: EvalContext): boolean {
