@@ -78,6 +78,35 @@ while True:
 print(count, fds, flush=True)
 `;
 
+// Listens with backlog 0 and accepts only when told on stdin (one line per accept).
+const LAZY_LISTENER = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1])
+s.listen(0)
+print("listening", flush=True)
+held = []
+for line in sys.stdin:
+    c, _ = s.accept()
+    held.append(c)
+    print("accepted", flush=True)
+`;
+
+async function lineFrom(child: ChildProcess, line: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let out = "";
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (out.split("\n").includes(line)) {
+        child.stdout!.off("data", onData);
+        resolve();
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.once("exit", () => reject(new Error(`child exited before "${line}"`)));
+  });
+}
+
 describePrivileged("SEQPACKET sockets with SCM_RIGHTS", () => {
   const id = runId();
   const pod = `nsq-p-${id}`;
@@ -239,6 +268,26 @@ describePrivileged("SEQPACKET sockets with SCM_RIGHTS", () => {
     } finally {
       server.close();
     }
+  });
+
+  it("connect retries while the listener's backlog is full, and gives up after timeoutMs", async () => {
+    const path = join(dir, "lazy.sock");
+    const child = spawn(SYSTEM_PYTHON, ["-c", LAZY_LISTENER, path], { stdio: ["pipe", "pipe", "inherit"] });
+    children.push(child);
+    await lineFrom(child, "listening");
+    const first = await SeqpacketSocket.connect(path); // fills the backlog (one pending)
+    await expect(SeqpacketSocket.connect(path, { timeoutMs: 150 })).rejects.toMatchObject({
+      code: "EAGAIN",
+      message: expect.stringContaining("backlog full for 150 ms"),
+    });
+    const second = SeqpacketSocket.connect(path, { timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 100));
+    child.stdin!.write("accept\n"); // frees the backlog slot: the retry gets in
+    const sock = await second;
+    expect(sock.closed).toBe(false);
+    sock.close();
+    first.close();
+    await killAndWait(child);
   });
 
   it("clear errors for connecting nowhere, and no fd leaks over many round trips", async () => {
