@@ -126,9 +126,10 @@ export interface RecheckResult<C> {
 /**
  * After a policy change: which open connections the new policies deny. Each connection carries
  * the ConnectionInfo it was authorised with (its `destination` should be the current workload
- * object if the workload changed too).
+ * object if the workload changed too). `policies` is a compiled AuthzEngine or a policy list;
+ * an invalid list throws AuthzPolicyError before any connection is judged.
  */
-export function recheck<C extends ConnectionInfo>(connections: Iterable<C>, policies: AuthzEngine | unknown): RecheckResult<C>[] {
+export function recheck<C extends ConnectionInfo>(connections: Iterable<C>, policies: unknown): RecheckResult<C>[] {
   const engine = policies instanceof AuthzEngine ? policies : AuthzEngine.compile(policies);
   const denied: RecheckResult<C>[] = [];
   for (const c of connections) {
