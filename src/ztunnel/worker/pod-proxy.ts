@@ -253,6 +253,12 @@ export class PodProxy {
     telemetry.closed("inbound", sent, recv, !result.ok || result.result.error !== undefined, rec);
   }
 
+  /** The pod IP of the same family as an authority (the address the peer dialled on 15008). */
+  private podIpLike(authority: string): string {
+    const v6 = isV6Authority(authority);
+    return this.spec.ips.find((ip) => ip.includes(":") === v6) ?? this.spec.ips[0] ?? "";
+  }
+
   private onHboneRecord(rec: InboundRecord): void {
     const { telemetry } = this.deps;
     // HboneServer reports after the CONNECT ended; count open and close together.
@@ -264,7 +270,7 @@ export class PodProxy {
       "src.addr": rec.sourceAddr,
       "src.identity": formatIdentity(rec.source),
       "dst.addr": rec.destination,
-      "dst.hbone_addr": formatHostPort(this.spec.ips[0] ?? "", HBONE_PORT),
+      "dst.hbone_addr": formatHostPort(this.podIpLike(rec.destination), HBONE_PORT),
       "dst.workload": this.spec.name,
       "dst.namespace": this.spec.namespace,
       "dst.identity": formatIdentity(this.spec.identity),
@@ -275,6 +281,10 @@ export class PodProxy {
     };
     telemetry.closed("inbound", r?.bytesBtoA ?? 0, r?.bytesAtoB ?? 0, rec.status !== 200 || r?.error !== undefined, access);
   }
+}
+
+function isV6Authority(authority: string): boolean {
+  return authority.startsWith("[");
 }
 
 function outcome(result: OutboundResult, started: number): AccessRecord {
