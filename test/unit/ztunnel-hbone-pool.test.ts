@@ -44,6 +44,18 @@ describe("HBONE connection pool", () => {
     for (const s of streams) s.stream.close();
   });
 
+  it("respects the server's SETTINGS_MAX_CONCURRENT_STREAMS when it is below our cap", async () => {
+    const e = await echoEnv({ server: { maxConcurrentStreams: 2 } });
+    env = e.env;
+    // All five are requested before the first connection is up.
+    const streams = await Promise.all([1, 2, 3, 4, 5].map(() => env.pool.connect(env.request(e.target))));
+    const perConn = new Map<number, number>();
+    for (const s of streams) perConn.set(s.connectionId, (perConn.get(s.connectionId) ?? 0) + 1);
+    expect(Math.max(...perConn.values())).toBeLessThanOrEqual(2);
+    expect(await Promise.all(streams.map((s, i) => roundTrip(s.stream, `m${i}`)))).toEqual(["m0", "m1", "m2", "m3", "m4"]);
+    for (const s of streams) s.stream.close();
+  });
+
   it("with the default cap of 100, the 101st concurrent stream opens a second connection", async () => {
     const e = await echoEnv();
     env = e.env;

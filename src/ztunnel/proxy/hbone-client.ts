@@ -96,6 +96,12 @@ class PooledConnection {
     return this.streams < Math.min(this.pool.maxStreams, remote);
   }
 
+  /** More streams reserved than the server allows at once. */
+  overRemoteLimit(): boolean {
+    if (this.state.t !== "ready") return false;
+    return this.streams > (this.state.session.remoteSettings.maxConcurrentStreams ?? Infinity);
+  }
+
   reserve(): void {
     this.streams++;
     clearTimeout(this.idleTimer);
@@ -315,27 +321,36 @@ export class HbonePool {
 
   /** Opens a CONNECT stream; resolves after the peer answered 200. */
   async connect(req: HboneRequest): Promise<HboneStream> {
-    if (this.closed) throw new ProxyError("POOL_CLOSED", "HBONE pool is closed");
-    const conn = this.acquire(req);
-    let released = false;
-    const release = (): void => {
-      if (!released) {
-        released = true;
-        conn.release();
+    // Streams reserved while a connection was still connecting may exceed the server's
+    // SETTINGS_MAX_CONCURRENT_STREAMS once it arrives; the excess moves to another connection
+    // instead of waiting in nghttp2's queue behind long-lived tunnels.
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new ProxyError("POOL_CLOSED", "HBONE pool is closed");
+      const conn = this.acquire(req);
+      let released = false;
+      const release = (): void => {
+        if (!released) {
+          released = true;
+          conn.release();
+        }
+      };
+      try {
+        const session = await conn.session();
+        if (conn.overRemoteLimit() && attempt < 3) {
+          release();
+          continue;
+        }
+        const stream = session.request(connectHeaders(req), { endStream: false });
+        stream.once("close", release);
+        // Whoever takes the stream attaches its own handler; this one only keeps a late reset
+        // from crashing the process in between.
+        stream.on("error", (err) => this.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
+        const headers = await awaitResponse(stream, req);
+        return { stream, headers, connectionId: conn.id };
+      } catch (err) {
+        release();
+        throw err;
       }
-    };
-    try {
-      const session = await conn.session();
-      const stream = session.request(connectHeaders(req), { endStream: false });
-      stream.once("close", release);
-      // Whoever takes the stream attaches its own handler; this one only keeps a late reset
-      // from crashing the process in between.
-      stream.on("error", (err) => this.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
-      const headers = await awaitResponse(stream, req);
-      return { stream, headers, connectionId: conn.id };
-    } catch (err) {
-      release();
-      throw err;
     }
   }
 
