@@ -245,9 +245,11 @@ describePrivileged("native netns handles and in-pod sockets", () => {
       const e = catchNative(() => createSocket(podNs, { family: 4, type: "tcp", bind: { address: "10.200.0.1", port: 15008 } }));
       expect(e.message).toMatch(/^bind 10\.200\.0\.1:15008: Cannot assign requested address/);
       expect(e.code).toBe("EADDRNOTAVAIL");
-      // With IP_FREEBIND a foreign address binds.
-      const fb = createSocket(podNs, { family: 4, type: "tcp", freebind: true, bind: { address: "10.200.0.1", port: 15008 } });
-      closeFd(fb);
+      // With IP_FREEBIND or IP_TRANSPARENT (source spoofing) a foreign address binds.
+      closeFd(createSocket(podNs, { family: 4, type: "tcp", freebind: true, bind: { address: "10.200.0.1", port: 15008 } }));
+      closeFd(createSocket(podNs, { family: 4, type: "tcp", transparent: true, bindAddressNoPort: true, bind: { address: "10.200.0.1", port: 0 } }));
+      closeFd(createSocket(podNs, { family: 6, type: "tcp", transparent: true, bind: { address: "fd00:200::1", port: 0 } }));
+      expect(() => createSocket(podNs, { family: 6, type: "tcp", bind: { address: "fd00:200::1", port: 0 } })).toThrow(/Cannot assign requested address/);
       const s1 = createSocket(podNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 }, listen: { backlog: 4 } });
       try {
         const inUse = catchNative(() => createSocket(podNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 } }));
