@@ -1,4 +1,7 @@
-import { closeSync, openSync, readdirSync, readlinkSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Server, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SYSTEM_PYTHON, TCP_CLIENT } from "../harness/child-output.js";
@@ -270,6 +273,46 @@ describePrivileged("native netns handles and in-pod sockets", () => {
       expect(r).toMatchObject({ ok: false, name: "NativeError", code: "EPERM", syscall: "setns", errno: 1 });
       expect(r.message).toMatch(/^setns into netns fd \d+: Operation not permitted — ztunnel needs CAP_SYS_ADMIN and CAP_NET_ADMIN$/);
     });
+  });
+
+  it("a failed switch back aborts the process instead of continuing in the pod's netns", async () => {
+    // LD_PRELOAD shim: the second setns() (the switch back) fails.
+    const dir = mkdtempSync(join(tmpdir(), "ambient-setns-"));
+    try {
+      writeFileSync(
+        join(dir, "shim.c"),
+        `#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+static int calls;
+int setns(int fd, int nstype) {
+  if (++calls == 2) { errno = EIO; return -1; }
+  int (*real)(int, int) = (int (*)(int, int))dlsym(RTLD_NEXT, "setns");
+  return real(fd, nstype);
+}
+`,
+      );
+      await run("gcc", ["-shared", "-fPIC", "-o", join(dir, "shim.so"), join(dir, "shim.c"), "-ldl"]);
+      const fixture = await compiledFixture("native-noperm");
+      // No core file from the expected abort (sh: ulimit -c 0, then exec node).
+      const child = spawn("sh", ["-c", 'ulimit -c 0; exec "$0" "$@"', process.execPath, fixture, `/var/run/netns/${pod}`], {
+        env: { ...process.env, LD_PRELOAD: join(dir, "shim.so") },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.once("exit", (c, s) => resolve([c, s])),
+      );
+      expect(signal).toBe("SIGABRT");
+      expect(code).toBeNull();
+      expect(stdout).toBe(""); // it never got to report a socket
+      expect(stderr).toMatch(/could not switch thread back to its own netns .*: Input\/output error; aborting/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("no fd leaks across create/close loops, including error paths", async () => {
