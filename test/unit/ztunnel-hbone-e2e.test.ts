@@ -28,6 +28,11 @@ describe("HBONE end to end on loopback", () => {
     expect(echoed.length).toBe(data.length);
     expect(sha(echoed)).toBe(sha(data));
     expect(seen).toEqual(["127.0.0.5"]);
+    // Both the HBONE transport and the app connection carry TCP keepalive and no Nagle.
+    for (const call of [...env.clientFactory.connectCalls, ...env.serverFactory.connectCalls]) {
+      expect(call).toMatchObject({ noDelay: true, keepAlive: { idleSec: 180, intervalSec: 180, count: 9 } });
+    }
+    expect(env.serverFactory.connectCalls[0]?.sourceAddress).toBe("127.0.0.5");
     await waitFor(() => env.results.length === 1);
     const r = env.results[0];
     expect(r?.ok).toBe(true);

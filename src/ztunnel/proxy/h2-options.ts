@@ -1,4 +1,5 @@
 import type { Settings } from "node:http2";
+import type { ConnectOptions } from "../../sockets/socket-factory.js";
 
 // HTTP/2 tuning shared by the HBONE client and server (DESIGN §8, §12).
 
@@ -22,3 +23,10 @@ export function hboneSettings(maxHeaderListSize: number, maxConcurrentStreams?: 
     ...(maxConcurrentStreams !== undefined ? { maxConcurrentStreams } : {}),
   };
 }
+
+/**
+ * TCP keepalive for every proxy socket (HBONE transport, app upstream, passthrough): finds
+ * dead peers on idle long-lived connections. ztunnel's defaults: 180 s idle, 180 s interval,
+ * 9 probes.
+ */
+export const PROXY_KEEPALIVE: NonNullable<ConnectOptions["keepAlive"]> = { idleSec: 180, intervalSec: 180, count: 9 };

@@ -9,7 +9,7 @@ import type { WorkloadCert } from "../tls/ca.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import { clientTlsOptions, PeerIdentityError } from "../tls/peer.js";
 import { ProxyError } from "./errors.js";
-import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB } from "./h2-options.js";
+import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB, PROXY_KEEPALIVE } from "./h2-options.js";
 
 // HBONE client: pooled mTLS HTTP/2 connections carrying one CONNECT stream per proxied TCP
 // connection. A connection belongs to exactly one (source pod, source identity, destination
@@ -178,7 +178,7 @@ class PooledConnection {
           () => reject(new ProxyError("HBONE_HANDSHAKE_TIMEOUT", `HBONE handshake with ${addr} took longer than ${p.handshakeTimeoutMs} ms`)),
           p.handshakeTimeoutMs,
         );
-        raw = req.socketFactory.connectTcp({ host: req.hboneAddress.ip, port: req.hboneAddress.port, noDelay: true });
+        raw = req.socketFactory.connectTcp({ host: req.hboneAddress.ip, port: req.hboneAddress.port, noDelay: true, keepAlive: PROXY_KEEPALIVE });
         raw.once("error", (err) => reject(new ProxyError("HBONE_HANDSHAKE_FAILED", `connecting to ${addr} failed: ${err.message}`, { cause: err })));
         raw.once("connect", () => {
           if (raw === undefined) return;

@@ -16,7 +16,7 @@ import type { WorkloadCert } from "../tls/ca.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import { serverTlsFlags, serverTlsOptions, verifyTrustDomain } from "../tls/peer.js";
 import { ProxyError, upstreamConnectError } from "./errors.js";
-import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB } from "./h2-options.js";
+import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB, PROXY_KEEPALIVE } from "./h2-options.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
@@ -182,6 +182,7 @@ export class HboneServer {
     // The TLS socket inherits this. HBONE half-closes per stream (END_STREAM), never on the
     // transport: a FIN from the client must close the connection, not leave it half-open.
     sock.allowHalfOpen = false;
+    sock.setKeepAlive(true, PROXY_KEEPALIVE.idleSec * 1000);
     sock.on("error", (err) => this.log.debug({ err: err.message }, "HBONE socket error"));
     this.tls.emit("connection", sock);
   }
@@ -242,6 +243,7 @@ export class HboneServer {
       host: target.ip,
       port: target.port,
       noDelay: true,
+      keepAlive: PROXY_KEEPALIVE,
       ...(this.opts.preserveSource !== false && sourceIp !== "" ? { sourceAddress: sourceIp } : {}),
     });
     const connectTimeoutMs = this.opts.upstreamConnectTimeoutMs ?? 10_000;

@@ -2,6 +2,7 @@ import type { Socket } from "node:net";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
 import { formatHostPort } from "../state/ip.js";
 import { ProxyError, upstreamConnectError } from "./errors.js";
+import { PROXY_KEEPALIVE } from "./h2-options.js";
 import type { HbonePool, HboneRequest } from "./hbone-client.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
@@ -47,7 +48,7 @@ export async function proxyPassthrough(
 ): Promise<OutboundResult> {
   downstream.pause();
   downstream.on("error", () => undefined);
-  const upstream = factory.connectTcp({ host: target.ip, port: target.port, noDelay: true });
+  const upstream = factory.connectTcp({ host: target.ip, port: target.port, noDelay: true, keepAlive: PROXY_KEEPALIVE });
   const err = await new Promise<Error | undefined>((resolve) => {
     upstream.once("connect", () => resolve(undefined));
     upstream.once("error", resolve);
