@@ -54,6 +54,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   pool.on("telemetry", (index, t) => telemetry.add(index, t));
 
   const manager = new InPodManager({ pool, store, certs, log });
+  store.onChange(() => void manager.refresh());
   const zds = createZdsClient(manager, { socketPath: config.inpodUds });
   let draining = false;
 

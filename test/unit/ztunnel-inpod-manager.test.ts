@@ -175,6 +175,19 @@ describe("InPodManager", () => {
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
   });
 
+  it("a state change that moves a pod's IPs rebuilds its listeners with the new IPs", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await env.manager.start("pod-a", info("a"), netns(3));
+    await env.manager.refresh(); // nothing changed: nothing happens
+    expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual([]);
+    env.store.replace(parseLocalConfig(STATE.replace('"10.0.0.1"', '"10.0.0.11"')), "test");
+    await env.manager.refresh();
+    expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual(["remove pod-a@0", "remove pod-a@1"]);
+    expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
+    expect(env.manager.statuses()[0]).toMatchObject({ phase: "Up" });
+  });
+
   it("after markShutdown, stop only forgets (the workers are gone)", async () => {
     const env = await setup();
     certs = env.certs;

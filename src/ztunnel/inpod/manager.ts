@@ -7,7 +7,7 @@ import type { CertManager } from "../tls/cert-manager.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import type { ListenerInfo, PodSpec } from "../worker/messages.js";
 import { PodStartError } from "./errors.js";
-import { resolvePod } from "./pod-spec.js";
+import { resolvePod, type PodIdentity } from "./pod-spec.js";
 import type { WorkerReply, WorkerRequest } from "./worker-pool.js";
 
 // The real WorkloadProxyManager behind ZDS: a pod is Up only when every worker has its
@@ -110,6 +110,41 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
       if (!this.shuttingDown) await this.removeEverywhere(pod);
       this.untrackIdentity(pod.spec.identity);
       this.opts.log.info({ uid, pod: `${pod.info.namespace}/${pod.info.name}` }, "pod proxies stopped on every worker");
+    });
+  }
+
+  /**
+   * The workload state changed: a pod whose IPs or identity moved gets its listeners rebuilt
+   * (the HBONE server only accepts CONNECTs to the pod's own IPs, fixed per listener set).
+   */
+  refresh(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.shuttingDown) return;
+      for (const pod of [...this.pods.values()]) {
+        let next: PodIdentity;
+        try {
+          next = resolvePod(this.opts.store, pod.uid, pod.info);
+        } catch {
+          continue; // gone from the state: keep serving with what we know until ZDS removes it
+        }
+        const same = formatIdentity(next.identity) === formatIdentity(pod.spec.identity) && next.ips.join(",") === pod.spec.ips.join(",");
+        if (same) continue;
+        this.opts.log.info({ uid: pod.uid, ips: next.ips }, "pod IPs or identity changed; rebuilding its listeners");
+        clearTimeout(pod.retry);
+        await this.removeEverywhere(pod);
+        this.untrackIdentity(pod.spec.identity);
+        pod.spec = { ...pod.spec, identity: next.identity, ips: next.ips };
+        this.trackIdentity(pod.spec.identity);
+        try {
+          await this.placeOnAll(pod);
+          pod.phase = "Up";
+          pod.lastError = undefined;
+        } catch (err) {
+          pod.phase = "Pending";
+          pod.lastError = errorMessage(err);
+          this.scheduleRetry(pod);
+        }
+      }
     });
   }
 
