@@ -18,6 +18,7 @@ import {
   netnsCookieOf,
   NetnsHandle,
   sameNetns,
+  type SocketSpec,
 } from "../../src/native/index.js";
 import { InPodSocketFactory, PlainSocketFactory, serverFromFd, socketConnectFromFd } from "../../src/sockets/index.js";
 
@@ -241,6 +242,16 @@ describePrivileged("native netns handles and in-pod sockets", () => {
       expect(() => h.identity()).toThrow(/closed/);
       expect(() => h.dup()).toThrow(/closed/);
       expect(() => createSocket(h, { family: 4, type: "tcp" })).toThrow(/closed/);
+    });
+
+    it("spec mistakes are TypeErrors before any switch", () => {
+      const bogus = { family: 4, type: "tcp", reuse_port: true } as unknown as SocketSpec;
+      expect(() => createSocket(podNs, bogus)).toThrow(/unknown SocketSpec option "reuse_port"/);
+      expect(() => createSocket(podNs, { family: 4, type: "tcp", bind: { address: "::1", port: 1 } })).toThrow(TypeError);
+      expect(() => createSocket(podNs, { family: 4, type: "udp", listen: { backlog: 1 } })).toThrow(/only valid for tcp/);
+      expect(() => createSocket(podNs, { family: 5, type: "tcp" } as unknown as SocketSpec)).toThrow(/family must be 4 or 6/);
+      expect(() => createSocket(podNs, { family: 4, type: "sctp" } as unknown as SocketSpec)).toThrow(/"tcp" or "udp"/);
+      expect(() => createSocket(podNs, { family: 4, type: "tcp", mark: -1 })).toThrow(/32-bit/);
     });
 
     it("failed binds name the step and address, and leave the thread where it was", () => {
