@@ -38,6 +38,7 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
   let a0: PodInfo; // node 0
   let a1: PodInfo; // node 0
   let b0: PodInfo; // node 1
+  let b1: PodInfo; // node 1
   let plain: PodInfo; // node 1, not captured
   /** Remote address seen by the app of each pod, per connection. */
   const seen = new Map<string, string[]>();
@@ -77,6 +78,7 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
     a0 = mesh.topo.pod(0, 0);
     a1 = mesh.topo.pod(0, 1);
     b0 = mesh.topo.pod(1, 0);
+    b1 = mesh.topo.pod(1, 1);
     plain = mesh.uncaptured[0]!;
     for (const pod of [...mesh.captured, plain]) {
       seen.set(pod.name, []);
@@ -206,5 +208,25 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
       5_000,
       () => "connections did not reach both workers",
     );
+  });
+
+  it("250 concurrent connections from one pod ride at least 3 HBONE connections (100 streams each at most)", async () => {
+    const conns = await Promise.all(
+      Array.from({ length: 250 }, async () => {
+        const c = await mesh.dial(a1, b1.ip, APP_PORT);
+        const got = new Promise<void>((resolve, reject) => {
+          c.once("data", () => resolve());
+          c.once("error", reject);
+        });
+        c.write("x");
+        await got; // the stream is up end to end
+        return c;
+      }),
+    );
+    const { stdout } = await mesh.topo.exec(b1.ns, "ss", ["-Htn", "state", "established", "( sport = :15008 )"]);
+    const hbone = stdout.split("\n").filter((l) => l.trim() !== "");
+    expect(hbone.length).toBeGreaterThanOrEqual(3);
+    for (const l of hbone) expect(l).toContain(a1.ip);
+    for (const c of conns) c.destroy();
   });
 });

@@ -47,6 +47,8 @@ export interface WorkerPoolOptions {
   readonly log: Logger;
   /** First replacement delay; doubles while a worker keeps dying young (cap 5 s). */
   readonly restartDelayMs?: number;
+  /** A worker that does not answer a pod add/remove within this fails it (drain: its deadline + this). */
+  readonly requestTimeoutMs?: number;
 }
 
 interface Slot {
@@ -117,9 +119,20 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     if (current !== slot) return this.request(index, req);
     if (slot.state !== "up") return { ok: false, error: `worker ${index} is ${slot.state}`, generation: slot.generation };
     const id = this.nextId++;
-    const reply = new Promise<WorkerReply>((resolve) => slot.pending.set(id, resolve));
+    const limit = (this.opts.requestTimeoutMs ?? 10_000) + (req.t === "drain" ? req.deadlineMs : 0);
+    let timer: NodeJS.Timeout | undefined;
+    const reply = new Promise<WorkerReply>((resolve) => {
+      slot.pending.set(id, resolve);
+      // A stuck worker must not hold a ZDS Ack (or shutdown) forever.
+      timer = setTimeout(() => {
+        slot.pending.delete(id);
+        resolve({ ok: false, error: `worker ${index} did not answer ${req.t} within ${limit} ms` });
+      }, limit);
+    });
     slot.worker.postMessage({ ...req, id } as ToWorker);
-    return { ...(await reply), generation: slot.generation };
+    const r = await reply;
+    clearTimeout(timer);
+    return { ...r, generation: slot.generation };
   }
 
   /** A message every live worker gets (state snapshots, renewed certificates). */
