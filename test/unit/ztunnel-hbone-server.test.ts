@@ -247,6 +247,7 @@ describe("HBONE server: limits", () => {
     // Let the server's SETTINGS arrive first so both sides know the limit.
     await new Promise((r) => session.once("remoteSettings", r));
     expect(session.remoteSettings.maxHeaderListSize).toBe(4096);
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(1000);
     const outcome = await statusOf(session, { ":method": "CONNECT", ":authority": "127.0.0.1:80", "x-big": "a".repeat(16_384) }).then(
       (status) => `status ${status}`,
       () => "refused",

@@ -71,6 +71,8 @@ export interface HboneServerOptions {
   /** Connecting to the app; past it the CONNECT is answered 503. Default 10 s. */
   upstreamConnectTimeoutMs?: number;
   maxHeaderListSize?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS per HBONE connection (default 1000): a client that
+   * wants more opens another connection, which the per-pod connection cap then bounds. */
   maxConcurrentStreams?: number;
   relay?: RelayOptions;
   /** Called once per CONNECT after it ends (access log, metrics). */
@@ -113,7 +115,7 @@ export class HboneServer {
       sock.destroy();
     });
     this.h2 = createH2Server({
-      settings: hboneSettings(opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams),
+      settings: hboneSettings(opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams ?? 1000),
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
       maxHeaderListPairs: 64,
     });
