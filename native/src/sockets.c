@@ -336,10 +336,27 @@ static napi_value js_get_socket_mark(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* isListening(fd): SO_ACCEPTCONN, so fd helpers can refuse a socket Node would re-listen. */
+static napi_value js_is_listening(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  int v = 0;
+  socklen_t len = sizeof(v);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) != 0)
+    return throw_errno(env, errno, "getsockopt", "getsockopt SO_ACCEPTCONN fd %d", fd);
+  napi_value r;
+  napi_get_boolean(env, v != 0, &r);
+  return r;
+}
+
 napi_status register_sockets(napi_env env, napi_value exports) {
   EXPORT_FN(env, exports, "createSocket", js_create_socket);
   EXPORT_FN(env, exports, "originalDst", js_original_dst);
   EXPORT_FN(env, exports, "netnsCookie", js_netns_cookie);
   EXPORT_FN(env, exports, "getSocketMark", js_get_socket_mark);
+  EXPORT_FN(env, exports, "isListening", js_is_listening);
   return napi_ok;
 }

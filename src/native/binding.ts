@@ -36,6 +36,7 @@ export interface NativeBinding {
   originalDst(fd: number): { address: string; port: number; family: 4 | 6 };
   netnsCookie(fd: number): bigint;
   getSocketMark(fd: number): number;
+  isListening(fd: number): boolean;
   seqListen(name: string, abstract: boolean, backlog: number, mode: number): number;
   seqConnect(name: string, abstract: boolean): number;
   seqAccept(fd: number): number;

@@ -7,6 +7,7 @@ export {
   netnsCookie,
   netnsCookieOf,
   getSocketMark,
+  isListening,
   closeFd,
   dupFd,
   type SocketSpec,

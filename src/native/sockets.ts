@@ -77,6 +77,11 @@ export function getSocketMark(fd: number): number {
   return native.getSocketMark(fd);
 }
 
+/** SO_ACCEPTCONN: whether listen() was called on this socket. */
+export function isListening(fd: number): boolean {
+  return native.isListening(fd);
+}
+
 export function closeFd(fd: number): void {
   native.closeFd(fd);
 }

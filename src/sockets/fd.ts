@@ -1,5 +1,13 @@
 import { isIP, Server, Socket, type ServerOpts, type SocketConstructorOpts } from "node:net";
-import { closeFd } from "../native/index.js";
+import { closeFd, isListening } from "../native/index.js";
+
+function closeQuietly(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // Nothing left to release.
+  }
+}
 
 export interface FdServerOptions extends ServerOpts {
   /** Node calls listen() again on the fd with this backlog (Node's default: 511). */
@@ -11,18 +19,26 @@ export interface FdServerOptions extends ServerOpts {
  * The server owns the fd once this resolves; on rejection the fd has been closed.
  */
 export async function serverFromFd(fd: number, opts: FdServerOptions = {}): Promise<Server> {
+  // Node closes the fd when its own listen() fails but not when it refuses the fd earlier; an
+  // fd that already listens makes the first case impossible, so ownership on error is clear.
+  let listening: boolean;
+  try {
+    listening = isListening(fd);
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
+  if (!listening) {
+    closeQuietly(fd);
+    throw new TypeError(`fd ${fd} is not a listening socket: create it with spec.listen`);
+  }
   const { backlog, ...serverOpts } = opts;
   const server = new Server(serverOpts);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
-      // Node only fails here before it adopted the fd (it is not a TCP socket, or the loop
-      // already watches it); listen() itself cannot fail on an already listening socket.
+      // Node refused the fd before adopting it (not a TCP socket, or already watched).
       server.off("listening", onListening);
-      try {
-        closeFd(fd);
-      } catch {
-        // Already closed by Node: nothing left to release.
-      }
+      closeQuietly(fd);
       reject(err);
     };
     const onListening = (): void => {
@@ -57,11 +73,7 @@ export interface FdConnectOptions {
  */
 export function socketConnectFromFd(fd: number, host: string, port: number, opts: FdConnectOptions = {}): Socket {
   if (isIP(host) === 0) {
-    try {
-      closeFd(fd);
-    } catch {
-      // Report the caller's mistake, not a close failure.
-    }
+    closeQuietly(fd);
     throw new TypeError(`connect from a pod socket needs an IP address, got "${host}"`);
   }
   // `manualStart` is a real net.Socket option that @types/node does not declare.

@@ -199,10 +199,13 @@ describePrivileged("native netns handles and in-pod sockets", () => {
     }
   });
 
-  it("fd helpers: a non-TCP fd is refused and closed; a hostname is refused before connecting", async () => {
+  it("fd helpers: a non-listening fd is refused and closed; a hostname is refused before connecting", async () => {
     const udp = createSocket(podNs, { family: 4, type: "udp" });
-    await expect(serverFromFd(udp)).rejects.toThrow();
+    await expect(serverFromFd(udp)).rejects.toThrow(/is not a listening socket/);
     expect(() => readlinkSync(`/proc/self/fd/${udp}`)).toThrow();
+    const bound = createSocket(podNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 0 } });
+    await expect(serverFromFd(bound)).rejects.toThrow(/is not a listening socket/);
+    expect(() => readlinkSync(`/proc/self/fd/${bound}`)).toThrow();
     const tcp = createSocket(podNs, { family: 4, type: "tcp" });
     expect(() => socketConnectFromFd(tcp, "localhost", 80)).toThrow(/needs an IP address/);
     expect(() => readlinkSync(`/proc/self/fd/${tcp}`)).toThrow();
