@@ -229,4 +229,23 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
     for (const l of hbone) expect(l).toContain(a1.ip);
     for (const c of conns) c.destroy();
   });
+
+  it("a state change reaches the workers: a destination switched to TCP is passed through, then back to HBONE", async () => {
+    const lastTo = (ip: string): Record<string, unknown> | undefined =>
+      mesh.accessLog(0).filter((r) => r.direction === "outbound" && r["dst.addr"] === `${ip}:${APP_PORT}`).at(-1);
+    await mesh.setProtocol(b0, "TCP");
+    await waitFor(async () => {
+      const before = mesh.accessLog(0).length;
+      await echo(a0, b0, 128);
+      await waitFor(() => mesh.accessLog(0).length > before, 3_000, () => "no access record");
+      return lastTo(b0.ip)?.["dst.hbone_addr"] === undefined;
+    }, 10_000, () => "the workers never saw the new state");
+    await mesh.setProtocol(b0, "HBONE");
+    await waitFor(async () => {
+      const before = mesh.accessLog(0).length;
+      await echo(a0, b0, 128);
+      await waitFor(() => mesh.accessLog(0).length > before, 3_000, () => "no access record");
+      return lastTo(b0.ip)?.["dst.hbone_addr"] === `${b0.ip}:15008`;
+    }, 10_000, () => "the workers never saw the state change back");
+  });
 });
