@@ -290,6 +290,26 @@ describePrivileged("SEQPACKET sockets with SCM_RIGHTS", () => {
     await killAndWait(child);
   });
 
+  it("unref'd servers and sockets do not keep a process alive; ref'd ones do", async () => {
+    const fixture = await compiledFixture("native-unref");
+    const unref = spawn(process.execPath, [fixture, "unref", `ambient-test-${id}-unref`], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(unref);
+    const code = await new Promise<number | string | null>((resolve) => {
+      const timer = setTimeout(() => resolve("still running after 5 s"), 5000);
+      unref.once("exit", (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(code).toBe(0);
+    const ref = spawn(process.execPath, [fixture, "ref", `ambient-test-${id}-ref`], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(ref);
+    await lineFrom(ref, "ready");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ref.exitCode).toBeNull();
+    await killAndWait(ref);
+  });
+
   it("clear errors for connecting nowhere, and no fd leaks over many round trips", async () => {
     await expect(SeqpacketSocket.connect(join(dir, "missing.sock"))).rejects.toMatchObject({
       code: "ENOENT",
