@@ -290,6 +290,36 @@ describePrivileged("SEQPACKET sockets with SCM_RIGHTS", () => {
     await killAndWait(child);
   });
 
+  it("a peer closing with unread data surfaces as 'error' (ECONNRESET) then 'close'", async () => {
+    const path = join(dir, "reset.sock");
+    const server = SeqpacketServer.listen(path);
+    try {
+      const accepted = nextConnection(server);
+      // Connects, then closes on "go" without reading what was sent to it.
+      const child = spawn(SYSTEM_PYTHON, ["-c", SLOW_READER.replace("count = fds = 0", "sys.exit(0)"), path], {
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      children.push(child);
+      const sock = await accepted;
+      const events: string[] = [];
+      const closed = new Promise<void>((resolve) => {
+        sock.on("error", (e: NativeError) => events.push(`error:${e.code}:${e.syscall}`));
+        sock.on("close", () => {
+          events.push("close");
+          resolve();
+        });
+      });
+      await sock.send(Buffer.from("never read"));
+      child.stdin!.write("go\n");
+      await closed;
+      expect(events).toEqual(["error:ECONNRESET:recvmsg", "close"]);
+      expect(sock.closed).toBe(true);
+      await killAndWait(child);
+    } finally {
+      server.close();
+    }
+  });
+
   it("unref'd servers and sockets do not keep a process alive; ref'd ones do", async () => {
     const fixture = await compiledFixture("native-unref");
     const unref = spawn(process.execPath, [fixture, "unref", `ambient-test-${id}-unref`], { stdio: ["ignore", "pipe", "inherit"] });
