@@ -27,6 +27,10 @@ async function run(config: ZtunnelConfig): Promise<void> {
   if (config.caRootDir === undefined) {
     throw new ConfigError("CA_ROOT_DIR", "is required: a directory with root-cert.pem and ca-key.pem (the mesh root every node shares)");
   }
+  if (!config.inpodPortReuse && config.workerThreads > 1) {
+    // Every worker binds its own listener on each pod port; without SO_REUSEPORT the second fails.
+    throw new ConfigError("INPOD_PORT_REUSE", `false needs ZTUNNEL_WORKER_THREADS=1 (it is ${config.workerThreads}): each worker binds its own listener on every pod port`);
+  }
   const ca = await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
   const certs = new CertManager(ca);
   const store = new WorkloadStore();

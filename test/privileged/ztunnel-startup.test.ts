@@ -39,6 +39,9 @@ describePrivileged("ztunnel start-up configuration errors", () => {
     expect(r.stderr).toMatch(/^ztunnel: ZTUNNEL_WORKER_THREADS: "two" is not an integer/m);
     const r2 = await runZtunnel({ CONNECTION_TERMINATION_DEADLINE: "soon", CA_ROOT_DIR: dir });
     expect(r2.stderr).toMatch(/CONNECTION_TERMINATION_DEADLINE: "soon" is not a duration/);
+    const r3 = await runZtunnel({ INPOD_PORT_REUSE: "false", ZTUNNEL_WORKER_THREADS: "2", CA_ROOT_DIR: dir });
+    expect(r3.code).toBe(1);
+    expect(r3.stderr).toMatch(/INPOD_PORT_REUSE: false needs ZTUNNEL_WORKER_THREADS=1/);
   });
 
   it("without CA_ROOT_DIR, or with an empty one and no explicit generation, ztunnel refuses to start", async () => {
