@@ -5,6 +5,7 @@ import type { WorkerReply, WorkerRequest } from "../../src/ztunnel/inpod/worker-
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { WorkloadStore } from "../../src/ztunnel/state/store.js";
 import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
+import type { Identity } from "../../src/ztunnel/tls/identity.js";
 import type { ListenerInfo } from "../../src/ztunnel/worker/messages.js";
 import { testCa } from "../fixtures/ztunnel-pki.js";
 
@@ -186,6 +187,30 @@ describe("InPodManager", () => {
     expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual(["remove pod-a@0", "remove pod-a@1"]);
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
     expect(env.manager.statuses()[0]).toMatchObject({ phase: "Up" });
+  });
+
+  it("a renewed certificate is broadcast to the workers until the identity's last pod is gone", async () => {
+    const store = new WorkloadStore();
+    store.replace(parseLocalConfig(STATE), "test");
+    let serial = 0;
+    // Short-lived fake certificates: CertManager renews at half life (100 ms here).
+    const issuer = {
+      rootPem: "root",
+      issue: async (identity: Identity) => {
+        const now = Date.now();
+        return { identity, certPem: `cert-${++serial}`, keyPem: "key", rootPem: "root", notBefore: new Date(now), notAfter: new Date(now + 200) };
+      },
+    };
+    const certManager = new CertManager(issuer);
+    certs = certManager;
+    const pool = new FakeWorkers(2);
+    const manager = new InPodManager({ pool, store, certs: certManager, log: logger("test") });
+    await manager.start("pod-a", info("a"), netns(3));
+    await until(() => pool.certs.length >= 2);
+    await manager.stop("pod-a");
+    const after = pool.certs.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(pool.certs.length).toBe(after);
   });
 
   it("after markShutdown, stop only forgets (the workers are gone)", async () => {
