@@ -63,8 +63,14 @@ async function main(): Promise<void> {
   const netns = NetnsHandle.open(`/var/run/netns/${ns}`);
   try {
     console.log(`node ${process.version}, ${process.arch}`);
+    // A call that makes no syscall: uv_ref on a poll handle.
+    const server = SeqpacketServer.listen({ abstract: `ambient-bench-${randomBytes(3).toString("hex")}` });
+    perCall("N-API call without a syscall: SeqpacketServer#ref()", 1_000_000, (n) => {
+      for (let i = 0; i < n; i++) server.ref();
+    });
+    server.close();
     const probe = createSocket(null, { family: 4, type: "tcp" });
-    perCall("N-API call: getSocketMark(fd)", 1_000_000, (n) => {
+    perCall("N-API call + getsockopt: getSocketMark(fd)", 1_000_000, (n) => {
       for (let i = 0; i < n; i++) getSocketMark(probe);
     });
     closeFd(probe);
