@@ -93,9 +93,9 @@ export class SeqpacketSocket extends EventEmitter {
   /** Internal: adopts a connected, non-blocking SEQPACKET fd (closed on failure). */
   constructor(fd: number, maxDatagram: number = DEFAULT_MAX_DATAGRAM) {
     super();
-    this.#maxDatagram = checkMaxDatagram(maxDatagram);
     this.#fd = fd;
     try {
+      this.#maxDatagram = checkMaxDatagram(maxDatagram);
       this.#poller = native.pollStart(fd, (status, events) => this.#onPoll(status, events));
     } catch (err) {
       closeQuietly(fd);
