@@ -1,0 +1,150 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { errorMessage } from "../../shared/errors.js";
+import { logger, type Logger } from "../../shared/log.js";
+import type { NetnsRef, WorkloadProxyManager } from "../../zds/index.js";
+import { parseDuration, type Env, type ZtunnelConfig } from "../config.js";
+import { FileStateSource } from "../state/file-source.js";
+import type { StateSource } from "../state/source.js";
+import type { CertIssuer } from "../tls/cert-manager.js";
+import { SourceSelectionError } from "./errors.js";
+import { GatedIssuer, gateManager } from "./gated.js";
+import { DEFAULT_CONFIRM_TIMEOUT_MS, IdentityGate } from "./identity-gate.js";
+import { KubeStateSource } from "./kube-source.js";
+
+// Where workload state (and the right to sign) comes from, decided once at start-up:
+// LOCAL_XDS_PATH set → the local file; otherwise the Kubernetes API, through KUBECONFIG when
+// set, else in-cluster credentials (KUBERNETES_SERVICE_HOST/PORT + the service account token).
+// Nothing usable → an error that lists what to set. The choice and its reason are logged.
+
+/** Our own variables (the rest of ztunnel's configuration is in config.ts). */
+export const CLUSTER_ENV_NAMES = ["KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "IDENTITY_CONFIRM_TIMEOUT", "CLUSTER_DOMAIN", "NETWORK"] as const;
+
+export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+export type MeshMode = "file" | "kubernetes";
+
+export interface MeshSource {
+  readonly mode: MeshMode;
+  /** Why this source was chosen, for the start-up log and /config_dump. */
+  readonly reason: string;
+  readonly source: StateSource;
+  /** Wraps the CA: in Kubernetes mode it signs only identities of pods on this node. */
+  issuer(ca: CertIssuer): CertIssuer;
+  /** Wraps the ZDS workload manager: in Kubernetes mode an Add waits for Kubernetes to confirm the pod. */
+  gate<H extends NetnsRef>(manager: WorkloadProxyManager<H>): WorkloadProxyManager<H>;
+  /** Readiness items (informers restarting, pods waiting for confirmation); empty when fine. */
+  notReady(): string[];
+  close(): Promise<void>;
+}
+
+export interface SelectOptions {
+  readonly log?: Logger;
+  /** Prefix of the in-cluster service account paths (tests); default "". */
+  readonly inClusterPathPrefix?: string;
+  /** Passed to the Kubernetes source (tests shorten timings). */
+  readonly kube?: { readonly syncTimeoutMs?: number; readonly restartBaseMs?: number; readonly debounceMs?: number };
+}
+
+export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, opts: SelectOptions = {}): MeshSource {
+  const log = opts.log ?? logger("ztunnel.source");
+  const get = (name: (typeof CLUSTER_ENV_NAMES)[number]): string | undefined => {
+    const v = env[name]?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const kubeconfig = get("KUBECONFIG");
+  const host = get("KUBERNETES_SERVICE_HOST");
+  const tokenPath = `${opts.inClusterPathPrefix ?? ""}${join(SERVICE_ACCOUNT_DIR, "token")}`;
+
+  if (config.localXdsPath !== undefined) {
+    const ignored = kubeconfig !== undefined || host !== undefined ? " (Kubernetes credentials are present but not used)" : "";
+    const reason = `LOCAL_XDS_PATH is set${ignored}`;
+    log.info({ mode: "file", path: config.localXdsPath, reason }, "workload state from the local config file");
+    return fileMode(new FileStateSource(config.localXdsPath), reason);
+  }
+
+  let kc: KubeConfig;
+  let reason: string;
+  if (kubeconfig !== undefined) {
+    // A KUBECONFIG list (a:b) is not merged: the first file is used.
+    const path = kubeconfig.split(":")[0] ?? kubeconfig;
+    kc = new KubeConfig();
+    try {
+      kc.loadFromFile(path);
+    } catch (err) {
+      throw new SourceSelectionError(`KUBECONFIG=${kubeconfig}: cannot load ${path}: ${errorMessage(err)}`, { cause: err });
+    }
+    if (kc.getCurrentCluster() === null) throw new SourceSelectionError(`KUBECONFIG=${kubeconfig}: ${path} names no current cluster (set current-context)`);
+    reason = `no LOCAL_XDS_PATH; KUBECONFIG=${path}`;
+  } else if (host !== undefined) {
+    if (get("KUBERNETES_SERVICE_PORT") === undefined) {
+      throw new SourceSelectionError("KUBERNETES_SERVICE_HOST is set but KUBERNETES_SERVICE_PORT is not; both come from the pod environment in a cluster");
+    }
+    if (!existsSync(tokenPath)) {
+      throw new SourceSelectionError(
+        `no LOCAL_XDS_PATH, and KUBERNETES_SERVICE_HOST is set but there is no service account token at ${tokenPath}: ` +
+          "mount one (automountServiceAccountToken: true), set KUBECONFIG, or set LOCAL_XDS_PATH to a local config file",
+      );
+    }
+    kc = new KubeConfig();
+    kc.loadFromCluster(opts.inClusterPathPrefix);
+    reason = "no LOCAL_XDS_PATH; in-cluster service account (KUBERNETES_SERVICE_HOST)";
+  } else {
+    throw new SourceSelectionError(
+      "no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found " +
+        "(no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); " +
+        "set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
+    );
+  }
+
+  if (config.nodeName === undefined) {
+    throw new SourceSelectionError(
+      `NODE_NAME is required in Kubernetes mode (${reason}): ztunnel issues certificates only for pods Kubernetes places on this node; ` +
+        "set it from the downward API (fieldRef: spec.nodeName)",
+    );
+  }
+  const rawTimeout = get("IDENTITY_CONFIRM_TIMEOUT");
+  const timeoutMs = rawTimeout === undefined ? DEFAULT_CONFIRM_TIMEOUT_MS : parseDuration(rawTimeout);
+  if (timeoutMs === undefined) {
+    throw new SourceSelectionError(`IDENTITY_CONFIRM_TIMEOUT: "${rawTimeout ?? ""}" is not a duration (examples: 500ms, 10s, 1m)`);
+  }
+  const clusterDomain = get("CLUSTER_DOMAIN") ?? "cluster.local";
+  const source = new KubeStateSource({
+    kubeConfig: kc,
+    trustDomain: config.trustDomain,
+    clusterDomain,
+    network: get("NETWORK") ?? "",
+    ...(opts.kube ?? {}),
+  });
+  const nodeName = config.nodeName;
+  const gate = new IdentityGate({ pods: source, nodeName, trustDomain: config.trustDomain, timeoutMs });
+  log.info(
+    { mode: "kubernetes", server: kc.getCurrentCluster()?.server, node: nodeName, reason, confirmTimeoutMs: timeoutMs },
+    "workload state from the Kubernetes API; certificates only for pods Kubernetes confirms on this node",
+  );
+  return {
+    mode: "kubernetes",
+    reason,
+    source,
+    issuer: (ca) => new GatedIssuer(ca, gate, nodeName),
+    gate: (manager) => gateManager(manager, gate),
+    notReady: () => [...source.problems(), ...gate.pending().map((uid) => `pod ${uid} waiting for Kubernetes to confirm it on node ${nodeName}`)],
+    close: async () => {
+      gate.close();
+      await source.close();
+    },
+  };
+}
+
+function fileMode(source: StateSource, reason: string): MeshSource {
+  return {
+    mode: "file",
+    reason,
+    source,
+    issuer: (ca) => ca,
+    gate: (manager) => manager,
+    notReady: () => [],
+    close: () => source.close(),
+  };
+}
