@@ -1,0 +1,177 @@
+import { X509Certificate } from "node:crypto";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { IdentityNotConfirmedError, IdentityNotLocalError } from "../../src/ztunnel/cluster/errors.js";
+import { GatedIssuer, gateManager } from "../../src/ztunnel/cluster/gated.js";
+import { IdentityGate } from "../../src/ztunnel/cluster/identity-gate.js";
+import { KubeStateSource } from "../../src/ztunnel/cluster/kube-source.js";
+import { resolvePod } from "../../src/ztunnel/inpod/pod-spec.js";
+import { WorkloadStore } from "../../src/ztunnel/state/store.js";
+import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
+import type { NetnsRef, WorkloadInfo, WorkloadProxyManager } from "../../src/zds/index.js";
+import { FakeKubeServer, kubeConfigFor, type KubeObjectInput } from "../harness/fake-kube/index.js";
+import { id, testCa } from "../fixtures/ztunnel-pki.js";
+
+// Cluster-mode certificates: a ZDS Add proceeds (and a certificate is issued) only once
+// Kubernetes shows the pod on THIS node with the service account the Add names.
+
+const NODE = "node-a";
+const TIMEOUT_MS = 600;
+
+function pod(name: string, opts: { node?: string; sa?: string; ip?: string } = {}): KubeObjectInput {
+  return {
+    metadata: { name, namespace: "mesh" },
+    spec: { ...(opts.node !== undefined ? { nodeName: opts.node } : {}), serviceAccountName: opts.sa ?? "web", containers: [{ name: "app", image: "x" }] },
+    status: opts.ip !== undefined ? { phase: "Running", podIP: opts.ip, podIPs: [{ ip: opts.ip }] } : { phase: "Pending" },
+  };
+}
+
+const netns: NetnsRef = { identity: () => ({ dev: 1, ino: 1 }), close: () => {} } as unknown as NetnsRef;
+
+describe("identity gate (cluster-mode certificates)", () => {
+  let server: FakeKubeServer;
+  let source: KubeStateSource;
+  let store: WorkloadStore;
+  let gate: IdentityGate;
+  let certs: CertManager;
+  let started: { uid: string; identity: string }[];
+  let manager: WorkloadProxyManager;
+
+  beforeEach(async () => {
+    server = await FakeKubeServer.start();
+    server.store.create("namespaces", { metadata: { name: "mesh" } });
+    store = new WorkloadStore();
+    // A long debounce: the gate itself must publish the confirmed pod to the store.
+    source = new KubeStateSource({ kubeConfig: kubeConfigFor(server), trustDomain: "cluster.local", debounceMs: 5_000, maxDelayMs: 5_000 });
+    await source.start(store);
+    gate = new IdentityGate({ pods: source, nodeName: NODE, trustDomain: "cluster.local", timeoutMs: TIMEOUT_MS });
+    certs = new CertManager(new GatedIssuer(await testCa(), gate, NODE));
+    started = [];
+    // Stands in for InPodManager: resolves the pod from the store (throws if absent) and asks for
+    // its certificate.
+    const inner: WorkloadProxyManager = {
+      start: async (uid: string, info: WorkloadInfo) => {
+        const resolved = resolvePod(store, uid, info);
+        const cert = await certs.get(resolved.identity);
+        started.push({ uid, identity: new X509Certificate(cert.certPem).subjectAltName ?? "" });
+      },
+      stop: async () => {},
+    };
+    manager = gateManager(inner, gate);
+  });
+
+  afterEach(async () => {
+    gate.close();
+    certs.close();
+    await source.close();
+    await server.stop();
+  });
+
+  it("an Add waits until Kubernetes shows the pod on this node with an IP, then starts with its certificate", async () => {
+    const created = server.store.create("pods", pod("web-1"));
+    const uid = created.metadata.uid ?? "";
+    const t0 = Date.now();
+    const add = manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "web" }, netns);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(gate.pending()).toEqual([uid]);
+    // Scheduled here, then the kubelet reports its IP.
+    server.store.mutate("pods", "web-1", "mesh", (p) => void ((p.spec as { nodeName?: string }).nodeName = NODE));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(started).toEqual([]);
+    server.store.mutate("pods", "web-1", "mesh", (p) => void (p.status = { phase: "Running", podIP: "10.244.1.5", podIPs: [{ ip: "10.244.1.5" }] }));
+    await add;
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(started).toEqual([{ uid, identity: "URI:spiffe://cluster.local/ns/mesh/sa/web" }]);
+    expect(store.workloadByUid(uid)?.workloadIps).toEqual(["10.244.1.5"]);
+    expect(gate.pending()).toEqual([]);
+  });
+
+  it("a pod already confirmed is admitted at once", async () => {
+    const uid = server.store.create("pods", pod("web-1", { node: NODE, ip: "10.244.1.5" })).metadata.uid ?? "";
+    await until(() => source.pod("mesh", "web-1") !== undefined);
+    const t0 = Date.now();
+    await manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "web" }, netns);
+    expect(Date.now() - t0).toBeLessThan(200);
+    expect(certs.list()).toHaveLength(1);
+  });
+
+  it("a pod that never appears is refused after the timeout: error, nothing started, no certificate", async () => {
+    const t0 = Date.now();
+    const err = await manager.start("uid-ghost", { name: "ghost", namespace: "mesh", serviceAccount: "web" }, netns).catch((e: unknown) => e);
+    const elapsed = Date.now() - t0;
+    expect(err).toBeInstanceOf(IdentityNotConfirmedError);
+    expect((err as Error).message).toBe(
+      `pod mesh/ghost (uid uid-ghost): not confirmed by Kubernetes within ${TIMEOUT_MS} ms (no such pod in Kubernetes yet); no certificate is issued for it on node ${NODE}`,
+    );
+    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS - 10);
+    expect(elapsed).toBeLessThan(TIMEOUT_MS + 500);
+    expect(started).toEqual([]);
+    expect(certs.list()).toEqual([]);
+    expect(gate.pending()).toEqual([]);
+  });
+
+  it("a pod of the same name with another uid (an older incarnation) is not this pod", async () => {
+    server.store.create("pods", pod("web-1", { node: NODE, ip: "10.244.1.5" }));
+    const err = await manager.start("uid-new", { name: "web-1", namespace: "mesh", serviceAccount: "web" }, netns).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IdentityNotConfirmedError);
+    expect((err as Error).message).toMatch(/not confirmed by Kubernetes within 600 ms \(Kubernetes has uid .* for that name\)/);
+    expect(certs.list()).toEqual([]);
+  });
+
+  it("a pod on another node is refused at once", async () => {
+    const uid = server.store.create("pods", pod("web-2", { node: "node-b", ip: "10.244.2.5" })).metadata.uid ?? "";
+    await until(() => source.pod("mesh", "web-2") !== undefined);
+    const t0 = Date.now();
+    const err = await manager.start(uid, { name: "web-2", namespace: "mesh", serviceAccount: "web" }, netns).catch((e: unknown) => e);
+    expect(Date.now() - t0).toBeLessThan(TIMEOUT_MS / 2);
+    expect(err).toBeInstanceOf(IdentityNotConfirmedError);
+    expect((err as Error).message).toContain("Kubernetes runs it on node node-b, not on this node (node-a)");
+    expect(started).toEqual([]);
+    expect(certs.list()).toEqual([]);
+  });
+
+  it("a pod scheduled elsewhere while we wait is refused as soon as Kubernetes says so", async () => {
+    const uid = server.store.create("pods", pod("web-3")).metadata.uid ?? "";
+    const add = manager.start(uid, { name: "web-3", namespace: "mesh", serviceAccount: "web" }, netns).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    server.store.mutate("pods", "web-3", "mesh", (p) => void ((p.spec as { nodeName?: string }).nodeName = "node-b"));
+    const err = await add;
+    expect(Date.now() - t0).toBeLessThan(TIMEOUT_MS / 2);
+    expect((err as Error).message).toContain("on node node-b, not on this node");
+  });
+
+  it("an Add naming another service account than the pod runs as is refused", async () => {
+    const uid = server.store.create("pods", pod("web-1", { node: NODE, ip: "10.244.1.5", sa: "web" })).metadata.uid ?? "";
+    await until(() => source.pod("mesh", "web-1") !== undefined);
+    const err = await manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "admin" }, netns).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IdentityNotConfirmedError);
+    expect((err as Error).message).toContain("it runs as service account web, but the Add names admin");
+    expect(certs.list()).toEqual([]);
+  });
+
+  it("the CA signs only identities a pod on this node has (renewals included)", async () => {
+    server.store.create("pods", pod("here", { node: NODE, ip: "10.244.1.5", sa: "web" }));
+    server.store.create("pods", pod("there", { node: "node-b", ip: "10.244.2.5", sa: "db" }));
+    await until(() => source.pods().length === 2);
+    const cert = await certs.get(id("mesh", "web"));
+    expect(new X509Certificate(cert.certPem).subjectAltName).toBe("URI:spiffe://cluster.local/ns/mesh/sa/web");
+    await expect(certs.get(id("mesh", "db"))).rejects.toThrow(IdentityNotLocalError);
+    await expect(certs.get(id("mesh", "db"))).rejects.toThrow(
+      "refusing to issue a certificate for spiffe://cluster.local/ns/mesh/sa/db: Kubernetes shows no pod with that namespace and service account on node node-a",
+    );
+    await expect(certs.get(id("mesh", "web", "other.domain"))).rejects.toThrow(IdentityNotLocalError);
+    // The pod leaves this node: its identity is no longer signed here.
+    server.store.delete("pods", "here", "mesh");
+    await until(() => source.pod("mesh", "here") === undefined);
+    certs.forget(id("mesh", "web"));
+    await expect(certs.get(id("mesh", "web"))).rejects.toThrow(IdentityNotLocalError);
+  });
+});
+
+async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
