@@ -7,6 +7,7 @@ import type { SocketFactory } from "../../sockets/socket-factory.js";
 import { ProxyError } from "../proxy/errors.js";
 import { HbonePool } from "../proxy/hbone-client.js";
 import { HboneServer, LOOP_PORTS, type InboundRecord } from "../proxy/hbone-server.js";
+import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../proxy/limits.js";
 import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
@@ -24,6 +25,8 @@ import type { WorkerTelemetry } from "./telemetry.js";
 export const OUTBOUND_PORT = 15001;
 export const INBOUND_PLAINTEXT_PORT = 15006;
 const CLOSE_WAIT_MS = 2_000;
+/** Per pod and worker, for each of outbound+plaintext inbound and HBONE inbound. */
+const MAX_CONNECTIONS_PER_POD = 10_000;
 
 export interface PodProxyDeps {
   readonly settings: WorkerSettings;
@@ -44,13 +47,18 @@ export class PodProxy {
   private pool: HbonePool | undefined;
   private readonly downstreams = new Set<Socket>();
   private retained = false;
+  /** Cap on this pod's plain TCP connections on this worker (15001 + 15006). */
+  private readonly limiter = new ConnectionLimiter(MAX_CONNECTIONS_PER_POD);
+  private readonly throttled: ThrottledLog;
   private closed = false;
   readonly listeners: ListenerInfo[] = [];
 
   constructor(
     readonly spec: PodSpec,
     private readonly deps: PodProxyDeps,
-  ) {}
+  ) {
+    this.throttled = new ThrottledLog(deps.log);
+  }
 
   async start(): Promise<readonly ListenerInfo[]> {
     const { settings, certs } = this.deps;
@@ -74,6 +82,7 @@ export class PodProxy {
         podIps: this.spec.ips,
         socketFactory: factory,
         listen: { address, port: HBONE_PORT },
+        maxConnections: MAX_CONNECTIONS_PER_POD,
         onRecord: (rec) => this.onHboneRecord(rec),
         log: this.deps.log,
       });
@@ -136,15 +145,21 @@ export class PodProxy {
 
   private adopt(server: Server, role: ListenerInfo["role"], handler: (s: Socket) => void): void {
     this.servers.push(server);
-    server.on("error", (err) => this.deps.log.warn({ uid: this.spec.uid, role, err: err.message }, "accept failed"));
+    // EMFILE and friends: logged once per interval, the listener keeps running.
+    guardAcceptErrors(server, this.throttled, `${role} ${this.spec.namespace}/${this.spec.name}`);
     server.on("connection", (s: Socket) => {
       this.deps.telemetry.accepted();
-      if (this.closed) {
-        s.destroy();
+      const release = this.closed ? undefined : this.limiter.tryAcquire();
+      if (release === undefined) {
+        if (!this.closed) this.throttled.warn({ uid: this.spec.uid, max: this.limiter.max }, "connection limit of the pod reached; refusing connections");
+        s.resetAndDestroy();
         return;
       }
       this.downstreams.add(s);
-      s.once("close", () => this.downstreams.delete(s));
+      s.once("close", () => {
+        this.downstreams.delete(s);
+        release();
+      });
       handler(s);
     });
     const a = server.address();
