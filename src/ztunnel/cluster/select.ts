@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { isIPv6 } from "node:net";
 import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { errorMessage } from "../../shared/errors.js";
@@ -87,8 +88,7 @@ export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, 
           "mount one (automountServiceAccountToken: true), set KUBECONFIG, or set LOCAL_XDS_PATH to a local config file",
       );
     }
-    kc = new KubeConfig();
-    kc.loadFromCluster(opts.inClusterPathPrefix);
+    kc = inClusterConfig(host, get("KUBERNETES_SERVICE_PORT") ?? "443", opts.inClusterPathPrefix ?? "");
     reason = "no LOCAL_XDS_PATH; in-cluster service account (KUBERNETES_SERVICE_HOST)";
   } else {
     throw new SourceSelectionError(
@@ -135,6 +135,21 @@ export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, 
       await source.close();
     },
   };
+}
+
+// As client-node's loadFromCluster, but from `env` rather than process.env. The token file is
+// re-read by client-node as it rotates.
+function inClusterConfig(host: string, port: string, prefix: string): KubeConfig {
+  const scheme = port === "80" || port === "8080" || port === "8001" ? "http" : "https";
+  const server = `${scheme}://${isIPv6(host) ? `[${host}]` : host}:${port}`;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "inCluster", server, caFile: `${prefix}${join(SERVICE_ACCOUNT_DIR, "ca.crt")}`, skipTLSVerify: false }],
+    users: [{ name: "inClusterUser", authProvider: { name: "tokenFile", config: { tokenFile: `${prefix}${join(SERVICE_ACCOUNT_DIR, "token")}` } } }],
+    contexts: [{ name: "inClusterContext", cluster: "inCluster", user: "inClusterUser" }],
+    currentContext: "inClusterContext",
+  });
+  return kc;
 }
 
 function fileMode(source: StateSource, reason: string): MeshSource {
