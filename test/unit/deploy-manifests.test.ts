@@ -62,6 +62,7 @@ interface Mount {
 }
 interface Container {
   name: string;
+  image?: string;
   command?: string[];
   args?: string[];
   env?: EnvVar[];
@@ -164,7 +165,10 @@ function moduleGraph(entry: string): string[] {
   return [...seen];
 }
 
-/** `process.env.X`, `process.env["X"]` and `process.env[CONST]` with `const CONST = "X"`. */
+/**
+ * `process.env.X`, `process.env["X"]`, `process.env[CONST]` with `const CONST = "X"`, and the
+ * names in an exported `..._ENV_NAMES = [...]` list (config modules that read `env[name]`).
+ */
 function processEnvReads(file: string): string[] {
   const text = readFileSync(file, "utf8");
   const names = new Set<string>();
@@ -173,6 +177,9 @@ function processEnvReads(file: string): string[] {
   for (const m of text.matchAll(/process\.env\[\s*([A-Za-z_$][\w$]*)\s*\]/g)) {
     const c = new RegExp(`const\\s+${m[1]!}\\s*=\\s*["']([A-Za-z0-9_]+)["']`).exec(text);
     if (c) names.add(c[1]!);
+  }
+  for (const m of text.matchAll(/export const [A-Z_]*ENV_NAMES\s*=\s*\[([^\]]*)\]/g)) {
+    for (const n of m[1]!.matchAll(/["']([A-Za-z0-9_]+)["']/g)) names.add(n[1]!);
   }
   return [...names];
 }
@@ -389,6 +396,9 @@ describe("deploy/ manifests: environment", () => {
   it("reading the code finds the variables (sanity: the extraction itself works)", () => {
     for (const n of ["NODE_NAME", "POD_NAMESPACE", "CNI_AGENT_RUN_DIR", "PROC_ROOT", "LOG_LEVEL", "KUBERNETES_SERVICE_HOST"]) expect(AGENT_READS).toContain(n);
     for (const n of ["NODE_NAME", "CA_ROOT_DIR", "INPOD_UDS", "TRUST_DOMAIN", "LOG_LEVEL", "ZTUNNEL_DEBUG_ENDPOINTS"]) expect(ZTUNNEL_READS).toContain(n);
+    // The exported list is found by reading the source, too.
+    const fromSource = envReadBy("src/ztunnel/main.ts", []);
+    for (const n of ENV_NAMES) expect(fromSource).toContain(n);
     expect(AGENT_READS).not.toContain("CA_ROOT_DIR");
     expect(ZTUNNEL_READS).not.toContain("POD_NAMESPACE");
   });
