@@ -1,20 +1,17 @@
 import type { Server, Socket } from "node:net";
-import { dupFd, NetnsHandle, originalDst } from "../../native/index.js";
+import { dupFd, NetnsHandle } from "../../native/index.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import { InPodSocketFactory } from "../../sockets/index.js";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
-import { ProxyError } from "../proxy/errors.js";
 import { HbonePool } from "../proxy/hbone-client.js";
-import { HboneServer, LOOP_PORTS, type InboundRecord } from "../proxy/hbone-server.js";
+import { HboneServer } from "../proxy/hbone-server.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../proxy/limits.js";
-import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
-import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
-import { formatIdentity } from "../tls/identity.js";
 import type { WorkerCerts } from "./certs.js";
-import type { AccessRecord, ListenerInfo, PodSpec, WorkerSettings } from "./messages.js";
-import { HBONE_PORT, identityOf, planOutbound, type OutboundPlan } from "./resolve.js";
+import { handleInboundPlaintext, handleOutbound, recordHboneInbound, type ConnectionContext } from "./connections.js";
+import type { ListenerInfo, PodSpec, WorkerSettings } from "./messages.js";
+import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
 
 // One pod on one worker: this worker's own copy of the pod's netns fd, its three SO_REUSEPORT
@@ -73,9 +70,9 @@ export class PodProxy {
       this.pool = new HbonePool({ certs, maxStreamsPerConnection: settings.poolMaxStreams, idleTimeoutMs: settings.poolIdleMs, log: this.deps.log });
       const address = settings.ipv6 ? "::" : "0.0.0.0";
       const outbound = await factory.listenTcp({ address, port: OUTBOUND_PORT });
-      this.adopt(outbound, "outbound", (s) => void this.onOutbound(s));
+      this.adopt(outbound, "outbound", (s) => void handleOutbound(s, this.context()));
       const inbound = await factory.listenTcp({ address, port: INBOUND_PLAINTEXT_PORT, transparent: true });
-      this.adopt(inbound, "inbound-plaintext", (s) => void this.onInboundPlaintext(s));
+      this.adopt(inbound, "inbound-plaintext", (s) => void handleInboundPlaintext(s, this.context()));
       this.hbone = new HboneServer({
         identity: this.spec.identity,
         certs,
@@ -83,7 +80,7 @@ export class PodProxy {
         socketFactory: factory,
         listen: { address, port: HBONE_PORT },
         maxConnections: MAX_CONNECTIONS_PER_POD,
-        onRecord: (rec) => this.onHboneRecord(rec),
+        onRecord: (rec) => recordHboneInbound(rec, this.spec, this.deps.telemetry),
         log: this.deps.log,
       });
       await this.hbone.start();
@@ -168,149 +165,13 @@ export class PodProxy {
     this.listeners.push(this.info(address, port, role));
   }
 
+  /** What a connection handler needs; pool/factory are undefined once the pod is closing. */
+  private context(): ConnectionContext {
+    return { spec: this.spec, store: this.deps.store, telemetry: this.deps.telemetry, pool: this.pool, factory: this.factory };
+  }
+
   private info(address: string, port: number, role: ListenerInfo["role"]): ListenerInfo {
     const { settings } = this.deps;
     return { address, port, protocol: role === "inbound-hbone" ? "HBONE" : "TCP", role, worker: settings.index, mark: settings.packetMark };
   }
-
-  private async onOutbound(s: Socket): Promise<void> {
-    const { telemetry, store } = this.deps;
-    const started = Date.now();
-    const client = { ip: canonicalIp(s.remoteAddress ?? "") ?? "", port: s.remotePort ?? 0 };
-    telemetry.opened("outbound");
-    let plan: OutboundPlan;
-    let dst = "";
-    try {
-      const od = originalDst(fdOf(s));
-      const ip = canonicalIp(od.address) ?? od.address;
-      dst = formatHostPort(ip, od.port);
-      plan = planOutbound(store, { ip, port: od.port });
-    } catch (err) {
-      plan = { t: "refuse", error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", `no original destination: ${errorMessage(err)}`) };
-    }
-    let result: OutboundResult;
-    const pool = this.pool;
-    const factory = this.factory;
-    if (plan.t === "refuse" || pool === undefined || factory === undefined) {
-      s.resetAndDestroy();
-      result = { ok: false, error: plan.t === "refuse" ? plan.error : new ProxyError("POOL_CLOSED", "pod is being removed") };
-    } else if (plan.t === "hbone") {
-      result = await proxyOutboundHbone(s, pool, {
-        sourcePodUid: this.spec.uid,
-        sourceIdentity: this.spec.identity,
-        socketFactory: factory,
-        destinationIdentities: plan.identities,
-        hboneAddress: plan.hboneAddress,
-        target: plan.target,
-        client,
-        ...(plan.service !== undefined ? { serviceHost: plan.service } : {}),
-      });
-    } else {
-      result = await proxyPassthrough(s, factory, plan.target);
-    }
-    const w = plan.t === "refuse" ? undefined : plan.workload;
-    const rec: AccessRecord = {
-      direction: "outbound",
-      "src.addr": formatHostPort(client.ip, client.port),
-      "src.workload": this.spec.name,
-      "src.namespace": this.spec.namespace,
-      "src.identity": formatIdentity(this.spec.identity),
-      "dst.addr": plan.t === "refuse" ? dst : formatHostPort(plan.target.ip, plan.target.port),
-      "dst.hbone_addr": plan.t === "hbone" ? formatHostPort(plan.hboneAddress.ip, plan.hboneAddress.port) : undefined,
-      "dst.service": plan.t === "refuse" ? undefined : plan.service,
-      "dst.workload": w?.name,
-      "dst.namespace": w?.namespace,
-      "dst.identity": plan.t === "hbone" && w !== undefined ? formatIdentity(identityOf(w)) : undefined,
-      ...outcome(result, started),
-    };
-    const sent = result.ok ? result.result.bytesAtoB : 0;
-    const recv = result.ok ? result.result.bytesBtoA : 0;
-    telemetry.closed("outbound", sent, recv, !result.ok || result.result.error !== undefined, rec);
-  }
-
-  private async onInboundPlaintext(s: Socket): Promise<void> {
-    const { telemetry } = this.deps;
-    const started = Date.now();
-    const client = { ip: canonicalIp(s.remoteAddress ?? "") ?? "", port: s.remotePort ?? 0 };
-    telemetry.opened("inbound");
-    let result: OutboundResult;
-    let dst = "";
-    const factory = this.factory;
-    try {
-      const od = originalDst(fdOf(s));
-      const ip = canonicalIp(od.address) ?? od.address;
-      dst = formatHostPort(ip, od.port);
-      if (LOOP_PORTS.has(od.port)) throw new ProxyError("BAD_REQUEST", `port ${od.port} is a ztunnel port (loop)`);
-      if (factory === undefined) throw new ProxyError("POOL_CLOSED", "pod is being removed");
-      // The app sees the original client as source: the upstream socket spoofs it (IP_TRANSPARENT).
-      const spoofing: SocketFactory = {
-        listenTcp: (o) => factory.listenTcp(o),
-        connectTcp: (o) => factory.connectTcp({ ...o, sourceAddress: client.ip }),
-      };
-      result = await proxyPassthrough(s, spoofing, { ip, port: od.port });
-    } catch (err) {
-      s.resetAndDestroy();
-      result = { ok: false, error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", errorMessage(err)) };
-    }
-    const rec: AccessRecord = {
-      direction: "inbound",
-      "src.addr": formatHostPort(client.ip, client.port),
-      "src.identity": undefined,
-      "dst.addr": dst,
-      "dst.workload": this.spec.name,
-      "dst.namespace": this.spec.namespace,
-      "dst.identity": formatIdentity(this.spec.identity),
-      ...outcome(result, started),
-    };
-    // From the app's view: sent = toward the app.
-    const sent = result.ok ? result.result.bytesAtoB : 0;
-    const recv = result.ok ? result.result.bytesBtoA : 0;
-    telemetry.closed("inbound", sent, recv, !result.ok || result.result.error !== undefined, rec);
-  }
-
-  /** The pod IP of the same family as an authority (the address the peer dialled on 15008). */
-  private podIpLike(authority: string): string {
-    const v6 = isV6Authority(authority);
-    return this.spec.ips.find((ip) => ip.includes(":") === v6) ?? this.spec.ips[0] ?? "";
-  }
-
-  private onHboneRecord(rec: InboundRecord): void {
-    const { telemetry } = this.deps;
-    // HboneServer reports after the CONNECT ended; count open and close together.
-    telemetry.opened("inbound");
-    const r = rec.result;
-    // Relay a = upstream (app), b = stream (peer): AtoB = app → peer.
-    const access: AccessRecord = {
-      direction: "inbound",
-      "src.addr": rec.sourceAddr,
-      "src.identity": formatIdentity(rec.source),
-      "dst.addr": rec.destination,
-      "dst.hbone_addr": formatHostPort(this.podIpLike(rec.destination), HBONE_PORT),
-      "dst.workload": this.spec.name,
-      "dst.namespace": this.spec.namespace,
-      "dst.identity": formatIdentity(this.spec.identity),
-      bytes_sent: r?.bytesBtoA ?? 0,
-      bytes_recv: r?.bytesAtoB ?? 0,
-      duration: r?.durationMs ?? 0,
-      error: rec.error?.message ?? (rec.status !== 200 ? `status ${rec.status}` : r?.error?.message),
-    };
-    telemetry.closed("inbound", r?.bytesBtoA ?? 0, r?.bytesAtoB ?? 0, rec.status !== 200 || r?.error !== undefined, access);
-  }
-}
-
-function isV6Authority(authority: string): boolean {
-  return authority.startsWith("[");
-}
-
-function outcome(result: OutboundResult, started: number): AccessRecord {
-  if (!result.ok) return { bytes_sent: 0, bytes_recv: 0, duration: Date.now() - started, error: result.error.message, response_flags: result.error.responseFlag };
-  const r = result.result;
-  return { bytes_sent: r.bytesAtoB, bytes_recv: r.bytesBtoA, duration: r.durationMs, error: r.error?.message };
-}
-
-/** The fd of an accepted socket (Node keeps it on the handle; needed for SO_ORIGINAL_DST). */
-function fdOf(s: Socket): number {
-  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== "number" || fd < 0) throw new Error("accepted socket has no fd");
-  return fd;
 }
