@@ -152,6 +152,8 @@ export class PodProxy {
         s.resetAndDestroy();
         return;
       }
+      // Proxied bytes are forwarded as they come; Nagle would only add latency on top.
+      s.setNoDelay(true);
       this.downstreams.add(s);
       s.once("close", () => {
         this.downstreams.delete(s);
