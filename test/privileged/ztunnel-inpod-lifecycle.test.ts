@@ -153,4 +153,15 @@ describePrivileged("ztunnel in-pod lifecycle", () => {
     expect(closedAt - t0).toBeLessThan(DEADLINE_MS + 3_000);
     expect(child.exitCode).toBe(0);
   });
+
+  it("POST /quitquitquit with no open connection exits at once (the deadline is only a bound)", async () => {
+    const child = await mesh.startZtunnel(0);
+    await roundTrip(a0, b0);
+    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    const t0 = Date.now();
+    expect((await mesh.http(0, 15000, "/quitquitquit", "POST")).status).toBe(200);
+    expect((await exited) - t0).toBeLessThan(DEADLINE_MS - 1_000);
+    expect(child.exitCode).toBe(0);
+    await expectListeners(a0, 0);
+  });
 });
