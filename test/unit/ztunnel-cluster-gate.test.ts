@@ -4,7 +4,6 @@ import { IdentityNotConfirmedError, IdentityNotLocalError } from "../../src/ztun
 import { GatedIssuer, gateManager } from "../../src/ztunnel/cluster/gated.js";
 import { IdentityGate } from "../../src/ztunnel/cluster/identity-gate.js";
 import { KubeStateSource } from "../../src/ztunnel/cluster/kube-source.js";
-import { resolvePod } from "../../src/ztunnel/inpod/pod-spec.js";
 import { WorkloadStore } from "../../src/ztunnel/state/store.js";
 import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
 import type { NetnsRef, WorkloadInfo, WorkloadProxyManager } from "../../src/zds/index.js";
@@ -46,12 +45,13 @@ describe("identity gate (cluster-mode certificates)", () => {
     gate = new IdentityGate({ pods: source, nodeName: NODE, trustDomain: "cluster.local", timeoutMs: TIMEOUT_MS });
     certs = new CertManager(new GatedIssuer(await testCa(), gate, NODE));
     started = [];
-    // Stands in for InPodManager: resolves the pod from the store (throws if absent) and asks for
-    // its certificate.
+    // Stands in for InPodManager: the pod must be in the store (by uid) when it starts; it
+    // asks for the certificate of the identity the Add names.
     const inner: WorkloadProxyManager = {
       start: async (uid: string, info: WorkloadInfo) => {
-        const resolved = resolvePod(store, uid, info);
-        const cert = await certs.get(resolved.identity);
+        const w = store.workloadByUid(uid);
+        if (w === undefined) throw new Error(`pod ${uid} not in the store`);
+        const cert = await certs.get(id(info.namespace, info.serviceAccount, w.trustDomain));
         started.push({ uid, identity: new X509Certificate(cert.certPem).subjectAltName ?? "" });
       },
       stop: async () => {},
@@ -66,22 +66,20 @@ describe("identity gate (cluster-mode certificates)", () => {
     await server.stop();
   });
 
-  it("an Add waits until Kubernetes shows the pod on this node with an IP, then starts with its certificate", async () => {
+  it("an Add waits until Kubernetes shows the pod on this node, then starts with its certificate (no IP needed)", async () => {
     const created = server.store.create("pods", pod("web-1"));
     const uid = created.metadata.uid ?? "";
     const t0 = Date.now();
     const add = manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "web" }, netns);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 250));
     expect(gate.pending()).toEqual([uid]);
-    // Scheduled here, then the kubelet reports its IP.
-    server.store.mutate("pods", "web-1", "mesh", (p) => void ((p.spec as { nodeName?: string }).nodeName = NODE));
-    await new Promise((r) => setTimeout(r, 150));
     expect(started).toEqual([]);
-    server.store.mutate("pods", "web-1", "mesh", (p) => void (p.status = { phase: "Running", podIP: "10.244.1.5", podIPs: [{ ip: "10.244.1.5" }] }));
+    // Bound to this node; the kubelet reports the IP only after the CNI ADD (after our Ack).
+    server.store.mutate("pods", "web-1", "mesh", (p) => void ((p.spec as { nodeName?: string }).nodeName = NODE));
     await add;
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
     expect(started).toEqual([{ uid, identity: "URI:spiffe://cluster.local/ns/mesh/sa/web" }]);
-    expect(store.workloadByUid(uid)?.workloadIps).toEqual(["10.244.1.5"]);
+    expect(store.workloadByUid(uid)).toMatchObject({ node: NODE, workloadIps: [] });
     expect(gate.pending()).toEqual([]);
   });
 

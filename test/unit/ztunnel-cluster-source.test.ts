@@ -112,10 +112,10 @@ describe("Kubernetes workload source", () => {
     const web2 = s.create("pods", pod({ ns: "mesh", name: "web-2", node: "node-b", sa: "web", ips: ["10.244.2.6"], annotations: ENABLED, ports: [{ name: "http", containerPort: 8081 }] }));
     const db = s.create("pods", pod({ ns: "plain", name: "db", ips: ["10.244.1.7"], annotations: { "ambient.istio.io/redirection": "pending" }, ready: "False" }));
     const gw = s.create("pods", pod({ ns: "edge", name: "gw", node: "node-b", ips: ["10.244.2.9"] }));
-    // Left out: terminated, host network, no IP yet.
+    // Left out: terminated, host network. Kept without an address: a pod with no IP yet.
     s.create("pods", pod({ ns: "plain", name: "done", ips: ["10.244.1.8"], phase: "Succeeded" }));
     s.create("pods", pod({ ns: "mesh", name: "hostnet", ips: ["192.168.0.10"], hostNetwork: true }));
-    s.create("pods", pod({ ns: "mesh", name: "starting", phase: "Pending" }));
+    const starting = s.create("pods", pod({ ns: "mesh", name: "starting", phase: "Pending", annotations: ENABLED }));
     s.create("services", {
       metadata: { name: "web", namespace: "mesh" },
       spec: { clusterIP: "10.96.0.10", selector: { app: "web" }, ports: [{ name: "http", port: 80, targetPort: "http" }, { name: "metrics", port: 9090, targetPort: 9091 }] },
@@ -141,6 +141,7 @@ describe("Kubernetes workload source", () => {
           { uid: db.metadata.uid, name: "db", namespace: "plain", workloadIps: ["10.244.1.7"], node: "node-a", status: "Unhealthy",
             services: { "plain/db.plain.svc.cluster.local": { 5432: 5432 } } },
           { uid: gw.metadata.uid, name: "gw", namespace: "edge", workloadIps: ["10.244.2.9"], node: "node-b", network: "net2" },
+          { uid: starting.metadata.uid, name: "starting", namespace: "mesh", protocol: "HBONE", node: "node-a" },
         ],
         services: [
           { name: "web", namespace: "mesh", hostname: "web.mesh.svc.cluster.local", vips: ["10.96.0.10"], ports: { 80: 0, 9090: 9091 } },

@@ -4,7 +4,7 @@ import type { WorkloadInfo } from "../../zds/index.js";
 import type { Identity } from "../tls/identity.js";
 import { IdentityNotConfirmedError } from "./errors.js";
 import type { PodDirectory } from "./kube-source.js";
-import { isTerminal, podIps, podServiceAccount } from "./model.js";
+import { isTerminal, podServiceAccount } from "./model.js";
 
 // Cluster mode signs with the mesh root on every node, so a node must not sign for pods it
 // does not run. A ZDS Add names a pod (the agent's word); before ztunnel serves that pod's
@@ -12,7 +12,12 @@ import { isTerminal, podIps, podServiceAccount } from "./model.js";
 // may lag the container runtime, so we wait a bounded time, as Istio's ztunnel waits for
 // the pod's xDS workload; a pod that never shows up, or shows up elsewhere, is refused.
 
-export const DEFAULT_CONFIRM_TIMEOUT_MS = 10_000;
+/**
+ * Below the node agent's ZDS Ack timeout (5 s by default): a longer wait would make the agent
+ * drop the ZDS connection instead of receiving our error Ack. A pod is bound to its node in
+ * the API before the kubelet even starts it, so the wait is normally our informer's lag.
+ */
+export const DEFAULT_CONFIRM_TIMEOUT_MS = 4_000;
 
 export interface IdentityGateOptions {
   readonly pods: PodDirectory;
@@ -45,7 +50,8 @@ export class IdentityGate {
 
   /**
    * Resolves once Kubernetes shows pod `info.namespace/info.name` (uid `uid`) on this node,
-   * running as `info.serviceAccount`, with an IP; rejects with IdentityNotConfirmedError when
+   * running as `info.serviceAccount` (no IP needed: the kubelet reports it only after the CNI
+   * ADD, which itself waits for this Add's Ack); rejects with IdentityNotConfirmedError when
    * Kubernetes contradicts the Add or the wait times out.
    */
   admit(uid: string, info: WorkloadInfo): Promise<void> {
@@ -128,7 +134,6 @@ export class IdentityGate {
     if (info.serviceAccount !== "" && info.serviceAccount !== sa) {
       return { t: "reject", why: `it runs as service account ${sa}, but the Add names ${info.serviceAccount}` };
     }
-    if (podIps(pod).length === 0) return { t: "wait", why: "the pod has no IP in Kubernetes yet" };
     return { t: "ok" };
   }
 }

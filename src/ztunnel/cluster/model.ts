@@ -32,7 +32,7 @@ export interface BuildResult {
   readonly conflicts: readonly string[];
 }
 
-/** Pods that carry a netns and IPs ztunnel can proxy for. */
+/** A pod whose containers will not run again (its netns is gone or going). */
 export function isTerminal(pod: V1Pod): boolean {
   const phase = pod.status?.phase;
   return phase === "Succeeded" || phase === "Failed";
@@ -116,12 +116,14 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
     });
   }
 
-  // Candidate pods: scheduled, not terminal, not host network (host-network pods share the
-  // node's IP, which is no workload's own), with at least one IP.
+  // Workloads: every pod that is not terminal and not host network (host-network pods share
+  // the node's IP, which is no workload's own). A pod without an IP yet is kept (found by uid,
+  // no address): its node's CNI ADD, and so its ZDS Add, happens before the kubelet reports
+  // the IP, and ztunnel must know the pod by then.
   const pods = new Map<string, V1Pod>();
   for (const pod of objs.pods) {
     if (pod.metadata?.uid === undefined || pod.metadata.name === undefined) continue;
-    if (isTerminal(pod) || pod.spec?.hostNetwork === true || podIps(pod).length === 0) continue;
+    if (isTerminal(pod) || pod.spec?.hostNetwork === true) continue;
     pods.set(key(pod.metadata.namespace, pod.metadata.name), pod);
   }
 
