@@ -1,7 +1,7 @@
 // Benchmark (not a test): pod → pod across two nodes through the real ztunnel binaries (HBONE),
 // against raw TCP between the same two pods measured in the same run before capture is on.
 // Reports throughput with 1 and 4 parallel connections and 1 KiB ping-pong latency, each as
-// a ratio to raw TCP. Needs root and `npm run build`:
+// a ratio to raw TCP; also the same proxy hops without HBONE (plain TCP through both ztunnels). Needs root and `npm run build`:
 //   node dist/bench/ztunnel-pod-to-pod.js [MiB per connection, default 256] [round trips, default 2000]
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
@@ -98,17 +98,25 @@ async function main(): Promise<void> {
     const hbone = await measure(mesh, a, b);
     const dump = await mesh.configDump(1);
     if (dump.counters.inbound.opened === 0) throw new Error("traffic did not go through ztunnel");
+    // Same two proxy hops without TLS/HTTP/2 (b declared TCP: passthrough out, 15006 in), to
+    // tell the proxying cost from the HBONE cost.
+    await mesh.setProtocol(b, "TCP");
+    await new Promise((r) => setTimeout(r, 1_000)); // the state file reload
+    const plainProxied = await measure(mesh, a, b);
     const ratio = (x: number, y: number): number => Math.round((x / y) * 1000) / 1000;
     const out = {
       mibPerConnection: mibPerConn,
       roundTrips,
       raw,
       hbone,
+      plainProxied,
       ratio: {
         throughput1: ratio(hbone.mbps1, raw.mbps1),
         throughput4: ratio(hbone.mbps4, raw.mbps4),
         latencyP50: ratio(hbone.p50us, raw.p50us),
         latencyP99: ratio(hbone.p99us, raw.p99us),
+        plainProxiedThroughput1: ratio(plainProxied.mbps1, raw.mbps1),
+        plainProxiedLatencyP50: ratio(plainProxied.p50us, raw.p50us),
       },
     };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
