@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { errorMessage } from "../../shared/errors.js";
 import { logger, type Logger } from "../../shared/log.js";
-import type { NetnsRef, WorkloadProxyManager } from "../../zds/index.js";
+import type { NetnsHandle } from "../../native/index.js";
+import type { WorkloadProxyManager } from "../../zds/index.js";
 import { parseDuration, type Env, type ZtunnelConfig } from "../config.js";
 import { FileStateSource } from "../state/file-source.js";
 import type { StateSource } from "../state/source.js";
@@ -34,7 +35,7 @@ export interface MeshSource {
   /** Wraps the CA: in Kubernetes mode it signs only identities of pods on this node. */
   issuer(ca: CertIssuer): CertIssuer;
   /** Wraps the ZDS workload manager: in Kubernetes mode an Add waits for Kubernetes to confirm the pod. */
-  gate<H extends NetnsRef>(manager: WorkloadProxyManager<H>): WorkloadProxyManager<H>;
+  gate(manager: WorkloadProxyManager<NetnsHandle>): WorkloadProxyManager<NetnsHandle>;
   /** Readiness items (informers restarting, pods waiting for confirmation); empty when fine. */
   notReady(): string[];
   close(): Promise<void>;
