@@ -26,10 +26,10 @@ interface Doc {
   obj: Obj;
 }
 
-function loadDocs(): Doc[] {
+function loadDocs(dir = DEPLOY): Doc[] {
   const out: Doc[] = [];
-  for (const file of readdirSync(DEPLOY).filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml").sort()) {
-    for (const d of parseAllDocuments(readFileSync(join(DEPLOY, file), "utf8"))) {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml").sort()) {
+    for (const d of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
       if (d.errors.length > 0) throw new Error(`${file}: ${d.errors[0]!.message}`);
       const obj = d.toJS() as Obj | null;
       if (obj !== null) out.push({ file, obj });
@@ -39,6 +39,8 @@ function loadDocs(): Doc[] {
 }
 
 const docs = loadDocs();
+/** deploy/uninstall/: applied by hand during uninstall, not by the kustomization. */
+const UNINSTALL_DOCS = loadDocs(join(DEPLOY, "uninstall"));
 const kindOf = (d: Doc): string => `${String(d.obj.apiVersion)}/${String(d.obj.kind)}`;
 const nameOf = (o: Obj): string => String((o.metadata as Obj).name);
 
@@ -233,11 +235,16 @@ function runtimeStage(): { workdir: string; copies: Copy[] } {
   return { workdir, copies };
 }
 
-/** Repository path (build output) behind an absolute path in the image, via COPY --from=build /src/... */
+/**
+ * Repository path behind an absolute path in the image: a build output (COPY --from=build
+ * /src/...) or a file of the build context (COPY <repo path>).
+ */
 function repoPathOfImagePath(imagePath: string): string | undefined {
   for (const c of runtimeStage().copies) {
-    if (c.from !== "build" || !c.src.startsWith("/src/")) continue;
-    const src = c.src.slice("/src/".length);
+    let src: string;
+    if (c.from === undefined) src = c.src;
+    else if (c.from === "build" && c.src.startsWith("/src/")) src = c.src.slice("/src/".length);
+    else continue;
     if (!c.src.endsWith("/")) {
       if (imagePath === c.dst) return src;
       continue;
@@ -307,7 +314,7 @@ describe("deploy/ manifests: schemas", () => {
         "v1/ServiceAccount",
       ].sort(),
     );
-    for (const d of docs) expect(validateDoc(d.obj), `${d.file}: ${kindOf(d)} ${nameOf(d.obj)}`).toEqual([]);
+    for (const d of [...docs, ...UNINSTALL_DOCS]) expect(validateDoc(d.obj), `${d.file}: ${kindOf(d)} ${nameOf(d.obj)}`).toEqual([]);
   });
 
   it("the checks catch a broken manifest (wrong type, missing selector, misspelled field)", () => {
@@ -580,5 +587,40 @@ describe("deploy/ manifests: node placement and privileges", () => {
       });
       find("ClusterRole", role);
     }
+  });
+});
+
+describe("deploy/uninstall: the node cleanup DaemonSet", () => {
+  const cleanup = UNINSTALL_DOCS.find((d) => d.obj.kind === "DaemonSet")!.obj as unknown as DaemonSetObj;
+  const c = only(cleanup);
+
+  it("runs the cleanup script the image holds, from the repository's deploy/uninstall", () => {
+    const argv = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
+    const script = /\bnode\s+(\S+)/.exec(argv)?.[1];
+    expect(script).toBeDefined();
+    const inRepo = repoPathOfImagePath(script!);
+    expect(inRepo).toBe("deploy/uninstall/cni-cleanup.mjs");
+    expect(existsSync(join(ROOT, inRepo!))).toBe(true);
+    // Its imports resolve against the image's dist/ exactly as against the repository's.
+    const text = readFileSync(join(ROOT, inRepo!), "utf8");
+    for (const m of text.matchAll(/from "(\.\.\/[^"]+)"/g)) {
+      const target = posix.join(posix.dirname(inRepo!), m[1]!);
+      expect(target.startsWith("dist/src/"), target).toBe(true);
+      expect(existsSync(join(ROOT, target.replace(/^dist\//, "").replace(/\.js$/, ".ts"))), target).toBe(true);
+      expect(repoPathOfImagePath(posix.join("/app", target))).toBe(target);
+    }
+  });
+
+  it("uses the agent's variable names and the agent's host paths, with the agent's values", () => {
+    const env = resolveEnv(cleanup, c);
+    expect(Object.keys(env).filter((n) => !AGENT_READS.has(n))).toEqual([]);
+    const agentEnv = resolveEnv(AGENT, only(AGENT));
+    for (const [k, v] of Object.entries(env)) expect(v, k).toBe(agentEnv[k]);
+    for (const m of c.volumeMounts ?? []) {
+      const mine = hostPathOf(cleanup, c, m.mountPath)?.host;
+      expect(mine, m.mountPath).toBe(hostPathOf(AGENT, only(AGENT), m.mountPath)?.host);
+    }
+    expect(cleanup.spec.template.spec.hostNetwork).toBe(true); // the probe SNAT lives in the node netns
+    expect(cleanup.metadata.namespace).toBe(AGENT.metadata.namespace);
   });
 });
