@@ -131,7 +131,7 @@ describe("deploy/Containerfile", () => {
   it("the runtime copies only build outputs that exist: compiled code, the addon, the plugin, production modules", () => {
     const fromStages = copies(RUNTIME).filter((c) => c.from !== undefined);
     const names = new Set(ALL.map((s) => s.name).filter((n) => n !== undefined));
-    for (const c of fromStages) expect(names.has(c.from), c.from).toBe(true);
+    for (const c of fromStages) expect(names.has(c.from ?? ""), c.from).toBe(true);
     const srcs = fromStages.map((c) => `${c.from}:${c.src}`).sort();
     expect(srcs).toEqual(
       [
