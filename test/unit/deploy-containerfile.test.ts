@@ -69,6 +69,15 @@ describe("deploy/Containerfile", () => {
     expect(pkg.engines.node).toMatch(/^>=20\./);
   });
 
+  it("the image tag the manifests use is the package version", () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    const k = readFileSync(join(ROOT, "deploy", "kustomization.yaml"), "utf8");
+    expect(k).toContain(`newTag: ${version}`);
+    for (const f of ["cni-node-daemonset.yaml", "ztunnel-daemonset.yaml", "uninstall/cni-cleanup-daemonset.yaml"]) {
+      expect(readFileSync(join(ROOT, "deploy", f), "utf8")).toContain(`image: ambient-node:${version}`);
+    }
+  });
+
   it("every file copied from the repository exists", () => {
     const fromContext = ALL.flatMap((s) => copies(s).filter((c) => c.from === undefined));
     expect(fromContext.length).toBeGreaterThan(5);
@@ -107,6 +116,23 @@ describe("deploy/Containerfile", () => {
     for (const f of ["package.json", "package-lock.json", ".npmrc", "tsconfig.json", "tsconfig.build.json", "scripts/build-cni-plugin.mjs", "native/"]) {
       expect(inCopied(f), f).toBe(true);
     }
+  });
+
+  it("the context filter keeps local build outputs out and every copied file in", () => {
+    const ignore = readFileSync(join(ROOT, "deploy", "Containerfile.dockerignore"), "utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("#"));
+    for (const p of ["node_modules", "dist", "native/build"]) expect(ignore).toContain(p);
+    const matches = (path: string, pattern: string): boolean =>
+      pattern.startsWith("*") ? path.endsWith(pattern.slice(1)) : path === pattern || path.startsWith(pattern + "/");
+    for (const c of ALL.flatMap((s) => copies(s).filter((x) => x.from === undefined))) {
+      const path = c.src.replace(/\/$/, "");
+      expect(ignore.filter((p) => matches(path, p)), c.src).toEqual([]);
+    }
+    // native/ is copied, native/build is not: the build stage compiles the addon itself.
+    expect(matches("native/build/Release/x.node", "native/build")).toBe(true);
+    expect(matches("native", "native/build")).toBe(false);
   });
 
   it("runs npm scripts that exist, installs dev tools only where it builds", () => {
