@@ -1,0 +1,61 @@
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { isMeasured, type Figures } from "./figures.js";
+
+const exec = promisify(execFile);
+
+// PNG chart of the pod-to-pod figures, rendered by gnuplot from data files kept next to it
+// (so the chart can be redrawn or re-styled without re-running the bench).
+
+const PATHS = ["raw", "stunnel", "hbone"] as const;
+
+function v(figures: Figures, name: string): string {
+  const f = figures[name];
+  return isMeasured(f) ? String(f.value) : "?";
+}
+
+/** Data files: one row per group, one column per path ("?" = not measured). */
+export function chartData(figures: Figures): { throughput: string; latency: string } {
+  const header = `# group ${PATHS.join(" ")}`;
+  const throughput = [
+    header,
+    `"1 stream" ${PATHS.map((p) => v(figures, `throughput.${p}.1`)).join(" ")}`,
+    `"4 streams" ${PATHS.map((p) => v(figures, `throughput.${p}.4`)).join(" ")}`,
+    `"4 pods x 1" ? ? ${v(figures, "throughput.hbone.4pods")}`,
+  ];
+  const latency = [header, ...["p50", "p99"].map((q) => `"${q}" ${PATHS.map((p) => v(figures, `latency.${p}.${q}`)).join(" ")}`)];
+  return { throughput: throughput.join("\n") + "\n", latency: latency.join("\n") + "\n" };
+}
+
+export function gnuplotScript(throughputFile: string, latencyFile: string, pngFile: string, title: string): string {
+  return [
+    `set terminal pngcairo size 1200,500 font "sans,10"`,
+    `set output "${pngFile}"`,
+    `set datafile missing "?"`,
+    `set style data histograms`,
+    `set style histogram clustered gap 1`,
+    `set style fill solid 0.8 border -1`,
+    `set key top left`,
+    `set grid ytics`,
+    `set yrange [0:*]`,
+    `set multiplot layout 1,2 title "${title.replace(/"/g, "'")}"`,
+    `set title "bulk throughput (iperf3), Gbit/s, higher is better"`,
+    `plot "${throughputFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`,
+    `set title "1 KiB request/response round trip, µs, lower is better"`,
+    `plot "${latencyFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`,
+    `unset multiplot`,
+    "",
+  ].join("\n");
+}
+
+/** Writes the data files and the script into `dir` and renders chart.png; returns its name. */
+export async function renderChart(dir: string, figures: Figures, title: string): Promise<string> {
+  const data = chartData(figures);
+  await writeFile(join(dir, "throughput.dat"), data.throughput);
+  await writeFile(join(dir, "latency.dat"), data.latency);
+  await writeFile(join(dir, "chart.gp"), gnuplotScript("throughput.dat", "latency.dat", "chart.png", title));
+  await exec("gnuplot", ["chart.gp"], { cwd: dir, timeout: 30_000 });
+  return "chart.png";
+}

@@ -1,0 +1,72 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startPluginEventServer } from "../../src/agent/pluginevent/server.js";
+import { BenchError } from "./errors.js";
+import { finish } from "./proc.js";
+import { round, spread, type Spread } from "./stats.js";
+
+// CNI ADD exec-to-exit: the built plugin executable, exec'd as a runtime does (CNI_* env,
+// config on stdin), POSTing to a plugin event server that is already up (warm agent) and
+// answers at once, as in the CNI tests. The agent's own enrollment work (rules, ZDS Add→Ack)
+// is measured by the other rows.
+
+export const CNI_EXECUTABLE = join(import.meta.dirname, "..", "..", "cni-plugin", "ambient-cni");
+
+function addOnce(env: Record<string, string>, stdin: string): Promise<number> {
+  const t = process.hrtime.bigint();
+  const child = spawn(CNI_EXECUTABLE, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.on("error", () => undefined);
+  child.stdin.end(stdin);
+  return finish(child, "ambient-cni ADD", 10_000).then((r) => {
+    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    if (r.code !== 0) throw new BenchError(`ambient-cni ADD exited ${r.code}: ${(r.stdout + r.stderr).slice(0, 300)}`);
+    return ms;
+  });
+}
+
+export async function cniAdd(runs: number): Promise<Spread> {
+  if (!existsSync(CNI_EXECUTABLE)) throw new BenchError(`${CNI_EXECUTABLE} is missing: run npm run build:cni`);
+  const runDir = await mkdtemp(join(tmpdir(), "bench-cni-"));
+  let adds = 0;
+  const server = await startPluginEventServer({
+    runDir,
+    handler: {
+      onAdd: async () => {
+        adds++;
+        return { outcome: "enrolled" };
+      },
+      onDel: async () => undefined,
+    },
+  });
+  try {
+    const env = {
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "bench",
+      CNI_NETNS: "/var/run/netns/bench",
+      CNI_IFNAME: "eth0",
+      CNI_PATH: "/opt/cni/bin",
+      CNI_ARGS: "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=p",
+    };
+    const conf = JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "bench",
+      type: "ambient-cni",
+      ambient_enabled: true,
+      cni_agent_run_dir: runDir,
+      plugin_log_level: "error",
+      prevResult: { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24", gateway: "10.0.0.1" }] },
+    });
+    for (let i = 0; i < 3; i++) await addOnce(env, conf); // page cache and agent warm
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) samples.push(await addOnce(env, conf));
+    if (adds !== runs + 3) throw new BenchError(`the agent saw ${adds} ADDs for ${runs + 3} plugin runs`);
+    const s = spread(samples);
+    return { count: s.count, p50: round(s.p50, 2), p90: round(s.p90, 2), p99: round(s.p99, 2), max: round(s.max, 2), mean: round(s.mean, 2) };
+  } finally {
+    await server.close();
+    await rm(runDir, { recursive: true, force: true });
+  }
+}

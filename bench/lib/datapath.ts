@@ -1,0 +1,274 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { errorMessage } from "../../src/shared/errors.js";
+import { Mesh, readN } from "../../test/fixtures/ztunnel-e2e-cluster.js";
+import type { PodInfo } from "../../test/harness/topology.js";
+import { startStunnelPath, type StunnelPath } from "../stunnel/tunnel.js";
+import { BenchError } from "./errors.js";
+import { setFigure, type Figures } from "./figures.js";
+import { iperfClientArgs, parseIperfJson, type IperfResult } from "./iperf.js";
+import { parseConnRate, parseLatency } from "./pingpong.js";
+import { finish, rssMiB, runIn, waitForLine, waitListening } from "./proc.js";
+import { round } from "./stats.js";
+import type { Teardown } from "./teardown.js";
+
+// The pod-to-pod rows: one 2-node mesh (Mesh from the ztunnel e2e fixture: a ztunnel process
+// per node, this process playing the agent), client pod(s) on node 0, server pod(s) on node 1.
+// Each figure is measured raw, through stunnel and through HBONE back to back, toggling the
+// in-pod redirection, so the three see the same machine load as closely as possible.
+
+const IPERF_PORT = 5201;
+const ECHO_PORT = 9100;
+const CLOSE_PORT = 9101;
+const IDLE_PORT = 9102;
+const STUNNEL_IPERF = 15300;
+const STUNNEL_ECHO = 15310;
+const STUNNEL_CLOSE = 15320;
+export const PINGPONG_TOOL = join(import.meta.dirname, "pingpong-tool.js");
+
+export type PathName = "raw" | "stunnel" | "hbone";
+
+export interface DatapathConfig {
+  durationS: number;
+  roundTrips: number;
+  connConcurrency: number;
+  idleConnections: number;
+  /** Measure the "4 pods x 1 stream" HBONE shape (needs 4 pods per node). */
+  fourPods: boolean;
+}
+
+export class Datapath {
+  private captured = false;
+  private stunnel: StunnelPath | undefined;
+  private stunnelError: string | undefined;
+  private hboneError: string | undefined;
+  readonly details: Record<string, unknown> = {};
+
+  private constructor(
+    private readonly mesh: Mesh,
+    private readonly cfg: DatapathConfig,
+    private readonly dir: string,
+  ) {}
+
+  static async create(cfg: DatapathConfig, teardown: Teardown, log: (s: string) => void): Promise<Datapath> {
+    const dir = await mkdtemp(join(tmpdir(), "bench-datapath-"));
+    teardown.add("datapath temp dir", () => rm(dir, { recursive: true, force: true }));
+    // LOG_LEVEL warn: no per-connection access records on stderr during measurements.
+    const mesh = await Mesh.create({ podsPerNode: cfg.fourPods ? 4 : 1, deferRules: true, workers: 2, env: { LOG_LEVEL: "warn" } });
+    teardown.add("datapath mesh (ztunnels, stunnel, iperf3, netns)", () => mesh.destroy());
+    const dp = new Datapath(mesh, cfg, dir);
+    await dp.setup(log);
+    return dp;
+  }
+
+  private get client(): PodInfo {
+    return this.mesh.topo.pod(0, 0);
+  }
+
+  private get server(): PodInfo {
+    return this.mesh.topo.pod(1, 0);
+  }
+
+  private async setup(log: (s: string) => void): Promise<void> {
+    const { topo } = this.mesh;
+    for (const pod of topo.pods) {
+      // Short connections: reuse TIME_WAIT ports and a wide port range in every pod.
+      await topo.exec(pod.ns, "sysctl", ["-q", "-w", "net.ipv4.tcp_tw_reuse=1", "-w", "net.ipv4.ip_local_port_range=1024 65000"]);
+    }
+    for (const pod of topo.pods.filter((p) => p.node === 1)) {
+      const iperf = topo.spawn(pod.ns, "iperf3", ["-s", "-p", String(IPERF_PORT)]);
+      iperf.stdout?.resume();
+      iperf.stderr?.resume();
+      await waitListening(topo, pod.ns, IPERF_PORT, `iperf3 server in ${pod.name}`);
+    }
+    const pp = topo.spawnNode(this.server.ns, PINGPONG_TOOL, ["server", String(ECHO_PORT), String(CLOSE_PORT)]);
+    await waitForLine(pp, "ready", "ping-pong server", 10_000);
+    pp.stdout?.resume();
+    await this.mesh.app(this.server, IDLE_PORT, (s) => s.on("data", (d: Buffer) => s.write(d)));
+    try {
+      this.stunnel = await startStunnelPath(topo, join(this.dir, "stunnel"), 0, 1, this.server.ip, [
+        { name: "iperf", entryPort: STUNNEL_IPERF, targetPort: IPERF_PORT },
+        { name: "echo", entryPort: STUNNEL_ECHO, targetPort: ECHO_PORT },
+        { name: "close", entryPort: STUNNEL_CLOSE, targetPort: CLOSE_PORT },
+      ]);
+    } catch (err) {
+      this.stunnelError = `stunnel path did not start: ${errorMessage(err)}`;
+      log(this.stunnelError);
+    }
+    try {
+      await Promise.all([this.mesh.startZtunnel(0), this.mesh.startZtunnel(1)]);
+    } catch (err) {
+      this.hboneError = `ztunnel not usable: ${errorMessage(err).split("\n")[0]}`;
+      log(this.hboneError);
+    }
+  }
+
+  /** In-pod redirection on (HBONE) or off (raw, stunnel) in every pod. */
+  private async capture(on: boolean): Promise<void> {
+    if (this.captured === on) return;
+    for (const pod of this.mesh.captured) {
+      if (on) await this.mesh.redirector.apply(pod.netnsPath);
+      else await this.mesh.redirector.remove(pod.netnsPath);
+    }
+    this.captured = on;
+  }
+
+  /** Where the client pod dials for a path, or why the path is unavailable. */
+  private async target(path: PathName, kind: "iperf" | "echo" | "close"): Promise<{ host: string; port: number }> {
+    const direct = { iperf: IPERF_PORT, echo: ECHO_PORT, close: CLOSE_PORT }[kind];
+    if (path === "stunnel") {
+      if (this.stunnel === undefined) throw new BenchError(this.stunnelError ?? "stunnel path not started");
+      await this.capture(false);
+      return { host: this.stunnel.host, port: this.stunnel.ports[kind]! };
+    }
+    if (path === "hbone") {
+      if (this.hboneError !== undefined) throw new BenchError(this.hboneError);
+      await this.capture(true);
+    } else {
+      await this.capture(false);
+    }
+    return { host: this.server.ip, port: direct };
+  }
+
+  private async iperf(from: PodInfo, host: string, port: number, streams: number): Promise<IperfResult> {
+    const d = this.cfg.durationS;
+    const r = await runIn(this.mesh.topo, from.ns, `iperf3 -P ${streams} to ${host}:${port}`, "iperf3", iperfClientArgs(host, port, streams, d), (d + 30) * 1000);
+    return parseIperfJson(r.stdout);
+  }
+
+  /** Gbit/s for each path, 1 and 4 streams; HBONE also with 4 pods x 1 stream. */
+  async throughput(figures: Figures, paths: readonly PathName[], log: (s: string) => void): Promise<void> {
+    for (const streams of [1, 4]) {
+      for (const path of paths) {
+        const name = `throughput.${path}.${streams}`;
+        try {
+          const t = await this.target(path, "iperf");
+          const r = await this.iperf(this.client, t.host, t.port, streams);
+          this.details[name] = r;
+          await this.checkThroughHbone(path);
+          setFigure(figures, name, round(r.receivedBps / 1e9, 3), "Gbit/s");
+        } catch (err) {
+          setFigure(figures, name, asError(err), "Gbit/s");
+        }
+        log(`${name}: ${show(figures[name])}`);
+      }
+    }
+    if (this.cfg.fourPods && paths.includes("hbone")) {
+      const name = "throughput.hbone.4pods";
+      try {
+        const t = await this.target("hbone", "iperf");
+        const topo = this.mesh.topo;
+        const results = await Promise.all([0, 1, 2, 3].map((i) => this.iperf(topo.pod(0, i), topo.pod(1, i).ip, t.port, 1)));
+        this.details[name] = results;
+        setFigure(figures, name, round(results.reduce((a, r) => a + r.receivedBps, 0) / 1e9, 3), "Gbit/s");
+      } catch (err) {
+        setFigure(figures, name, asError(err), "Gbit/s");
+      }
+      log(`${name}: ${show(figures[name])}`);
+    }
+  }
+
+  /** 1 KiB request/response round trips over one connection: p50/p99 in µs. */
+  async latency(figures: Figures, paths: readonly PathName[], log: (s: string) => void): Promise<void> {
+    for (const path of paths) {
+      try {
+        const t = await this.target(path, "echo");
+        const r = await finish(
+          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["latency", t.host, String(t.port), String(this.cfg.roundTrips), "1024", "200"]),
+          `latency via ${path}`,
+          120_000,
+        );
+        if (r.code !== 0) throw new BenchError(`latency tool exited ${r.code}: ${r.stderr.slice(-300)}`);
+        const lat = parseLatency(r.stdout);
+        this.details[`latency.${path}`] = lat;
+        await this.checkThroughHbone(path);
+        setFigure(figures, `latency.${path}.p50`, lat.rttUs.p50, "µs");
+        setFigure(figures, `latency.${path}.p99`, lat.rttUs.p99, "µs");
+      } catch (err) {
+        setFigure(figures, `latency.${path}.p50`, asError(err), "µs");
+        setFigure(figures, `latency.${path}.p99`, asError(err), "µs");
+      }
+      log(`latency.${path}: p50 ${show(figures[`latency.${path}.p50`])}, p99 ${show(figures[`latency.${path}.p99`])}`);
+    }
+  }
+
+  /** New short connections per second (connect, 1 byte each way, server closes first). */
+  async connRate(figures: Figures, paths: readonly PathName[], log: (s: string) => void): Promise<void> {
+    for (const path of paths) {
+      const name = `connrate.${path}`;
+      try {
+        const t = await this.target(path, "close");
+        const d = this.cfg.durationS;
+        const r = await finish(
+          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["connrate", t.host, String(t.port), String(d), String(this.cfg.connConcurrency)]),
+          `connection rate via ${path}`,
+          (d + 60) * 1000,
+        );
+        if (r.code !== 0) throw new BenchError(`connection-rate tool exited ${r.code}: ${r.stderr.slice(-300)}`);
+        const cr = parseConnRate(r.stdout);
+        this.details[name] = cr;
+        await this.checkThroughHbone(path);
+        setFigure(figures, name, cr.perSecond, "conn/s");
+      } catch (err) {
+        setFigure(figures, name, asError(err), "conn/s");
+      }
+      log(`${name}: ${show(figures[name])}`);
+    }
+  }
+
+  /** RSS growth of both ztunnels per idle connection held open through HBONE. */
+  async idleMemory(figures: Figures, log: (s: string) => void): Promise<void> {
+    const names = ["idle.perConnectionKiB", "idle.clientZtunnelKiB", "idle.serverZtunnelKiB"];
+    const sockets: Socket[] = [];
+    try {
+      await this.target("hbone", "echo");
+      const pids = [0, 1].map((i) => this.mesh.node(i).ztunnel?.pid);
+      if (pids.some((p) => p === undefined)) throw new BenchError("ztunnel pid unknown");
+      await new Promise((r) => setTimeout(r, 2000));
+      const before = await Promise.all(pids.map((p) => rssMiB(p!)));
+      const n = this.cfg.idleConnections;
+      for (let i = 0; i < n; i += 50) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(50, n - i) }, async () => {
+            const s = await this.mesh.dial(this.client, this.server.ip, IDLE_PORT);
+            s.write("x");
+            await readN(s, 1);
+            return s;
+          }),
+        );
+        sockets.push(...batch);
+      }
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = await Promise.all(pids.map((p) => rssMiB(p!)));
+      const dump = await this.mesh.configDump(1);
+      const kib = (i: number): number => ((after[i]! - before[i]!) * 1024) / n;
+      this.details.idle = { connections: n, rssBeforeMiB: before.map((x) => round(x)), rssAfterMiB: after.map((x) => round(x)), serverWorkers: dump.workers };
+      setFigure(figures, names[0]!, round(kib(0) + kib(1)), "KiB");
+      setFigure(figures, names[1]!, round(kib(0)), "KiB");
+      setFigure(figures, names[2]!, round(kib(1)), "KiB");
+    } catch (err) {
+      for (const name of names) setFigure(figures, name, asError(err), "KiB");
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    log(`idle memory per HBONE connection: ${show(figures[names[0]!])} (client ztunnel ${show(figures[names[1]!])}, server ztunnel ${show(figures[names[2]!])})`);
+  }
+
+  /** A HBONE figure only counts if the server node's ztunnel really carried it. */
+  private async checkThroughHbone(path: PathName): Promise<void> {
+    if (path !== "hbone") return;
+    const dump = await this.mesh.configDump(1);
+    if (dump.counters.inbound.opened === 0) throw new BenchError("traffic did not go through ztunnel (no inbound connection counted on node 1)");
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export function show(f: { value: number; unit: string } | { unavailable: string } | undefined): string {
+  if (f === undefined) return "not run";
+  return "value" in f ? `${f.value} ${f.unit}` : `unavailable: ${f.unavailable}`;
+}

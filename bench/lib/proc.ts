@@ -1,0 +1,87 @@
+import type { ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { killAndWait } from "../../test/harness/netns.js";
+import type { Topology } from "../../test/harness/topology.js";
+import { BenchError } from "./errors.js";
+
+// Child processes of the bench: always inside a topology netns (tracked by the topology, so
+// destroy kills them), always bounded by a timeout.
+
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Collects a child's output until it exits; kills it (and rejects) after `timeoutMs`. */
+export function finish(child: ChildProcess, what: string, timeoutMs: number): Promise<Finished> {
+  return new Promise((resolve, reject) => {
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      void killAndWait(child).then(() => reject(new BenchError(`${what} did not finish within ${Math.round(timeoutMs / 1000)} s: ${stderr.slice(-300)}`)));
+    }, timeoutMs);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new BenchError(`${what} could not start: ${err.message}`, { cause: err }));
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs a command to completion inside a topology netns; non-zero exit is an error. */
+export async function runIn(topo: Topology, ns: string, what: string, cmd: string, args: string[], timeoutMs: number): Promise<Finished> {
+  const r = await finish(topo.spawn(ns, cmd, args), what, timeoutMs);
+  if (r.code !== 0) throw new BenchError(`${what} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-400)}`);
+  return r;
+}
+
+/** Waits until a long-running child prints `line` on stdout (or fails/ends/times out). */
+export function waitForLine(child: ChildProcess, line: string, what: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => done(new BenchError(`${what}: no "${line}" within ${timeoutMs} ms: ${err.slice(-300)}`)), timeoutMs);
+    const onOut = (d: Buffer): void => {
+      out += d.toString();
+      if (out.split("\n").includes(line)) done();
+    };
+    const onErr = (d: Buffer): void => void (err += d.toString());
+    const onExit = (code: number | null): void => done(new BenchError(`${what} exited ${code} before "${line}": ${err.slice(-300)}`));
+    function done(e?: Error): void {
+      clearTimeout(timer);
+      child.stdout?.off("data", onOut);
+      child.stderr?.off("data", onErr);
+      child.off("exit", onExit);
+      if (e) reject(e);
+      else resolve();
+    }
+    child.stdout?.on("data", onOut);
+    child.stderr?.on("data", onErr);
+    child.once("exit", onExit);
+  });
+}
+
+/** Polls `ss` in a netns until something listens on `port`. */
+export async function waitListening(topo: Topology, ns: string, port: number, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { stdout } = await topo.exec(ns, "ss", ["-Htln", `sport = :${port}`]);
+    if (stdout.trim() !== "") return;
+    if (Date.now() > deadline) throw new BenchError(`${what} is not listening on port ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Resident set size of a process, MiB (VmRSS: all threads, so every ztunnel worker counts). */
+export async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  if (m === null) throw new BenchError(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) / 1024;
+}

@@ -1,0 +1,176 @@
+// `npm run bench`: the measurement harness of issue 10 (not a test). Builds a 2-node topology
+// and measures, in one run, raw TCP / stunnel two-hop / HBONE pod→pod (iperf3 1 and 4 streams,
+// 1 KiB request/response latency, new connections per second), idle HBONE connection memory,
+// 1,000-pod enrollment, ZDS Add→Ack and CNI ADD; writes JSON, markdown with the issue's targets
+// and a PNG chart under bench/results/<timestamp>/ and bench/results/latest.md.
+// Needs root. Everything it creates is removed on exit, on failure and on Ctrl-C.
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { errorMessage } from "../src/shared/errors.js";
+import { rootLogger } from "../src/shared/log.js";
+import { renderChart } from "./lib/chart.js";
+import { cniAdd } from "./lib/cni.js";
+import { Datapath, show, type PathName } from "./lib/datapath.js";
+import { BenchUsageError } from "./lib/errors.js";
+import { setFigure, type Figures } from "./lib/figures.js";
+import { describeMachine, loadAverage } from "./lib/machine.js";
+import { parseOptions, type BenchOptions, type Row } from "./lib/options.js";
+import { evaluate, renderMarkdown, TARGETS, type ReportInput } from "./lib/report.js";
+import { scaleRow } from "./lib/scale.js";
+import { Teardown, withTimeout } from "./lib/teardown.js";
+import { runZdsAddAck } from "./lib/zds.js";
+
+const REPO = join(import.meta.dirname, "..", "..");
+const PATHS: readonly PathName[] = ["raw", "stunnel", "hbone"];
+const CONN_CONCURRENCY = 8;
+
+rootLogger.level = "warn";
+
+function log(s: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+async function datapathRows(opts: BenchOptions, figures: Figures, details: Record<string, unknown>, teardown: Teardown): Promise<void> {
+  const want = (r: Row): boolean => opts.rows.has(r);
+  const dp = await Datapath.create(
+    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, idleConnections: opts.idleConnections, fourPods: want("throughput") },
+    teardown,
+    log,
+  );
+  details.datapath = dp.details;
+  const bound = (rowS: number): number => rowS * 1000;
+  const d = opts.durationS;
+  if (want("throughput")) await withTimeout("throughput row", bound(7 * (d + 35)), dp.throughput(figures, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+  if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(figures, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+  if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(figures, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+  if (want("idle-memory")) await withTimeout("idle-memory row", bound(120), dp.idleMemory(figures, log)).catch((e: unknown) => log(errorMessage(e)));
+  await teardown.runOne("datapath mesh (ztunnels, stunnel, iperf3, netns)");
+}
+
+async function measure(opts: BenchOptions, figures: Figures, details: Record<string, unknown>, notes: string[], teardown: Teardown): Promise<void> {
+  if (["throughput", "latency", "connrate", "idle-memory"].some((r) => opts.rows.has(r as Row))) {
+    try {
+      await datapathRows(opts, figures, details, teardown);
+    } catch (err) {
+      notes.push(`pod-to-pod rows failed: ${errorMessage(err).split("\n")[0]}`);
+      log(`pod-to-pod rows failed: ${errorMessage(err)}`);
+    }
+  }
+  if (opts.rows.has("scale")) {
+    try {
+      details.scale = await withTimeout("scale row", 600_000, scaleRow(opts.scalePods, figures, teardown, log));
+    } catch (err) {
+      for (const f of ["scale.enrollSeconds", "scale.rssMiB"]) if (figures[f] === undefined) setFigure(figures, f, asError(err), f.endsWith("MiB") ? "MiB" : "s");
+      log(`scale row failed: ${errorMessage(err)}`);
+    }
+    // The scale row's topology and netns go now, not at exit: later rows measure a quiet node.
+    for (const step of ["scale node netns handle", "scale ZDS server", "scale temp dir", "scale pod netns", "scale topology"]) await teardown.runOne(step);
+  }
+  if (opts.rows.has("zds-ack")) {
+    try {
+      const r = await runZdsAddAck(1000);
+      details.zdsAddAck = r;
+      setFigure(figures, "zds.addAckP99Ms", r.p99Us / 1000, "ms");
+      setFigure(figures, "zds.addAckP50Ms", r.p50Us / 1000, "ms");
+    } catch (err) {
+      setFigure(figures, "zds.addAckP99Ms", asError(err), "ms");
+    }
+    log(`zds Add→Ack p99: ${show(figures["zds.addAckP99Ms"])}`);
+  }
+  if (opts.rows.has("cni-add")) {
+    try {
+      const s = await cniAdd(opts.cniRuns);
+      details.cniAdd = s;
+      setFigure(figures, "cni.addP99Ms", s.p99, "ms");
+      setFigure(figures, "cni.addP50Ms", s.p50, "ms");
+    } catch (err) {
+      setFigure(figures, "cni.addP99Ms", asError(err), "ms");
+    }
+    log(`CNI ADD p99: ${show(figures["cni.addP99Ms"])}`);
+  }
+}
+
+async function main(): Promise<number> {
+  let opts: BenchOptions;
+  try {
+    opts = parseOptions(process.argv.slice(2), join(REPO, "bench", "results"));
+  } catch (err) {
+    process.stderr.write(`${errorMessage(err)}\n`);
+    return err instanceof BenchUsageError && /^usage/.test(err.message) ? 0 : 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write("npm run bench needs root (it creates network namespaces, veth links and iptables rules)\n");
+    return 2;
+  }
+  const teardown = new Teardown();
+  const stop = (signal: NodeJS.Signals): void => {
+    log(`${signal}: tearing down`);
+    void teardown.run().then((errors) => {
+      for (const e of errors) log(`cleanup: ${e}`);
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  // A row abandoned by its timeout may still reject later, against torn-down objects.
+  process.on("unhandledRejection", (err) => log(`late failure (ignored): ${errorMessage(err)}`));
+
+  const startedAt = new Date();
+  const stamp = startedAt.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
+  const machine = await describeMachine();
+  log(`machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Node ${machine.node}, load ${machine.loadAvgStart.map((x) => x.toFixed(2)).join(" ")}`);
+  const figures: Figures = {};
+  const details: Record<string, unknown> = {};
+  const notes: string[] = [];
+  try {
+    await measure(opts, figures, details, notes, teardown);
+  } finally {
+    const errors = await teardown.run();
+    for (const e of errors) {
+      log(`cleanup: ${e}`);
+      notes.push(`cleanup problem: ${e}`);
+    }
+  }
+  machine.loadAvgEnd = loadAverage();
+
+  const ran = (...rows: Row[]): boolean => rows.some((r) => opts.rows.has(r));
+  notes.push(
+    `Load average at start ${machine.loadAvgStart.map((x) => x.toFixed(2)).join(" / ")} on ${machine.cores} cores: other work shared the machine during the run, so absolute numbers are noisy; raw, stunnel and HBONE for each figure were measured back to back to keep their ratios comparable.`,
+  );
+  if (ran("throughput", "latency", "connrate", "idle-memory")) {
+    notes.push(
+      "Pod-to-pod: 2 nodes, client pod on node 0, server pod on node 1 (routed veth, DESIGN §11); one ztunnel process per node with 2 worker threads, LOG_LEVEL=warn (no access records); the bench plays the node agent (in-pod rules, ZDS).",
+      "stunnel4: TLS 1.3 only, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates made per run, mutual verification, TCP_NODELAY on both sockets. HBONE uses Node's default TLS 1.3 suite order (TLS_AES_256_GCM_SHA384 first).",
+    );
+  }
+  if (ran("throughput")) notes.push("throughput.hbone.4 = iperf3 -P 4 from one pod (streams share pooled HBONE connections per worker); throughput.hbone.4pods = 4 client pods each sending 1 stream to its own server pod (separate HBONE connections).");
+  if (ran("latency", "connrate")) notes.push(`Latency: ${opts.roundTrips} round trips of 1 KiB over one connection after 200 warm-up; connection rate: ${CONN_CONCURRENCY} concurrent loops of connect / 1 byte each way / server closes first, tcp_tw_reuse=1 in the pods.`);
+  if (ran("idle-memory")) notes.push(`Idle memory: ${opts.idleConnections} connections client pod → server pod through HBONE, each after one byte each way; RSS growth of both ztunnels divided by the count.`);
+  if (ran("scale")) notes.push(`Scale: ${opts.scalePods} bare pod netns, each with its own service account (one certificate per pod), Adds one by one; enrollSeconds = first Add to last Ack (every Ack waits for the listeners on both workers); config_dump confirmed 6 listeners per pod.`);
+  if (ran("cni-add")) notes.push(`CNI ADD: dist/cni-plugin/ambient-cni exec'd ${opts.cniRuns} times with CNI_* env against a running plugin event server that answers at once (the agent's rules and ZDS work are in the other rows).`);
+  const dir = join(opts.outDir, stamp);
+  await mkdir(dir, { recursive: true });
+  let chart: string | undefined;
+  try {
+    chart = await renderChart(dir, figures, `ambient node data plane, ${stamp}, load ${machine.loadAvgStart[0].toFixed(1)} on ${machine.cores} cores`);
+  } catch (err) {
+    notes.push(`chart not rendered: ${errorMessage(err).split("\n")[0]} (apt-get install -y gnuplot-nox)`);
+  }
+  const report: ReportInput = { startedAt: startedAt.toISOString(), durationS: opts.durationS, quick: opts.quick, machine, figures, notes, ...(chart ? { chart } : {}) };
+  const evaluations = TARGETS.map((t) => evaluate(figures, t));
+  const json = { ...report, options: { ...opts, rows: [...opts.rows] }, targets: evaluations.map((e) => ({ ...e.target, value: e.value, verdict: e.verdict, reason: e.reason })), details };
+  await writeFile(join(dir, "results.json"), `${JSON.stringify(json, null, 2)}\n`);
+  const md = renderMarkdown(report);
+  await writeFile(join(dir, "results.md"), md);
+  const latest = renderMarkdown({ ...report, ...(chart ? { chart: `${stamp}/${chart}` } : {}) });
+  await writeFile(join(opts.outDir, "latest.md"), latest.replace(/^# Bench results/, `# Bench results (latest: ${stamp}/)`));
+  process.stdout.write(`${md}\n`);
+  log(`results in ${relative(process.cwd(), dir) || dir}`);
+  return 0;
+}
+
+process.exitCode = await main();
