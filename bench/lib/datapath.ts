@@ -10,7 +10,7 @@ import { BenchError } from "./errors.js";
 import { setFigure, type Figures } from "./figures.js";
 import { iperfClientArgs, parseIperfJson, type IperfResult } from "./iperf.js";
 import { parseConnRate, parseLatency } from "./pingpong.js";
-import { finish, rssMiB, runIn, waitForLine, waitListening } from "./proc.js";
+import { finish, rssMiB, waitForLine, waitListening } from "./proc.js";
 import { round } from "./stats.js";
 import type { Teardown } from "./teardown.js";
 
@@ -134,8 +134,11 @@ export class Datapath {
 
   private async iperf(from: PodInfo, host: string, port: number, streams: number): Promise<IperfResult> {
     const d = this.cfg.durationS;
-    const r = await runIn(this.mesh.topo, from.ns, `iperf3 -P ${streams} to ${host}:${port}`, "iperf3", iperfClientArgs(host, port, streams, d), (d + 30) * 1000);
-    return parseIperfJson(r.stdout);
+    const what = `iperf3 -P ${streams} to ${host}:${port}`;
+    const r = await finish(this.mesh.topo.spawn(from.ns, "iperf3", iperfClientArgs(host, port, streams, d)), what, (d + 30) * 1000);
+    // On failure iperf3 -J still prints its report, with the reason in "error".
+    if (r.stdout.trim().startsWith("{")) return parseIperfJson(r.stdout);
+    throw new BenchError(`${what} exited ${r.code}: ${r.stderr.trim().slice(-300)}`);
   }
 
   /** Gbit/s for each path, 1 and 4 streams; HBONE also with 4 pods x 1 stream. */
