@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 import type { Server } from "node:http";
 import { errorMessage } from "../shared/errors.js";
-import { logger } from "../shared/log.js";
+import type { LevelWithSilent } from "pino";
+import { logger, rootLogger } from "../shared/log.js";
+import { AccessLog, accessLogger } from "./accesslog/access-log.js";
+import { readKernelSockets } from "./admin/kernel-sockets.js";
+import { ZtunnelMetrics } from "./metrics/registry.js";
 import { createZdsClient } from "../zds/index.js";
 import { buildConfigDump } from "./admin/config-dump.js";
-import { startAdminServer, startReadinessServer } from "./admin/server.js";
+import { startAdminServer, startMetricsServer, startReadinessServer } from "./admin/server.js";
 import { ConfigError, loadConfig, type ZtunnelConfig } from "./config.js";
 import { InPodManager } from "./inpod/manager.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
@@ -19,6 +23,8 @@ import { CertManager } from "./tls/cert-manager.js";
 // certificates and the admin endpoints; ZTUNNEL_WORKER_THREADS workers run the proxies.
 
 const log = logger("ztunnel");
+
+const LEVELS: ReadonlySet<string> = new Set(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
 
 /** Debug endpoints (crash a worker on purpose) are off unless this is "true". */
 const DEBUG_ENV = "ZTUNNEL_DEBUG_ENDPOINTS";
@@ -54,10 +60,11 @@ async function run(config: ZtunnelConfig): Promise<void> {
   // Every state change reaches every worker as a versioned snapshot.
   store.onChange(() => pool.broadcast({ t: "state", snapshot: store.snapshot() }));
   await pool.start();
-  const telemetry = new TelemetrySink(logger("access"));
+  const metrics = new ZtunnelMetrics({ defaultMetrics: true });
+  const telemetry = new TelemetrySink(metrics, new AccessLog(accessLogger()));
   pool.on("telemetry", (index, t) => telemetry.add(index, t));
 
-  const manager = new InPodManager({ pool, store, certs, log });
+  const manager = new InPodManager({ pool, store, certs, log, counters: metrics });
   store.onChange(() => void manager.refresh());
   const zds = createZdsClient(manager, { socketPath: config.inpodUds });
   let draining = false;
@@ -103,12 +110,24 @@ async function run(config: ZtunnelConfig): Promise<void> {
   };
 
   servers.push(await startReadinessServer(config.readinessAddr, readiness, log));
+  // Proxy gauges are read at scrape time from the manager (no bookkeeping to drift).
+  const scrape = {
+    contentType: metrics.contentType,
+    metrics: async (): Promise<string> => {
+      const pods = manager.statuses();
+      const up = pods.filter((p) => p.phase === "Up").length;
+      metrics.setProxyCounts(up, pods.length - up);
+      return await metrics.metrics();
+    },
+  };
+  servers.push(await startMetricsServer(config.statsAddr, scrape, log));
   servers.push(
     await startAdminServer(
       config.adminAddr,
       {
-        configDump: () =>
+        configDump: async () =>
           buildConfigDump({
+            connections: await pool.openConnections(),
             config,
             store,
             certs,
@@ -120,6 +139,22 @@ async function run(config: ZtunnelConfig): Promise<void> {
             draining,
           }),
         quit,
+        setLogLevel: (level) => {
+          if (!LEVELS.has(level)) throw new Error(`unknown level "${level}": use one of ${[...LEVELS].join(", ")}`);
+          rootLogger.level = level as LevelWithSilent;
+          pool.setLogLevel(level);
+          log.warn({ level }, "log level changed");
+          return rootLogger.level;
+        },
+        currentLogLevel: () => rootLogger.level,
+        listeners: async (namespace, name) => {
+          const pod = manager.podNetnsFd(namespace, name);
+          if (pod === undefined) return undefined;
+          const status = manager.statuses().find((p) => p.uid === pod.uid);
+          const open = (await pool.openConnections())[pod.uid] ?? [];
+          const kernel = await readKernelSockets(pod.fd).catch((err: unknown) => ({ error: errorMessage(err) }));
+          return { pod: `${namespace}/${name}`, uid: pod.uid, ztunnel: { state: status?.phase, listeners: status?.listeners ?? [], connections: open }, kernel };
+        },
         ...(process.env[DEBUG_ENV] === "true" ? { crashWorker: (i: number) => pool.crash(i) } : {}),
       },
       log,

@@ -5,7 +5,8 @@ import type { WorkerStatus } from "../inpod/worker-pool.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { CertManager } from "../tls/cert-manager.js";
 import { formatIdentity } from "../tls/identity.js";
-import type { Direction, DirectionCounters } from "../worker/messages.js";
+import { X509Certificate } from "node:crypto";
+import type { Direction, DirectionCounters, OpenConnection } from "../worker/messages.js";
 
 // /config_dump: the state the proxies use, certificates (never keys), and per pod what ZDS
 // and the workers know about it, including each worker's listeners.
@@ -19,8 +20,14 @@ export interface ConfigDumpSources {
   readonly pods: readonly PodStatus[];
   readonly workers: readonly WorkerStatus[];
   readonly counters: Record<Direction, DirectionCounters>;
+  /** Open connections per pod uid, over every worker. */
+  readonly connections: Readonly<Record<string, readonly OpenConnection[]>>;
   readonly draining: boolean;
+  /** Certificates expiring within this are flagged `expiring` (default: a quarter of 24 h). */
+  readonly expiringWithinMs?: number;
 }
+
+const DEFAULT_EXPIRING_MS = 6 * 3600_000;
 
 export function buildConfigDump(s: ConfigDumpSources): unknown {
   const pods = new Map(s.pods.map((p) => [p.uid, p]));
@@ -29,9 +36,11 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     const p = pods.get(z.uid);
     workloadState[z.uid] = {
       state: z.status === "running" ? (p?.phase ?? "Up") : z.status === "failed" ? "Failed" : "Pending",
+      info: p === undefined ? undefined : { name: p.name, namespace: p.namespace, identity: p.identity, workload: s.store.workloadByUid(z.uid) },
       ...(p !== undefined ? { name: p.name, namespace: p.namespace, identity: p.identity } : {}),
       lastError: z.lastError ?? p?.lastError,
       listeners: p?.listeners ?? [],
+      connections: s.connections[z.uid] ?? [],
     };
   }
   return {
@@ -50,8 +59,10 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     policies: s.store.state.policies,
     certificates: s.certs.list().map((c) => ({
       identity: formatIdentity(c.identity),
+      serial: serialOf(c.certPem),
       notBefore: c.notBefore.toISOString(),
       notAfter: c.notAfter.toISOString(),
+      expiring: c.notAfter.getTime() - Date.now() < (s.expiringWithinMs ?? DEFAULT_EXPIRING_MS),
     })),
     zds: { connected: s.zdsConnected },
     workloadState,
@@ -59,4 +70,12 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     counters: s.counters,
     draining: s.draining,
   };
+}
+
+function serialOf(pem: string): string {
+  try {
+    return new X509Certificate(pem).serialNumber;
+  } catch {
+    return "unparseable";
+  }
 }

@@ -5,11 +5,17 @@ import type { HostPort } from "../config.js";
 import type { Readiness } from "../readiness.js";
 
 // ztunnel's node-level HTTP endpoints (DESIGN §9): the readiness probe (15021) and the
-// localhost admin interface (15000) with /config_dump and /quitquitquit.
+// localhost admin interface (15000) with /config_dump, /quitquitquit, /logging and /listeners,
+// and the Prometheus endpoint (15020).
 
 export interface AdminHooks {
-  readonly configDump: () => unknown;
+  readonly configDump: () => Promise<unknown>;
   readonly quit: () => void;
+  /** POST /logging?level=: returns the level now in effect; throws on an unknown level. */
+  readonly setLogLevel: (level: string) => string;
+  readonly currentLogLevel: () => string;
+  /** GET /listeners?pod=<ns>/<name>; undefined = no such enrolled pod. */
+  readonly listeners: (namespace: string, name: string) => Promise<unknown>;
   /** Debug only (ZTUNNEL_DEBUG_ENDPOINTS): makes a worker crash; undefined = disabled. */
   readonly crashWorker?: (index: number) => void;
 }
@@ -29,20 +35,58 @@ export async function startReadinessServer(addr: HostPort, readiness: Readiness,
 
 export async function startAdminServer(addr: HostPort, hooks: AdminHooks, log: Logger): Promise<Server> {
   const server = createServer((req, res) => {
-    try {
-      route(req, res, hooks);
-    } catch (err) {
-      send(res, 500, `${errorMessage(err)}\n`);
-    }
+    route(req, res, hooks).catch((err: unknown) => send(res, 500, `${errorMessage(err)}\n`));
   });
   return await listen(server, addr, "admin", log);
 }
 
-function route(req: IncomingMessage, res: ServerResponse, hooks: AdminHooks): void {
+/** Prometheus exposition on [::]:15020/metrics (STATS_ADDR). */
+export async function startMetricsServer(addr: HostPort, metrics: { metrics(): Promise<string>; readonly contentType: string }, log: Logger): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method === "GET" && (req.url ?? "").split("?")[0] === "/metrics") {
+      metrics.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": metrics.contentType });
+          res.end(text);
+        },
+        (err: unknown) => send(res, 500, `${errorMessage(err)}\n`),
+      );
+      return;
+    }
+    send(res, 404, "not found\n");
+  });
+  return await listen(server, addr, "metrics", log);
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, hooks: AdminHooks): Promise<void> {
   const url = new URL(req.url ?? "/", "http://admin");
   if (req.method === "GET" && url.pathname === "/config_dump") {
-    res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify(hooks.configDump(), null, 2));
+    json(res, 200, await hooks.configDump());
+    return;
+  }
+  if (url.pathname === "/logging") {
+    const level = url.searchParams.get("level");
+    if (req.method === "POST" && level !== null) {
+      try {
+        send(res, 200, `current log level is ${hooks.setLogLevel(level)}\n`);
+      } catch (err) {
+        send(res, 400, `${errorMessage(err)}\n`);
+      }
+      return;
+    }
+    send(res, 200, `current log level is ${hooks.currentLogLevel()}\nchange it with POST /logging?level=<trace|debug|info|warn|error|fatal|silent>\n`);
+    return;
+  }
+  if (req.method === "GET" && url.pathname === "/listeners") {
+    const pod = url.searchParams.get("pod") ?? "";
+    const slash = pod.indexOf("/");
+    if (slash <= 0 || slash === pod.length - 1) {
+      send(res, 400, "pass ?pod=<namespace>/<name> of an enrolled pod\n");
+      return;
+    }
+    const view = await hooks.listeners(pod.slice(0, slash), pod.slice(slash + 1));
+    if (view === undefined) send(res, 404, `pod ${pod} is not enrolled on this node\n`);
+    else json(res, 200, view);
     return;
   }
   if (req.method === "POST" && url.pathname === "/quitquitquit") {
@@ -57,6 +101,11 @@ function route(req: IncomingMessage, res: ServerResponse, hooks: AdminHooks): vo
     return;
   }
   send(res, 404, "not found\n");
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body, null, 2));
 }
 
 function send(res: ServerResponse, status: number, body: string): void {

@@ -57,6 +57,8 @@ export interface InPodManagerOptions {
   readonly store: WorkloadStore;
   readonly certs: CertManager;
   readonly log: Logger;
+  /** workload_manager_proxies_started/stopped_total. */
+  readonly counters?: { proxyStarted(): void; proxyStopped(): void };
   /** Retry of a pod whose re-add on a replaced worker failed (ZDS retries failed Adds itself). */
   readonly retryIntervalMs?: number;
 }
@@ -97,6 +99,7 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
         throw err;
       }
       pod.phase = "Up";
+      this.opts.counters?.proxyStarted();
       this.opts.log.info({ uid, pod: `${info.namespace}/${info.name}`, workers: this.opts.pool.size }, "pod listeners up on every worker");
     });
   }
@@ -109,6 +112,7 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
       this.pods.delete(uid);
       if (!this.shuttingDown) await this.removeEverywhere(pod);
       this.untrackIdentity(pod.spec.identity);
+      this.opts.counters?.proxyStopped();
       this.opts.log.info({ uid, pod: `${pod.info.namespace}/${pod.info.name}` }, "pod proxies stopped on every worker");
     });
   }
@@ -168,6 +172,14 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
       lastError: p.lastError,
       listeners: [...p.placed.values()].flatMap((x) => x.listeners),
     }));
+  }
+
+  /** The main thread's netns fd of an enrolled pod found by namespace/name (kernel view). */
+  podNetnsFd(namespace: string, name: string): { uid: string; fd: number } | undefined {
+    for (const p of this.pods.values()) {
+      if (p.info.namespace === namespace && p.info.name === name) return { uid: p.uid, fd: p.netns.usableFd("kernel socket view") };
+    }
+    return undefined;
   }
 
   /** Adds the pod on every worker; on any failure removes it from all of them and throws. */

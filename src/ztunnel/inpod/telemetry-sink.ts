@@ -1,24 +1,36 @@
-import type { Logger } from "../../shared/log.js";
+import type { AccessLog } from "../accesslog/access-log.js";
+import type { ZtunnelMetrics } from "../metrics/registry.js";
+import { TRAFFIC_LABEL_NAMES } from "../metrics/labels.js";
 import { emptyCounters, type Direction, type DirectionCounters, type Telemetry } from "../worker/messages.js";
 
-// The main thread's view of every worker's traffic: counters summed over workers, and each
-// access record written to the `access` log scope as it arrives.
+// The main thread's side of every worker's telemetry: metric deltas added into the one
+// Prometheus registry (so series aggregate all workers), one access-log line per finished
+// connection, and per-direction totals for /config_dump (source reporter = outbound,
+// destination reporter = inbound).
+
+const REPORTER = TRAFFIC_LABEL_NAMES.indexOf("reporter");
 
 export class TelemetrySink {
   readonly totals: Record<Direction, DirectionCounters> = { outbound: emptyCounters(), inbound: emptyCounters() };
 
-  constructor(private readonly accessLog: Logger) {}
+  constructor(
+    private readonly metrics: ZtunnelMetrics,
+    private readonly accessLog: AccessLog,
+  ) {}
 
   add(worker: number, t: Telemetry): void {
-    for (const dir of ["outbound", "inbound"] as const) {
-      const into = this.totals[dir];
-      const from = t.counters[dir];
-      into.opened += from.opened;
-      into.closed += from.closed;
-      into.failed += from.failed;
-      into.bytesSent += from.bytesSent;
-      into.bytesReceived += from.bytesReceived;
+    if (t.metrics !== undefined) {
+      this.metrics.apply(t.metrics);
+      for (const s of t.metrics.series) {
+        const into = this.totals[s.labels[REPORTER] === "source" ? "outbound" : "inbound"];
+        into.opened += s.opened;
+        into.closed += s.closed;
+        into.failed += s.failed;
+        // From the client's side of the connection: sent = request direction.
+        into.bytesSent += s.received;
+        into.bytesReceived += s.sent;
+      }
     }
-    for (const rec of t.access) this.accessLog.info({ ...rec, worker }, "connection complete");
+    for (const summary of t.access) this.accessLog.emit(summary, worker);
   }
 }

@@ -5,7 +5,7 @@ import { errorMessage } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import type { StateSnapshot } from "../state/types.js";
 import type { WorkerInit } from "../worker/entry.js";
-import type { FromWorker, ListenerInfo, Telemetry, ToWorker, WorkerSettings } from "../worker/messages.js";
+import type { FromWorker, ListenerInfo, OpenConnection, Telemetry, ToWorker, WorkerSettings } from "../worker/messages.js";
 import { WorkerExitedError } from "./errors.js";
 
 // The proxy worker threads: spawned at start, each told every state snapshot; requests carry
@@ -58,6 +58,7 @@ interface Slot {
   state: SlotState;
   ready: Promise<void>;
   pending: Map<number, (r: WorkerReply) => void>;
+  listings: Map<number, (c: Readonly<Record<string, readonly OpenConnection[]>>) => void>;
   /** Netns fd copies the worker opened and has not closed. */
   fds: Set<number>;
   restarts: number;
@@ -74,6 +75,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private readonly slots: Slot[] = [];
   private nextId = 1;
   private stopping = false;
+  /** Set by POST /logging; a replacement worker starts with it too. */
+  private logLevel: string | undefined;
 
   constructor(private readonly opts: WorkerPoolOptions) {
     super();
@@ -140,6 +143,38 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     for (const s of this.slots) if (s.state === "up" || s.state === "starting") s.worker.postMessage(msg);
   }
 
+  /** Changes the log level of every worker (and of the ones spawned later). */
+  setLogLevel(level: string): void {
+    this.logLevel = level;
+    for (const s of this.slots) if (s.state === "up" || s.state === "starting") s.worker.postMessage({ t: "logLevel", level } satisfies ToWorker);
+  }
+
+  /** Open connections per pod uid, merged over the workers that answer within `timeoutMs`. */
+  async openConnections(timeoutMs = 1_000): Promise<Record<string, OpenConnection[]>> {
+    const parts = await Promise.all(
+      this.slots
+        .filter((s) => s.state === "up")
+        .map(
+          (s) =>
+            new Promise<Readonly<Record<string, readonly OpenConnection[]>>>((resolve) => {
+              const id = this.nextId++;
+              const timer = setTimeout(() => {
+                s.listings.delete(id);
+                resolve({});
+              }, timeoutMs);
+              s.listings.set(id, (c) => {
+                clearTimeout(timer);
+                resolve(c);
+              });
+              s.worker.postMessage({ t: "listConnections", id } satisfies ToWorker);
+            }),
+        ),
+    );
+    const out: Record<string, OpenConnection[]> = {};
+    for (const p of parts) for (const [uid, list] of Object.entries(p)) (out[uid] ??= []).push(...list);
+    return out;
+  }
+
   /** Debug: makes worker `index` throw an uncaught error. */
   crash(index: number): void {
     this.slot(index).worker.postMessage({ t: "crash" } satisfies ToWorker);
@@ -174,6 +209,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       state: "starting",
       ready: new Promise<void>((r) => (markReady = r)),
       pending: new Map(),
+      listings: new Map(),
       fds: new Set(),
       restarts,
       lastExit: undefined,
@@ -188,6 +224,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
           if (slot.state === "starting") slot.state = "up";
           // A snapshot may have changed between spawn and ready.
           worker.postMessage({ t: "state", snapshot: this.opts.snapshot() } satisfies ToWorker);
+          if (this.logLevel !== undefined) worker.postMessage({ t: "logLevel", level: this.logLevel } satisfies ToWorker);
           markReady();
           this.emit("changed");
           if (generation > 1) this.emit("replaced", index, generation);
@@ -198,6 +235,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
           resolve?.(m.ok ? { ok: true, listeners: m.listeners } : { ok: false, error: m.error });
           return;
         }
+        case "connections": {
+          const resolve = slot.listings.get(m.id);
+          slot.listings.delete(m.id);
+          resolve?.(m.connections);
+          return;
+        }
         case "fdOpened":
           slot.fds.add(m.fd);
           return;
@@ -205,7 +248,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
           slot.fds.delete(m.fd);
           return;
         case "telemetry":
-          slot.accepted += m.counters.accepted;
+          slot.accepted += m.accepted;
           slot.active = m.active;
           slot.lag = m.eventLoopLagMs;
           this.emit("telemetry", index, m);

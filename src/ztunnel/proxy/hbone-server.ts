@@ -54,6 +54,12 @@ export interface InboundRecord {
   readonly result: RelayResult | undefined;
 }
 
+export interface OpenStream extends AuthorizationContext {
+  readonly sourcePort: number;
+  readonly authority: string;
+  abort(reason: string): void;
+}
+
 export interface HboneServerOptions {
   /** The pod's identity (its certificate is served). */
   identity: Identity;
@@ -77,6 +83,11 @@ export interface HboneServerOptions {
   relay?: RelayOptions;
   /** Called once per CONNECT after it ends (access log, metrics). */
   onRecord?: (rec: InboundRecord) => void;
+  /**
+   * Called when a CONNECT is relaying; `abort` ends it (a policy change denied it). The returned
+   * function is called when the stream ends.
+   */
+  onOpen?: (stream: OpenStream) => () => void;
   log?: Logger;
 }
 
@@ -269,7 +280,16 @@ export class HboneServer {
     // Node would turn into RST_STREAM(NO_ERROR)).
     const relay = new Relay(upstream, stream, this.opts.relay);
     this.relays.add(relay);
+    const closeTracking = this.opts.onOpen?.({
+      source,
+      sourceIp,
+      sourcePort,
+      destination: target,
+      authority,
+      abort: (reason) => relay.abort(new ProxyError("AUTHORIZATION_DENIED", reason)),
+    });
     const result = await relay.done;
+    closeTracking?.();
     this.relays.delete(relay);
     record(200, result.error instanceof ProxyError ? result.error : undefined, result);
   }

@@ -128,7 +128,7 @@ function vip(v: unknown, at: string): Vip {
 
 function policy(v: unknown, at: string): Policy {
   const o = object(v, at);
-  checkKeys(o, at, ["name", "namespace", "scope", "action", "rules"], ["dryRun"]);
+  checkKeys(o, at, ["name", "namespace", "scope", "action", "rules", "dryRun"]);
   return {
     name: str(o.name, `${at}.name`),
     namespace: str(o.namespace, `${at}.namespace`),
@@ -139,6 +139,7 @@ function policy(v: unknown, at: string): Policy {
         list(clause, `${at}.rules[${i}][${j}]`).map((m, k) => policyMatch(m, `${at}.rules[${i}][${j}][${k}]`)),
       ),
     ),
+    ...(o.dryRun !== undefined ? { dryRun: bool(o.dryRun, `${at}.dryRun`) } : {}),
   };
 }
 
@@ -173,6 +174,11 @@ function str(v: unknown, at: string, allowEmpty = false): string {
   if (v === undefined) throw new LocalConfigError(at, "is required");
   if (typeof v !== "string") throw new LocalConfigError(at, `expected a string, got ${describe(v)}`);
   if (!allowEmpty && v.trim() === "") throw new LocalConfigError(at, "must not be empty");
+  return v;
+}
+
+function bool(v: unknown, at: string): boolean {
+  if (typeof v !== "boolean") throw new LocalConfigError(at, `must be true or false, got ${describe(v)}`);
   return v;
 }
 

@@ -1,3 +1,4 @@
+import { validatePolicies } from "../authz/compile.js";
 import { canonicalIp } from "./ip.js";
 import { serviceKey, type Service, type StateData, type StateSnapshot, type Workload } from "./types.js";
 
@@ -53,7 +54,12 @@ export class WorkloadStore implements StateSink {
     return this.data;
   }
 
+  /**
+   * A new state from a source. Its authorization policies are validated first: an invalid set
+   * throws AuthzPolicyError and the current state stays (the source logs why).
+   */
   replace(data: StateData, origin: string): void {
+    validatePolicies(data.policies);
     this.install(data, this.ver + 1, origin);
   }
 

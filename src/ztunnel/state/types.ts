@@ -60,6 +60,8 @@ export interface Policy {
   readonly scope: PolicyScope;
   readonly action: PolicyAction;
   readonly rules: readonly (readonly (readonly PolicyMatch[])[])[];
+  /** Evaluated and logged, never enforced. */
+  readonly dryRun?: boolean;
 }
 
 export interface StateData {

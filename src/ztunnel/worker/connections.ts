@@ -2,45 +2,99 @@ import type { Socket } from "node:net";
 import { originalDst } from "../../native/index.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
+import type { ConnectionSummary } from "../accesslog/record.js";
+import type { PolicyAuthorizer } from "../authz/authorizer.js";
+import { trafficLabels, type ServiceDescription, type TrafficLabelInput } from "../metrics/labels.js";
 import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
 import { LOOP_PORTS, type InboundRecord } from "../proxy/hbone-server.js";
 import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
-import { formatIdentity } from "../tls/identity.js";
-import type { AccessRecord, PodSpec } from "./messages.js";
+import type { Service, Workload } from "../state/types.js";
+import { formatIdentity, type Identity } from "../tls/identity.js";
+import type { ListenerRole, PodSpec } from "./messages.js";
 import { HBONE_PORT, identityOf, planOutbound, type OutboundPlan } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
 
 // What happens to each connection a pod's listener accepts on a worker: where it goes, the
-// proxy call, and the counters + access record (DESIGN §9 field names) it leaves behind.
+// authorization (inbound), the proxy call, and what it leaves behind: Istio metrics (source
+// reporter outbound, destination reporter inbound) and one access-log summary (DESIGN §9).
+
+/** An open connection a pod proxy keeps for config_dump and for re-checks on policy change. */
+export interface TrackedConnection {
+  readonly direction: "outbound" | "inbound";
+  readonly listener: ListenerRole;
+  readonly src: string;
+  readonly dst: string;
+  readonly started: number;
+  /** The peer identity (undefined on plaintext and outbound). */
+  readonly sourceIdentity: Identity | undefined;
+  /** Inbound only: what the policy check saw, re-evaluated when policies change. */
+  readonly authz?: { readonly sourceIp: string; readonly destinationIp: string; readonly destinationPort: number };
+  /** Closes it now (denied after a policy change). */
+  readonly close: (reason: string) => void;
+}
 
 export interface ConnectionContext {
   readonly spec: PodSpec;
   readonly store: WorkloadStore;
   readonly telemetry: WorkerTelemetry;
+  readonly authorizer: PolicyAuthorizer;
+  /** Registers an open connection; the returned function unregisters it. */
+  readonly track: (c: TrackedConnection) => () => void;
   /** Undefined once the pod is being removed. */
   readonly pool: HbonePool | undefined;
   readonly factory: SocketFactory | undefined;
 }
 
-/** A connection accepted on 15001: HBONE, passthrough or refused, then one access record. */
+/** The pod's own workload in the current state (labels for metrics). */
+function selfWorkload(ctx: ConnectionContext): Workload | undefined {
+  return ctx.store.workloadByUid(ctx.spec.uid);
+}
+
+function describeService(s: Service | undefined): ServiceDescription | undefined {
+  return s === undefined ? undefined : { hostname: s.hostname, name: s.name, namespace: s.namespace };
+}
+
+/** A connection accepted on 15001: HBONE, passthrough or refused; source-reporter metrics. */
 export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise<void> {
   const { telemetry, store, spec } = ctx;
   const started = Date.now();
   const client = { ip: canonicalIp(s.remoteAddress ?? "") ?? "", port: s.remotePort ?? 0 };
-  telemetry.opened("outbound");
+  telemetry.opened();
   let plan: OutboundPlan;
   let dst = "";
+  let service: Service | undefined;
   try {
     const od = originalDst(fdOf(s));
     const ip = canonicalIp(od.address) ?? od.address;
     dst = formatHostPort(ip, od.port);
     plan = planOutbound(store, { ip, port: od.port });
+    service = store.serviceByVip(ip);
   } catch (err) {
     plan = { t: "refuse", error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", `no original destination: ${errorMessage(err)}`) };
   }
+  const w = plan.t === "refuse" ? undefined : plan.workload;
+  const meter = telemetry.metrics.open(
+    trafficLabels({
+      reporter: "source",
+      source: selfWorkload(ctx),
+      sourcePrincipal: formatIdentity(spec.identity),
+      destination: w,
+      destinationService: describeService(service),
+      securityPolicy: plan.t === "hbone" ? "mutual_tls" : "unknown",
+    }),
+  );
+  const untrack = ctx.track({
+    direction: "outbound",
+    listener: "outbound",
+    src: formatHostPort(client.ip, client.port),
+    dst,
+    started,
+    sourceIdentity: undefined,
+    close: () => s.resetAndDestroy(),
+  });
   let result: OutboundResult;
   const { pool, factory } = ctx;
   if (plan.t === "refuse" || pool === undefined || factory === undefined) {
@@ -60,41 +114,58 @@ export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise
   } else {
     result = await proxyPassthrough(s, factory, plan.target);
   }
-  const w = plan.t === "refuse" ? undefined : plan.workload;
-  const rec: AccessRecord = {
+  untrack();
+  const summary: ConnectionSummary = {
     direction: "outbound",
-    "src.addr": formatHostPort(client.ip, client.port),
-    "src.workload": spec.name,
-    "src.namespace": spec.namespace,
-    "src.identity": formatIdentity(spec.identity),
-    "dst.addr": plan.t === "refuse" ? dst : formatHostPort(plan.target.ip, plan.target.port),
-    "dst.hbone_addr": plan.t === "hbone" ? formatHostPort(plan.hboneAddress.ip, plan.hboneAddress.port) : undefined,
-    "dst.service": plan.t === "refuse" ? undefined : plan.service,
-    "dst.workload": w?.name,
-    "dst.namespace": w?.namespace,
-    "dst.identity": plan.t === "hbone" && w !== undefined ? formatIdentity(identityOf(w)) : undefined,
+    srcAddr: formatHostPort(client.ip, client.port),
+    srcWorkload: spec.name,
+    srcNamespace: spec.namespace,
+    srcIdentity: spec.identity,
+    dstAddr: plan.t === "refuse" ? dst : formatHostPort(plan.target.ip, plan.target.port),
+    dstHboneAddr: plan.t === "hbone" ? formatHostPort(plan.hboneAddress.ip, plan.hboneAddress.port) : undefined,
+    dstService: plan.t === "refuse" ? service?.hostname : plan.service,
+    dstWorkload: w?.name,
+    dstNamespace: w?.namespace,
+    dstIdentity: plan.t === "hbone" && w !== undefined ? identityOf(w) : undefined,
     ...outcome(result, started),
   };
-  const sent = result.ok ? result.result.bytesAtoB : 0;
-  const recv = result.ok ? result.result.bytesBtoA : 0;
-  telemetry.closed("outbound", sent, recv, !result.ok || result.result.error !== undefined, rec);
+  finish(ctx, meter, summary);
 }
 
-/** A connection accepted on 15006: to the app with the client's address as source. */
+/** A connection accepted on 15006: authorised with no peer identity, then to the app. */
 export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext): Promise<void> {
-  const { telemetry, spec } = ctx;
+  const { telemetry, spec, store } = ctx;
   const started = Date.now();
   const client = { ip: canonicalIp(s.remoteAddress ?? "") ?? "", port: s.remotePort ?? 0 };
-  telemetry.opened("inbound");
+  telemetry.opened();
   let result: OutboundResult;
   let dst = "";
   const { factory } = ctx;
+  const self = selfWorkload(ctx);
+  const meter = telemetry.metrics.open(
+    trafficLabels({ reporter: "destination", source: store.workloadByIp(client.ip), destination: self, securityPolicy: "unknown" }),
+  );
+  let untrack = (): void => undefined;
   try {
     const od = originalDst(fdOf(s));
     const ip = canonicalIp(od.address) ?? od.address;
     dst = formatHostPort(ip, od.port);
     if (LOOP_PORTS.has(od.port)) throw new ProxyError("BAD_REQUEST", `port ${od.port} is a ztunnel port (loop)`);
     if (factory === undefined) throw new ProxyError("POOL_CLOSED", "pod is being removed");
+    // Plaintext has no peer identity: a Deny with notPrincipals ["*"] matches it (require mTLS).
+    const authz = { sourceIp: client.ip, destinationIp: ip, destinationPort: od.port };
+    const decision = ctx.authorizer.check({ sourceIdentity: undefined, ...authz, ...(self !== undefined ? { destination: self } : {}) });
+    if (!decision.allow) throw new ProxyError("AUTHORIZATION_DENIED", `plaintext ${formatHostPort(client.ip, client.port)} → ${dst}: ${decision.reason}`);
+    untrack = ctx.track({
+      direction: "inbound",
+      listener: "inbound-plaintext",
+      src: formatHostPort(client.ip, client.port),
+      dst,
+      started,
+      sourceIdentity: undefined,
+      authz,
+      close: () => s.resetAndDestroy(),
+    });
     // The app sees the original client as source: the upstream socket spoofs it (IP_TRANSPARENT).
     const spoofing: SocketFactory = {
       listenTcp: (o) => factory.listenTcp(o),
@@ -105,20 +176,21 @@ export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext):
     s.resetAndDestroy();
     result = { ok: false, error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", errorMessage(err)) };
   }
-  const rec: AccessRecord = {
+  untrack();
+  // From the client's view: sent = toward the app (ztunnel's field meaning).
+  const summary: ConnectionSummary = {
     direction: "inbound",
-    "src.addr": formatHostPort(client.ip, client.port),
-    "src.identity": undefined,
-    "dst.addr": dst,
-    "dst.workload": spec.name,
-    "dst.namespace": spec.namespace,
-    "dst.identity": formatIdentity(spec.identity),
+    srcAddr: formatHostPort(client.ip, client.port),
+    srcWorkload: store.workloadByIp(client.ip)?.name,
+    srcNamespace: store.workloadByIp(client.ip)?.namespace,
+    srcIdentity: undefined,
+    dstAddr: dst,
+    dstWorkload: spec.name,
+    dstNamespace: spec.namespace,
+    dstIdentity: spec.identity,
     ...outcome(result, started),
   };
-  // From the app's view: sent = toward the app.
-  const sent = result.ok ? result.result.bytesAtoB : 0;
-  const recv = result.ok ? result.result.bytesBtoA : 0;
-  telemetry.closed("inbound", sent, recv, !result.ok || result.result.error !== undefined, rec);
+  finish(ctx, meter, summary);
 }
 
 /** The pod IP of the same family as an authority (the address the peer dialled on 15008). */
@@ -127,32 +199,65 @@ function podIpLike(spec: PodSpec, authority: string): string {
   return spec.ips.find((ip) => ip.includes(":") === v6) ?? spec.ips[0] ?? "";
 }
 
-/** The HBONE server reports each CONNECT once it ended: count it and write its record. */
-export function recordHboneInbound(rec: InboundRecord, spec: PodSpec, telemetry: WorkerTelemetry): void {
-  telemetry.opened("inbound");
+/** The HBONE server reports each CONNECT once it ended: destination-reporter metrics + record. */
+export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext): void {
+  const { spec, store, telemetry } = ctx;
+  telemetry.opened();
   const r = rec.result;
-  // Relay a = upstream (app), b = stream (peer): AtoB = app → peer.
-  const access: AccessRecord = {
-    direction: "inbound",
-    "src.addr": rec.sourceAddr,
-    "src.identity": formatIdentity(rec.source),
-    "dst.addr": rec.destination,
-    "dst.hbone_addr": formatHostPort(podIpLike(spec, rec.destination), HBONE_PORT),
-    "dst.workload": spec.name,
-    "dst.namespace": spec.namespace,
-    "dst.identity": formatIdentity(spec.identity),
-    bytes_sent: r?.bytesBtoA ?? 0,
-    bytes_recv: r?.bytesAtoB ?? 0,
-    duration: r?.durationMs ?? 0,
-    error: rec.error?.message ?? (rec.status !== 200 ? `status ${rec.status}` : r?.error?.message),
+  const sourceIp = rec.sourceAddr.startsWith("[") ? rec.sourceAddr.slice(1, rec.sourceAddr.indexOf("]")) : rec.sourceAddr.slice(0, rec.sourceAddr.lastIndexOf(":"));
+  const peer = store.workloadByIp(sourceIp);
+  const error = rec.error ?? (rec.status !== 200 ? new ProxyError("HBONE_STATUS", `status ${rec.status}`) : r?.error);
+  const labels: TrafficLabelInput = {
+    reporter: "destination",
+    source: peer,
+    sourcePrincipal: formatIdentity(rec.source),
+    destination: selfWorkload(ctx),
+    securityPolicy: "mutual_tls",
   };
-  telemetry.closed("inbound", r?.bytesBtoA ?? 0, r?.bytesAtoB ?? 0, rec.status !== 200 || r?.error !== undefined, access);
+  // Relay a = upstream (app), b = stream (peer): BtoA = client → app = request direction.
+  const meter = telemetry.metrics.open(trafficLabels(labels));
+  meter.add(r?.bytesBtoA ?? 0, r?.bytesAtoB ?? 0);
+  const summary: ConnectionSummary = {
+    direction: "inbound",
+    srcAddr: rec.sourceAddr,
+    srcWorkload: peer?.name,
+    srcNamespace: peer?.namespace,
+    srcIdentity: rec.source,
+    dstAddr: rec.destination,
+    dstHboneAddr: formatHostPort(podIpLike(spec, rec.destination), HBONE_PORT),
+    dstWorkload: spec.name,
+    dstNamespace: spec.namespace,
+    dstIdentity: spec.identity,
+    bytesSent: r?.bytesBtoA ?? 0,
+    bytesRecv: r?.bytesAtoB ?? 0,
+    durationMs: r?.durationMs ?? 0,
+    error: error?.message,
+    responseFlags: error instanceof ProxyError ? error.responseFlag : undefined,
+  };
+  telemetry.closed(summary);
+  meter.close({ failed: error !== undefined, ...(summary.responseFlags !== undefined ? { responseFlags: summary.responseFlags } : {}) });
 }
 
-function outcome(result: OutboundResult, started: number): AccessRecord {
-  if (!result.ok) return { bytes_sent: 0, bytes_recv: 0, duration: Date.now() - started, error: result.error.message, response_flags: result.error.responseFlag };
+type Meter = ReturnType<WorkerTelemetry["metrics"]["open"]>;
+
+/** Bytes in the request (client → server) and response direction, then the close. */
+function finish(ctx: ConnectionContext, meter: Meter, summary: ConnectionSummary): void {
+  meter.add(summary.bytesSent, summary.bytesRecv);
+  // The summary first: the meter's close schedules the flush that carries both.
+  ctx.telemetry.closed(summary);
+  meter.close({ failed: summary.error !== undefined, ...(summary.responseFlags !== undefined ? { responseFlags: summary.responseFlags } : {}) });
+}
+
+function outcome(result: OutboundResult, started: number): Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags"> {
+  if (!result.ok) return { bytesSent: 0, bytesRecv: 0, durationMs: Date.now() - started, error: result.error.message, responseFlags: result.error.responseFlag };
   const r = result.result;
-  return { bytes_sent: r.bytesAtoB, bytes_recv: r.bytesBtoA, duration: r.durationMs, error: r.error?.message };
+  return {
+    bytesSent: r.bytesAtoB,
+    bytesRecv: r.bytesBtoA,
+    durationMs: r.durationMs,
+    error: r.error?.message,
+    responseFlags: r.error instanceof ProxyError ? r.error.responseFlag : undefined,
+  };
 }
 
 /** The fd of an accepted socket (Node keeps it on the handle; needed for SO_ORIGINAL_DST). */

@@ -1,10 +1,12 @@
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import type { LevelWithSilent } from "pino";
+import { logger, rootLogger } from "../../shared/log.js";
+import { PolicyAuthorizer } from "../authz/authorizer.js";
 import { WorkloadStore } from "../state/store.js";
 import type { StateSnapshot } from "../state/types.js";
 import { WorkerCerts } from "./certs.js";
-import type { FromWorker, ToWorker, WorkerSettings } from "./messages.js";
+import type { FromWorker, OpenConnection, ToWorker, WorkerSettings } from "./messages.js";
 import { PodProxy } from "./pod-proxy.js";
 import { WorkerTelemetry } from "./telemetry.js";
 
@@ -28,15 +30,31 @@ store.applySnapshot(init.snapshot);
 const certs = new WorkerCerts();
 const telemetry = new WorkerTelemetry((t) => post({ t: "telemetry", ...t }), init.settings.flushIntervalMs);
 const pods = new Map<string, PodProxy>();
+const authorizer = new PolicyAuthorizer({
+  policies: () => store.state.policies,
+  workload: (ip) => store.workloadByIp(ip),
+  log: logger("ztunnel.authz").child({ worker: init.settings.index }),
+});
 const deps = {
   settings: init.settings,
   store,
   certs,
   telemetry,
+  authorizer,
   log,
   fdOpened: (fd: number) => post({ t: "fdOpened", fd }),
   fdClosed: (fd: number) => post({ t: "fdClosed", fd }),
 };
+
+/** A new snapshot; if its policies differ, every open inbound connection is judged again. */
+function applyState(snapshot: StateSnapshot): void {
+  const before = JSON.stringify(store.state.policies);
+  if (!store.applySnapshot(snapshot)) return;
+  if (JSON.stringify(store.state.policies) === before) return;
+  let closed = 0;
+  for (const p of pods.values()) closed += p.recheck();
+  log.info({ version: snapshot.version, closed }, "policies changed; open connections re-checked");
+}
 
 async function addPod(msg: Extract<ToWorker, { t: "addPod" }>): Promise<void> {
   const existing = pods.get(msg.pod.uid);
@@ -84,8 +102,17 @@ async function drain(msg: Extract<ToWorker, { t: "drain" }>): Promise<void> {
 port.on("message", (msg: ToWorker) => {
   switch (msg.t) {
     case "state":
-      store.applySnapshot(msg.snapshot);
+      applyState(msg.snapshot);
       return;
+    case "logLevel":
+      rootLogger.level = msg.level as LevelWithSilent;
+      return;
+    case "listConnections": {
+      const connections: Record<string, OpenConnection[]> = {};
+      for (const [uid, p] of pods) connections[uid] = p.connections();
+      post({ t: "connections", id: msg.id, connections });
+      return;
+    }
     case "cert":
       certs.update(msg.cert);
       return;

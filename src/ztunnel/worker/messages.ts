@@ -1,3 +1,5 @@
+import type { ConnectionSummary } from "../accesslog/record.js";
+import type { MetricsDelta } from "../metrics/accumulator.js";
 import type { StateSnapshot } from "../state/types.js";
 import type { WorkloadCert } from "../tls/ca.js";
 import type { Identity } from "../tls/identity.js";
@@ -48,6 +50,10 @@ export type ToWorker =
   | { readonly t: "cert"; readonly cert: WorkloadCert }
   /** Stop accepting, let connections finish until the deadline, then close everything. */
   | { readonly t: "drain"; readonly id: number; readonly deadlineMs: number }
+  /** POST /logging?level=: the worker's log level follows the main thread's. */
+  | { readonly t: "logLevel"; readonly level: string }
+  /** Open connections per pod uid (config_dump). */
+  | { readonly t: "listConnections"; readonly id: number }
   /** Debug only: throw an uncaught error (proves crash replacement). */
   | { readonly t: "crash" };
 
@@ -61,20 +67,25 @@ export interface DirectionCounters {
 
 export type Direction = "outbound" | "inbound";
 
-export interface CounterDelta {
-  readonly outbound: DirectionCounters;
-  readonly inbound: DirectionCounters;
-  readonly accepted: number;
-}
-
-/** One access-log record (DESIGN §9 field names). */
-export type AccessRecord = Readonly<Record<string, string | number | undefined>>;
-
+/** What a worker flushes to the main thread: metric deltas, finished connections, status. */
 export interface Telemetry {
-  readonly counters: CounterDelta;
-  readonly access: readonly AccessRecord[];
+  readonly metrics: MetricsDelta | undefined;
+  readonly access: readonly ConnectionSummary[];
+  /** Connections accepted on the pods' listeners since the last flush. */
+  readonly accepted: number;
   readonly active: number;
   readonly eventLoopLagMs: number;
+}
+
+/** An open connection as an operator sees it in /config_dump. */
+export interface OpenConnection {
+  readonly direction: Direction;
+  readonly listener: ListenerRole;
+  readonly src: string;
+  readonly dst: string;
+  readonly srcIdentity: string | undefined;
+  readonly worker: number;
+  readonly ageMs: number;
 }
 
 export type FromWorker =
@@ -84,7 +95,8 @@ export type FromWorker =
   /** Fd bookkeeping so the main thread can close a crashed worker's copies. */
   | { readonly t: "fdOpened"; readonly fd: number }
   | { readonly t: "fdClosed"; readonly fd: number }
-  | ({ readonly t: "telemetry" } & Telemetry);
+  | ({ readonly t: "telemetry" } & Telemetry)
+  | { readonly t: "connections"; readonly id: number; readonly connections: Readonly<Record<string, readonly OpenConnection[]>> };
 
 export function emptyCounters(): DirectionCounters {
   return { opened: 0, closed: 0, failed: 0, bytesSent: 0, bytesReceived: 0 };

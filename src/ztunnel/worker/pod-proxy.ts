@@ -9,8 +9,11 @@ import { HboneServer } from "../proxy/hbone-server.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../proxy/limits.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { WorkerCerts } from "./certs.js";
-import { handleInboundPlaintext, handleOutbound, recordHboneInbound, type ConnectionContext } from "./connections.js";
-import type { ListenerInfo, PodSpec, WorkerSettings } from "./messages.js";
+import type { PolicyAuthorizer } from "../authz/authorizer.js";
+import { formatHostPort } from "../state/ip.js";
+import { formatIdentity } from "../tls/identity.js";
+import { handleInboundPlaintext, handleOutbound, recordHboneInbound, type ConnectionContext, type TrackedConnection } from "./connections.js";
+import type { ListenerInfo, OpenConnection, PodSpec, WorkerSettings } from "./messages.js";
 import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
 
@@ -30,6 +33,8 @@ export interface PodProxyDeps {
   readonly store: WorkloadStore;
   readonly certs: WorkerCerts;
   readonly telemetry: WorkerTelemetry;
+  /** The worker's policy engine (follows the state's policies). */
+  readonly authorizer: PolicyAuthorizer;
   readonly log: Logger;
   /** Reports fd numbers this worker opens/closes (the main thread cleans up after a crash). */
   readonly fdOpened: (fd: number) => void;
@@ -48,6 +53,8 @@ export class PodProxy {
   private readonly limiter = new ConnectionLimiter(MAX_CONNECTIONS_PER_POD);
   private readonly throttled: ThrottledLog;
   private closed = false;
+  /** Open connections of this pod on this worker (config_dump, policy re-checks). */
+  private readonly open = new Set<TrackedConnection>();
   readonly listeners: ListenerInfo[] = [];
 
   constructor(
@@ -80,7 +87,19 @@ export class PodProxy {
         socketFactory: factory,
         listen: { address, port: HBONE_PORT },
         maxConnections: MAX_CONNECTIONS_PER_POD,
-        onRecord: (rec) => recordHboneInbound(rec, this.spec, this.deps.telemetry),
+        authorizer: this.deps.authorizer,
+        onRecord: (rec) => recordHboneInbound(rec, this.context()),
+        onOpen: (o) =>
+          this.track({
+            direction: "inbound",
+            listener: "inbound-hbone",
+            src: formatHostPort(o.sourceIp, o.sourcePort),
+            dst: o.authority,
+            started: Date.now(),
+            sourceIdentity: o.source,
+            authz: { sourceIp: o.sourceIp, destinationIp: o.destination.ip, destinationPort: o.destination.port },
+            close: (reason) => o.abort(reason),
+          }),
         log: this.deps.log,
       });
       await this.hbone.start();
@@ -119,6 +138,44 @@ export class PodProxy {
     this.servers.length = 0;
     void this.hbone?.drain();
     this.pool?.drain();
+  }
+
+  /**
+   * Policies changed: every open inbound connection is judged again with its original peer
+   * identity and addresses; the ones now denied are closed. Returns how many were closed.
+   */
+  recheck(): number {
+    const self = this.deps.store.workloadByUid(this.spec.uid);
+    let closed = 0;
+    for (const c of [...this.open]) {
+      if (c.authz === undefined) continue;
+      const d = this.deps.authorizer.check({ sourceIdentity: c.sourceIdentity, ...c.authz, ...(self !== undefined ? { destination: self } : {}) });
+      if (d.allow) continue;
+      closed++;
+      this.open.delete(c);
+      this.deps.log.info({ pod: `${this.spec.namespace}/${this.spec.name}`, src: c.src, dst: c.dst, policy: d.policy, reason: d.reason }, "open connection denied by the new policies; closing it");
+      c.close(`denied after a policy change: ${d.reason}`);
+    }
+    return closed;
+  }
+
+  /** Open connections as config_dump shows them. */
+  connections(): OpenConnection[] {
+    const now = Date.now();
+    return [...this.open].map((c) => ({
+      direction: c.direction,
+      listener: c.listener,
+      src: c.src,
+      dst: c.dst,
+      srcIdentity: c.sourceIdentity === undefined ? undefined : formatIdentity(c.sourceIdentity),
+      worker: this.deps.settings.index,
+      ageMs: now - c.started,
+    }));
+  }
+
+  private track(c: TrackedConnection): () => void {
+    this.open.add(c);
+    return () => this.open.delete(c);
   }
 
   /** Connections still open (outbound and plaintext inbound accepted here, HBONE streams). */
@@ -169,7 +226,15 @@ export class PodProxy {
 
   /** What a connection handler needs; pool/factory are undefined once the pod is closing. */
   private context(): ConnectionContext {
-    return { spec: this.spec, store: this.deps.store, telemetry: this.deps.telemetry, pool: this.pool, factory: this.factory };
+    return {
+      spec: this.spec,
+      store: this.deps.store,
+      telemetry: this.deps.telemetry,
+      authorizer: this.deps.authorizer,
+      track: (c) => this.track(c),
+      pool: this.pool,
+      factory: this.factory,
+    };
   }
 
   private info(address: string, port: number, role: ListenerInfo["role"]): ListenerInfo {

@@ -1,16 +1,20 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
-import { emptyCounters, type AccessRecord, type CounterDelta, type Direction, type DirectionCounters, type Telemetry } from "./messages.js";
+import type { ConnectionSummary } from "../accesslog/record.js";
+import { MetricsAccumulator, startFlushLoop, type FlushLoop, type MetricsDelta } from "../metrics/accumulator.js";
+import type { Telemetry } from "./messages.js";
 
-// Counters and access-log records of one worker, flushed to the main thread at least every
-// interval and soon after a connection closes (coalesced into one message per turn), so
-// metrics and logs aggregate every worker. The worker's event-loop lag rides along.
+// A worker's telemetry toward the main thread: Istio metric deltas (MetricsAccumulator, flushed
+// by startFlushLoop every interval and within a turn after a connection closes), the summaries
+// of finished connections (access log) riding on the same message, and a status heartbeat
+// (accepted, active, event-loop lag) every interval even when no traffic moved.
 
 export class WorkerTelemetry {
-  private delta: { outbound: DirectionCounters; inbound: DirectionCounters; accepted: number } = fresh();
-  private access: AccessRecord[] = [];
+  readonly metrics = new MetricsAccumulator();
+  private access: ConnectionSummary[] = [];
+  private acceptedSince = 0;
   private activeConns = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private soon: NodeJS.Immediate | undefined;
+  private readonly loop: FlushLoop;
+  private readonly heartbeat: NodeJS.Timeout;
   private readonly lag: IntervalHistogram;
 
   constructor(
@@ -19,29 +23,23 @@ export class WorkerTelemetry {
   ) {
     this.lag = monitorEventLoopDelay({ resolution: 20 });
     this.lag.enable();
-    this.timer = setInterval(() => this.flush(), intervalMs);
-    this.timer.unref();
+    this.loop = startFlushLoop(this.metrics, (d) => this.send(d), { intervalMs });
+    this.heartbeat = setInterval(() => this.send(undefined), intervalMs);
+    this.heartbeat.unref();
   }
 
   accepted(): void {
-    this.delta.accepted++;
+    this.acceptedSince++;
   }
 
-  opened(dir: Direction): void {
-    this.delta[dir].opened++;
+  opened(): void {
     this.activeConns++;
   }
 
-  /** A connection ended (ok or not); its record goes out with the next flush, within a turn. */
-  closed(dir: Direction, bytesSent: number, bytesReceived: number, failed: boolean, record: AccessRecord): void {
-    const c = this.delta[dir];
-    c.closed++;
-    if (failed) c.failed++;
-    c.bytesSent += bytesSent;
-    c.bytesReceived += bytesReceived;
+  /** A connection ended: its summary goes out with the metric flush its meter's close triggers. */
+  closed(summary: ConnectionSummary): void {
     this.activeConns--;
-    this.access.push(record);
-    this.soon ??= setImmediate(() => this.flush());
+    this.access.push(summary);
   }
 
   get active(): number {
@@ -49,25 +47,25 @@ export class WorkerTelemetry {
   }
 
   flush(): void {
-    if (this.soon !== undefined) clearImmediate(this.soon);
-    this.soon = undefined;
-    const counters: CounterDelta = this.delta;
-    this.delta = fresh();
-    const access = this.access;
-    this.access = [];
-    // max over the interval: the worst stall a connection of this worker saw.
-    const eventLoopLagMs = this.lag.count > 0 ? this.lag.max / 1e6 : 0;
-    this.lag.reset();
-    this.post({ counters, access, active: this.activeConns, eventLoopLagMs: Math.round(eventLoopLagMs * 100) / 100 });
+    this.loop.flushNow();
+    if (this.access.length > 0) this.send(undefined);
   }
 
   close(): void {
-    clearInterval(this.timer);
-    this.flush();
+    clearInterval(this.heartbeat);
+    this.loop.stop();
+    this.send(undefined);
     this.lag.disable();
   }
-}
 
-function fresh(): { outbound: DirectionCounters; inbound: DirectionCounters; accepted: number } {
-  return { outbound: emptyCounters(), inbound: emptyCounters(), accepted: 0 };
+  private send(metrics: MetricsDelta | undefined): void {
+    const access = this.access;
+    this.access = [];
+    const accepted = this.acceptedSince;
+    this.acceptedSince = 0;
+    // max over the interval: the worst stall a connection of this worker saw.
+    const lagMs = this.lag.count > 0 ? this.lag.max / 1e6 : 0;
+    if (metrics === undefined) this.lag.reset();
+    this.post({ metrics, access, accepted, active: this.activeConns, eventLoopLagMs: Math.round(lagMs * 100) / 100 });
+  }
 }
