@@ -47,7 +47,7 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   await mkdir(join(dir, "ca"), { mode: 0o700 });
   await writeFile(join(dir, "ca", "root-cert.pem"), root.certPem);
   await writeFile(join(dir, "ca", "ca-key.pem"), root.keyPem, { mode: 0o600 });
-  const ip = (i: number): string => `10.250.${i >> 8}.${(i & 255) + 1}`;
+  const ip = (i: number): string => `10.250.${Math.floor(i / 250)}.${(i % 250) + 1}`;
   const state = ["workloads:"];
   // Each pod its own service account: one certificate per pod, the costly case.
   for (let i = 0; i < pods; i++) state.push(`  - { uid: s${i}, name: s${i}, namespace: scale, serviceAccount: sa${i}, workloadIps: ["${ip(i)}"], protocol: HBONE, node: node0 }`);
