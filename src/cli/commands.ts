@@ -122,11 +122,33 @@ export async function listeners(nodes: NodeTarget[], podFilter: string | undefin
         [...(multi(nodes) ? ["node"] : []), "namespace", "pod", "state", "worker", "role", "address", "protocol", "mark", "conns"],
         rows.map((x) => [...(multi(nodes) ? [x.node] : []), x.namespace, x.pod, x.state, x.worker < 0 ? "-" : x.worker, x.role, x.address, x.protocol, x.mark, x.connections ?? "-"]),
       );
-      for (const [k, v] of Object.entries(kernel)) out += `\nkernel view ${k}:\n${typeof v === "string" ? v : JSON.stringify(v, null, 2)}\n`;
+      for (const [k, v] of Object.entries(kernel)) out += `\nkernel view of ${k} (sockets in the pod's netns):\n${kernelTable(v)}`;
       return out;
     },
     ...(problem !== undefined ? { problem } : {}),
   };
+}
+
+type Obj = Record<string, unknown>;
+const asObj = (v: unknown): Obj => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+
+function endpoint(v: unknown): string {
+  const o = asObj(v);
+  const a = typeof o.address === "string" ? o.address : "*";
+  return `${a.includes(":") ? `[${a}]` : a}:${typeof o.port === "number" ? o.port : "*"}`;
+}
+
+/** The kernel's socket table of a pod (ztunnel's /listeners?pod=), one line per socket. */
+function kernelTable(view: unknown): string {
+  const sockets = asObj(asObj(view).kernel).sockets;
+  if (!Array.isArray(sockets)) return `${typeof view === "string" ? view : JSON.stringify(view, null, 2)}\n`;
+  return table(
+    ["state", "local", "peer", "mark", "recv-q", "send-q"],
+    sockets.map((x: unknown) => {
+      const o = asObj(x);
+      return [String(o.state ?? "?"), endpoint(o.local), endpoint(o.peer), typeof o.mark === "number" ? hexMark(o.mark) : "-", String(o.recvQ ?? "-"), String(o.sendQ ?? "-")];
+    }),
+  );
 }
 
 function parseMaybeJson(s: string): unknown {

@@ -1,0 +1,165 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describePrivileged } from "../harness/privileged.js";
+
+// The local demo as a user runs it (the compiled dist/src/demo/main.js): it completes, shows
+// the listeners and an HBONE transfer with both identities, and leaves nothing behind: no
+// netns, link, rule, process or file, also when interrupted with SIGINT midway.
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const MAIN = join(ROOT, "dist", "src", "demo", "main.js");
+
+interface DemoRunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function startDemo(root: string, args: string[] = []): { child: ChildProcess; done: Promise<DemoRunResult>; output: () => string } {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, AMBIENT_DEMO_ROOT: root }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<DemoRunResult>((resolve) => child.once("exit", (code) => resolve({ code, stdout, stderr })));
+  return { child, done, output: () => stdout };
+}
+
+/** Everything a run with this id could have left behind. */
+function leftovers(root: string, stdout: string): string[] {
+  const id = /ambient mesh demo ([0-9a-f]{6})/.exec(stdout)?.[1];
+  if (id === undefined) return [];
+  const found: string[] = [];
+  const netns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+  for (const l of netns.split("\n")) if (l.includes(id)) found.push(`netns ${l}`);
+  const links = execFileSync("ip", ["-o", "link", "show"], { encoding: "utf8" });
+  for (const l of links.split("\n")) if (l.includes(id)) found.push(`link ${l}`);
+  // The run's pod network (10.<x>.<node>.0/24) must not appear in the machine's own netns.
+  const x = /pods 10\.(\d+)\.0\.0\/24/.exec(stdout)?.[1];
+  if (x !== undefined) {
+    const needle = `10.${x}.`;
+    for (const [what, cmd, args] of [["rule", "ip", ["rule"]], ["route", "ip", ["route", "show", "table", "all"]], ["iptables", "iptables-save", []]] as const) {
+      for (const l of execFileSync(cmd, [...args], { encoding: "utf8" }).split("\n")) if (l.includes(needle)) found.push(`${what} ${l}`);
+    }
+  }
+  for (const m of stdout.matchAll(/pid (\d+)/g)) {
+    const pid = Number(m[1]);
+    if (existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z")) found.push(`process ${pid}`);
+  }
+  // Also processes started before their pid was printed: their environment names the run dir.
+  const runDir = `${join(root, id)}/`;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let env = "";
+    try {
+      env = readFileSync(`/proc/${pid}/environ`, "latin1");
+    } catch {
+      continue;
+    }
+    if (env.includes(runDir) && !found.includes(`process ${pid}`)) found.push(`process ${pid} (environment names ${runDir})`);
+  }
+  for (const p of [join(root, id), join(root, "topology", `${id}.json`), join(root, "current.json")]) if (existsSync(p)) found.push(`file ${p}`);
+  return found;
+}
+
+async function waitForOutput(output: () => string, text: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!output().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`demo did not print "${text}" within ${timeoutMs} ms; got:\n${output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describePrivileged("local demo (npm run demo)", () => {
+  const roots: string[] = [];
+  const children: ChildProcess[] = [];
+
+  function newRoot(): string {
+    const r = mkdtempSync(join(tmpdir(), "demo-test-"));
+    roots.push(r);
+    return r;
+  }
+
+  beforeAll(() => {
+    if (!existsSync(MAIN)) {
+      try {
+        execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "ignore" });
+      } catch {
+        // tsc writes its output even when a file elsewhere has type errors
+      }
+    }
+    expect(existsSync(MAIN)).toBe(true);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    // Safety net: a failed assertion above must not leave a mesh running.
+    for (const r of roots) {
+      try {
+        execFileSync(process.execPath, [MAIN, "--down"], { env: { ...process.env, AMBIENT_DEMO_ROOT: r }, stdio: "ignore", timeout: 30_000 });
+      } catch {
+        // reported by the tests themselves
+      }
+      rmSync(r, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("completes, prints each pod's listeners and an HBONE transfer with both identities, and removes everything", async () => {
+    const root = newRoot();
+    const run = startDemo(root);
+    children.push(run.child);
+    const r = await run.done;
+    expect(r.code, `stderr:\n${r.stderr}\nstdout:\n${r.stdout}`).toBe(0);
+    const out = r.stdout;
+    // Listeners: every enrolled pod, the three ztunnel ports, each with the ztunnel mark, on both workers.
+    for (const pod of ["demo/frontend-0", "demo/backend-0", "demo/frontend-1", "demo/backend-1"]) {
+      for (const port of ["15001", "15006", "15008"]) expect(out).toMatch(new RegExp(`${pod}\\s+spiffe://cluster\\.local/ns/demo/sa/\\w+\\s+0\\.0\\.0\\.0:${port}\\s+\\S+\\s+\\S+\\s+0x539\\s+0,1`));
+    }
+    expect(out).not.toMatch(/legacy\/legacy-\d\s+spiffe/);
+    // The cross-node transfer arrived whole, and the app saw the client's own address.
+    expect(out).toMatch(/demo\/backend-1 received 1048576 bytes from 10\.\d+\.0\.2:/);
+    // HBONE section: client and server identities of the cross-node connection, on node1's ztunnel.
+    const hbone = out.slice(out.indexOf("HBONE connections and the identities"));
+    expect(hbone).toMatch(/node1\s+10\.\d+\.0\.2:\d+\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/frontend\s+10\.\d+\.1\.3:8080\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/backend\s+1048576/);
+    // Plaintext both ways with the pod outside the mesh.
+    expect(out).toMatch(/legacy\/legacy-0 received 16384 bytes/);
+    expect(out).toMatch(/node0\s+inbound\s+legacy\/legacy-1\s+demo\/backend-0\s+plaintext/);
+    expect(out).toMatch(/Metric totals per node/);
+    expect(out).toMatch(/"scope":"access"/);
+    expect(out).toContain("done: nothing left behind");
+    expect(leftovers(root, out)).toEqual([]);
+  }, 90_000);
+
+  for (const [label, marker] of [
+    ["while the nodes start", "[3] Starting one node agent"],
+    ["while pods are being enrolled", "[5] Starting the pods"],
+  ] as const) {
+    it(`SIGINT ${label}: exits 130 and leaves nothing behind`, async () => {
+      const root = newRoot();
+      const run = startDemo(root);
+      children.push(run.child);
+      await waitForOutput(run.output, marker);
+      run.child.kill("SIGINT");
+      const r = await run.done;
+      expect(r.code, `stderr:\n${r.stderr}`).toBe(130);
+      expect(r.stderr).toContain("SIGINT: stopping and removing everything");
+      expect(r.stdout).toContain("done: nothing left behind");
+      expect(leftovers(root, r.stdout)).toEqual([]);
+    }, 90_000);
+  }
+
+  it("--down with nothing kept is a no-op; a usage error exits 2", () => {
+    const root = newRoot();
+    const env = { ...process.env, AMBIENT_DEMO_ROOT: root };
+    expect(execFileSync(process.execPath, [MAIN, "--down"], { env, encoding: "utf8" })).toContain("nothing to do");
+    let code = 0;
+    try {
+      execFileSync(process.execPath, [MAIN, "--bogus"], { env, stdio: "ignore" });
+    } catch (err) {
+      code = (err as { status: number }).status;
+    }
+    expect(code).toBe(2);
+  });
+});
