@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import type { Socket } from "node:net";
-import { NetnsHandle } from "../native/index.js";
-import { NativeSocketFactory } from "../sockets/index.js";
+import type { NetnsHandle } from "../native/index.js";
+import type { NativeSocketFactory } from "../sockets/index.js";
 import { errorMessage } from "../shared/errors.js";
 import { UnreachableError } from "./errors.js";
 
@@ -31,14 +31,17 @@ export async function httpCall(target: HttpTarget, path: string, method = "GET",
   const port = Number(base.port === "" ? 80 : base.port);
   let handle: NetnsHandle | undefined;
   try {
+    let factory: NativeSocketFactory | undefined;
     if (target.netns !== undefined) {
+      // Loaded only when needed: commands without --netns work without the native addon.
+      const [{ NetnsHandle }, { NativeSocketFactory }] = await Promise.all([import("../native/index.js"), import("../sockets/index.js")]);
       try {
         handle = NetnsHandle.open(netnsPathOf(target.netns));
       } catch (err) {
         throw new UnreachableError(`cannot open netns ${target.netns}: ${errorMessage(err)} (is the node running? list them with: ip netns list)`, { cause: err });
       }
+      factory = new NativeSocketFactory({ netns: handle, mark: undefined, reusePort: false, spoofSource: false });
     }
-    const factory = handle !== undefined ? new NativeSocketFactory({ netns: handle, mark: undefined, reusePort: false, spoofSource: false }) : undefined;
     return await new Promise<HttpAnswer>((resolve, reject) => {
       const req = request(
         {
