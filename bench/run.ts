@@ -108,8 +108,10 @@ async function main(): Promise<number> {
     return 2;
   }
   const teardown = new Teardown();
+  let interrupted = false;
   const stop = (signal: NodeJS.Signals): void => {
-    log(`${signal}: tearing down`);
+    interrupted = true;
+    log(`${signal}: tearing down (a second ${signal} exits at once; the next run sweeps what is left)`);
     void teardown.run().then((errors) => {
       for (const e of errors) log(`cleanup: ${e}`);
       process.exit(signal === "SIGINT" ? 130 : 143);
@@ -136,6 +138,7 @@ async function main(): Promise<number> {
       notes.push(`cleanup problem: ${e}`);
     }
   }
+  if (interrupted) return 130; // no partial results; the signal handler exits after cleanup
   machine.loadAvgEnd = loadAverage();
 
   const ran = (...rows: Row[]): boolean => rows.some((r) => opts.rows.has(r));

@@ -51,7 +51,7 @@ export async function withTimeout<T>(what: string, ms: number, p: Promise<T>): P
   try {
     return await Promise.race([
       p,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} timed out after ${Math.round(ms / 1000)} s`)), ms))),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}`)), ms))),
     ]);
   } finally {
     clearTimeout(timer);
