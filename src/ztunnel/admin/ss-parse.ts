@@ -93,13 +93,13 @@ export function parseAddress(text: string): SsAddress | undefined {
   const portText = text.slice(colon + 1);
   const port = portText === "*" ? undefined : Number(portText);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) return undefined;
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   let scope: string | undefined;
   const pct = host.indexOf("%");
   if (pct >= 0) {
     scope = host.slice(pct + 1);
     host = host.slice(0, pct);
   }
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   if (host === "") return undefined;
   return scope === undefined ? { address: host, port } : { address: host, port, scope };
 }
