@@ -104,10 +104,12 @@ export async function listeners(nodes: NodeTarget[], podFilter: string | undefin
     for (const p of value.dump.pods) {
       const key = `${p.namespace}/${p.name}`;
       if (podFilter !== undefined && key !== podFilter) continue;
-      if (value.kernel[key] !== undefined) kernel[`${node.name}:${key}`] = parseMaybeJson(value.kernel[key]);
+      const view = value.kernel[key] !== undefined ? parseMaybeJson(value.kernel[key]) : undefined;
+      if (view !== undefined) kernel[`${node.name}:${key}`] = view;
+      const established = establishedByPort(view);
       if (p.listeners.length === 0) rows.push({ node: node.name, namespace: p.namespace, pod: p.name || p.uid, state: p.state, worker: -1, role: "-", address: "-", protocol: "-", mark: "-", connections: null });
       for (const l of p.listeners) {
-        rows.push({ node: node.name, namespace: p.namespace, pod: p.name, state: p.state, worker: l.worker, role: l.role, address: `${l.address.includes(":") ? `[${l.address}]` : l.address}:${l.port}`, protocol: l.protocol, mark: hexMark(l.mark), connections: l.connections ?? null });
+        rows.push({ node: node.name, namespace: p.namespace, pod: p.name, state: p.state, worker: l.worker, role: l.role, address: `${l.address.includes(":") ? `[${l.address}]` : l.address}:${l.port}`, protocol: l.protocol, mark: hexMark(l.mark), connections: l.connections ?? established.get(l.port) ?? null });
       }
     }
   }
@@ -136,6 +138,22 @@ function endpoint(v: unknown): string {
   const o = asObj(v);
   const a = typeof o.address === "string" ? o.address : "*";
   return `${a.includes(":") ? `[${a}]` : a}:${typeof o.port === "number" ? o.port : "*"}`;
+}
+
+/**
+ * Established sockets per local port in the kernel view: connections a pod listener accepted
+ * (REDIRECT keeps the listener's port as the local port). Per port, summed over workers.
+ */
+function establishedByPort(view: unknown): Map<number, number> {
+  const out = new Map<number, number>();
+  const sockets = asObj(asObj(view).kernel).sockets;
+  if (!Array.isArray(sockets)) return out;
+  for (const x of sockets) {
+    const o = asObj(x);
+    const port = asObj(o.local).port;
+    if (o.state === "ESTAB" && typeof port === "number") out.set(port, (out.get(port) ?? 0) + 1);
+  }
+  return out;
 }
 
 /** The kernel's socket table of a pod (ztunnel's /listeners?pod=), one line per socket. */

@@ -1,0 +1,162 @@
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { parseInventory } from "../../src/agent/enroll/inventory.js";
+import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
+import { describePrivileged } from "../harness/privileged.js";
+
+// ambientctl (compiled, as a user runs it) against a running local mesh: the demo kept with
+// --keep (2 nodes, an agent and a ztunnel each, 4 enrolled pods), then torn down with --down.
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const DEMO = join(ROOT, "dist", "src", "demo", "main.js");
+const CLI = join(ROOT, "dist", "src", "cli", "main.js");
+
+interface CliResult {
+  code: number;
+  out: string;
+  err: string;
+}
+
+function ctl(args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, HOME: "/nonexistent", KUBECONFIG: "" }, timeout: 30_000 }, (err, out, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, out, err: stderr });
+    });
+  });
+}
+
+describePrivileged("ambientctl against a running local mesh", () => {
+  let root: string;
+  let ctx: string;
+  let keepOut = "";
+  let id = "";
+
+  beforeAll(() => {
+    if (!existsSync(DEMO) || !existsSync(CLI)) {
+      try {
+        execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "ignore" });
+      } catch {
+        // tsc writes its output even when a file elsewhere has type errors
+      }
+    }
+    root = mkdtempSync(join(tmpdir(), "cli-mesh-"));
+    keepOut = execFileSync(process.execPath, [DEMO, "--keep"], { env: { ...process.env, AMBIENT_DEMO_ROOT: root }, encoding: "utf8", timeout: 90_000 });
+    id = /ambient mesh demo ([0-9a-f]{6})/.exec(keepOut)?.[1] ?? "";
+    ctx = join(root, id, "context.yaml");
+    expect(existsSync(ctx)).toBe(true);
+  }, 120_000);
+
+  afterAll(() => {
+    try {
+      if (root !== undefined) execFileSync(process.execPath, [DEMO, "--down"], { env: { ...process.env, AMBIENT_DEMO_ROOT: root }, stdio: "ignore", timeout: 60_000 });
+    } finally {
+      if (root !== undefined) rmSync(root, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  it("the kept demo tells the user how to inspect it and how to tear it down", () => {
+    expect(keepOut).toContain(`--context ${ctx} status`);
+    expect(keepOut).toMatch(/ip netns exec ad-[0-9a-f]{6}-n0p1 ss -tlnp/);
+    expect(keepOut).toContain("npm run demo -- --down");
+  });
+
+  it("status: agents healthy and connected, ztunnels ready, ZDS connected, no pending pods (exit 0)", async () => {
+    const r = await ctl(["--context", ctx, "status", "-o", "json"]);
+    expect(r.code, r.err).toBe(0);
+    const rows = JSON.parse(r.out) as Array<Record<string, unknown>>;
+    expect(rows.map((x) => x.node)).toEqual(["node0", "node1"]);
+    for (const x of rows) expect(x).toMatchObject({ agentHealthy: true, agentReady: true, agentZtunnelConnected: true, ztunnelReady: true, zdsConnected: true, pods: { up: 2, pending: 0 }, errors: [] });
+    const table = await ctl(["--context", ctx, "status"]);
+    expect(table.out).toMatch(/^NODE\s+AGENT HEALTHY/);
+    expect(table.out).toMatch(/node1\s+yes\s+yes\s+yes\s+yes\s+yes\s+2\s+0/);
+  });
+
+  it("workloads: the six pods, demo ones HBONE and Up in their node's ztunnel, legacy ones TCP", async () => {
+    const r = await ctl(["--context", ctx, "workloads", "-o", "json"]);
+    expect(r.code, r.err).toBe(0);
+    const rows = JSON.parse(r.out) as Array<{ node: string; namespace: string; name: string; protocol: string; captured: string }>;
+    const seen = rows.map((w) => `${w.node} ${w.namespace}/${w.name} ${w.protocol} ${w.captured || "-"}`);
+    expect(seen).toEqual([
+      "node0 demo/frontend-0 HBONE Up",
+      "node0 demo/backend-0 HBONE Up",
+      "node0 legacy/legacy-0 TCP -",
+      "node1 demo/frontend-1 HBONE Up",
+      "node1 demo/backend-1 HBONE Up",
+      "node1 legacy/legacy-1 TCP -",
+    ]);
+  });
+
+  it("listeners <ns>/<pod>: three ports on each of the two workers, marked 0x539, and the pod's kernel view", async () => {
+    const r = await ctl(["--context", ctx, "listeners", "demo/backend-1", "-o", "json"]);
+    expect(r.code, r.err).toBe(0);
+    const data = JSON.parse(r.out) as { listeners: Array<{ node: string; worker: number; address: string; mark: string }>; kernel?: Record<string, unknown> };
+    expect(data.listeners.map((l) => `${l.node} w${l.worker} ${l.address} ${l.mark}`).sort()).toEqual(
+      ["15001", "15006", "15008"].flatMap((p) => [0, 1].map((w) => `node1 w${w} 0.0.0.0:${p} 0x539`)).sort(),
+    );
+    const table = await ctl(["--context", ctx, "listeners", "demo/backend-1"]);
+    expect(table.out).toMatch(/node1\s+demo\s+backend-1\s+Up\s+0\s+inbound-hbone\s+0\.0\.0\.0:15008\s+HBONE\s+0x539/);
+    // ztunnel's /listeners?pod=: the kernel's own socket table of the pod shows the marked listeners.
+    expect(data.kernel?.["node1:demo/backend-1"]).toBeDefined();
+    expect(table.out).toContain("kernel view of node1:demo/backend-1");
+    expect(table.out).toMatch(/LISTEN\s+0\.0\.0\.0:15008\s+\S+\s+0x539/);
+    // What `ss` in the pod netns shows agrees: the three ports are listening there.
+    const ss = execFileSync("ip", ["netns", "exec", `ad-${id}-n1p1`, "ss", "-Htln"], { encoding: "utf8" });
+    for (const p of ["15001", "15006", "15008"]) expect(ss).toContain(`0.0.0.0:${p}`);
+  });
+
+  it("listeners of a pod no ztunnel serves fail with exit 1 and a hint", async () => {
+    const r = await ctl(["--context", ctx, "listeners", "legacy/legacy-0"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("no ztunnel serves pod legacy/legacy-0");
+  });
+
+  it("one node by --netns (no context): only that node's pods and certificates", async () => {
+    const r = await ctl(["--netns", `ad-${id}-n0`, "certificates", "-o", "yaml"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain("identity: spiffe://cluster.local/ns/demo/sa/frontend");
+    expect(r.out).toContain("identity: spiffe://cluster.local/ns/demo/sa/backend");
+    expect(r.out).toContain("valid: true");
+    const l = await ctl(["--netns", `ad-${id}-n0`, "listeners", "-o", "json"]);
+    const pods = new Set((JSON.parse(l.out) as { listeners: Array<{ pod: string }> }).listeners.map((x) => x.pod));
+    expect([...pods].sort()).toEqual(["backend-0", "frontend-0"]);
+  });
+
+  it("unreachable endpoints exit 3 and say where they looked", async () => {
+    const wrongPort = await ctl(["--netns", `ad-${id}-n0`, "--admin", "127.0.0.1:15999", "workloads"]);
+    expect(wrongPort.code).toBe(3);
+    expect(wrongPort.err).toContain(`in netns ad-${id}-n0`);
+    // Without --netns the node's loopback is not this netns's loopback.
+    const st = await ctl(["--agent", "127.0.0.1:1", "--admin", "127.0.0.1:2", "status"]);
+    expect(st.code).toBe(3);
+    const missing = await ctl(["--netns", "no-such-netns-x", "status"]);
+    expect(missing.code).toBe(3);
+    expect(missing.err).toContain("cannot open netns no-such-netns-x");
+  });
+
+  it("enroll/unenroll through the context edit every node's inventory and the local config; the mesh stays healthy", async () => {
+    const inv = (n: number): string => join(root, id, `node${n}`, "inventory.yaml");
+    const cfg = join(root, id, "local-config.yaml");
+    const before = readFileSync(cfg, "utf8");
+    const on = await ctl(["--context", ctx, "enroll", "legacy"]);
+    expect(on.code, on.err).toBe(0);
+    for (const n of [0, 1]) expect(parseInventory(readFileSync(inv(n), "utf8")).namespaces.get("legacy")?.["istio.io/dataplane-mode"]).toBe("ambient");
+    expect(parseLocalConfig(readFileSync(cfg, "utf8")).workloads.filter((w) => w.namespace === "legacy").map((w) => w.protocol)).toEqual(["HBONE", "HBONE"]);
+    const off = await ctl(["--context", ctx, "unenroll", "legacy"]);
+    expect(off.code, off.err).toBe(0);
+    for (const n of [0, 1]) expect(parseInventory(readFileSync(inv(n), "utf8")).namespaces.get("legacy")?.["istio.io/dataplane-mode"]).toBeUndefined();
+    expect(parseLocalConfig(readFileSync(cfg, "utf8"))).toEqual(parseLocalConfig(before));
+    await expect.poll(async () => (await ctl(["--context", ctx, "status"])).code, { timeout: 20_000, interval: 500 }).toBe(0);
+  });
+
+  it("--down removes the kept mesh; status then exits 3", async () => {
+    execFileSync(process.execPath, [DEMO, "--down"], { env: { ...process.env, AMBIENT_DEMO_ROOT: root }, timeout: 60_000 });
+    expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).not.toContain(`ad-${id}`);
+    expect(existsSync(join(root, id))).toBe(false);
+    expect(existsSync(join(root, "current.json"))).toBe(false);
+    const r = await ctl(["--netns", `ad-${id}-n0`, "status"]);
+    expect(r.code).toBe(3);
+  });
+});
