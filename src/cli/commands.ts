@@ -253,7 +253,10 @@ export async function status(nodes: NodeTarget[]): Promise<CommandOutput> {
   const someUnreachable = rows.some((r) => r.agentHealthy === null || r.ztunnelReady === null);
   const unhealthy = rows.filter((r) => r.agentHealthy === false || r.agentReady === false || r.ztunnelReady === false || r.zdsConnected === false || r.pods.pending > 0);
   let problem: UnreachableError | CommandFailedError | undefined;
-  if (allUnreachable || someUnreachable) problem = new UnreachableError(rows.flatMap((r) => r.errors.map((e) => `${r.node}: ${e}`)).join("; ") + " (is the node running? for another netns pass --netns or --context)");
+  if (allUnreachable || someUnreachable) {
+    const down = rows.filter((r) => r.errors.length > 0).map((r) => r.node);
+    problem = new UnreachableError(`cannot reach ${down.join(", ")} (details above; is the node running? endpoints in another netns need --netns or --context)`);
+  }
   else if (unhealthy.length > 0) problem = new CommandFailedError(`not healthy: ${unhealthy.map((r) => r.node).join(", ")}`);
   return {
     data: rows,
