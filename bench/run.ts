@@ -13,7 +13,7 @@ import { cniAdd } from "./lib/cni.js";
 import { Datapath, show, type PathName } from "./lib/datapath.js";
 import { BenchUsageError } from "./lib/errors.js";
 import { setFigure, type Figures } from "./lib/figures.js";
-import { describeMachine, loadAverage } from "./lib/machine.js";
+import { describeMachine, describeRevision, loadAverage } from "./lib/machine.js";
 import { parseOptions, type BenchOptions, type Row } from "./lib/options.js";
 import { evaluate, renderMarkdown, TARGETS, type ReportInput } from "./lib/report.js";
 import { scaleRow } from "./lib/scale.js";
@@ -125,6 +125,7 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const stamp = startedAt.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
   const machine = await describeMachine();
+  const revision = await describeRevision(REPO);
   log(`machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Node ${machine.node}, load ${machine.loadAvgStart.map((x) => x.toFixed(2)).join(" ")}`);
   const figures: Figures = {};
   const details: Record<string, unknown> = {};
@@ -164,7 +165,7 @@ async function main(): Promise<number> {
   } catch (err) {
     notes.push(`chart not rendered: ${errorMessage(err).split("\n")[0]} (apt-get install -y gnuplot-nox)`);
   }
-  const report: ReportInput = { startedAt: startedAt.toISOString(), durationS: opts.durationS, quick: opts.quick, machine, figures, notes, ...(chart ? { chart } : {}) };
+  const report: ReportInput = { startedAt: startedAt.toISOString(), revision, durationS: opts.durationS, quick: opts.quick, machine, figures, notes, ...(chart ? { chart } : {}) };
   const evaluations = TARGETS.map((t) => evaluate(figures, t));
   const json = { ...report, options: { ...opts, rows: [...opts.rows] }, targets: evaluations.map((e) => ({ ...e.target, value: e.value, verdict: e.verdict, reason: e.reason })), details };
   await writeFile(join(dir, "results.json"), `${JSON.stringify(json, null, 2)}\n`);

@@ -6,7 +6,7 @@ import { errorMessage } from "../../src/shared/errors.js";
 import { Mesh, readN } from "../../test/fixtures/ztunnel-e2e-cluster.js";
 import type { PodInfo } from "../../test/harness/topology.js";
 import { startStunnelPath, type StunnelPath } from "../stunnel/tunnel.js";
-import { BenchError } from "./errors.js";
+import { BenchError, shortReason } from "./errors.js";
 import { setFigure, type Figures } from "./figures.js";
 import { iperfClientArgs, parseIperfJson, type IperfResult } from "./iperf.js";
 import { parseConnRate, parseLatency } from "./pingpong.js";
@@ -94,13 +94,13 @@ export class Datapath {
         { name: "close", entryPort: STUNNEL_CLOSE, targetPort: CLOSE_PORT },
       ]);
     } catch (err) {
-      this.stunnelError = `stunnel path did not start: ${errorMessage(err)}`;
+      this.stunnelError = `stunnel path did not start: ${shortReason(errorMessage(err))}`;
       log(this.stunnelError);
     }
     try {
       await Promise.all([this.mesh.startZtunnel(0), this.mesh.startZtunnel(1)]);
     } catch (err) {
-      this.hboneError = `ztunnel not usable: ${errorMessage(err).split("\n")[0]}`;
+      this.hboneError = `ztunnel not usable: ${shortReason(errorMessage(err))}`;
       log(this.hboneError);
     }
   }

@@ -132,6 +132,7 @@ export interface MachineInfo {
 
 export interface ReportInput {
   startedAt: string;
+  revision: string;
   durationS: number;
   quick: boolean;
   machine: MachineInfo;
@@ -148,7 +149,7 @@ export function renderMarkdown(r: ReportInput): string {
     "",
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memTotalMiB} MiB RAM; ${m.os}; kernel ${m.kernel}; Node ${m.node}.`,
     `Load average (1/5/15 min) at start ${load(m.loadAvgStart)}, at end ${load(m.loadAvgEnd)}.`,
-    `Run: ${r.quick ? "--quick, " : ""}${r.durationS} s per throughput and connection-rate run.`,
+    `Run: ${r.quick ? "--quick, " : ""}${r.durationS} s per throughput and connection-rate run; code at ${r.revision}.`,
     "",
     "## Targets (issue 10; ratios measured in the same run)",
     "",

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { shortReason } from "../../bench/lib/errors.js";
 import { parseIperfJson, iperfClientArgs } from "../../bench/lib/iperf.js";
 import { parseOptions } from "../../bench/lib/options.js";
 import { parseConnRate, parseLatency } from "../../bench/lib/pingpong.js";
@@ -152,5 +153,17 @@ describe("stunnel configuration", () => {
     expect(renderStunnelConfig({ ...side, services: [{ name: "x", accept: "a:1", connect: "b:2" }] })).toContain("client = no");
     expect(() => renderStunnelConfig({ ...side, services: [] })).toThrow(/at least one service/);
     expect(() => renderStunnelConfig({ ...side, services: [{ name: "a]b", accept: "a:1", connect: "b:2" }] })).toThrow(/service name/);
+  });
+});
+
+describe("short failure reasons", () => {
+  it("adds the child's error record to a bare first line", () => {
+    const text = 'ztunnel on node 1 exited:\n{"level":"info","msg":"starting"}\n{"level":"error","scope":"ztunnel","err":"PACKET_MARK: must be an integer","msg":"ztunnel failed to start"}\n';
+    expect(shortReason(text)).toBe("ztunnel on node 1 exited: PACKET_MARK: must be an integer");
+  });
+
+  it("keeps a plain message as it is", () => {
+    expect(shortReason("stunnel server is not listening on port 15301 after 10000 ms")).toBe("stunnel server is not listening on port 15301 after 10000 ms");
+    expect(shortReason("")).toBe("unknown error");
   });
 });

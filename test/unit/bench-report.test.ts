@@ -72,11 +72,12 @@ describe("markdown", () => {
 
   it("info ratios and the whole report carry the machine and load", () => {
     expect(renderInfoRatios(figures())).toContain("| throughput, 1 stream: HBONE / raw | 0.25× |");
-    const md = renderMarkdown({ startedAt: "2026-11-24T19:00:00Z", durationS: 10, quick: false, machine, figures: figures(), notes: ["noisy"], chart: "chart.png" });
+    const md = renderMarkdown({ startedAt: "2026-11-24T19:00:00Z", revision: "abc1234", durationS: 10, quick: false, machine, figures: figures(), notes: ["noisy"], chart: "chart.png" });
     expect(md).toContain("Machine: AMD EPYC, 2 cores");
     expect(md).toContain("Load average (1/5/15 min) at start 4.20 / 4.50 / 4.70, at end ?");
     expect(md).toContain("![throughput and latency](chart.png)");
     expect(md).toContain("- noisy");
+    expect(md).toContain("code at abc1234.");
   });
 });
 
