@@ -23,6 +23,7 @@ check g++ g++
 check make make
 check openssl openssl
 check nsenter util-linux
+check gnuplot gnuplot-nox
 if ! /usr/bin/python3 -c 'import h2' >/dev/null 2>&1; then need+=(python3-h2); fi
 
 if [ "${#need[@]}" -gt 0 ]; then
