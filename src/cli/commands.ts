@@ -200,6 +200,8 @@ export interface NodeStatus {
   agentHealthy: boolean | null;
   agentReady: boolean | null;
   agentZtunnelConnected: boolean | null;
+  /** Pods the agent has redirected but ztunnel has not acknowledged yet (enrolled_pods{state="pending"}). */
+  agentPendingPods: number | null;
   ztunnelReady: boolean | null;
   ztunnelPending: string[];
   zdsConnected: boolean | null;
@@ -217,7 +219,7 @@ async function probe(url: string, netns: string | undefined, path: string): Prom
 }
 
 export async function nodeStatus(n: NodeTarget): Promise<NodeStatus> {
-  const s: NodeStatus = { node: n.name, agentHealthy: null, agentReady: null, agentZtunnelConnected: null, ztunnelReady: null, ztunnelPending: [], zdsConnected: null, pods: { up: 0, pending: 0 }, counters: null, errors: [] };
+  const s: NodeStatus = { node: n.name, agentHealthy: null, agentReady: null, agentZtunnelConnected: null, agentPendingPods: null, ztunnelReady: null, ztunnelPending: [], zdsConnected: null, pods: { up: 0, pending: 0 }, counters: null, errors: [] };
   const [healthz, readyz, metrics, ready, dump] = await Promise.all([
     probe(n.agent, n.netns, "/healthz"),
     probe(n.agent, n.netns, "/readyz"),
@@ -231,6 +233,8 @@ export async function nodeStatus(n: NodeTarget): Promise<NodeStatus> {
   if (typeof metrics !== "string" && metrics.status === 200) {
     const v = metricValue(metrics.body, "ztunnel_connected");
     if (v !== undefined) s.agentZtunnelConnected = v > 0;
+    const pending = /^enrolled_pods\{[^}]*state="pending"[^}]*\}\s+(\S+)/m.exec(metrics.body);
+    s.agentPendingPods = pending !== null ? Number(pending[1]) : 0;
   }
   if (typeof ready === "string") s.errors.push(`ztunnel readiness ${n.ztunnelReadiness}: ${ready}`);
   else {
@@ -251,7 +255,7 @@ export async function status(nodes: NodeTarget[]): Promise<CommandOutput> {
   const yn = (b: boolean | null): string => (b === null ? "unreachable" : b ? "yes" : "NO");
   const allUnreachable = rows.every((r) => r.agentHealthy === null && r.ztunnelReady === null);
   const someUnreachable = rows.some((r) => r.agentHealthy === null || r.ztunnelReady === null);
-  const unhealthy = rows.filter((r) => r.agentHealthy === false || r.agentReady === false || r.ztunnelReady === false || r.zdsConnected === false || r.pods.pending > 0);
+  const unhealthy = rows.filter((r) => r.agentHealthy === false || r.agentReady === false || r.ztunnelReady === false || r.zdsConnected === false || r.pods.pending > 0 || (r.agentPendingPods ?? 0) > 0);
   let problem: UnreachableError | CommandFailedError | undefined;
   if (allUnreachable || someUnreachable) {
     const down = rows.filter((r) => r.errors.length > 0).map((r) => r.node);
@@ -262,8 +266,8 @@ export async function status(nodes: NodeTarget[]): Promise<CommandOutput> {
     data: rows,
     table: () => {
       let out = table(
-        ["node", "agent healthy", "agent ready", "agent→ztunnel", "ztunnel ready", "zds connected", "pods up", "pods pending"],
-        rows.map((r) => [r.node, yn(r.agentHealthy), yn(r.agentReady), yn(r.agentZtunnelConnected), yn(r.ztunnelReady), yn(r.zdsConnected), r.pods.up, r.pods.pending]),
+        ["node", "agent healthy", "agent ready", "agent→ztunnel", "agent pending", "ztunnel ready", "zds connected", "pods up", "pods pending"],
+        rows.map((r) => [r.node, yn(r.agentHealthy), yn(r.agentReady), yn(r.agentZtunnelConnected), r.agentPendingPods ?? "-", yn(r.ztunnelReady), yn(r.zdsConnected), r.pods.up, r.pods.pending]),
       );
       for (const r of rows) {
         for (const p of r.ztunnelPending) out += `${r.node}: pending: ${p}\n`;

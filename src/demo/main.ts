@@ -26,6 +26,8 @@ const USAGE = `usage: npm run demo -- [--keep | --down | --selfcheck]
 
 const out = (s: string): void => void process.stdout.write(s);
 let stepNo = 0;
+/** Teardown left something behind: the run fails even if the demo itself worked. */
+let cleanupFailed = false;
 function step(s: string): void {
   stepNo++;
   out(`\n[${stepNo}] ${s}\n`);
@@ -159,8 +161,13 @@ async function runDemo(keep: boolean): Promise<number> {
     return run.interruptedBySignal() ? 130 : 1;
   } finally {
     if (!kept) {
-      await run.destroy().catch((err: unknown) => process.stderr.write(`demo: ${errorMessage(err)}\n`));
-      out("done: nothing left behind\n");
+      try {
+        await run.destroy();
+        out("done: nothing left behind\n");
+      } catch (err) {
+        process.stderr.write(`demo: ${errorMessage(err)}; what is left can be removed with: npm run demo -- --down\n`);
+        cleanupFailed = true;
+      }
     }
   }
 }
@@ -216,4 +223,5 @@ function indent(s: string): string {
   return s.split("\n").filter((l) => l !== "").map((l) => `    ${l}`).join("\n") + "\n";
 }
 
-process.exitCode = await main();
+const code = await main();
+process.exitCode = cleanupFailed && code === 0 ? 1 : code;

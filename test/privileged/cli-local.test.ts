@@ -68,10 +68,10 @@ describePrivileged("ambientctl against a running local mesh", () => {
     expect(r.code, r.err).toBe(0);
     const rows = JSON.parse(r.out) as Array<Record<string, unknown>>;
     expect(rows.map((x) => x.node)).toEqual(["node0", "node1"]);
-    for (const x of rows) expect(x).toMatchObject({ agentHealthy: true, agentReady: true, agentZtunnelConnected: true, ztunnelReady: true, zdsConnected: true, pods: { up: 2, pending: 0 }, errors: [] });
+    for (const x of rows) expect(x).toMatchObject({ agentHealthy: true, agentReady: true, agentZtunnelConnected: true, agentPendingPods: 0, ztunnelReady: true, zdsConnected: true, pods: { up: 2, pending: 0 }, errors: [] });
     const table = await ctl(["--context", ctx, "status"]);
     expect(table.out).toMatch(/^NODE\s+AGENT HEALTHY/);
-    expect(table.out).toMatch(/node1\s+yes\s+yes\s+yes\s+yes\s+yes\s+2\s+0/);
+    expect(table.out).toMatch(/node1\s+yes\s+yes\s+yes\s+0\s+yes\s+yes\s+2\s+0/);
   });
 
   it("workloads: the six pods, demo ones HBONE and Up in their node's ztunnel, legacy ones TCP", async () => {
@@ -133,7 +133,7 @@ describePrivileged("ambientctl against a running local mesh", () => {
     expect(st.code).toBe(3);
     const missing = await ctl(["--netns", "no-such-netns-x", "status"]);
     expect(missing.code).toBe(3);
-    expect(missing.err).toContain("cannot open netns no-such-netns-x");
+    expect(missing.out + missing.err).toContain("cannot open netns no-such-netns-x");
   });
 
   it("enroll/unenroll through the context edit every node's inventory and the local config; the mesh stays healthy", async () => {
