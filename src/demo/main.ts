@@ -6,7 +6,7 @@ import { httpCall } from "../cli/http.js";
 import { errorMessage } from "../shared/errors.js";
 import { PodApps, type Transfer } from "./apps.js";
 import { LEGACY_NAMESPACE, MESH_NAMESPACE, nodeName, podKey } from "./layout.js";
-import { logRecords } from "./processes.js";
+import { logRecords, startTimeOf } from "./processes.js";
 import { connectionsTable, hboneTable, listenersTable, metricsTable, transfersTable } from "./report.js";
 import { AGENT_MAIN, AGENT_PORT, DemoRun, ZTUNNEL_MAIN } from "./run.js";
 import { DEMO_PREFIX, keptIsRunning, readKept, STATE_FILE, tearDownKept, writeKept } from "./state.js";
@@ -193,7 +193,7 @@ async function keepRunning(run: DemoRun): Promise<void> {
     id: run.id,
     runDir: run.runDir,
     context: run.contextPath,
-    pids: run.processes.map((p) => p.pid),
+    pids: run.processes.map((p) => ({ pid: p.pid, startTime: startTimeOf(p.pid) ?? "" })),
     netns: [run.topology.networkNs, ...run.topology.nodes.map((n) => n.ns), ...run.pods.map((p) => p.info.ns)],
     kept: Date.now(),
   });

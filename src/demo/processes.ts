@@ -30,6 +30,16 @@ export function spawnInNetns(ns: string, what: string, node: number, script: str
   }
 }
 
+/** Start time of a process (clock ticks since boot, field 22 of /proc/<pid>/stat); guards against pid reuse. */
+export function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
 export function isAlive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cleanupStale } from "./topology.js";
-import { isAlive, stopProcess } from "./processes.js";
+import { isAlive, startTimeOf, stopProcess } from "./processes.js";
 
 // Where a run lives and how a kept run is found again (`--down`). The demo's netns carry their
 // own prefix and owner records, so the test suite's stale sweep never touches a kept demo.
@@ -16,7 +16,8 @@ export interface KeptRun {
   id: string;
   runDir: string;
   context: string;
-  pids: number[];
+  /** Processes of the run; startTime guards against signalling a reused pid. */
+  pids: Array<{ pid: number; startTime: string }>;
   netns: string[];
   kept: number;
 }
@@ -35,13 +36,17 @@ export async function writeKept(run: KeptRun): Promise<void> {
   await writeFile(STATE_FILE, JSON.stringify(run, null, 2));
 }
 
+function ours(p: { pid: number; startTime: string }): boolean {
+  return isAlive(p.pid) && startTimeOf(p.pid) === p.startTime;
+}
+
 export function keptIsRunning(run: KeptRun): boolean {
-  return run.pids.some((p) => isAlive(p));
+  return run.pids.some(ours);
 }
 
 /** Tears down a kept run (or leftovers of a crashed one): processes, netns, files. Returns the netns removed. */
 export async function tearDownKept(run: KeptRun | undefined): Promise<string[]> {
-  if (run !== undefined) await Promise.all(run.pids.map((p) => stopProcess(p)));
+  if (run !== undefined) await Promise.all(run.pids.filter(ours).map((p) => stopProcess(p.pid)));
   // Owner records of finished demo processes mark their netns as stale: remove them all.
   const removed = await cleanupStale(DEMO_PREFIX, TOPOLOGY_DIR);
   if (run !== undefined) await rm(run.runDir, { recursive: true, force: true });

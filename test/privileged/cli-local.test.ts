@@ -151,6 +151,20 @@ describePrivileged("ambientctl against a running local mesh", () => {
     await expect.poll(async () => (await ctl(["--context", ctx, "status"])).code, { timeout: 20_000, interval: 500 }).toBe(0);
   });
 
+  it("a second demo refuses to start while the kept one runs, and says how to remove it", () => {
+    let code = 0;
+    let err = "";
+    try {
+      execFileSync(process.execPath, [DEMO], { env: { ...process.env, AMBIENT_DEMO_ROOT: root }, stdio: ["ignore", "ignore", "pipe"], timeout: 30_000 });
+    } catch (e) {
+      code = (e as { status: number }).status;
+      err = String((e as { stderr: Buffer }).stderr);
+    }
+    expect(code).toBe(1);
+    expect(err).toContain(`a kept demo (${id}) is still running`);
+    expect(err).toContain("npm run demo -- --down");
+  });
+
   it("--down removes the kept mesh; status then exits 3", async () => {
     execFileSync(process.execPath, [DEMO, "--down"], { env: { ...process.env, AMBIENT_DEMO_ROOT: root }, timeout: 60_000 });
     expect(execFileSync("ip", ["netns", "list"], { encoding: "utf8" })).not.toContain(`ad-${id}`);
