@@ -150,7 +150,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   /** Open connections per pod uid, merged over the workers that answer within `timeoutMs`. */
-  async openConnections(timeoutMs = 1_000): Promise<Record<string, OpenConnection[]>> {
+  async openConnections(timeoutMs = 500): Promise<Record<string, OpenConnection[]>> {
     const parts = await Promise.all(
       this.slots
         .filter((s) => s.state === "up")
@@ -268,6 +268,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     const err = new WorkerExitedError(slot.index, slot.lastExit);
     for (const resolve of slot.pending.values()) resolve({ ok: false, error: err.message });
     slot.pending.clear();
+    // A dead worker has no open connections to list; do not keep config_dump waiting.
+    for (const resolve of slot.listings.values()) resolve({});
+    slot.listings.clear();
     // The thread is gone, so nothing can use or close these numbers any more: close them now.
     this.closeLeftovers(slot);
     if (this.stopping || slot.state === "stopped") {
