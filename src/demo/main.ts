@@ -128,6 +128,7 @@ async function runDemo(keep: boolean): Promise<number> {
     run.check();
     // Workers flush telemetry every second and on close.
     await new Promise((r) => setTimeout(r, 1_500));
+    run.check();
 
     const records = [0, 1].flatMap((n) => logRecords(run.processes.find((p) => p.node === n && p.what === "ztunnel")?.log ?? "", "access").map((rec) => ({ node: nodeName(n), rec })));
     step("Connections ztunnel carried (from its access log)");
@@ -141,6 +142,7 @@ async function runDemo(keep: boolean): Promise<number> {
         return { node: nodeName(n), metrics: r?.status === 200 ? r.body : undefined, dump: await fetchDump(run.nodeTarget(n)) };
       }),
     );
+    run.check();
     const m = metricsTable(perNode);
     step(`Metric totals per node (${m.source})`);
     out(indent(m.text));

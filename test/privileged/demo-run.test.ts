@@ -135,6 +135,7 @@ describePrivileged("local demo (npm run demo)", () => {
   for (const [label, marker] of [
     ["while the nodes start", "[3] Starting one node agent"],
     ["while pods are being enrolled", "[5] Starting the pods"],
+    ["during traffic", "[7] Traffic between pods"],
   ] as const) {
     it(`SIGINT ${label}: exits 130 and leaves nothing behind`, async () => {
       const root = newRoot();
