@@ -284,6 +284,15 @@ describePrivileged("ztunnel authorization, services and what an operator inspect
       expect(delta("istio_tcp_sent_bytes_total"), `${reporter} sent`).toBe(N * down);
       expect(delta("istio_tcp_connections_opened_total")).toBe(N);
     }
+    // An open connection is counted as opened by both reporters before it closes (next flush).
+    const openedNow = async (node: number, reporter: string): Promise<number> =>
+      series(await scrape(node), "istio_tcp_connections_opened_total", { ...src, reporter });
+    const o0 = await openedNow(0, "source");
+    const o1 = await openedNow(1, "destination");
+    const live = await mesh.dial(a1, dst.ip, PORT);
+    live.on("error", () => undefined);
+    await waitFor(async () => (await openedNow(0, "source")) === o0 + 1 && (await openedNow(1, "destination")) === o1 + 1, 2_500, () => "open connection not counted");
+    live.destroy();
     const dest = after[1] ?? "";
     expect(series(dest, "istio_tcp_connections_closed_total", { ...src, reporter: "destination", connection_security_policy: "mutual_tls", source_principal: `spiffe://${principal(a1)}`, destination_workload_namespace: "dest", source_workload_namespace: "beta" })).toBeGreaterThanOrEqual(N);
     expect(dest).toMatch(/^workload_manager_active_proxy_count 2$/m);

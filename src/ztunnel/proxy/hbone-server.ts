@@ -52,6 +52,8 @@ export interface InboundRecord {
   readonly status: number;
   readonly error: ProxyError | undefined;
   readonly result: RelayResult | undefined;
+  /** The object onOpen got, when the CONNECT was accepted and relayed. */
+  readonly stream?: OpenStream;
 }
 
 export interface OpenStream extends AuthorizationContext {
@@ -230,8 +232,8 @@ export class HboneServer {
       return;
     }
     const authority = String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? "");
-    const record = (status: number, error: ProxyError | undefined, result?: RelayResult): void => {
-      this.opts.onRecord?.({ source, sourceAddr: formatHostPort(sourceIp, sourcePort), destination: authority, status, error, result });
+    const record = (status: number, error: ProxyError | undefined, result?: RelayResult, open?: OpenStream): void => {
+      this.opts.onRecord?.({ source, sourceAddr: formatHostPort(sourceIp, sourcePort), destination: authority, status, error, result, ...(open !== undefined ? { stream: open } : {}) });
     };
     const refuse = (err: ProxyError): void => {
       this.log.debug({ authority, code: err.code, err: err.message }, "HBONE CONNECT refused");
@@ -280,18 +282,19 @@ export class HboneServer {
     // Node would turn into RST_STREAM(NO_ERROR)).
     const relay = new Relay(upstream, stream, this.opts.relay);
     this.relays.add(relay);
-    const closeTracking = this.opts.onOpen?.({
+    const open: OpenStream = {
       source,
       sourceIp,
       sourcePort,
       destination: target,
       authority,
       abort: (reason) => relay.abort(new ProxyError("AUTHORIZATION_DENIED", reason)),
-    });
+    };
+    const closeTracking = this.opts.onOpen?.(open);
     const result = await relay.done;
     closeTracking?.();
     this.relays.delete(relay);
-    record(200, result.error instanceof ProxyError ? result.error : undefined, result);
+    record(200, result.error instanceof ProxyError ? result.error : undefined, result, open);
   }
 
   private validate(headers: IncomingHttpHeaders): { ip: string; port: number } | ProxyError {

@@ -4,10 +4,11 @@ import { errorMessage } from "../../shared/errors.js";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import type { PolicyAuthorizer } from "../authz/authorizer.js";
+import type { ConnectionMeter } from "../metrics/accumulator.js";
 import { trafficLabels, type ServiceDescription, type TrafficLabelInput } from "../metrics/labels.js";
 import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
-import { LOOP_PORTS, type InboundRecord } from "../proxy/hbone-server.js";
+import { LOOP_PORTS, type InboundRecord, type OpenStream } from "../proxy/hbone-server.js";
 import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
@@ -199,24 +200,36 @@ function podIpLike(spec: PodSpec, authority: string): string {
   return spec.ips.find((ip) => ip.includes(":") === v6) ?? spec.ips[0] ?? "";
 }
 
-/** The HBONE server reports each CONNECT once it ended: destination-reporter metrics + record. */
-export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext): void {
-  const { spec, store, telemetry } = ctx;
-  telemetry.opened();
+/** Destination-reporter labels of an HBONE stream: the peer proven by mTLS, this pod. */
+function hboneInboundLabels(ctx: ConnectionContext, source: Identity, sourceIp: string): TrafficLabelInput {
+  return {
+    reporter: "destination",
+    source: ctx.store.workloadByIp(sourceIp),
+    sourcePrincipal: formatIdentity(source),
+    destination: selfWorkload(ctx),
+    securityPolicy: "mutual_tls",
+  };
+}
+
+/** An HBONE CONNECT was accepted and is relaying: counted as opened now. */
+export function openHboneInbound(o: Pick<OpenStream, "source" | "sourceIp">, ctx: ConnectionContext): Meter {
+  ctx.telemetry.opened();
+  return ctx.telemetry.metrics.open(trafficLabels(hboneInboundLabels(ctx, o.source, o.sourceIp)));
+}
+
+/**
+ * The HBONE server reports each CONNECT once it ended: destination-reporter metrics and the
+ * record. `meter` is the one openHboneInbound gave for a relayed stream; refused CONNECTs
+ * (400/401/503) are opened and closed here.
+ */
+export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext, opened?: Meter): void {
+  const { spec, store } = ctx;
   const r = rec.result;
   const sourceIp = rec.sourceAddr.startsWith("[") ? rec.sourceAddr.slice(1, rec.sourceAddr.indexOf("]")) : rec.sourceAddr.slice(0, rec.sourceAddr.lastIndexOf(":"));
   const peer = store.workloadByIp(sourceIp);
   const error = rec.error ?? (rec.status !== 200 ? new ProxyError("HBONE_STATUS", `status ${rec.status}`) : r?.error);
-  const labels: TrafficLabelInput = {
-    reporter: "destination",
-    source: peer,
-    sourcePrincipal: formatIdentity(rec.source),
-    destination: selfWorkload(ctx),
-    securityPolicy: "mutual_tls",
-  };
+  const meter = opened ?? openHboneInbound({ source: rec.source, sourceIp }, ctx);
   // Relay a = upstream (app), b = stream (peer): BtoA = client → app = request direction.
-  const meter = telemetry.metrics.open(trafficLabels(labels));
-  meter.add(r?.bytesBtoA ?? 0, r?.bytesAtoB ?? 0);
   const summary: ConnectionSummary = {
     direction: "inbound",
     srcAddr: rec.sourceAddr,
@@ -234,11 +247,10 @@ export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext): 
     error: error?.message,
     responseFlags: error instanceof ProxyError ? error.responseFlag : undefined,
   };
-  telemetry.closed(summary);
-  meter.close({ failed: error !== undefined, ...(summary.responseFlags !== undefined ? { responseFlags: summary.responseFlags } : {}) });
+  finish(ctx, meter, summary);
 }
 
-type Meter = ReturnType<WorkerTelemetry["metrics"]["open"]>;
+type Meter = ConnectionMeter;
 
 /** Bytes in the request (client → server) and response direction, then the close. */
 function finish(ctx: ConnectionContext, meter: Meter, summary: ConnectionSummary): void {

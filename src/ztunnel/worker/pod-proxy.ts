@@ -12,7 +12,9 @@ import type { WorkerCerts } from "./certs.js";
 import type { PolicyAuthorizer } from "../authz/authorizer.js";
 import { formatHostPort } from "../state/ip.js";
 import { formatIdentity } from "../tls/identity.js";
-import { handleInboundPlaintext, handleOutbound, recordHboneInbound, type ConnectionContext, type TrackedConnection } from "./connections.js";
+import type { ConnectionMeter } from "../metrics/accumulator.js";
+import type { OpenStream } from "../proxy/hbone-server.js";
+import { handleInboundPlaintext, handleOutbound, openHboneInbound, recordHboneInbound, type ConnectionContext, type TrackedConnection } from "./connections.js";
 import type { ListenerInfo, OpenConnection, PodSpec, WorkerSettings } from "./messages.js";
 import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
@@ -55,6 +57,8 @@ export class PodProxy {
   private closed = false;
   /** Open connections of this pod on this worker (config_dump, policy re-checks). */
   private readonly open = new Set<TrackedConnection>();
+  /** Meters of relaying HBONE streams, opened when the CONNECT was accepted. */
+  private readonly hboneMeters = new WeakMap<OpenStream, ConnectionMeter>();
   readonly listeners: ListenerInfo[] = [];
 
   constructor(
@@ -88,9 +92,10 @@ export class PodProxy {
         listen: { address, port: HBONE_PORT },
         maxConnections: MAX_CONNECTIONS_PER_POD,
         authorizer: this.deps.authorizer,
-        onRecord: (rec) => recordHboneInbound(rec, this.context()),
-        onOpen: (o) =>
-          this.track({
+        onRecord: (rec) => recordHboneInbound(rec, this.context(), rec.stream === undefined ? undefined : this.hboneMeters.get(rec.stream)),
+        onOpen: (o) => {
+          this.hboneMeters.set(o, openHboneInbound(o, this.context()));
+          return this.track({
             direction: "inbound",
             listener: "inbound-hbone",
             src: formatHostPort(o.sourceIp, o.sourcePort),
@@ -99,7 +104,8 @@ export class PodProxy {
             sourceIdentity: o.source,
             authz: { sourceIp: o.sourceIp, destinationIp: o.destination.ip, destinationPort: o.destination.port },
             close: (reason) => o.abort(reason),
-          }),
+          });
+        },
         log: this.deps.log,
       });
       await this.hbone.start();
