@@ -47,6 +47,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
     script: new URL("./worker/entry.js", import.meta.url),
     count: config.workerThreads,
     settings: {
+      clusterId: config.clusterId,
       packetMark: config.packetMark,
       reusePort: config.inpodPortReuse,
       ipv6: config.ipv6Enabled,

@@ -294,7 +294,7 @@ describePrivileged("ztunnel authorization, services and what an operator inspect
     await waitFor(async () => (await openedNow(0, "source")) === o0 + 1 && (await openedNow(1, "destination")) === o1 + 1, 2_500, () => "open connection not counted");
     live.destroy();
     const dest = after[1] ?? "";
-    expect(series(dest, "istio_tcp_connections_closed_total", { ...src, reporter: "destination", connection_security_policy: "mutual_tls", source_principal: `spiffe://${principal(a1)}`, destination_workload_namespace: "dest", source_workload_namespace: "beta" })).toBeGreaterThanOrEqual(N);
+    expect(series(dest, "istio_tcp_connections_closed_total", { ...src, reporter: "destination", connection_security_policy: "mutual_tls", source_principal: `spiffe://${principal(a1)}`, destination_workload_namespace: "dest", source_workload_namespace: "beta", source_cluster: "Kubernetes", destination_cluster: "Kubernetes" })).toBeGreaterThanOrEqual(N);
     expect(dest).toMatch(/^workload_manager_active_proxy_count 2$/m);
     expect(dest).toMatch(/^process_cpu_user_seconds_total /m);
     // Both workers of the destination carried some of them (aggregated in one series).

@@ -5,7 +5,7 @@ import type { SocketFactory } from "../../sockets/socket-factory.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import type { PolicyAuthorizer } from "../authz/authorizer.js";
 import type { ConnectionMeter } from "../metrics/accumulator.js";
-import { trafficLabels, type ServiceDescription, type TrafficLabelInput } from "../metrics/labels.js";
+import { trafficLabels, type MetricsWorkload, type ServiceDescription, type TrafficLabelInput } from "../metrics/labels.js";
 import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
 import { LOOP_PORTS, type InboundRecord, type OpenStream } from "../proxy/hbone-server.js";
@@ -39,6 +39,8 @@ export interface TrackedConnection {
 
 export interface ConnectionContext {
   readonly spec: PodSpec;
+  /** CLUSTER_ID (source_cluster / destination_cluster labels). */
+  readonly clusterId: string;
   readonly store: WorkloadStore;
   readonly telemetry: WorkerTelemetry;
   readonly authorizer: PolicyAuthorizer;
@@ -47,6 +49,11 @@ export interface ConnectionContext {
   /** Undefined once the pod is being removed. */
   readonly pool: HbonePool | undefined;
   readonly factory: SocketFactory | undefined;
+}
+
+/** A workload of the state as metrics label it: in this node's cluster. */
+function inCluster(ctx: ConnectionContext, w: Workload | undefined): MetricsWorkload | undefined {
+  return w === undefined ? undefined : { ...w, cluster: ctx.clusterId };
 }
 
 /** The pod's own workload in the current state (labels for metrics). */
@@ -80,9 +87,9 @@ export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise
   const meter = telemetry.metrics.open(
     trafficLabels({
       reporter: "source",
-      source: selfWorkload(ctx),
+      source: inCluster(ctx, selfWorkload(ctx)),
       sourcePrincipal: formatIdentity(spec.identity),
-      destination: w,
+      destination: inCluster(ctx, w),
       destinationService: describeService(service),
       securityPolicy: plan.t === "hbone" ? "mutual_tls" : "unknown",
     }),
@@ -144,7 +151,7 @@ export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext):
   const { factory } = ctx;
   const self = selfWorkload(ctx);
   const meter = telemetry.metrics.open(
-    trafficLabels({ reporter: "destination", source: store.workloadByIp(client.ip), destination: self, securityPolicy: "unknown" }),
+    trafficLabels({ reporter: "destination", source: inCluster(ctx, store.workloadByIp(client.ip)), destination: inCluster(ctx, self), securityPolicy: "unknown" }),
   );
   let untrack = (): void => undefined;
   try {
@@ -204,9 +211,9 @@ function podIpLike(spec: PodSpec, authority: string): string {
 function hboneInboundLabels(ctx: ConnectionContext, source: Identity, sourceIp: string): TrafficLabelInput {
   return {
     reporter: "destination",
-    source: ctx.store.workloadByIp(sourceIp),
+    source: inCluster(ctx, ctx.store.workloadByIp(sourceIp)),
     sourcePrincipal: formatIdentity(source),
-    destination: selfWorkload(ctx),
+    destination: inCluster(ctx, selfWorkload(ctx)),
     securityPolicy: "mutual_tls",
   };
 }

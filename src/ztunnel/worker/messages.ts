@@ -10,6 +10,8 @@ import type { Identity } from "../tls/identity.js";
 /** Settings a worker needs; everything else it receives per pod or as state snapshots. */
 export interface WorkerSettings {
   readonly index: number;
+  /** CLUSTER_ID: the cluster of every workload this node knows (metrics labels). */
+  readonly clusterId: string;
   readonly packetMark: number;
   readonly reusePort: boolean;
   readonly ipv6: boolean;

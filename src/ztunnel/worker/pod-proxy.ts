@@ -234,6 +234,7 @@ export class PodProxy {
   private context(): ConnectionContext {
     return {
       spec: this.spec,
+      clusterId: this.deps.settings.clusterId,
       store: this.deps.store,
       telemetry: this.deps.telemetry,
       authorizer: this.deps.authorizer,
