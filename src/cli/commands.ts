@@ -109,7 +109,7 @@ export async function listeners(nodes: NodeTarget[], podFilter: string | undefin
       const established = establishedByPort(view);
       if (p.listeners.length === 0) rows.push({ node: node.name, namespace: p.namespace, pod: p.name || p.uid, state: p.state, worker: -1, role: "-", address: "-", protocol: "-", mark: "-", connections: null });
       for (const l of p.listeners) {
-        rows.push({ node: node.name, namespace: p.namespace, pod: p.name, state: p.state, worker: l.worker, role: l.role, address: `${l.address.includes(":") ? `[${l.address}]` : l.address}:${l.port}`, protocol: l.protocol, mark: hexMark(l.mark), connections: l.connections ?? established.get(l.port) ?? null });
+        rows.push({ node: node.name, namespace: p.namespace, pod: p.name, state: p.state, worker: l.worker, role: l.role, address: `${l.address.includes(":") ? `[${l.address}]` : l.address}:${l.port}`, protocol: l.protocol, mark: hexMark(l.mark), connections: l.connections ?? (p.openByListener !== undefined ? (p.openByListener.get(`${l.worker}/${l.role}`) ?? 0) : established.get(l.port)) ?? null });
       }
     }
   }

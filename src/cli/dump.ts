@@ -20,6 +20,8 @@ export interface DumpPod {
   state: string;
   lastError: string | undefined;
   listeners: DumpListener[];
+  /** Open connections by "<worker>/<listener role>", when the dump lists them. */
+  openByListener: Map<string, number> | undefined;
 }
 
 export interface DumpWorkload {
@@ -80,8 +82,16 @@ export function parseConfigDump(raw: unknown): ConfigDump {
   const config = obj(root.config);
   const pods: DumpPod[] = Object.entries(obj(root.workloadState)).map(([uid, v]) => {
     const p = obj(v);
+    const conns = Array.isArray(p.connections) ? p.connections : undefined;
+    const openByListener = conns === undefined ? undefined : new Map<string, number>();
+    for (const c of conns ?? []) {
+      const o = obj(c);
+      const k = `${num(o.worker, -1)}/${str(o.listener)}`;
+      openByListener?.set(k, (openByListener.get(k) ?? 0) + 1);
+    }
     return {
       uid,
+      openByListener,
       name: str(p.name),
       namespace: str(p.namespace),
       identity: str(p.identity),

@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { parseInventory } from "../../src/agent/enroll/inventory.js";
+import type { Server, Socket } from "node:net";
+import { NetnsHandle } from "../../src/native/index.js";
+import { NativeSocketFactory } from "../../src/sockets/index.js";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { describePrivileged } from "../harness/privileged.js";
 
@@ -105,6 +108,36 @@ describePrivileged("ambientctl against a running local mesh", () => {
     // What `ss` in the pod netns shows agrees: the three ports are listening there.
     const ss = execFileSync("ip", ["netns", "exec", `ad-${id}-n1p1`, "ss", "-Htln"], { encoding: "utf8" });
     for (const p of ["15001", "15006", "15008"]) expect(ss).toContain(`0.0.0.0:${p}`);
+  });
+
+  it("listeners count a live connection on the listener that carries it: outbound on the client's node, HBONE inbound on the server's", async () => {
+    const w = JSON.parse((await ctl(["--context", ctx, "workloads", "-o", "json"])).out) as Array<{ name: string; ips: string[] }>;
+    const backendIp = w.find((x) => x.name === "backend-0")?.ips[0] ?? "";
+    const handles = [NetnsHandle.open(`/var/run/netns/ad-${id}-n0p1`), NetnsHandle.open(`/var/run/netns/ad-${id}-n1p0`)] as const;
+    const factory = (h: NetnsHandle): NativeSocketFactory => new NativeSocketFactory({ netns: h, mark: undefined, reusePort: false, spoofSource: false });
+    let server: Server | undefined;
+    let client: Socket | undefined;
+    const accepted: Socket[] = [];
+    try {
+      server = await factory(handles[0]).listenTcp({ address: "0.0.0.0", port: 8080 });
+      server.on("connection", (c: Socket) => accepted.push(c));
+      client = factory(handles[1]).connectTcp({ host: backendIp, port: 8080 });
+      client.on("error", () => undefined);
+      await expect.poll(() => accepted.length, { timeout: 10_000 }).toBe(1);
+      const open = async (pod: string, role: string): Promise<number> => {
+        const r = await ctl(["--context", ctx, "listeners", pod, "-o", "json"]);
+        const rows = (JSON.parse(r.out) as { listeners: Array<{ role: string; connections: number | null }> }).listeners;
+        return rows.filter((x) => x.role === role).reduce((n, x) => n + (x.connections ?? 0), 0);
+      };
+      await expect.poll(() => open("demo/backend-0", "inbound-hbone"), { timeout: 10_000, interval: 300 }).toBe(1);
+      expect(await open("demo/frontend-1", "outbound")).toBe(1);
+      expect(await open("demo/backend-0", "inbound-plaintext")).toBe(0);
+    } finally {
+      client?.destroy();
+      for (const a of accepted) a.destroy();
+      await new Promise<void>((r) => (server !== undefined ? server.close(() => r()) : r()));
+      for (const h of handles) h.close();
+    }
   });
 
   it("listeners of a pod no ztunnel serves fail with exit 1 and a hint", async () => {

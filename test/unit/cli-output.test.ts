@@ -27,13 +27,14 @@ describe("ambientctl output and arguments", () => {
       config: { nodeName: "node0", trustDomain: "cluster.local" },
       zds: { connected: true },
       workloads: [{ uid: "u1", name: "a", namespace: "ns", serviceAccount: "sa", workloadIps: ["10.0.0.1"], protocol: "HBONE", node: "node0", extra: 1 }],
-      workloadState: { u1: { state: "Up", name: "a", namespace: "ns", identity: "spiffe://cluster.local/ns/ns/sa/sa", listeners: [{ address: "0.0.0.0", port: 15008, protocol: "HBONE", role: "inbound-hbone", worker: 1, mark: 1337, active: 2 }] } },
+      workloadState: { u1: { state: "Up", name: "a", namespace: "ns", identity: "spiffe://cluster.local/ns/ns/sa/sa", listeners: [{ address: "0.0.0.0", port: 15008, protocol: "HBONE", role: "inbound-hbone", worker: 1, mark: 1337, active: 2 }], connections: [{ worker: 1, listener: "inbound-hbone" }, { worker: 1, listener: "inbound-hbone" }, { worker: 0, listener: "outbound" }] } },
       certificates: [{ identity: "spiffe://x", notBefore: "a", notAfter: "b" }],
       counters: { inbound: { opened: 3, closed: 2 } },
       future: { x: 1 },
     });
     expect(d.zdsConnected).toBe(true);
     expect(d.pods[0]?.listeners[0]).toEqual({ address: "0.0.0.0", port: 15008, protocol: "HBONE", role: "inbound-hbone", worker: 1, mark: 1337, connections: 2 });
+    expect([...(d.pods[0]?.openByListener ?? [])]).toEqual([["1/inbound-hbone", 2], ["0/outbound", 1]]);
     expect(d.counters.inbound).toEqual({ opened: 3, closed: 2, failed: 0, bytesSent: 0, bytesReceived: 0 });
     expect(parseConfigDump(null).pods).toEqual([]);
   });
