@@ -2,6 +2,7 @@ import { parseCidr, type Cidr } from "./cidr.js";
 import { AuthzPolicyError } from "./errors.js";
 import { compileStringMatch, describe, type StringMatcher } from "./string-match.js";
 import type { AuthzAction, AuthzDecision, AuthzMatch, AuthzPolicy, AuthzScope, ServiceAccountSpec, StringMatchSpec } from "./types.js";
+import { closest } from "../../shared/did-you-mean.js";
 
 // Strict validation and compilation in one pass: input is treated as untrusted (it may come
 // straight from YAML), unknown keys are rejected with a hint, and every error names the field
@@ -251,30 +252,4 @@ function checkKeys(o: Obj, at: string, known: readonly string[]): void {
     const hint = closest(k, known);
     throw new AuthzPolicyError(`${at}.${k}`, `unknown field${hint !== undefined ? ` (did you mean ${hint}?)` : ` (known: ${known.join(", ")})`}`);
   }
-}
-
-/** A known name within edit distance 2 of a misspelled one (case-insensitive). */
-function closest(word: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = editDistance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length] ?? 0;
 }

@@ -13,6 +13,7 @@ import {
   type Vip,
   type Workload,
 } from "./types.js";
+import { closest } from "../../shared/did-you-mean.js";
 
 // ztunnel's local config file (LOCAL_XDS_PATH): YAML with `workloads`, `services`, `policies`.
 // Validation is strict (unknown keys are rejected with a hint) and every error names the
@@ -266,30 +267,4 @@ function describe(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "a list";
   return typeof v === "object" ? "a mapping" : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-/** A known name within edit distance 2 of a misspelled one (case-insensitive). */
-function closest(word: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = editDistance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length] ?? 0;
 }
