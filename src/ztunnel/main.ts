@@ -7,6 +7,7 @@ import { AccessLog, accessLogger } from "./accesslog/access-log.js";
 import { readKernelSockets } from "./admin/kernel-sockets.js";
 import { ZtunnelMetrics } from "./metrics/registry.js";
 import { createZdsClient } from "../zds/index.js";
+import { selectMeshSource } from "./cluster/index.js";
 import { buildConfigDump } from "./admin/config-dump.js";
 import { startAdminServer, startMetricsServer, startReadinessServer } from "./admin/server.js";
 import { ConfigError, loadConfig, type ZtunnelConfig } from "./config.js";
@@ -14,7 +15,6 @@ import { InPodManager } from "./inpod/manager.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
 import { Readiness } from "./readiness.js";
-import { FileStateSource } from "./state/file-source.js";
 import { WorkloadStore } from "./state/store.js";
 import { LocalCa } from "./tls/ca.js";
 import { CertManager } from "./tls/cert-manager.js";
@@ -38,10 +38,11 @@ async function run(config: ZtunnelConfig): Promise<void> {
     throw new ConfigError("INPOD_PORT_REUSE", `false needs ZTUNNEL_WORKER_THREADS=1 (it is ${config.workerThreads}): each worker binds its own listener on every pod port`);
   }
   const ca = await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
-  const certs = new CertManager(ca);
+  // After the CA, so a missing root is reported before a missing state source.
+  const mesh = selectMeshSource(config);
+  const certs = new CertManager(mesh.issuer(ca));
   const store = new WorkloadStore();
-  const source = config.localXdsPath !== undefined ? new FileStateSource(config.localXdsPath) : undefined;
-  await source?.start(store);
+  await mesh.source.start(store);
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),
@@ -67,7 +68,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
 
   const manager = new InPodManager({ pool, store, certs, log, counters: metrics });
   store.onChange(() => void manager.refresh());
-  const zds = createZdsClient(manager, { socketPath: config.inpodUds });
+  const zds = createZdsClient(mesh.gate(manager), { socketPath: config.inpodUds });
   let draining = false;
 
   const readiness = new Readiness();
@@ -86,6 +87,8 @@ async function run(config: ZtunnelConfig): Promise<void> {
     return items;
   });
 
+  readiness.register("state source", () => mesh.notReady());
+
   const servers: Server[] = [];
   let shutdown: Promise<void> | undefined;
   const quit = (): void => {
@@ -97,7 +100,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
       manager.markShutdown();
       await zds.close();
       await pool.stop();
-      await source?.close();
+      await mesh.close();
       certs.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       log.info("ztunnel stopped");
@@ -164,7 +167,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   process.on("SIGTERM", quit);
   process.on("SIGINT", quit);
   zds.start();
-  log.info({ workers: pool.size, zds: config.inpodUds, state: source?.name ?? "none" }, "ztunnel started");
+  log.info({ workers: pool.size, zds: config.inpodUds, state: mesh.source.name, stateReason: mesh.reason }, "ztunnel started");
 }
 
 try {

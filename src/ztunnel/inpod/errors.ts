@@ -18,7 +18,8 @@ export class PodUnknownError extends AmbientError {
   constructor(uid: string, namespace: string, name: string) {
     super(
       "ZTUNNEL_POD_UNKNOWN",
-      `pod ${namespace}/${name} (uid ${uid}) is not in the workload state; add it to the local config (LOCAL_XDS_PATH) so its IPs are known`,
+      `pod ${namespace}/${name} (uid ${uid}) is not in the workload state: with LOCAL_XDS_PATH, add it to the local config file; ` +
+        "in Kubernetes mode, check that the pod exists in the API and ztunnel's informers are synced (readiness names a restarting one)",
     );
   }
 }

@@ -22,7 +22,10 @@ export function findWorkload(store: WorkloadStore, uid: string, info: WorkloadIn
 
 export function resolvePod(store: WorkloadStore, uid: string, info: WorkloadInfo): PodIdentity {
   const workload = findWorkload(store, uid, info);
-  if (workload === undefined || workload.workloadIps.length === 0) throw new PodUnknownError(uid, info.namespace, info.name);
+  // A known workload without IPs is accepted: in cluster mode a new pod's Add (from its CNI
+  // ADD) comes before the kubelet reports its IP; refresh() rebuilds the listeners once the
+  // IPs arrive. Until then the HBONE server accepts no CONNECT for it (no own IP to match).
+  if (workload === undefined) throw new PodUnknownError(uid, info.namespace, info.name);
   const sa = info.serviceAccount === "" ? workload.serviceAccount : info.serviceAccount;
   return { identity: makeIdentity(workload.trustDomain, info.namespace, sa), ips: workload.workloadIps, workload };
 }
