@@ -206,8 +206,10 @@ export class KubeStateSource implements StateSource, PodDirectory {
     const tracked = t;
     this.tracked.push(tracked);
     const changed = (obj: T): void => {
-      if (kind === "pods") for (const l of this.podListeners) l(obj as V1Pod);
+      // Schedule first: a pod listener (the identity gate) may flush() right away, and a
+      // flush with nothing scheduled would leave this very change out of the store.
       this.schedule();
+      if (kind === "pods") for (const l of this.podListeners) l(obj as V1Pod);
     };
     inf.on("add", changed);
     inf.on("update", changed);
