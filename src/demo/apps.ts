@@ -56,8 +56,12 @@ export class PodApps {
     this.servers.push(server);
   }
 
-  /** Sends `bytes` from inside a pod to host:APP_PORT and returns the app's answer. */
-  async transfer(netnsPath: string, from: string, to: string, host: string, bytes: number, timeoutMs = 10_000): Promise<Transfer> {
+  /**
+   * Sends `bytes` from inside a pod to host:APP_PORT and returns the app's answer. `http`: the
+   * app is a container's httpd, so the bytes go as a POST to its counting CGI.
+   */
+  async transfer(netnsPath: string, from: string, to: string, host: string, bytes: number, opts: { http?: string; timeoutMs?: number } = {}): Promise<Transfer> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
     const start = Date.now();
     const s = this.factory(netnsPath).connectTcp({ host, port: APP_PORT });
     this.track(s);
@@ -69,7 +73,7 @@ export class PodApps {
         s.on("data", (c: string) => (got += c));
         s.once("end", () => {
           clearTimeout(timer);
-          resolve(got.trim());
+          resolve((opts.http !== undefined ? httpBody(got) : got).trim());
         });
         s.once("error", (err) => {
           clearTimeout(timer);
@@ -78,6 +82,7 @@ export class PodApps {
         s.once("connect", () => {
           const chunk = Buffer.alloc(16 * 1024, 0x61);
           let left = bytes;
+          if (opts.http !== undefined) s.write(`POST ${opts.http} HTTP/1.0\r\nHost: ${host}\r\nContent-Length: ${bytes}\r\n\r\n`);
           const pump = (): void => {
             while (left > 0) {
               const n = Math.min(left, chunk.length);
@@ -87,7 +92,8 @@ export class PodApps {
                 return;
               }
             }
-            s.end();
+            // httpd reads Content-Length bytes; the plain app reads until the half-close.
+            if (opts.http === undefined) s.end();
           };
           pump();
         });
@@ -104,4 +110,11 @@ export class PodApps {
     for (const h of this.handles.values()) h.close();
     this.handles.clear();
   }
+}
+
+/** The body of an HTTP/1.0 answer, or the whole text with the status line when it is not a 200. */
+function httpBody(text: string): string {
+  const i = text.indexOf("\r\n\r\n");
+  if (i < 0) return text;
+  return /^HTTP\/1\.[01] 200/.test(text) ? text.slice(i + 4) : text.slice(0, text.indexOf("\r\n"));
 }

@@ -8,7 +8,8 @@ import { PodApps, type Transfer } from "./apps.js";
 import { LEGACY_NAMESPACE, MESH_NAMESPACE, nodeName, podKey } from "./layout.js";
 import { logRecords, startTimeOf } from "./processes.js";
 import { connectionsTable, hboneTable, listenersTable, metricsTable, transfersTable } from "./report.js";
-import { AGENT_MAIN, AGENT_PORT, DemoRun, ZTUNNEL_MAIN } from "./run.js";
+import { COUNT_PATH, podmanMissing } from "./podman.js";
+import { AGENT_MAIN, AGENT_PORT, DemoRun, ZTUNNEL_MAIN, type PodsMode } from "./run.js";
 import { DEMO_PREFIX, keptIsRunning, readKept, STATE_FILE, tearDownKept, writeKept } from "./state.js";
 
 // The local demo (`npm run demo`): a cluster-free mesh of 2 nodes × 3 pods in network
@@ -16,9 +17,13 @@ import { DEMO_PREFIX, keptIsRunning, readKept, STATE_FILE, tearDownKept, writeKe
 // traffic between them, and what ztunnel saw. Everything is removed at the end, on failure and
 // on Ctrl-C, unless --keep.
 
-const USAGE = `usage: npm run demo -- [--keep | --down | --selfcheck]
+const USAGE = `usage: npm run demo -- [--pods harness|podman|auto] [--keep | --down | --selfcheck]
 
   (no flag)     run the demo and remove everything it created
+  --pods        how pods are made: podman containers through the CNI chain (bridge +
+                host-local + ours), or network namespaces made by the demo itself;
+                auto (default): podman when podman, runc and the CNI reference plugins
+                are installed (and not with --keep), else the harness
   --keep        leave the mesh running and print how to inspect it
   --down        tear down a kept demo
   --selfcheck   only check the native layer on this machine (no mesh)
@@ -39,12 +44,16 @@ function detail(s: string): void {
 async function main(): Promise<number> {
   let args;
   try {
-    args = parseArgs({ options: { keep: { type: "boolean" }, down: { type: "boolean" }, selfcheck: { type: "boolean" }, help: { type: "boolean", short: "h" } }, strict: true });
+    args = parseArgs({ options: { pods: { type: "string", default: "auto" }, keep: { type: "boolean" }, down: { type: "boolean" }, selfcheck: { type: "boolean" }, help: { type: "boolean", short: "h" } }, strict: true });
   } catch (err) {
     process.stderr.write(`demo: ${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
   const v = args.values;
+  if (!["auto", "podman", "harness"].includes(v.pods)) {
+    process.stderr.write(`demo: --pods must be harness, podman or auto, not "${v.pods}"\n${USAGE}`);
+    return 2;
+  }
   if (v.help === true) {
     out(USAGE);
     return 0;
@@ -76,11 +85,33 @@ async function main(): Promise<number> {
   }
   // Leftovers of a crashed or half-removed earlier run go first.
   await tearDownKept(kept);
-  return await runDemo(v.keep === true);
+  const missing = podmanMissing();
+  let mode: PodsMode;
+  let why: string;
+  if (v.pods === "podman") {
+    if (missing !== undefined) {
+      process.stderr.write(`demo: --pods podman: ${missing}; install podman, runc, containernetworking-plugins and busybox-static, or use --pods harness\n`);
+      return 2;
+    }
+    if (v.keep === true) {
+      process.stderr.write("demo: --keep works with --pods harness only (a kept run cannot remove containers with --down yet)\n");
+      return 2;
+    }
+    [mode, why] = ["podman", "--pods podman"];
+  } else if (v.pods === "harness") {
+    [mode, why] = ["harness", "--pods harness"];
+  } else if (v.keep === true) {
+    [mode, why] = ["harness", "auto: --keep runs harness pods"];
+  } else if (missing !== undefined) {
+    [mode, why] = ["harness", `auto: podman path unavailable, ${missing}`];
+  } else {
+    [mode, why] = ["podman", "auto: podman, runc and the CNI reference plugins found"];
+  }
+  return await runDemo(v.keep === true, mode, why);
 }
 
-async function runDemo(keep: boolean): Promise<number> {
-  const run = new DemoRun();
+async function runDemo(keep: boolean, mode: PodsMode, why: string): Promise<number> {
+  const run = new DemoRun(mode);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
@@ -93,11 +124,16 @@ async function runDemo(keep: boolean): Promise<number> {
   let kept = false;
   try {
     out(`ambient mesh demo ${run.id}: 2 nodes × 3 pods; namespace "${MESH_NAMESPACE}" joins the mesh, "${LEGACY_NAMESPACE}" stays out\n`);
-    step("Topology: a bridge, 2 node network namespaces, 6 pod network namespaces (veth, routed)");
+    out(mode === "podman" ? `pods: podman containers (runc; CNI chain bridge + host-local + ambient-cni) [${why}]\n` : `pods: harness network namespaces (veth; our CNI plugin run as a runtime would) [${why}]\n`);
+    step(
+      mode === "podman"
+        ? "Topology: a bridge, 2 node network namespaces; per node a podman CNI network (bridge + host-local + ambient-cni) with its own storage"
+        : "Topology: a bridge, 2 node network namespaces, 6 pod network namespaces (veth, routed)",
+    );
     await run.createTopology();
     const t = run.topology;
     detail(t.nodes.map((n) => `${nodeName(n.index)}  netns ${n.ns}  ${n.ip}  pods ${n.podCidr}`).join("\n"));
-    detail(run.pods.map((p) => `${podKey(p).padEnd(18)} ${p.info.ip.padEnd(12)} on ${nodeName(p.node)}  netns ${p.info.ns}`).join("\n"));
+    detail(run.pods.map((p) => `${podKey(p).padEnd(18)} ${p.ip.padEnd(12)} on ${nodeName(p.node)}  ${mode === "podman" ? "container (started in step 5)" : p.where}`).join("\n"));
 
     step("Mesh root CA generated for this run; ztunnel local config and per-node agent inventories written");
     await run.writeConfig();
@@ -110,10 +146,23 @@ async function runDemo(keep: boolean): Promise<number> {
     step(`Enrolling namespace "${MESH_NAMESPACE}" (ambientctl enroll ${MESH_NAMESPACE}: label istio.io/dataplane-mode=ambient)`);
     detail(`changed: ${(await run.enroll()).join(", ")}`);
 
-    step("Starting the pods: each gets an app on :8080, then the runtime's CNI chain calls our plugin (ADD)");
-    for (const p of run.pods) {
+    step(
+      mode === "podman"
+        ? "Starting the pods: podman run per pod; CNI ADD (bridge, host-local, then our plugin) returns only once the agent enrolled it, then busybox httpd starts on :8080"
+        : "Starting the pods: each gets an app on :8080, then the runtime's CNI chain calls our plugin (ADD)",
+    );
+    const startOne = async (p: (typeof run.pods)[number]): Promise<void> => {
       await run.startPod(p);
-      detail(`${podKey(p).padEnd(18)} ${p.namespace === MESH_NAMESPACE ? "enrolled: rules in its netns, handed to ztunnel over ZDS" : "not enrolled: passed through untouched"}`);
+      const what = p.namespace === MESH_NAMESPACE ? "enrolled: rules in its netns, handed to ztunnel over ZDS" : "not enrolled: passed through untouched";
+      detail(`${podKey(p).padEnd(18)} ${what}${mode === "podman" ? `\n${"".padEnd(18)} ${p.ip}  ${p.where}` : ""}`);
+    };
+    if (mode === "podman") {
+      // Nodes in parallel; within a node in order, which is the order host-local hands out addresses.
+      await Promise.all([0, 1].map(async (n) => {
+        for (const p of run.pods.filter((x) => x.node === n)) await startOne(p);
+      }));
+    } else {
+      for (const p of run.pods) await startOne(p);
     }
     await run.waitPodsUp();
 
@@ -156,7 +205,7 @@ async function runDemo(keep: boolean): Promise<number> {
       kept = true;
       return 0;
     }
-    step("Tearing down: ztunnels drain, agents stop, namespaces and files removed");
+    step(`Tearing down: ${mode === "podman" ? "containers removed (podman rm: CNI DEL through the chain), " : ""}ztunnels drain, agents stop, namespaces and files removed`);
     return 0;
   } catch (err) {
     process.stderr.write(`\ndemo: ${errorMessage(err)}\n`);
@@ -180,7 +229,8 @@ async function traffic(run: DemoRun): Promise<Transfer[]> {
     run.check();
     const a = run.pod(fromNs, from);
     const b = run.pod(toNs, to);
-    return await apps.transfer(a.info.netnsPath, `${podKey(a)} (${nodeName(a.node)})`, `${podKey(b)} (${nodeName(b.node)})`, b.info.ip, bytes);
+    const opts = run.mode === "podman" ? { http: COUNT_PATH } : {};
+    return await apps.transfer(a.netnsPath, `${podKey(a)} (${nodeName(a.node)})`, `${podKey(b)} (${nodeName(b.node)})`, b.ip, bytes, opts);
   };
   return [
     await go(MESH_NAMESPACE, "frontend-0", MESH_NAMESPACE, "backend-0", 64 * 1024),
@@ -196,14 +246,14 @@ async function keepRunning(run: DemoRun): Promise<void> {
     runDir: run.runDir,
     context: run.contextPath,
     pids: run.processes.map((p) => ({ pid: p.pid, startTime: startTimeOf(p.pid) ?? "" })),
-    netns: [run.topology.networkNs, ...run.topology.nodes.map((n) => n.ns), ...run.pods.map((p) => p.info.ns)],
+    netns: [run.topology.networkNs, ...run.topology.nodes.map((n) => n.ns), ...run.topology.pods.map((p) => p.ns)],
     kept: Date.now(),
   });
   // The apps lived in this process; the mesh itself (agents, ztunnels, rules) keeps running.
   await run.apps.close();
   const ctx = run.contextPath;
   const n0 = run.nodeNs(0);
-  const pod = run.pod(MESH_NAMESPACE, "backend-0").info.ns;
+  const pod = run.topology.pods.find((p) => p.name === "backend-0")?.ns ?? "";
   step(`Kept running (state in ${STATE_FILE}). Inspect it:`);
   detail(
     [

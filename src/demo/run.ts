@@ -14,10 +14,12 @@ import { DemoError, PodApps } from "./apps.js";
 import { demoPods, inventoryYaml, localConfigYaml, MESH_NAMESPACE, nodeName, podKey, TRUST_DOMAIN, type DemoPod } from "./layout.js";
 import { spawnInNetns, stopProcess, tail, type NodeProcess } from "./processes.js";
 import { DEMO_PREFIX, DEMO_ROOT, TOPOLOGY_DIR } from "./state.js";
-import { Topology, type PodInfo } from "./topology.js";
+import { PodmanNode } from "./podman.js";
+import { Topology } from "./topology.js";
 
 // One demo run: topology, mesh root, per node an agent and a ztunnel in local mode, pods
-// announced through our CNI plugin, the apps. destroy() undoes all of it, in reverse order.
+// made by the harness (veth, our plugin run by hand) or by podman (containers through the
+// bridge + host-local + ours CNI chain), the apps. destroy() undoes all of it, in reverse order.
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DIST_SRC = join(HERE, "..");
@@ -26,8 +28,15 @@ export const ZTUNNEL_MAIN = join(DIST_SRC, "ztunnel", "main.js");
 const CNI_DIR = join(DIST_SRC, "..", "cni-plugin");
 export const AGENT_PORT = 15990;
 
+/** How pods are made: netns + veth by the harness, or containers by podman through the CNI chain. */
+export type PodsMode = "harness" | "podman";
+
 export interface RunPod extends DemoPod {
-  info: PodInfo;
+  ip: string;
+  /** The pod's network namespace (known once the pod exists; podman makes it at `run`). */
+  netnsPath: string;
+  /** What to show: the harness netns name, or the container id. */
+  where: string;
 }
 
 export class DemoRun {
@@ -36,11 +45,12 @@ export class DemoRun {
   readonly pods: RunPod[] = [];
   readonly processes: NodeProcess[] = [];
   readonly apps = new PodApps();
+  readonly podman: PodmanNode[] = [];
   topo: Topology | undefined;
   private destroyed: Promise<void> | undefined;
   private aborted = false;
 
-  constructor() {
+  constructor(readonly mode: PodsMode) {
     this.id = randomBytes(3).toString("hex");
     this.runDir = join(DEMO_ROOT, this.id);
   }
@@ -83,21 +93,51 @@ export class DemoRun {
   async createTopology(): Promise<void> {
     await mkdir(this.runDir, { recursive: true, mode: 0o700 });
     this.topo = await Topology.create({ nodes: 2, podsPerNode: 0, id: this.id, prefix: DEMO_PREFIX, stateDir: TOPOLOGY_DIR });
+    if (this.mode === "harness") {
+      for (const p of demoPods()) {
+        this.check();
+        const info = await this.topology.addPod(p.node, p.name);
+        this.pods.push({ ...p, ip: info.ip, netnsPath: info.netnsPath, where: `netns ${info.ns}` });
+      }
+      return;
+    }
+    // podman: host-local hands out the node's pod CIDR from .2 in request order, and the pods
+    // start in this order, so the addresses are known before ztunnel's config is written
+    // (startPod checks each one).
+    const perNode = [0, 0];
     for (const p of demoPods()) {
+      const node = this.topology.node(p.node);
+      const k = perNode[p.node]!++;
+      this.pods.push({ ...p, ip: node.podCidr.replace(/\.0\/24$/, `.${k + 2}`), netnsPath: "", where: "(not started)" });
+    }
+    const exe = join(CNI_DIR, "ambient-cni");
+    for (let n = 0; n < 2; n++) {
       this.check();
-      this.pods.push({ ...p, info: await this.topology.addPod(p.node, p.name) });
+      const node = this.topology.node(n);
+      const pm = new PodmanNode({
+        dir: join(this.runDir, nodeName(n), "podman"),
+        netnsPath: node.netnsPath,
+        network: `ad${this.id}n${n}`,
+        bridge: `cni${this.id}n${n}`,
+        podCidr: node.podCidr,
+        gateway: node.gateway,
+        agentRunDir: join(this.runDir, nodeName(n), "cni"),
+        plugin: existsSync(exe) ? { exe } : { node: process.execPath, script: join(CNI_DIR, "main.js") },
+      });
+      this.podman.push(pm);
+      await pm.prepare();
     }
   }
 
   async writeConfig(): Promise<void> {
-    const ips = new Map(this.pods.map((p) => [podKey(p), p.info.ip]));
+    const ips = new Map(this.pods.map((p) => [podKey(p), p.ip]));
     const root = await generateRoot(TRUST_DOMAIN);
     await mkdir(join(this.runDir, "ca"), { mode: 0o700 });
     await writeFile(join(this.runDir, "ca", "root-cert.pem"), root.certPem);
     await writeFile(join(this.runDir, "ca", "ca-key.pem"), root.keyPem, { mode: 0o600 });
     await writeFile(this.localConfigPath, localConfigYaml(this.pods, ips));
     for (let n = 0; n < 2; n++) {
-      await mkdir(join(this.runDir, nodeName(n)), { mode: 0o700 });
+      await mkdir(join(this.runDir, nodeName(n)), { recursive: true, mode: 0o700 });
       await writeFile(this.inventoryPath(n), inventoryYaml(this.pods, n, ips));
     }
     const ctx = {
@@ -152,10 +192,24 @@ export class DemoRun {
     return r.changed;
   }
 
-  /** A container runtime starting the pod: the app, then our CNI plugin's ADD (after bridge/host-local). */
-  async startPod(p: RunPod): Promise<string> {
+  /** Starts a pod: through podman, or as the harness's stand-in for a runtime. */
+  async startPod(p: RunPod): Promise<void> {
     this.check();
-    await this.apps.serve(p.info.netnsPath, podKey(p));
+    if (this.mode === "harness") {
+      await this.startHarnessPod(p);
+      return;
+    }
+    const pm = this.podman[p.node];
+    if (pm === undefined) throw new DemoError(`no podman for ${nodeName(p.node)}`);
+    const c = await pm.runPod(p.name, podKey(p));
+    p.netnsPath = c.netnsPath;
+    p.where = `container ${c.id.slice(0, 12)}  netns ${c.netnsPath}`;
+    if (c.ip !== p.ip) throw new DemoError(`podman gave ${podKey(p)} the address ${c.ip}, the demo expected ${p.ip} (host-local allocates in order; was the pod CIDR in use?)`);
+  }
+
+  /** A container runtime starting the pod: the app, then our CNI plugin's ADD (after bridge/host-local). */
+  private async startHarnessPod(p: RunPod): Promise<string> {
+    await this.apps.serve(p.netnsPath, podKey(p));
     const node = this.topology.node(p.node);
     const conf = {
       cniVersion: "1.0.0",
@@ -166,8 +220,8 @@ export class DemoRun {
       plugin_log_level: "warn",
       prevResult: {
         cniVersion: "1.0.0",
-        interfaces: [{ name: "eth0", sandbox: p.info.netnsPath }],
-        ips: [{ address: `${p.info.ip}/32`, gateway: node.gateway, interface: 0 }],
+        interfaces: [{ name: "eth0", sandbox: p.netnsPath }],
+        ips: [{ address: `${p.ip}/32`, gateway: node.gateway, interface: 0 }],
       },
     };
     const exe = join(CNI_DIR, "ambient-cni");
@@ -176,7 +230,7 @@ export class DemoRun {
       ...process.env,
       CNI_COMMAND: "ADD",
       CNI_CONTAINERID: createContainerId(p),
-      CNI_NETNS: p.info.netnsPath,
+      CNI_NETNS: p.netnsPath,
       CNI_IFNAME: "eth0",
       CNI_PATH: "/usr/lib/cni",
       CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAME=${p.name};K8S_POD_NAMESPACE=${p.namespace};K8S_POD_UID=${p.uid}`,
@@ -222,10 +276,12 @@ export class DemoRun {
     }
   }
 
-  /** Stops processes (ztunnel first: it drains), closes the apps, deletes the netns and files. Idempotent. */
+  /** Removes containers (their CNI DEL still reaches the agent), stops processes (ztunnel first: it drains), closes the apps, deletes the netns and files. Idempotent. */
   async destroy(): Promise<void> {
     this.destroyed ??= (async () => {
       const errors: string[] = [];
+      const podmanErrors = await Promise.all(this.podman.map(async (pm) => await pm.destroy().catch((e: unknown) => [errorMessage(e)])));
+      errors.push(...podmanErrors.flat());
       for (const what of ["ztunnel", "agent"]) {
         await Promise.all(this.processes.filter((p) => p.what === what).map((p) => stopProcess(p.pid).catch((e: unknown) => errors.push(errorMessage(e)))));
       }

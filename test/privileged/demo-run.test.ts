@@ -1,13 +1,16 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { podmanMissing } from "../../src/demo/podman.js";
 import { describePrivileged } from "../harness/privileged.js";
 
 // The local demo as a user runs it (the compiled dist/src/demo/main.js): it completes, shows
 // the listeners and an HBONE transfer with both identities, and leaves nothing behind: no
-// netns, link, rule, process or file, also when interrupted with SIGINT midway.
+// netns, link, rule, process or file, also when interrupted with SIGINT midway. Both ways of
+// making pods: the harness's netns, and podman containers through the CNI chain (whose
+// container netns, mounts and conmon processes are checked as well).
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const MAIN = join(ROOT, "dist", "src", "demo", "main.js");
@@ -61,6 +64,18 @@ function leftovers(root: string, stdout: string): string[] {
     if (env.includes(runDir) && !found.includes(`process ${pid}`)) found.push(`process ${pid} (environment names ${runDir})`);
   }
   for (const p of [join(root, id), join(root, "topology", `${id}.json`), join(root, "current.json")]) if (existsSync(p)) found.push(`file ${p}`);
+  // podman: the containers' netns files and anything mounted under the run's storage.
+  for (const m of stdout.matchAll(/netns (\/run\/netns\/netns-[0-9a-f-]+)/g)) if (existsSync(m[1]!)) found.push(`container netns ${m[1]!}`);
+  for (const l of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) if (l.includes(`${root}/`)) found.push(`mount ${l}`);
+  // ... and the containers' cgroups (cgroupfs manager: <controller>/libpod_parent/libpod-<id>).
+  const containers = [...stdout.matchAll(/container ([0-9a-f]{12})/g)].map((m) => m[1]!);
+  if (containers.length > 0) {
+    for (const base of ["/sys/fs/cgroup", ...readdirSync("/sys/fs/cgroup").map((c) => join("/sys/fs/cgroup", c))]) {
+      const parent = join(base, "libpod_parent");
+      if (!existsSync(parent)) continue;
+      for (const e of readdirSync(parent)) if (containers.some((c) => e.startsWith(`libpod-${c}`))) found.push(`cgroup ${join(parent, e)}`);
+    }
+  }
   return found;
 }
 
@@ -106,13 +121,19 @@ describePrivileged("local demo (npm run demo)", () => {
     }
   }, 60_000);
 
-  it("completes, prints each pod's listeners and an HBONE transfer with both identities, and removes everything", async () => {
+  for (const mode of ["harness", "podman"] as const) it(`--pods ${mode}: completes, prints each pod's listeners and an HBONE transfer with both identities, and removes everything`, async () => {
     const root = newRoot();
-    const run = startDemo(root);
+    const run = startDemo(root, ["--pods", mode]);
     children.push(run.child);
     const r = await run.done;
     expect(r.code, `stderr:\n${r.stderr}\nstdout:\n${r.stdout}`).toBe(0);
     const out = r.stdout;
+    expect(out).toContain(`pods: ${mode === "podman" ? "podman containers" : "harness network namespaces"}`);
+    if (mode === "podman") {
+      // Six containers, each in its own netns made by podman (not the harness), at the planned address.
+      expect([...out.matchAll(/10\.\d+\.[01]\.[234]\s+container [0-9a-f]{12}\s+netns \/run\/netns\/netns-/g)]).toHaveLength(6);
+      expect(out).not.toMatch(/ad-[0-9a-f]{6}-n\dp\d/);
+    }
     // Listeners: every enrolled pod, the three ztunnel ports, each with the ztunnel mark, on both workers.
     for (const pod of ["demo/frontend-0", "demo/backend-0", "demo/frontend-1", "demo/backend-1"]) {
       for (const port of ["15001", "15006", "15008"]) expect(out).toMatch(new RegExp(`${pod}\\s+spiffe://cluster\\.local/ns/demo/sa/\\w+\\s+0\\.0\\.0\\.0:${port}\\s+\\S+\\s+\\S+\\s+0x539\\s+0,1`));
@@ -122,7 +143,12 @@ describePrivileged("local demo (npm run demo)", () => {
     expect(out).toMatch(/demo\/backend-1 received 1048576 bytes from 10\.\d+\.0\.2:/);
     // HBONE section: client and server identities of the cross-node connection, on node1's ztunnel.
     const hbone = out.slice(out.indexOf("HBONE connections and the identities"));
-    expect(hbone).toMatch(/node1\s+10\.\d+\.0\.2:\d+\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/frontend\s+10\.\d+\.1\.3:8080\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/backend\s+1048576/);
+    const row = /node1\s+10\.\d+\.0\.2:\d+\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/frontend\s+10\.\d+\.1\.3:8080\s+spiffe:\/\/cluster\.local\/ns\/demo\/sa\/backend\s+(\d+)/.exec(hbone);
+    expect(row, hbone).not.toBeNull();
+    // podman's app is httpd: the body plus a short POST header.
+    if (mode === "harness") expect(Number(row![1])).toBe(1048576);
+    else expect(Number(row![1])).toBeGreaterThan(1048576);
+    expect(Number(row![1])).toBeLessThan(1048576 + 200);
     // Plaintext both ways with the pod outside the mesh.
     expect(out).toMatch(/legacy\/legacy-0 received 16384 bytes/);
     expect(out).toMatch(/node0\s+inbound\s+legacy\/legacy-1\s+demo\/backend-0\s+plaintext/);
@@ -132,14 +158,33 @@ describePrivileged("local demo (npm run demo)", () => {
     expect(leftovers(root, out)).toEqual([]);
   }, 90_000);
 
-  for (const [label, marker] of [
-    ["while the nodes start", "[3] Starting one node agent"],
-    ["while pods are being enrolled", "[5] Starting the pods"],
-    ["during traffic", "[7] Traffic between pods"],
+  it("auto picks podman when podman, runc and the CNI plugins are installed, else the harness, and says which", async () => {
+    // Only the mode line is needed: stop right after it.
+    const root = newRoot();
+    const run = startDemo(root);
+    children.push(run.child);
+    await waitForOutput(run.output, "[1] Topology");
+    run.child.kill("SIGINT");
+    const r = await run.done;
+    const missing = podmanMissing();
+    expect(r.stdout).toContain(
+      missing === undefined
+        ? "pods: podman containers (runc; CNI chain bridge + host-local + ambient-cni) [auto: podman, runc and the CNI reference plugins found]"
+        : `pods: harness network namespaces (veth; our CNI plugin run as a runtime would) [auto: podman path unavailable, ${missing}]`,
+    );
+    expect(r.code).toBe(130);
+    expect(leftovers(root, r.stdout)).toEqual([]);
+  }, 60_000);
+
+  for (const [mode, label, marker] of [
+    ["harness", "while the nodes start", "[3] Starting one node agent"],
+    ["harness", "while pods are being enrolled", "[5] Starting the pods"],
+    ["podman", "while containers are being created and enrolled", "[5] Starting the pods"],
+    ["harness", "during traffic", "[7] Traffic between pods"],
   ] as const) {
-    it(`SIGINT ${label}: exits 130 and leaves nothing behind`, async () => {
+    it(`--pods ${mode}: SIGINT ${label}: exits 130 and leaves nothing behind`, async () => {
       const root = newRoot();
-      const run = startDemo(root);
+      const run = startDemo(root, ["--pods", mode]);
       children.push(run.child);
       await waitForOutput(run.output, marker);
       run.child.kill("SIGINT");
@@ -162,5 +207,10 @@ describePrivileged("local demo (npm run demo)", () => {
       code = (err as { status: number }).status;
     }
     expect(code).toBe(2);
+    for (const args of [["--pods", "docker"], ["--pods", "podman", "--keep"]]) {
+      const r = spawnSync(process.execPath, [MAIN, ...args], { env, encoding: "utf8" });
+      expect(r.status, args.join(" ")).toBe(2);
+      expect(r.stderr).toMatch(/--pods must be harness, podman or auto|--keep works with --pods harness only/);
+    }
   });
 });
