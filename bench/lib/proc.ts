@@ -1,5 +1,6 @@
 import type { ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
+import { waitForLine as waitForChildLine } from "../../test/harness/child-output.js";
 import { killAndWait } from "../../test/harness/netns.js";
 import type { Topology } from "../../test/harness/topology.js";
 import { BenchError } from "./errors.js";
@@ -42,29 +43,12 @@ export async function runIn(topo: Topology, ns: string, what: string, cmd: strin
 }
 
 /** Waits until a long-running child prints `line` on stdout (or fails/ends/times out). */
-export function waitForLine(child: ChildProcess, line: string, what: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = "";
-    let err = "";
-    const timer = setTimeout(() => done(new BenchError(`${what}: no "${line}" within ${timeoutMs} ms: ${err.slice(-300)}`)), timeoutMs);
-    const onOut = (d: Buffer): void => {
-      out += d.toString();
-      if (out.split("\n").includes(line)) done();
-    };
-    const onErr = (d: Buffer): void => void (err += d.toString());
-    const onExit = (code: number | null): void => done(new BenchError(`${what} exited ${code} before "${line}": ${err.slice(-300)}`));
-    function done(e?: Error): void {
-      clearTimeout(timer);
-      child.stdout?.off("data", onOut);
-      child.stderr?.off("data", onErr);
-      child.off("exit", onExit);
-      if (e) reject(e);
-      else resolve();
-    }
-    child.stdout?.on("data", onOut);
-    child.stderr?.on("data", onErr);
-    child.once("exit", onExit);
-  });
+export async function waitForLine(child: ChildProcess, line: string, what: string, timeoutMs: number): Promise<void> {
+  try {
+    await waitForChildLine(child, line, timeoutMs);
+  } catch (err) {
+    throw new BenchError(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /** Polls `ss` in a netns until something listens on `port`. */
