@@ -1,31 +1,13 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ZTUNNEL_MAIN } from "../fixtures/ztunnel-e2e-cluster.js";
+import { runZtunnelToExit as runZtunnel } from "../fixtures/ztunnel-run-once.js";
 import { FakeKubeServer, writeKubeconfig } from "../harness/fake-kube/index.js";
 import { describePrivileged } from "../harness/privileged.js";
 
 // The compiled ztunnel chooses its state source at start-up; without one it refuses to start
 // with one line saying what to set (the choice itself is unit-tested in ztunnel-cluster-select).
-
-function runZtunnel(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // Only what is given: no KUBECONFIG or KUBERNETES_SERVICE_HOST leaks in from the test's env.
-    const child = spawn(process.execPath, [ZTUNNEL_MAIN], { env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "silent", ...env }, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`ztunnel did not exit; stderr: ${stderr}`));
-    }, 15_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 describePrivileged("ztunnel start-up: choosing the workload state source", () => {
   let dir: string;

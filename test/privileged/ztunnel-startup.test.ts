@@ -1,28 +1,11 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describePrivileged } from "../harness/privileged.js";
-import { ZTUNNEL_MAIN } from "../fixtures/ztunnel-e2e-cluster.js";
+import { runZtunnelToExit as runZtunnel } from "../fixtures/ztunnel-run-once.js";
 
 // The ztunnel binary refuses to start on bad configuration, with one line naming the variable.
-
-function runZtunnel(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [ZTUNNEL_MAIN], { env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "silent", ...env }, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`ztunnel did not exit; stderr: ${stderr}`));
-    }, 15_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 describePrivileged("ztunnel start-up configuration errors", () => {
   let dir: string;
