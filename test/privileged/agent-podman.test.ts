@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -9,6 +9,7 @@ import { netnsRunner } from "../../src/agent/redirect/index.js";
 import type { NetnsHandle } from "../../src/native/index.js";
 import { startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
 import { PLUGIN_EXECUTABLE } from "../fixtures/cni-exec.js";
+import { PodmanSandbox } from "../fixtures/podman-sandbox.js";
 import { createNetns, deleteNetns, netnsPath, run, runId } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
 
@@ -36,50 +37,16 @@ describePrivileged("podman → plugin → agent → ztunnel, end to end", () => 
   /** System uptime (s) when the test ztunnel started each pod's proxy. */
   const proxyStartedAt = new Map<string, number>();
 
-  async function podman(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    process.env.CONTAINERS_CONF = join(dir, "containers.conf");
-    const base = ["--net=" + netnsPath(ns), "podman", "--root", join(dir, "root"), "--runroot", join(dir, "runroot"), "--tmpdir", join(dir, "tmp")];
-    try {
-      return { code: 0, ...(await run("nsenter", [...base, "--runtime", "runc", "--cgroup-manager=cgroupfs", ...args])) };
-    } catch (err) {
-      return { code: 1, stdout: "", stderr: (err as Error).message };
-    }
-  }
-
-  async function podmanRun(name: string, script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-    return await podman(["run", "--rm", "--name", name, "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768", "--network", net, "--rootfs", rootfs, "/bin/sh", "-c", script]);
-  }
+  let sandbox: PodmanSandbox;
+  const podmanRun = (name: string, script: string) => sandbox.runContainer(name, script);
 
   beforeAll(async () => {
     execFileSync(process.execPath, [join(ROOT, "scripts", "build-cni-plugin.mjs")], { stdio: "ignore" });
     dir = mkdtempSync(join(tmpdir(), "agent-podman-"));
-    const bin = join(dir, "cni-bin");
-    const netDir = join(dir, "net.d");
-    for (const d of [bin, netDir, join(dir, "root"), join(dir, "runroot"), join(dir, "tmp")]) mkdirSync(d, { recursive: true });
-    for (const p of ["bridge", "host-local", "loopback"]) copyFileSync(join("/usr/lib/cni", p), join(bin, p));
-    execFileSync("chmod", ["755", ...readdirSync(bin).map((p) => join(bin, p))]);
-    rootfs = join(dir, "rootfs");
-    for (const d of ["bin", "proc", "sys", "dev", "etc", "tmp", "run"]) mkdirSync(join(rootfs, d), { recursive: true });
-    copyFileSync("/bin/busybox", join(rootfs, "bin", "busybox"));
-    execFileSync("chmod", ["755", join(rootfs, "bin", "busybox")]);
-    for (const a of ["sh", "ip", "cat", "echo"]) symlinkSync("busybox", join(rootfs, "bin", a));
-    writeFileSync(
-      join(netDir, `${net}.conflist`),
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: net,
-        plugins: [
-          {
-            type: "bridge",
-            bridge: `cni-${id}`,
-            isGateway: true,
-            ipMasq: false,
-            ipam: { type: "host-local", ranges: [[{ subnet: SUBNET }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "ipam") },
-          },
-        ],
-      }),
-    );
-    writeFileSync(join(dir, "containers.conf"), `[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${bin}"]\nnetwork_config_dir = "${netDir}"\n`);
+    sandbox = new PodmanSandbox({ dir, ns, net, bridge: `cni-${id}`, subnet: SUBNET, applets: ["ip", "cat", "echo"] }).prepare();
+    const bin = sandbox.binDir;
+    const netDir = sandbox.netDir;
+    rootfs = sandbox.rootfs;
     writeFileSync(
       join(dir, "inventory.yaml"),
       `namespaces:
@@ -116,7 +83,7 @@ pods:
 
   afterAll(async () => {
     try {
-      if (dir) await podman(["rm", "-af", "-t", "0"]);
+      if (sandbox) await sandbox.removeAll();
       await agent?.stop();
       await zt?.close();
     } finally {

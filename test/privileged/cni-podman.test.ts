@@ -1,21 +1,18 @@
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { CniInstaller } from "../../src/agent/install/installer.js";
 import { startFakeAgent, type FakeAgent } from "../fixtures/cni-fake-agent.js";
 import { PLUGIN_EXECUTABLE } from "../fixtures/cni-exec.js";
-import { createNetns, deleteNetns, netnsPath, run, runId } from "../harness/netns.js";
+import { PodmanSandbox } from "../fixtures/podman-sandbox.js";
+import { createNetns, deleteNetns, run, runId } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
 
 // podman as the real container runtime: a CNI network whose chain is the reference bridge +
 // host-local plugins followed by ours (chained in by our installer), podman running inside a
-// node netns we create, with per-test storage, CNI dirs and containers.conf.
-//
-// podman is entered into the node netns with `nsenter --net`, not `ip netns exec`: the latter
-// also unshares the mount namespace and remounts /sys for the netns, which hides the
-// /sys/fs/cgroup mounts, and runc then fails with "no cgroup mount found in mountinfo".
+// node netns we create, with per-test storage, CNI dirs and containers.conf (PodmanSandbox).
 const ROOT = join(import.meta.dirname, "..", "..");
 const SUBNET = "10.77.0.0/24";
 
@@ -29,64 +26,19 @@ describePrivileged("CNI plugin under podman", () => {
   let installer: CniInstaller;
   let rootfs: string;
 
-  function podmanArgs(): string[] {
-    return ["--net=" + netnsPath(ns), "podman", "--root", join(dir, "root"), "--runroot", join(dir, "runroot"), "--tmpdir", join(dir, "tmp")];
-  }
-
-  async function podman(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const r = await run("nsenter", [...podmanArgs(), ...args]);
-      return { code: 0, ...r };
-    } catch (err) {
-      return { code: 1, stdout: "", stderr: (err as Error).message };
-    }
-  }
-
-  async function podmanRun(name: string, script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-    process.env.CONTAINERS_CONF = join(dir, "containers.conf");
-    return await podman([
-      "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "--rm", "--name", name,
-      "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
-      "--network", net, "--rootfs", rootfs, "/bin/sh", "-c", script,
-    ]);
-  }
+  let sandbox: PodmanSandbox;
+  const podman = (args: string[]) => sandbox.podman(args);
+  const podmanRun = (name: string, script: string) => sandbox.runContainer(name, script);
 
   beforeAll(async () => {
     execFileSync(process.execPath, [join(ROOT, "scripts", "build-cni-plugin.mjs")], { stdio: "ignore" });
     dir = mkdtempSync(join(tmpdir(), "cni-podman-"));
     runDir = join(dir, "run");
-    const bin = join(dir, "cni-bin");
-    const netDir = join(dir, "net.d");
-    for (const d of [bin, netDir, join(dir, "root"), join(dir, "runroot"), join(dir, "tmp")]) mkdirSync(d, { recursive: true });
-    for (const p of ["bridge", "host-local", "loopback"]) copyFileSync(join("/usr/lib/cni", p), join(bin, p));
-    execFileSync("chmod", ["755", ...readdirSync(bin).map((p) => join(bin, p))]);
+    sandbox = new PodmanSandbox({ dir, ns, net, bridge: `cni-${id}`, subnet: SUBNET, applets: ["ip", "cat", "echo", "touch"] }).prepare();
+    const bin = sandbox.binDir;
+    const netDir = sandbox.netDir;
+    rootfs = sandbox.rootfs;
 
-    rootfs = join(dir, "rootfs");
-    for (const d of ["bin", "proc", "sys", "dev", "etc", "tmp", "run"]) mkdirSync(join(rootfs, d), { recursive: true });
-    copyFileSync("/bin/busybox", join(rootfs, "bin", "busybox"));
-    execFileSync("chmod", ["755", join(rootfs, "bin", "busybox")]);
-    for (const a of ["sh", "ip", "cat", "echo", "touch"]) symlinkSync("busybox", join(rootfs, "bin", a));
-
-    writeFileSync(
-      join(netDir, `${net}.conflist`),
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: net,
-        plugins: [
-          {
-            type: "bridge",
-            bridge: `cni-${id}`,
-            isGateway: true,
-            ipMasq: false,
-            ipam: { type: "host-local", ranges: [[{ subnet: SUBNET }]], routes: [{ dst: "0.0.0.0/0" }], dataDir: join(dir, "ipam") },
-          },
-        ],
-      }),
-    );
-    writeFileSync(
-      join(dir, "containers.conf"),
-      `[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${bin}"]\nnetwork_config_dir = "${netDir}"\n`,
-    );
     // Our installer copies the executable and chains it after bridge/host-local.
     installer = new CniInstaller({ pluginBinary: PLUGIN_EXECUTABLE, binDir: bin, netDir, runDir, isUpgrade: () => false });
     const report = await installer.start();
@@ -95,17 +47,13 @@ describePrivileged("CNI plugin under podman", () => {
     await createNetns(ns);
     agent = await startFakeAgent(runDir);
     // Fail early and clearly if podman itself cannot run here.
-    process.env.CONTAINERS_CONF = join(dir, "containers.conf");
-    const info = await podman(["--runtime", "runc", "--cgroup-manager=cgroupfs", "network", "ls", "--format", "{{.Name}}"]);
+    const info = await podman(["network", "ls", "--format", "{{.Name}}"]);
     expect(info.stdout + info.stderr).toContain(net);
   }, 180_000);
 
   afterAll(async () => {
     try {
-      if (dir) {
-        process.env.CONTAINERS_CONF = join(dir, "containers.conf");
-        await podman(["--runtime", "runc", "--cgroup-manager=cgroupfs", "rm", "-af", "-t", "0"]);
-      }
+      if (sandbox) await sandbox.removeAll();
     } finally {
       await installer?.stop();
       await agent?.close();
