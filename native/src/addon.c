@@ -76,6 +76,20 @@ int arg_int32(napi_env env, napi_value v, const char *name, int32_t *out) {
   return 0;
 }
 
+int fd_arg(napi_env env, napi_callback_info info, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "ERR_NAPI", "Node-API call failed: napi_get_cb_info");
+    return -1;
+  }
+  if (argc < 1) {
+    throw_type(env, "fd argument missing");
+    return -1;
+  }
+  return arg_int32(env, argv[0], "fd", fd);
+}
+
 int arg_uint32(napi_env env, napi_value v, const char *name, uint32_t *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {

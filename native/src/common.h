@@ -37,6 +37,8 @@ napi_value throw_type(napi_env env, const char *msg);
 
 /* Argument helpers: return 0 on success, -1 after throwing. */
 int arg_int32(napi_env env, napi_value v, const char *name, int32_t *out);
+/* The single fd argument most functions take: 0, or -1 with a JS exception pending. */
+int fd_arg(napi_env env, napi_callback_info info, int32_t *fd);
 int arg_uint32(napi_env env, napi_value v, const char *name, uint32_t *out);
 int arg_bool(napi_env env, napi_value v, const char *name, int *out);
 int arg_string(napi_env env, napi_value v, const char *name, char *buf, size_t len);

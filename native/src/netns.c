@@ -81,11 +81,8 @@ static napi_value js_netns_open(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_netns_check(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   char what[64];
   snprintf(what, sizeof(what), "fd %d", fd);
   check_netns(env, fd, what);
@@ -112,22 +109,16 @@ static napi_value js_thread_netns_identity(napi_env env, napi_callback_info info
 }
 
 static napi_value js_dup_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0) return throw_errno(env, errno, "fcntl", "dup fd %d", fd);
   return make_int(env, nfd);
 }
 
 static napi_value js_close_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   /* Linux closes the fd even when close() reports EINTR: never retry. */
   if (close(fd) != 0 && errno != EINTR) return throw_errno(env, errno, "close", "close fd %d", fd);
   return NULL;

@@ -115,11 +115,8 @@ static napi_value js_seq_connect(napi_env env, napi_callback_info info) {
 
 /* seqAccept(fd) -> fd, or -1 when nothing is pending */
 static napi_value js_seq_accept(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   for (;;) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c >= 0) return make_int(env, c);
@@ -257,11 +254,8 @@ static napi_value js_seq_recv(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   struct ucred cred;
   socklen_t len = sizeof(cred);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)

@@ -261,11 +261,8 @@ static napi_value js_create_socket(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_original_dst(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   struct sockaddr_storage local;
   socklen_t len = sizeof(local);
   if (getsockname(fd, (struct sockaddr *)&local, &len) != 0)
@@ -307,11 +304,8 @@ static napi_value js_original_dst(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_netns_cookie(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   uint64_t cookie = 0;
   socklen_t len = sizeof(cookie);
   if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
@@ -322,11 +316,8 @@ static napi_value js_netns_cookie(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_get_socket_mark(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   uint32_t mark = 0;
   socklen_t len = sizeof(mark);
   if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0)
@@ -338,11 +329,8 @@ static napi_value js_get_socket_mark(napi_env env, napi_callback_info info) {
 
 /* isListening(fd): SO_ACCEPTCONN, so fd helpers can refuse a socket Node would re-listen. */
 static napi_value js_is_listening(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return NULL;
   int v = 0;
   socklen_t len = sizeof(v);
   if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) != 0)
