@@ -10,7 +10,7 @@ import { PodLifecycle } from "../../src/agent/enroll/lifecycle.js";
 import { REDIRECTION_ANNOTATION, type PodView } from "../../src/agent/enroll/model.js";
 import { KubeStateSource } from "../../src/ztunnel/cluster/kube-source.js";
 import type { StateData } from "../../src/ztunnel/state/types.js";
-import { FakeKubeServer, kubeConfigFor, rbacUsage, type KubeObjectInput, type RbacUse } from "../harness/fake-kube/index.js";
+import { FakeKubeServer, kubeConfigFor, rbacUsage, rbacUsesOf, type KubeObjectInput, type RbacUse } from "../harness/fake-kube/index.js";
 import { FakeHost, FakeOpener, FakeRedirector, FakeRef, FakeZds, StepLog } from "../fixtures/agent-fakes.js";
 
 // RBAC in deploy/ grants exactly what the code calls: the agent's enrollment source, the CNI
@@ -50,12 +50,7 @@ function granted(file: string, role: string): RbacUse[] {
       }
     }
   }
-  return [...m.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([key, verbs]) => {
-      const [apiGroup, resource] = key.split("|") as [string, string];
-      return { apiGroup, resource, verbs: [...verbs].sort() };
-    });
+  return rbacUsesOf(m);
 }
 
 function pod(name: string, ns: string, ip: string, node = NODE): KubeObjectInput {

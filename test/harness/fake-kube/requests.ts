@@ -53,6 +53,11 @@ export function rbacUsage(records: readonly RequestRecord[]): RbacUse[] {
     verbs.add(r.verb);
     m.set(key, verbs);
   }
+  return rbacUsesOf(m);
+}
+
+/** Verbs keyed by `apiGroup|resource` → sorted RbacUse entries (shared with tests reading Roles). */
+export function rbacUsesOf(m: ReadonlyMap<string, ReadonlySet<string>>): RbacUse[] {
   return [...m.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([key, verbs]) => {
