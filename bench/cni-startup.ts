@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPluginEventServer } from "../src/agent/pluginevent/server.js";
+import { benchAddInvocation } from "./lib/cni.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const EXE = join(ROOT, "dist", "cni-plugin", "ambient-cni");
@@ -61,25 +62,7 @@ async function main(): Promise<void> {
     handler: { onAdd: async () => ({ outcome: "enrolled" }), onDel: async () => undefined },
   });
   try {
-    const conf = (ns: string): [Record<string, string>, string] => [
-      {
-        CNI_COMMAND: "ADD",
-        CNI_CONTAINERID: "bench",
-        CNI_NETNS: "/var/run/netns/bench",
-        CNI_IFNAME: "eth0",
-        CNI_PATH: "/opt/cni/bin",
-        CNI_ARGS: `K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=p`,
-      },
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: "bench",
-        type: "ambient-cni",
-        ambient_enabled: true,
-        cni_agent_run_dir: runDir,
-        plugin_log_level: "error",
-        prevResult: { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24", gateway: "10.0.0.1" }] },
-      }),
-    ];
+    const conf = (ns: string): [Record<string, string>, string] => benchAddInvocation(runDir, ns);
     const [passEnv, passConf] = conf("kube-system");
     const [addEnv, addConf] = conf("shop");
     console.log(`ambient-cni start-up, ${N} runs each (${process.version}, ${EXE})`);

@@ -42,23 +42,7 @@ export async function cniAdd(runs: number): Promise<Spread> {
     },
   });
   try {
-    const env = {
-      CNI_COMMAND: "ADD",
-      CNI_CONTAINERID: "bench",
-      CNI_NETNS: "/var/run/netns/bench",
-      CNI_IFNAME: "eth0",
-      CNI_PATH: "/opt/cni/bin",
-      CNI_ARGS: "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=p",
-    };
-    const conf = JSON.stringify({
-      cniVersion: "1.0.0",
-      name: "bench",
-      type: "ambient-cni",
-      ambient_enabled: true,
-      cni_agent_run_dir: runDir,
-      plugin_log_level: "error",
-      prevResult: { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24", gateway: "10.0.0.1" }] },
-    });
+    const [env, conf] = benchAddInvocation(runDir, "shop");
     for (let i = 0; i < 3; i++) await addOnce(env, conf); // page cache and agent warm
     const samples: number[] = [];
     for (let i = 0; i < runs; i++) samples.push(await addOnce(env, conf));
@@ -69,4 +53,27 @@ export async function cniAdd(runs: number): Promise<Spread> {
     await server.close();
     await rm(runDir, { recursive: true, force: true });
   }
+}
+
+/** Env and stdin config of an ADD as a runtime would run it, for the pod `p` in `ns`. */
+export function benchAddInvocation(runDir: string, ns: string): [Record<string, string>, string] {
+  return [
+    {
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "bench",
+      CNI_NETNS: "/var/run/netns/bench",
+      CNI_IFNAME: "eth0",
+      CNI_PATH: "/opt/cni/bin",
+      CNI_ARGS: `K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=p`,
+    },
+    JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "bench",
+      type: "ambient-cni",
+      ambient_enabled: true,
+      cni_agent_run_dir: runDir,
+      plugin_log_level: "error",
+      prevResult: { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24", gateway: "10.0.0.1" }] },
+    }),
+  ];
 }
