@@ -23,6 +23,11 @@ import type { Teardown } from "./teardown.js";
 
 const WORKERS = 2;
 const LISTENERS_PER_WORKER = 3;
+/**
+ * Opt-in profiling: extra node flags for the ztunnel (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
+ * With it set the ztunnel is stopped with SIGTERM (a clean exit writes the profiles).
+ */
+const NODE_ARGS_ENV = "BENCH_SCALE_ZTUNNEL_NODE_ARGS";
 
 export async function scaleRow(pods: number, figures: Figures, teardown: Teardown, log: (s: string) => void): Promise<Record<string, unknown>> {
   const topo = await Topology.create({ nodes: 1, podsPerNode: 0 });
@@ -82,8 +87,10 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
       req.on("error", reject);
       req.end();
     });
+  const nodeArgs = (process.env[NODE_ARGS_ENV] ?? "").split(" ").filter((a) => a !== "");
+  const stop = (child: ReturnType<Topology["spawn"]>): Promise<void> => killAndWait(child, nodeArgs.length > 0 ? "SIGTERM" : "SIGKILL");
   const start = (): ReturnType<Topology["spawn"]> => {
-    const child = topo.spawn(node.ns, process.execPath, [ZTUNNEL_MAIN], { env });
+    const child = topo.spawn(node.ns, process.execPath, [...nodeArgs, ZTUNNEL_MAIN], { env });
     child.stdout?.resume();
     let err = "";
     child.stderr?.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
@@ -133,7 +140,7 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
 
   // Restart: every pod comes back from the snapshot.
   try {
-    await killAndWait(zt);
+    await stop(zt);
     zt = start();
     const readyS = await waitReady(120_000);
     const upAgain = await countUp();
@@ -144,7 +151,7 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   } catch (err) {
     setFigure(figures, "scale.restartReadySeconds", err instanceof Error ? err : new Error(String(err)), "s");
   }
-  await killAndWait(zt);
+  await stop(zt);
   t = process.hrtime.bigint();
   await teardown.runOne("scale pod netns");
   details.netnsDeleteSeconds = round(Number(process.hrtime.bigint() - t) / 1e9, 2);

@@ -1,9 +1,9 @@
-import { createPrivateKey, X509Certificate, webcrypto, type KeyObject } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, webcrypto, type KeyObject } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { webcrypto as wc } from "node:crypto";
-import type * as X509 from "@peculiar/x509";
 import { x509 } from "./x509.js";
+import { LeafSigner, signatureAlgorithmOf, toPem } from "./leaf.js";
 import { AmbientError } from "../../shared/errors.js";
 import { formatIdentity, type Identity } from "./identity.js";
 
@@ -42,16 +42,14 @@ const CLOCK_SKEW_MS = 60_000;
 export class LocalCa {
   readonly rootPem: string;
   readonly rootCert: X509Certificate;
-  private readonly signingKey: wc.CryptoKey;
-  private readonly signingAlgorithm: wc.Algorithm | wc.EcdsaParams;
-  private readonly rootX509: X509.X509Certificate;
+  private readonly rootNotAfter: Date;
+  private readonly leaf: LeafSigner;
 
-  private constructor(rootPem: string, signingKey: wc.CryptoKey, signingAlgorithm: wc.Algorithm | wc.EcdsaParams) {
+  private constructor(rootPem: string, key: KeyObject) {
     this.rootPem = rootPem;
     this.rootCert = new X509Certificate(rootPem);
-    this.rootX509 = new x509.X509Certificate(rootPem);
-    this.signingKey = signingKey;
-    this.signingAlgorithm = signingAlgorithm;
+    this.rootNotAfter = new Date(this.rootCert.validTo);
+    this.leaf = new LeafSigner(this.rootCert.raw, key);
   }
 
   /** Loads `root-cert.pem` + `ca-key.pem` from dir; generates them only when `generate` is set. */
@@ -89,10 +87,12 @@ export class LocalCa {
     }
     if (!cert.ca) throw new CaError("CA_ROOT_INVALID", "CA root certificate is not a CA (basicConstraints CA:FALSE)");
     if (!cert.checkPrivateKey(key)) throw new CaError("CA_ROOT_INVALID", "CA key does not belong to the root certificate");
-    const { importAlg, signAlg } = algorithmsFor(key);
-    const pkcs8 = key.export({ format: "der", type: "pkcs8" });
-    const signingKey = await webcrypto.subtle.importKey("pkcs8", pkcs8, importAlg, false, ["sign"]);
-    return new LocalCa(firstPem(certPem), signingKey as wc.CryptoKey, signAlg);
+    // Refuses unsupported key types and curves here, not at the first issuance.
+    if (signatureAlgorithmOf(key) === undefined) {
+      const what = key.asymmetricKeyType === "ec" ? `curve ${String(key.asymmetricKeyDetails?.namedCurve)}` : `type ${String(key.asymmetricKeyType)}`;
+      throw new CaError("CA_ROOT_INVALID", `CA key ${what} is not supported (use ECDSA P-256/P-384 or RSA)`);
+    }
+    return new LocalCa(firstPem(certPem), key);
   }
 
   /** Issues a fresh workload certificate for identity (new key each time). */
@@ -103,31 +103,19 @@ export class LocalCa {
       const notBefore = new Date(Math.floor((now - CLOCK_SKEW_MS) / 1000) * 1000);
       let notAfter = new Date(Math.floor((now + ttlMs) / 1000) * 1000);
       // A leaf never outlives its root.
-      if (notAfter > this.rootX509.notAfter) notAfter = this.rootX509.notAfter;
-      const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ["sign", "verify"])) as wc.CryptoKeyPair;
-      const leaf = await x509.X509CertificateGenerator.create({
-        serialNumber: randomSerial(),
-        issuer: this.rootX509.subject,
-        // No subject (like istiod-issued certificates); the SAN is then critical (RFC 5280 4.2.1.6).
-        subject: "",
+      if (notAfter > this.rootNotAfter) notAfter = this.rootNotAfter;
+      const keys = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+      const certPem = this.leaf.sign({
+        serial: randomSerialBytes(),
         notBefore,
         notAfter,
-        publicKey: keys.publicKey,
-        signingKey: this.signingKey,
-        signingAlgorithm: this.signingAlgorithm,
-        extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-          new x509.SubjectAlternativeNameExtension([{ type: "url", value: formatIdentity(identity) }], true),
-          await x509.AuthorityKeyIdentifierExtension.create(this.rootX509.publicKey),
-        ],
+        spki: keys.publicKey.export({ type: "spki", format: "der" }),
+        uri: formatIdentity(identity),
       });
-      const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey);
       return Object.freeze({
         identity,
-        certPem: leaf.toString("pem"),
-        keyPem: toPem("PRIVATE KEY", Buffer.from(pkcs8)),
+        certPem,
+        keyPem: keys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
         rootPem: this.rootPem,
         notBefore,
         notAfter,
@@ -162,33 +150,14 @@ export async function generateRoot(trustDomain: string, opts: { rsa?: boolean } 
   return { certPem: cert.toString("pem"), keyPem: toPem("PRIVATE KEY", Buffer.from(pkcs8)) };
 }
 
-function algorithmsFor(key: KeyObject): { importAlg: wc.EcKeyImportParams | wc.RsaHashedImportParams; signAlg: wc.Algorithm | wc.EcdsaParams } {
-  const details = key.asymmetricKeyDetails ?? {};
-  if (key.asymmetricKeyType === "ec") {
-    const curve = details.namedCurve;
-    if (curve === "prime256v1" || curve === "P-256") {
-      return { importAlg: { name: "ECDSA", namedCurve: "P-256" }, signAlg: ECDSA_SHA256 };
-    }
-    if (curve === "secp384r1" || curve === "P-384") {
-      return { importAlg: { name: "ECDSA", namedCurve: "P-384" }, signAlg: { name: "ECDSA", hash: "SHA-384" } as wc.EcdsaParams };
-    }
-    throw new CaError("CA_ROOT_INVALID", `CA key curve ${String(curve)} is not supported (use P-256 or P-384)`);
-  }
-  if (key.asymmetricKeyType === "rsa") {
-    return { importAlg: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, signAlg: { name: "RSASSA-PKCS1-v1_5" } };
-  }
-  throw new CaError("CA_ROOT_INVALID", `CA key type ${String(key.asymmetricKeyType)} is not supported (use ECDSA or RSA)`);
+function randomSerialBytes(): Buffer {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0] ?? 0) & 0x7f; // positive INTEGER
+  return bytes;
 }
 
 function randomSerial(): string {
-  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
-  bytes[0] = (bytes[0] ?? 0) & 0x7f; // positive INTEGER
-  return Buffer.from(bytes).toString("hex");
-}
-
-function toPem(label: string, der: Buffer): string {
-  const b64 = der.toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+  return randomSerialBytes().toString("hex");
 }
 
 function firstPem(pem: string): string {
