@@ -1,6 +1,7 @@
-import { request } from "node:http";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { CniCode, CniError } from "./cni/errors.js";
+import { HttpReplyReader, type HttpReply } from "./http-reply.js";
 import {
   ADD_PATH,
   DEL_PATH,
@@ -21,10 +22,7 @@ export const DEL_TIMEOUT_MS = 2000;
 export const STATUS_TIMEOUT_MS = 2000;
 export const LOG_TIMEOUT_MS = 500;
 
-export interface HttpReply {
-  status: number;
-  body: string;
-}
+export type { HttpReply };
 
 export class AgentUnreachableError extends CniError {
   constructor(socket: string, cause: unknown) {
@@ -38,6 +36,11 @@ export class AgentUnreachableError extends CniError {
   }
 }
 
+/**
+ * One HTTP/1.1 exchange over a unix socket: the request is written whole (never half-closed, a
+ * Go server would take our FIN for a cancelled request) and the reply is complete once its
+ * framing says so or the agent closes the connection.
+ */
 export function unixRequest(
   socketPath: string,
   method: "GET" | "POST",
@@ -46,39 +49,39 @@ export function unixRequest(
   timeoutMs: number,
 ): Promise<HttpReply> {
   return new Promise<HttpReply>((resolve, reject) => {
-    const headers: Record<string, string | number> = { Host: "unix", Connection: "close" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      headers["Content-Length"] = Buffer.byteLength(body);
-    }
-    const req = request({ socketPath, method, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on("data", (c: Buffer) => {
-        // The reply is a short reason; cap it so a misbehaving peer cannot balloon memory.
-        if (size < 64 * 1024) chunks.push(c);
-        size += c.length;
-      });
-      res.on("end", () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
-      });
-      res.on("error", (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-    const timer = setTimeout(() => {
-      // Reject first: once a response has started, destroying the request may not surface an error.
-      const err = new Error(`no answer within ${timeoutMs} ms`);
-      reject(err);
-      req.destroy(err);
-    }, timeoutMs);
-    req.on("error", (err) => {
+    let head = `${method} ${path} HTTP/1.1\r\nHost: unix\r\nConnection: close\r\n`;
+    if (body !== undefined) head += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
+    const reader = new HttpReplyReader();
+    let settled = false;
+    const socket = connect(socketPath);
+    const finish = (err: Error | undefined): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      reject(err);
+      socket.destroy();
+      if (err !== undefined) reject(err);
+      else resolve(reader.reply());
+    };
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        if (reader.push(chunk)) finish(undefined);
+      } catch (err) {
+        finish(err as Error);
+      }
     });
-    req.end(body);
+    socket.on("end", () => {
+      try {
+        reader.end();
+        finish(undefined);
+      } catch (err) {
+        finish(err as Error);
+      }
+    });
+    // A write error after the whole reply arrived (the agent closed first) changes nothing.
+    socket.on("error", (err) => finish(reader.complete ? undefined : err));
+    socket.on("close", () => finish(reader.complete ? undefined : new Error("connection closed before a reply")));
+    socket.write(`${head}\r\n${body ?? ""}`);
   });
 }
 

@@ -54,6 +54,9 @@ async function build() {
     platform: "node",
     format: "cjs",
     target: "node20",
+    // import() of a built-in stays import() in a CJS bundle, and the SEA's code-cached main
+    // cannot run it: lower it to require() (lazy loading is kept, it runs when reached).
+    supported: { "dynamic-import": false },
     outfile: bundle,
     minify: true,
     legalComments: "none",
