@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -118,6 +118,7 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   await waitReady(30_000);
   const rssIdle = await rssMiB(zt.pid!);
   const latencies: number[] = [];
+  const cpuBefore = await cpuSeconds(zt.pid!);
   t = process.hrtime.bigint();
   for (const e of entries) {
     const a = process.hrtime.bigint();
@@ -127,6 +128,8 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
     if (Number(process.hrtime.bigint() - t) > 300e9) throw new BenchError(`enrolling ${pods} pods took more than 300 s (${enrolled.length} done)`);
   }
   const enrollS = Number(process.hrtime.bigint() - t) / 1e9;
+  // CPU the ztunnel (all threads) spent on the enrollment: less sensitive to a busy machine than wall time.
+  const enrollCpuS = (await cpuSeconds(zt.pid!)) - cpuBefore;
   const up = await countUp();
   if (up !== pods) throw new BenchError(`after ${pods} Acks only ${up} pods have ${WORKERS * LISTENERS_PER_WORKER} listeners in config_dump`);
   await new Promise((r) => setTimeout(r, 1000));
@@ -135,8 +138,9 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   setFigure(figures, "scale.enrollSeconds", round(enrollS, 2), "s");
   setFigure(figures, "scale.rssMiB", round(rss), "MiB");
   setFigure(figures, "scale.addAckP99Ms", round(lat.p99, 2), "ms");
-  details.enroll = { seconds: enrollS, rssIdleMiB: round(rssIdle), rssMiB: round(rss), addAckMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2), max: round(lat.max, 2) } };
-  log(`scale: ${pods} pods enrolled in ${enrollS.toFixed(2)} s, Add→Ack p99 ${lat.p99.toFixed(1)} ms, ztunnel RSS ${rss.toFixed(0)} MiB (idle ${rssIdle.toFixed(0)} MiB)`);
+  setFigure(figures, "scale.enrollCpuSeconds", round(enrollCpuS, 2), "s");
+  details.enroll = { seconds: enrollS, cpuSeconds: round(enrollCpuS, 2), rssIdleMiB: round(rssIdle), rssMiB: round(rss), addAckMs: { p50: round(lat.p50, 2), p99: round(lat.p99, 2), max: round(lat.max, 2) } };
+  log(`scale: ${pods} pods enrolled in ${enrollS.toFixed(2)} s (ztunnel CPU ${enrollCpuS.toFixed(2)} s), Add→Ack p99 ${lat.p99.toFixed(1)} ms, ztunnel RSS ${rss.toFixed(0)} MiB (idle ${rssIdle.toFixed(0)} MiB)`);
 
   // Restart: every pod comes back from the snapshot.
   try {
@@ -156,4 +160,12 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   await teardown.runOne("scale pod netns");
   details.netnsDeleteSeconds = round(Number(process.hrtime.bigint() - t) / 1e9, 2);
   return details;
+}
+
+/** User + system CPU of a process, all its threads (/proc/<pid>/stat, clock ticks of 10 ms). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }

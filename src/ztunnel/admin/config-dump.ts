@@ -3,6 +3,7 @@ import type { ZtunnelConfig } from "../config.js";
 import type { PodStatus } from "../inpod/manager.js";
 import type { WorkerStatus } from "../inpod/worker-pool.js";
 import type { WorkloadStore } from "../state/store.js";
+import type { WorkloadCert } from "../tls/ca.js";
 import type { CertManager } from "../tls/cert-manager.js";
 import { formatIdentity } from "../tls/identity.js";
 import { X509Certificate } from "node:crypto";
@@ -59,7 +60,7 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     policies: s.store.state.policies,
     certificates: s.certs.list().map((c) => ({
       identity: formatIdentity(c.identity),
-      serial: serialOf(c.certPem),
+      serial: serialOf(c),
       notBefore: c.notBefore.toISOString(),
       notAfter: c.notAfter.toISOString(),
       expiring: c.notAfter.getTime() - Date.now() < (s.expiringWithinMs ?? DEFAULT_EXPIRING_MS),
@@ -72,10 +73,17 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
   };
 }
 
-function serialOf(pem: string): string {
+// Parsed once per certificate: a dump of a node with a thousand pods must not parse them all again.
+const serials = new WeakMap<WorkloadCert, string>();
+
+function serialOf(cert: WorkloadCert): string {
+  let serial = serials.get(cert);
+  if (serial !== undefined) return serial;
   try {
-    return new X509Certificate(pem).serialNumber;
+    serial = new X509Certificate(cert.certPem).serialNumber;
   } catch {
-    return "unparseable";
+    serial = "unparseable";
   }
+  serials.set(cert, serial);
+  return serial;
 }

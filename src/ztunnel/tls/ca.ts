@@ -2,7 +2,6 @@ import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, we
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { webcrypto as wc } from "node:crypto";
-import { x509 } from "./x509.js";
 import { LeafSigner, signatureAlgorithmOf, toPem } from "./leaf.js";
 import { AmbientError } from "../../shared/errors.js";
 import { formatIdentity, type Identity } from "./identity.js";
@@ -131,6 +130,9 @@ export async function generateRoot(trustDomain: string, opts: { rsa?: boolean } 
   const alg: wc.RsaHashedKeyGenParams | wc.EcKeyGenParams = opts.rsa
     ? { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }
     : EC_P256;
+  // Loaded on demand: the ASN.1 library costs ~20 MiB of memory that a running ztunnel, which
+  // only signs leaves (leaf.ts), should not carry.
+  const { x509 } = await import("./x509.js");
   const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as wc.CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
