@@ -81,7 +81,7 @@ describe("workload leaves signed with node:crypto", () => {
   });
 
   it("without a root SKI the key identifier is the SHA-1 of the root's key (RFC 5280 method 1)", async () => {
-    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
+    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
     const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: "01",
       name: "CN=no ski root",
@@ -102,7 +102,7 @@ describe("workload leaves signed with node:crypto", () => {
   });
 
   it("signs with a P-384 root using ecdsa-with-SHA384", async () => {
-    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"])) as CryptoKeyPair;
+    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
     const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: "02",
       name: "CN=p384 root",
