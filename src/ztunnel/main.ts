@@ -118,9 +118,8 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const scrape = {
     contentType: metrics.contentType,
     metrics: async (): Promise<string> => {
-      const pods = manager.statuses();
-      const up = pods.filter((p) => p.phase === "Up").length;
-      metrics.setProxyCounts(up, pods.length - up);
+      const { up, pending } = manager.counts();
+      metrics.setProxyCounts(up, pending);
       return await metrics.metrics();
     },
   };
@@ -154,7 +153,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
         listeners: async (namespace, name) => {
           const pod = manager.podNetnsFd(namespace, name);
           if (pod === undefined) return undefined;
-          const status = manager.statuses().find((p) => p.uid === pod.uid);
+          const status = manager.status(pod.uid);
           const open = (await pool.openConnections())[pod.uid] ?? [];
           const kernel = await readKernelSockets(pod.fd).catch((err: unknown) => ({ error: errorMessage(err) }));
           return { pod: `${namespace}/${name}`, uid: pod.uid, ztunnel: { state: status?.phase, listeners: status?.listeners ?? [], connections: open }, kernel };

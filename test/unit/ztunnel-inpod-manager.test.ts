@@ -172,7 +172,13 @@ describe("InPodManager", () => {
     await until(() => env.manager.pending().length === 1);
     expect(env.manager.pending()[0]).toMatchObject({ uid: "pod-a", name: "a", phase: "Pending" });
     expect(env.manager.pending()[0]!.lastError).toMatch(/boom/);
+    // The gauges and /listeners read the same phase without describing every pod.
+    expect(env.manager.counts()).toEqual({ up: 0, pending: 1 });
+    expect(env.manager.status("pod-a")).toMatchObject({ phase: "Pending" });
+    expect(env.manager.status("nope")).toBeUndefined();
     await until(() => env.manager.pending().length === 0);
+    expect(env.manager.counts()).toEqual({ up: 1, pending: 0 });
+    expect(env.manager.status("pod-a")).toEqual(env.manager.statuses()[0]);
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
   });
 

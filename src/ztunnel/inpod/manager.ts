@@ -63,6 +63,18 @@ export interface InPodManagerOptions {
   readonly retryIntervalMs?: number;
 }
 
+function describe(p: Pod): PodStatus {
+  return {
+    uid: p.uid,
+    name: p.info.name,
+    namespace: p.info.namespace,
+    identity: formatIdentity(p.spec.identity),
+    phase: p.phase,
+    lastError: p.lastError,
+    listeners: [...p.placed.values()].flatMap((x) => x.listeners),
+  };
+}
+
 export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
   private readonly pods = new Map<string, Pod>();
   private readonly renewals = new Map<string, { pods: number; unsubscribe: () => void }>();
@@ -158,20 +170,27 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
     for (const p of this.pods.values()) clearTimeout(p.retry);
   }
 
+  /** Pods not Up; readiness asks this on every probe, so only those pods are described. */
   pending(): PodStatus[] {
-    return this.statuses().filter((p) => p.phase !== "Up");
+    const out: PodStatus[] = [];
+    for (const p of this.pods.values()) if (p.phase !== "Up") out.push(describe(p));
+    return out;
   }
 
   statuses(): PodStatus[] {
-    return [...this.pods.values()].map((p) => ({
-      uid: p.uid,
-      name: p.info.name,
-      namespace: p.info.namespace,
-      identity: formatIdentity(p.spec.identity),
-      phase: p.phase,
-      lastError: p.lastError,
-      listeners: [...p.placed.values()].flatMap((x) => x.listeners),
-    }));
+    return [...this.pods.values()].map(describe);
+  }
+
+  status(uid: string): PodStatus | undefined {
+    const p = this.pods.get(uid);
+    return p === undefined ? undefined : describe(p);
+  }
+
+  /** Up and not-Up pod counts (metrics gauges on every scrape) without describing each pod. */
+  counts(): { up: number; pending: number } {
+    let up = 0;
+    for (const p of this.pods.values()) if (p.phase === "Up") up++;
+    return { up, pending: this.pods.size - up };
   }
 
   /** The main thread's netns fd of an enrolled pod found by namespace/name (kernel view). */
