@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readSync } from "node:fs";
 import { forwardLogs } from "./agent-client.js";
 import { createPluginLog } from "./log.js";
 import { runPlugin } from "./plugin.js";
@@ -6,21 +6,27 @@ import { runPlugin } from "./plugin.js";
 // Process entry of the ambient CNI plugin executable. stdout carries only the result or the
 // CNI error object; logs go to stderr (and to the agent's log socket when it listens).
 
-async function readStdinStream(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
-}
-
-// The runtime hands us a blocking pipe: one synchronous read to EOF skips building a stream
-// (and loading its modules) on every invocation. A non-blocking stdin takes the stream path.
+// The runtime hands us a blocking pipe: reading it synchronously to EOF skips building a stream
+// (and its modules) on every invocation. Should stdin be non-blocking and not yet filled
+// (EAGAIN), what was read so far is kept and the rest comes through the stream.
 async function readStdin(): Promise<string> {
-  try {
-    return readFileSync(0, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EAGAIN") return await readStdinStream();
-    throw err;
+  const chunks: Buffer[] = [];
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EINTR") continue;
+      if (code !== "EAGAIN") throw err;
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      break;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
   }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 async function main(): Promise<void> {

@@ -1,15 +1,17 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SUPPORTED_VERSIONS } from "../../cni-plugin/cni/version.js";
 import { startFakeAgent, type FakeAgent } from "../fixtures/cni-fake-agent.js";
-import { runCni, type CniEnv, type CniRun } from "../fixtures/cni-exec.js";
+import { PLUGIN_EXECUTABLE, runCni, type CniEnv, type CniRun } from "../fixtures/cni-exec.js";
 import { fakeKubeconfig, startFakeKube, type FakeKube } from "../fixtures/cni-fake-kube.js";
 
 // The built single executable, run exactly as a container runtime runs it.
+const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, "..", "..");
 const GOLDEN_BODY = join(ROOT, "test", "golden", "cni", "cmdadd-body.json");
 
@@ -221,6 +223,36 @@ describe("ambient-cni executable, every command × every cniVersion", () => {
     }
     expect((await runCni(env("ADD"), conf("1.0.0", runDir, { ambient_enabled: false }))).code).toBe(0);
     expect(agent.adds.length).toBe(before);
+  });
+
+  it("reads the whole config from a non-blocking stdin that fills late", async () => {
+    // The plugin reads stdin synchronously; on a non-blocking stdin that runs dry (EAGAIN) the
+    // bytes read before must not be lost. Node's spawn makes a child's stdio blocking, so a
+    // small Python runtime hands over a non-blocking socketpair and writes in two parts.
+    const runtime = [
+      "import os, socket, subprocess, sys, time",
+      "exe, first, rest = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()",
+      "a, b = socket.socketpair()",
+      "b.setblocking(False)",
+      "p = subprocess.Popen([exe], stdin=b.fileno(), stdout=subprocess.PIPE, env=dict(os.environ))",
+      "b.close()",
+      "a.sendall(first)",
+      "time.sleep(0.3)",
+      "a.sendall(rest)",
+      "a.shutdown(socket.SHUT_WR)",
+      "out, _ = p.communicate()",
+      "sys.stdout.write(out.decode())",
+      "sys.exit(p.returncode)",
+    ].join("\n");
+    const before = agent.adds.length;
+    const text = conf("1.0.0", runDir);
+    // Asynchronous: the fake agent answering the ADD runs in this process's event loop.
+    const { stdout } = await execFileAsync("/usr/bin/python3", ["-c", runtime, PLUGIN_EXECUTABLE, text.slice(0, 40), text.slice(40)], {
+      env: { ...env("ADD") },
+      encoding: "utf8",
+    });
+    expect(JSON.parse(stdout)).toMatchObject({ cniVersion: "1.0.0", ips: [{ address: "10.244.1.5/24" }] });
+    expect(agent.adds.length).toBe(before + 1);
   });
 });
 
