@@ -13,6 +13,11 @@ export class PeerIdentityError extends AmbientError {
 }
 
 const HBONE_ALPN = ["h2"];
+/**
+ * The AES-GCM suites Istio's ztunnel offers (and nothing else, for interop), AES-128 first:
+ * OpenSSL's default order starts with AES-256, about 10% more per byte here (openssl speed, 16 KiB blocks).
+ */
+export const HBONE_CIPHERS = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
 
 /**
  * Server side: our identity's cert, client certificate required and chained to our root.
@@ -29,6 +34,9 @@ export function serverTlsFlags(): TlsOptions {
     rejectUnauthorized: true,
     minVersion: "TLSv1.3",
     maxVersion: "TLSv1.3",
+    ciphers: HBONE_CIPHERS,
+    // Our order, not the client's: a peer listing AES-256 first still gets AES-128.
+    honorCipherOrder: true,
     ALPNProtocols: HBONE_ALPN,
   };
 }
@@ -45,6 +53,7 @@ export function clientTlsOptions(cert: WorkloadCert, expected: readonly Identity
     rejectUnauthorized: true,
     minVersion: "TLSv1.3",
     maxVersion: "TLSv1.3",
+    ciphers: HBONE_CIPHERS,
     ALPNProtocols: HBONE_ALPN,
     // An empty servername sends no SNI extension; HBONE peers are addressed by IP.
     servername: "",
