@@ -115,7 +115,8 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   };
 
   let zt = start();
-  await waitReady(30_000);
+  // Start-up with the state loaded and no pods yet: the fixed part of restartReadySeconds.
+  details.startReadySeconds = round(await waitReady(30_000), 2);
   const rssIdle = await rssMiB(zt.pid!);
   const latencies: number[] = [];
   const cpuBefore = await cpuSeconds(zt.pid!);

@@ -42,7 +42,6 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const mesh = selectMeshSource(config);
   const certs = new CertManager(mesh.issuer(ca));
   const store = new WorkloadStore();
-  await mesh.source.start(store);
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),
@@ -61,7 +60,13 @@ async function run(config: ZtunnelConfig): Promise<void> {
   });
   // Every state change reaches every worker as a versioned snapshot.
   store.onChange(() => pool.broadcast({ t: "state", snapshot: store.snapshot() }));
-  await pool.start();
+  // Workers boot (a module graph each) while the state loads; they get the state when it is
+  // there (the broadcast above, or the snapshot sent at their ready). No pod is added before
+  // both are done: ZDS starts below.
+  const poolUp = pool.start();
+  poolUp.catch(() => undefined);
+  await mesh.source.start(store);
+  await poolUp;
   const metrics = new ZtunnelMetrics({ defaultMetrics: true });
   const telemetry = new TelemetrySink(metrics, new AccessLog(accessLogger()));
   pool.on("telemetry", (index, t) => telemetry.add(index, t));
