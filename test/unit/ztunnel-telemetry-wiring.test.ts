@@ -42,7 +42,7 @@ describe("worker telemetry → main thread", () => {
     const { log, lines } = captureLog();
     const sink = new TelemetrySink(metrics, new AccessLog(log));
     const workers = [0, 1].map((i) => {
-      const t = new WorkerTelemetry((m: Telemetry) => sink.add(i, m), 60_000);
+      const t = new WorkerTelemetry((m: Telemetry) => sink.add(i, m), 60_000, { closeFlushDelayMs: 0, wantsAccess: () => true });
       timers.push(t);
       return t;
     });
@@ -72,6 +72,27 @@ describe("worker telemetry → main thread", () => {
     ]);
     const warn = lines.find((l) => l.msg === "connection failed");
     expect(warn).toMatchObject({ level: 40, error: "denied", response_flags: "DENY", worker: 1 });
+  });
+
+  it("closes within the flush delay leave in one message; summaries nobody logs stay in the worker", async () => {
+    const got: Telemetry[] = [];
+    const t = new WorkerTelemetry((m) => got.push(m), 60_000, { closeFlushDelayMs: 40, wantsAccess: (failed) => failed });
+    timers.push(t);
+    const labels = trafficLabels({ reporter: "source" });
+    for (let i = 0; i < 5; i++) {
+      t.opened();
+      const meter = t.metrics.open(labels);
+      t.closed({ direction: "outbound", srcAddr: `10.0.0.1:${i}`, dstAddr: "10.0.0.2:80", bytesSent: 1, bytesRecv: 1, durationMs: 1, ...(i === 4 ? { error: "refused", responseFlags: "UF" } : {}) });
+      meter.close(i === 4 ? { failed: true, responseFlags: "UF" } : {});
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(got).toHaveLength(0);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(got).toHaveLength(1);
+    expect(got[0]!.metrics?.series.reduce((n, s) => n + s.closed, 0)).toBe(5);
+    // Only the failed connection's summary: successes are not logged at this level.
+    expect(got[0]!.access.map((a) => a.srcAddr)).toEqual(["10.0.0.1:4"]);
+    expect(got[0]!.active).toBe(0);
   });
 
   it("the heartbeat reports accepted/active with no traffic", async () => {

@@ -147,21 +147,35 @@ export interface FlushLoop {
 }
 
 /**
- * Posts the accumulator's deltas every `intervalMs` and within one event-loop turn after a
- * connection closes (closes in the same turn coalesce into one message).
+ * Posts the accumulator's deltas every `intervalMs` and soon after a connection closes: within
+ * `closeFlushDelayMs` (0 = the same event-loop turn). Closes in that window coalesce into one
+ * message; at thousands of short connections per second a message per close would cost more
+ * than the connections themselves (a postMessage is a structured clone and a cross-thread wakeup).
  */
-export function startFlushLoop(acc: MetricsAccumulator, post: (delta: MetricsDelta) => void, opts: { intervalMs?: number } = {}): FlushLoop {
-  let soon: NodeJS.Immediate | undefined;
-  const flushNow = (): void => {
-    if (soon !== undefined) clearImmediate(soon);
+export function startFlushLoop(acc: MetricsAccumulator, post: (delta: MetricsDelta) => void, opts: { intervalMs?: number; closeFlushDelayMs?: number } = {}): FlushLoop {
+  let soon: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  const delay = opts.closeFlushDelayMs ?? 0;
+  const cancelSoon = (): void => {
+    if (soon === undefined) return;
+    if (delay > 0) clearTimeout(soon as NodeJS.Timeout);
+    else clearImmediate(soon as NodeJS.Immediate);
     soon = undefined;
+  };
+  const flushNow = (): void => {
+    cancelSoon();
     const d = acc.flush();
     if (d !== undefined) post(d);
   };
   const timer = setInterval(flushNow, opts.intervalMs ?? 1_000);
   timer.unref();
   acc.onClose = () => {
-    soon ??= setImmediate(flushNow);
+    if (soon !== undefined) return;
+    if (delay > 0) {
+      soon = setTimeout(flushNow, delay);
+      soon.unref();
+    } else {
+      soon = setImmediate(flushNow);
+    }
   };
   return {
     flushNow,

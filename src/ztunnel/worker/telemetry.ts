@@ -1,4 +1,5 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
+import { rootLogger } from "../../shared/log.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import { MetricsAccumulator, startFlushLoop, type FlushLoop, type MetricsDelta } from "../metrics/accumulator.js";
 import type { Telemetry } from "./messages.js";
@@ -8,6 +9,20 @@ import type { Telemetry } from "./messages.js";
 // of finished connections (access log) riding on the same message, and a status heartbeat
 // (accepted, active, event-loop lag) every interval even when no traffic moved.
 
+/** How soon after a connection closes its counters and access summary leave the worker. */
+export const CLOSE_FLUSH_DELAY_MS = 50;
+
+export interface WorkerTelemetryOptions {
+  /** See CLOSE_FLUSH_DELAY_MS; 0 = within the same event-loop turn. */
+  closeFlushDelayMs?: number;
+  /**
+   * Whether the main thread would write an access line for this outcome. Summaries nobody
+   * logs are not shipped. Default: the level of this thread's root logger, which the main
+   * thread keeps equal to its own.
+   */
+  wantsAccess?: (failed: boolean) => boolean;
+}
+
 export class WorkerTelemetry {
   readonly metrics = new MetricsAccumulator();
   private access: ConnectionSummary[] = [];
@@ -16,14 +31,17 @@ export class WorkerTelemetry {
   private readonly loop: FlushLoop;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly lag: IntervalHistogram;
+  private readonly wantsAccess: (failed: boolean) => boolean;
 
   constructor(
     private readonly post: (t: Telemetry) => void,
     intervalMs: number,
+    opts: WorkerTelemetryOptions = {},
   ) {
+    this.wantsAccess = opts.wantsAccess ?? ((failed) => rootLogger.isLevelEnabled(failed ? "warn" : "info"));
     this.lag = monitorEventLoopDelay({ resolution: 20 });
     this.lag.enable();
-    this.loop = startFlushLoop(this.metrics, (d) => this.send(d), { intervalMs });
+    this.loop = startFlushLoop(this.metrics, (d) => this.send(d), { intervalMs, closeFlushDelayMs: opts.closeFlushDelayMs ?? CLOSE_FLUSH_DELAY_MS });
     this.heartbeat = setInterval(() => this.send(undefined), intervalMs);
     this.heartbeat.unref();
   }
@@ -39,7 +57,7 @@ export class WorkerTelemetry {
   /** A connection ended: its summary goes out with the metric flush its meter's close triggers. */
   closed(summary: ConnectionSummary): void {
     this.activeConns--;
-    this.access.push(summary);
+    if (this.wantsAccess(summary.error !== undefined)) this.access.push(summary);
   }
 
   get active(): number {
