@@ -1,10 +1,13 @@
 import { X509Certificate } from "node:crypto";
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from "node:http2";
 import { connect as netConnect, Socket } from "node:net";
-import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { afterEach, describe, expect, it } from "vitest";
+import { Writable } from "node:stream";
+import tls, { connect as tlsConnect, type ConnectionOptions } from "node:tls";
+import { pino } from "pino";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ProxyError } from "../../src/ztunnel/proxy/errors.js";
-import type { AuthorizationContext, InboundRecord } from "../../src/ztunnel/proxy/hbone-server.js";
+import type { AuthorizationContext, CertProvider, InboundRecord } from "../../src/ztunnel/proxy/hbone-server.js";
+import type { WorkloadCert } from "../../src/ztunnel/tls/ca.js";
 import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
 import { clientTlsOptions } from "../../src/ztunnel/tls/peer.js";
 import { CLIENT_ID, HboneEnv, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
@@ -196,21 +199,53 @@ describe("HBONE server: certificate renewal", () => {
     const certs = new CertManager({ rootPem: ca.rootPem, issue: (identity) => ca.issue(identity, { ttlMs: 2_000 }) });
     env = await HboneEnv.create({ server: { certs } });
     env.closers.push(() => certs.close());
-    const serialNow = async (): Promise<string> => {
-      const sock = tlsConnect({ host: "127.0.0.1", port: env.hbonePort, ...(await clientOpts()) });
-      await new Promise<void>((resolve, reject) => {
-        sock.once("secureConnect", () => resolve());
-        sock.once("error", reject);
-      });
-      const serial = sock.getPeerX509Certificate()?.serialNumber ?? "";
-      sock.destroy();
-      return serial;
-    };
-    const before = await serialNow();
+    const before = await servedSerial(env);
     await new Promise<void>((resolve) => certs.onRenew(SERVER_ID, () => resolve()));
-    const after = await serialNow();
+    const after = await servedSerial(env);
     expect(after).not.toBe(before);
     expect(after).toBe(new X509Certificate(certs.peek(SERVER_ID)?.certPem ?? "").serialNumber);
+  });
+
+  it("builds the pod's TLS context at its first connection, keeps it, and rebuilds it once after a renewal", async () => {
+    const ca = await testCa();
+    const certs = new ManualCerts(await ca.issue(SERVER_ID));
+    const spy = vi.spyOn(tls, "createSecureContext");
+    env = await HboneEnv.create({ server: { certs } });
+    env.closers.push(() => spy.mockRestore());
+    // Server contexts are the ones carrying the pod's certificate (clients carry their own).
+    const builtFor = (cert: WorkloadCert): number => spy.mock.calls.filter(([o]) => o?.cert === cert.certPem).length;
+    const first = certs.current;
+    expect(builtFor(first)).toBe(0);
+    expect(await servedSerial(env)).toBe(serialOf(first));
+    expect(await servedSerial(env)).toBe(serialOf(first));
+    expect(builtFor(first)).toBe(1);
+
+    const second = await ca.issue(SERVER_ID);
+    certs.renew(second);
+    expect(builtFor(second)).toBe(0);
+    expect(await servedSerial(env)).toBe(serialOf(second));
+    expect(await servedSerial(env)).toBe(serialOf(second));
+    expect(builtFor(second)).toBe(1);
+    expect(builtFor(first)).toBe(1);
+  });
+
+  it("refuses connections with a warning while the certificate is unusable, and serves the renewed one", async () => {
+    const ca = await testCa();
+    const good = await ca.issue(SERVER_ID);
+    const other = await ca.issue(CLIENT_ID);
+    // A key that does not match the certificate: no TLS context can be built from it.
+    const certs = new ManualCerts({ ...good, keyPem: other.keyPem });
+    const { log, lines } = capture();
+    env = await HboneEnv.create({ server: { certs, log } });
+    const err = await servedSerial(env).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    const warning = lines().find((l) => String(l.msg).includes("cannot build a TLS context"));
+    expect(warning?.identity).toBe("spiffe://cluster.local/ns/server-ns/sa/server-sa");
+    expect(String(warning?.err)).toMatch(/key/i);
+    expect(env.server.stats.connections).toBe(0);
+
+    certs.renew(good);
+    expect(await servedSerial(env)).toBe(serialOf(good));
   });
 });
 
@@ -256,6 +291,52 @@ describe("HBONE server: limits", () => {
     expect(outcome).not.toBe("status 503");
   });
 });
+
+/** The serial of the certificate the HBONE server presents to a new connection. */
+async function servedSerial(env: HboneEnv): Promise<string> {
+  const sock = tlsConnect({ host: "127.0.0.1", port: env.hbonePort, ...(await clientOpts()) });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once("secureConnect", () => resolve());
+      sock.once("error", reject);
+    });
+    return sock.getPeerX509Certificate()?.serialNumber ?? "";
+  } finally {
+    sock.destroy();
+  }
+}
+
+function serialOf(cert: WorkloadCert): string {
+  return new X509Certificate(cert.certPem).serialNumber;
+}
+
+/** A certificate provider whose renewals the test triggers. */
+class ManualCerts implements CertProvider {
+  private readonly listeners = new Set<(cert: WorkloadCert) => void>();
+  constructor(public current: WorkloadCert) {}
+  get(): Promise<WorkloadCert> {
+    return Promise.resolve(this.current);
+  }
+  onRenew(_identity: unknown, listener: (cert: WorkloadCert) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  renew(cert: WorkloadCert): void {
+    this.current = cert;
+    for (const l of this.listeners) l(cert);
+  }
+}
+
+function capture(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
+  const out: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      out.push(chunk.toString());
+      cb();
+    },
+  });
+  return { log: pino({ level: "info" }, stream), lines: () => out.join("").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
 
 async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");

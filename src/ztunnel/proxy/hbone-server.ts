@@ -14,7 +14,7 @@ import type { SocketFactory } from "../../sockets/socket-factory.js";
 import { canonicalIp, formatHostPort, parseHostPort } from "../state/ip.js";
 import type { WorkloadCert } from "../tls/ca.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
-import { serverTlsFlags, serverTlsOptions, verifyTrustDomain } from "../tls/peer.js";
+import { serverTlsOptions, verifyTrustDomain } from "../tls/peer.js";
 import { ProxyError, upstreamConnectError } from "./errors.js";
 import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB, PROXY_KEEPALIVE } from "./h2-options.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
@@ -101,13 +101,19 @@ const ALLOW_ALL: Authorizer = { authorize: () => ({ allow: true }) };
 
 export class HboneServer {
   private listener: Server | undefined;
-  private readonly tls: TlsServer;
+  /** Built at the first connection from `cert`; dropped when the certificate is renewed. */
+  private tls: TlsServer | undefined;
+  /** The pod's current certificate (the one the next TLS server is built from). */
+  private cert: WorkloadCert | undefined;
+  /** A certificate no TLS context could be built from: not retried until a renewal. */
+  private unusableCert: WorkloadCert | undefined;
   private readonly h2: Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly relays = new Set<Relay>();
   private readonly limiter: ConnectionLimiter;
   private readonly log: Logger;
   private readonly throttled: ThrottledLog;
+  private readonly tlsFailures: ThrottledLog;
   private readonly podIps: ReadonlySet<string>;
   private readonly authorizer: Authorizer;
   private unsubscribeRenew: (() => void) | undefined;
@@ -115,18 +121,10 @@ export class HboneServer {
   constructor(private readonly opts: HboneServerOptions) {
     this.log = opts.log ?? logger("ztunnel.hbone.server");
     this.throttled = new ThrottledLog(this.log);
+    this.tlsFailures = new ThrottledLog(this.log);
     this.limiter = new ConnectionLimiter(opts.maxConnections ?? 10_000);
     this.podIps = new Set(opts.podIps.map((ip) => canonicalIp(ip) ?? ip));
     this.authorizer = opts.authorizer ?? ALLOW_ALL;
-    // A tls.Server that never listens: it gives us handshake timeout, client-certificate
-    // verification and secure-context swapping for sockets accepted through the factory.
-    this.tls = createTlsServer({ ...serverTlsFlags(), handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000 });
-    this.tls.on("secureConnection", (sock: TLSSocket) => this.onSecure(sock));
-    this.tls.on("tlsClientError", (err: Error, sock: TLSSocket) => {
-      this.log.debug({ peer: sock.remoteAddress, err: err.message }, "HBONE TLS handshake failed");
-      // With a listener attached, Node leaves the socket open: close it ourselves.
-      sock.destroy();
-    });
     this.h2 = createH2Server({
       settings: hboneSettings(opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams ?? 1000),
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
@@ -142,10 +140,15 @@ export class HboneServer {
   }
 
   async start(): Promise<void> {
-    const cert = await this.opts.certs.get(this.opts.identity);
-    this.tls.setSecureContext(serverTlsOptions(cert));
+    // The certificate is fetched now (a pod without one must not look enrolled), but its TLS
+    // context is built at the first connection: most pods on a node never get inbound HBONE
+    // in a given worker, and a context costs ~3 ms of CPU and ~40 KiB per pod per worker.
+    this.cert = await this.opts.certs.get(this.opts.identity);
     this.unsubscribeRenew = this.opts.certs.onRenew?.(this.opts.identity, (renewed) => {
-      this.tls.setSecureContext(serverTlsOptions(renewed));
+      this.cert = renewed;
+      // New connections get a server built from the renewed certificate; handshakes already
+      // under way finish on the old one, which is then collected.
+      this.tls = undefined;
     });
     const server = await this.opts.socketFactory.listenTcp({ address: this.opts.listen.address, port: this.opts.listen.port });
     this.listener = server;
@@ -199,7 +202,44 @@ export class HboneServer {
     sock.allowHalfOpen = false;
     sock.setKeepAlive(true, PROXY_KEEPALIVE.idleSec * 1000);
     sock.on("error", (err) => this.log.debug({ err: err.message }, "HBONE socket error"));
-    this.tls.emit("connection", sock);
+    const tls = this.tlsServer();
+    if (tls === undefined) {
+      sock.destroy();
+      return;
+    }
+    tls.emit("connection", sock);
+  }
+
+  /**
+   * The pod's TLS server, built on first use with the pod's certificate as its only context
+   * (tls.createServer always builds one, and Node 20 neither accepts a ready `secureContext`
+   * there nor calls SNICallback for a ClientHello without SNI, which is what HBONE peers send).
+   * It never listens: it gives us the handshake timeout and client-certificate verification
+   * for sockets accepted through the factory.
+   */
+  private tlsServer(): TlsServer | undefined {
+    if (this.tls !== undefined) return this.tls;
+    const cert = this.cert;
+    if (cert === undefined || cert === this.unusableCert) return undefined;
+    let tls: TlsServer;
+    try {
+      tls = createTlsServer({ ...serverTlsOptions(cert), handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000 });
+    } catch (err) {
+      this.unusableCert = cert;
+      this.tlsFailures.warn(
+        { identity: formatIdentity(this.opts.identity), err: errorMessage(err) },
+        "HBONE: cannot build a TLS context from the pod's certificate; refusing inbound connections until it is renewed",
+      );
+      return undefined;
+    }
+    tls.on("secureConnection", (sock: TLSSocket) => this.onSecure(sock));
+    tls.on("tlsClientError", (err: Error, sock: TLSSocket) => {
+      this.log.debug({ peer: sock.remoteAddress, err: err.message }, "HBONE TLS handshake failed");
+      // With a listener attached, Node leaves the socket open: close it ourselves.
+      sock.destroy();
+    });
+    this.tls = tls;
+    return tls;
   }
 
   private onSecure(sock: TLSSocket): void {
