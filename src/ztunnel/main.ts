@@ -39,7 +39,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   }
   const ca = await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
   // After the CA, so a missing root is reported before a missing state source.
-  const mesh = selectMeshSource(config);
+  const mesh = await selectMeshSource(config);
   const certs = new CertManager(mesh.issuer(ca));
   const store = new WorkloadStore();
 

@@ -39,14 +39,16 @@ describe("state source selection", () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  function select(env: Record<string, string>, log = capture().log): MeshSource {
-    selected = selectMeshSource(loadConfig(env), env, { log, inClusterPathPrefix: tmp });
-    return selected;
+  async function select(env: Record<string, string>, log = capture().log): Promise<MeshSource> {
+    const s = await selectMeshSource(loadConfig(env), env, { log, inClusterPathPrefix: tmp });
+    await selected?.close();
+    selected = s;
+    return s;
   }
 
   it("LOCAL_XDS_PATH set → the file, even with Kubernetes credentials around (and says so)", async () => {
     const { log, lines } = capture();
-    const s = select({ LOCAL_XDS_PATH: join(tmp, "local.yaml"), KUBECONFIG: join(tmp, "kubeconfig") }, log);
+    const s = await select({ LOCAL_XDS_PATH: join(tmp, "local.yaml"), KUBECONFIG: join(tmp, "kubeconfig") }, log);
     expect(s.mode).toBe("file");
     expect(s.source.name).toBe(`file:${join(tmp, "local.yaml")}`);
     expect(s.reason).toBe("LOCAL_XDS_PATH is set (Kubernetes credentials are present but not used)");
@@ -57,9 +59,9 @@ describe("state source selection", () => {
     expect(s.notReady()).toEqual([]);
   });
 
-  it("nothing configured → an error that lists what to set", () => {
-    expect(() => select({})).toThrow(SourceSelectionError);
-    expect(() => select({})).toThrow(
+  it("nothing configured → an error that lists what to set", async () => {
+    await expect(select({})).rejects.toThrow(SourceSelectionError);
+    await expect(select({})).rejects.toThrow(
       "no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found (no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
     );
   });
@@ -75,7 +77,7 @@ describe("state source selection", () => {
       });
       const kubeconfig = await writeKubeconfig(server, join(tmp, "kubeconfig"));
       const { log, lines } = capture();
-      const s = select({ KUBECONFIG: kubeconfig, NODE_NAME: "node-a", IDENTITY_CONFIRM_TIMEOUT: "2s" }, log);
+      const s = await select({ KUBECONFIG: kubeconfig, NODE_NAME: "node-a", IDENTITY_CONFIRM_TIMEOUT: "2s" }, log);
       expect(s.mode).toBe("kubernetes");
       expect(s.reason).toBe(`no LOCAL_XDS_PATH; KUBECONFIG=${kubeconfig}`);
       expect(s.source.name).toBe(`kubernetes:${server.url}`);
@@ -94,31 +96,31 @@ describe("state source selection", () => {
 
   it("Kubernetes mode without NODE_NAME is an error naming it", async () => {
     const kubeconfig = await writeKubeconfig({ url: "http://127.0.0.1:1", token: "t" }, join(tmp, "kubeconfig"));
-    expect(() => select({ KUBECONFIG: kubeconfig })).toThrow(/^NODE_NAME is required in Kubernetes mode \(no LOCAL_XDS_PATH; KUBECONFIG=.*\): .*fieldRef: spec.nodeName/);
+    await expect(select({ KUBECONFIG: kubeconfig })).rejects.toThrow(/^NODE_NAME is required in Kubernetes mode \(no LOCAL_XDS_PATH; KUBECONFIG=.*\): .*fieldRef: spec.nodeName/);
   });
 
-  it("a KUBECONFIG that cannot be read is an error naming it", () => {
-    expect(() => select({ KUBECONFIG: join(tmp, "missing"), NODE_NAME: "n" })).toThrow(new RegExp(`^KUBECONFIG=${join(tmp, "missing")}: cannot load`));
+  it("a KUBECONFIG that cannot be read is an error naming it", async () => {
+    await expect(select({ KUBECONFIG: join(tmp, "missing"), NODE_NAME: "n" })).rejects.toThrow(new RegExp(`^KUBECONFIG=${join(tmp, "missing")}: cannot load`));
   });
 
   it("a bad IDENTITY_CONFIRM_TIMEOUT is an error naming it", async () => {
     const kubeconfig = await writeKubeconfig({ url: "http://127.0.0.1:1", token: "t" }, join(tmp, "kubeconfig"));
-    expect(() => select({ KUBECONFIG: kubeconfig, NODE_NAME: "n", IDENTITY_CONFIRM_TIMEOUT: "soon" })).toThrow(
+    await expect(select({ KUBECONFIG: kubeconfig, NODE_NAME: "n", IDENTITY_CONFIRM_TIMEOUT: "soon" })).rejects.toThrow(
       'IDENTITY_CONFIRM_TIMEOUT: "soon" is not a duration',
     );
   });
 
   it("in-cluster: KUBERNETES_SERVICE_HOST without a service account token is an error; with one it is used", async () => {
     const env = { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443", NODE_NAME: "node-a" };
-    expect(() => select(env)).toThrow(
+    await expect(select(env)).rejects.toThrow(
       `no LOCAL_XDS_PATH, and KUBERNETES_SERVICE_HOST is set but there is no service account token at ${tmp}${SERVICE_ACCOUNT_DIR}/token`,
     );
     await mkdir(join(tmp, SERVICE_ACCOUNT_DIR), { recursive: true });
     await writeFile(join(tmp, SERVICE_ACCOUNT_DIR, "token"), "token");
-    const s = select(env);
+    const s = await select(env);
     expect(s.mode).toBe("kubernetes");
     expect(s.reason).toBe("no LOCAL_XDS_PATH; in-cluster service account (KUBERNETES_SERVICE_HOST)");
     expect(s.source.name).toBe("kubernetes:https://10.96.0.1:443");
-    expect(select({ ...env, KUBERNETES_SERVICE_HOST: "fd00::1" }).source.name).toBe("kubernetes:https://[fd00::1]:443");
+    expect((await select({ ...env, KUBERNETES_SERVICE_HOST: "fd00::1" })).source.name).toBe("kubernetes:https://[fd00::1]:443");
   });
 });

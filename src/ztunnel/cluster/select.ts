@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { isIPv6 } from "node:net";
 import { join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { errorMessage } from "../../shared/errors.js";
 import { logger, type Logger } from "../../shared/log.js";
 import type { NetnsHandle } from "../../native/index.js";
@@ -13,12 +13,13 @@ import type { CertIssuer } from "../tls/cert-manager.js";
 import { SourceSelectionError } from "./errors.js";
 import { GatedIssuer, gateManager } from "./gated.js";
 import { DEFAULT_CONFIRM_TIMEOUT_MS, IdentityGate } from "./identity-gate.js";
-import { KubeStateSource } from "./kube-source.js";
 
 // Where workload state (and the right to sign) comes from, decided once at start-up:
 // LOCAL_XDS_PATH set → the local file; otherwise the Kubernetes API, through KUBECONFIG when
 // set, else in-cluster credentials (KUBERNETES_SERVICE_HOST/PORT + the service account token).
 // Nothing usable → an error that lists what to set. The choice and its reason are logged.
+// The Kubernetes client (and our informers) are loaded only in Kubernetes mode: the client's
+// module graph costs tens of MiB, which a node on a local file must not pay.
 
 /** Our own variables (the rest of ztunnel's configuration is in config.ts). */
 export const CLUSTER_ENV_NAMES = ["KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "IDENTITY_CONFIRM_TIMEOUT", "CLUSTER_DOMAIN", "NETWORK"] as const;
@@ -49,7 +50,7 @@ export interface SelectOptions {
   readonly kube?: { readonly syncTimeoutMs?: number; readonly restartBaseMs?: number; readonly debounceMs?: number };
 }
 
-export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, opts: SelectOptions = {}): MeshSource {
+export async function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, opts: SelectOptions = {}): Promise<MeshSource> {
   const log = opts.log ?? logger("ztunnel.source");
   const get = (name: (typeof CLUSTER_ENV_NAMES)[number]): string | undefined => {
     const v = env[name]?.trim();
@@ -66,6 +67,9 @@ export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, 
     return fileMode(new FileStateSource(config.localXdsPath), reason);
   }
 
+  if (kubeconfig === undefined && host === undefined) throw noSourceError();
+
+  const [{ KubeConfig }, { KubeStateSource }] = await Promise.all([import("@kubernetes/client-node"), import("./kube-source.js")]);
   let kc: KubeConfig;
   let reason: string;
   if (kubeconfig !== undefined) {
@@ -89,14 +93,10 @@ export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, 
           "mount one (automountServiceAccountToken: true), set KUBECONFIG, or set LOCAL_XDS_PATH to a local config file",
       );
     }
-    kc = inClusterConfig(host, get("KUBERNETES_SERVICE_PORT") ?? "443", opts.inClusterPathPrefix ?? "");
+    kc = inClusterConfig(new KubeConfig(), host, get("KUBERNETES_SERVICE_PORT") ?? "443", opts.inClusterPathPrefix ?? "");
     reason = "no LOCAL_XDS_PATH; in-cluster service account (KUBERNETES_SERVICE_HOST)";
   } else {
-    throw new SourceSelectionError(
-      "no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found " +
-        "(no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); " +
-        "set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
-    );
+    throw noSourceError();
   }
 
   if (config.nodeName === undefined) {
@@ -138,12 +138,19 @@ export function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, 
   };
 }
 
+function noSourceError(): SourceSelectionError {
+  return new SourceSelectionError(
+    "no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found " +
+      "(no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); " +
+      "set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
+  );
+}
+
 // As client-node's loadFromCluster, but from `env` rather than process.env. The token file is
-// re-read by client-node as it rotates.
-function inClusterConfig(host: string, port: string, prefix: string): KubeConfig {
+// re-read by client-node as it rotates. `kc` is a fresh KubeConfig (the class is loaded lazily).
+function inClusterConfig(kc: KubeConfig, host: string, port: string, prefix: string): KubeConfig {
   const scheme = port === "80" || port === "8080" || port === "8001" ? "http" : "https";
   const server = `${scheme}://${isIPv6(host) ? `[${host}]` : host}:${port}`;
-  const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: "inCluster", server, caFile: `${prefix}${join(SERVICE_ACCOUNT_DIR, "ca.crt")}`, skipTLSVerify: false }],
     users: [{ name: "inClusterUser", authProvider: { name: "tokenFile", config: { tokenFile: `${prefix}${join(SERVICE_ACCOUNT_DIR, "token")}` } } }],
