@@ -11,6 +11,7 @@ import { setFigure, type Figures } from "./figures.js";
 import { iperfClientArgs, parseIperfJson, type IperfResult } from "./iperf.js";
 import { parseConnRate, parseLatency } from "./pingpong.js";
 import { finish, rssMiB, waitForLine, waitListening } from "./proc.js";
+import { ztunnelNodeArgs } from "./profiling.js";
 import { round } from "./stats.js";
 import type { Teardown } from "./teardown.js";
 
@@ -56,7 +57,7 @@ export class Datapath {
     const dir = await mkdtemp(join(tmpdir(), "bench-datapath-"));
     teardown.add("datapath temp dir", () => rm(dir, { recursive: true, force: true }));
     // LOG_LEVEL warn: no per-connection access records on stderr during measurements.
-    const mesh = await Mesh.create({ podsPerNode: cfg.fourPods ? 4 : 1, deferRules: true, workers: 2, env: { LOG_LEVEL: "warn" } });
+    const mesh = await Mesh.create({ podsPerNode: cfg.fourPods ? 4 : 1, deferRules: true, workers: 2, env: { LOG_LEVEL: "warn" }, nodeArgs: ztunnelNodeArgs() });
     teardown.add("datapath mesh (ztunnels, stunnel, iperf3, netns)", () => mesh.destroy());
     const dp = new Datapath(mesh, cfg, dir);
     await dp.setup(log);

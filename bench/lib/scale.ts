@@ -13,6 +13,7 @@ import { Topology } from "../../test/harness/topology.js";
 import { BenchError } from "./errors.js";
 import { setFigure, type Figures } from "./figures.js";
 import { rssMiB } from "./proc.js";
+import { ztunnelNodeArgs } from "./profiling.js";
 import { round, spread } from "./stats.js";
 import type { Teardown } from "./teardown.js";
 
@@ -23,11 +24,6 @@ import type { Teardown } from "./teardown.js";
 
 const WORKERS = 2;
 const LISTENERS_PER_WORKER = 3;
-/**
- * Opt-in profiling: extra node flags for the ztunnel (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
- * With it set the ztunnel is stopped with SIGTERM (a clean exit writes the profiles).
- */
-const NODE_ARGS_ENV = "BENCH_SCALE_ZTUNNEL_NODE_ARGS";
 
 export async function scaleRow(pods: number, figures: Figures, teardown: Teardown, log: (s: string) => void): Promise<Record<string, unknown>> {
   const topo = await Topology.create({ nodes: 1, podsPerNode: 0 });
@@ -87,7 +83,7 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
       req.on("error", reject);
       req.end();
     });
-  const nodeArgs = (process.env[NODE_ARGS_ENV] ?? "").split(" ").filter((a) => a !== "");
+  const nodeArgs = ztunnelNodeArgs();
   const stop = (child: ReturnType<Topology["spawn"]>): Promise<void> => killAndWait(child, nodeArgs.length > 0 ? "SIGTERM" : "SIGKILL");
   const start = (): ReturnType<Topology["spawn"]> => {
     const child = topo.spawn(node.ns, process.execPath, [...nodeArgs, ZTUNNEL_MAIN], { env });
