@@ -1,8 +1,9 @@
-import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, webcrypto, type KeyObject } from "node:crypto";
+import { createPrivateKey, randomBytes, X509Certificate, webcrypto, type KeyObject } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { webcrypto as wc } from "node:crypto";
 import { LeafSigner, signatureAlgorithmOf, toPem } from "./leaf.js";
+import { generateLeafKey } from "./leaf-key.js";
 import { AmbientError } from "../../shared/errors.js";
 import { formatIdentity, type Identity } from "./identity.js";
 
@@ -103,18 +104,12 @@ export class LocalCa {
       let notAfter = new Date(Math.floor((now + ttlMs) / 1000) * 1000);
       // A leaf never outlives its root.
       if (notAfter > this.rootNotAfter) notAfter = this.rootNotAfter;
-      const keys = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-      const certPem = this.leaf.sign({
-        serial: randomSerialBytes(),
-        notBefore,
-        notAfter,
-        spki: keys.publicKey.export({ type: "spki", format: "der" }),
-        uri: formatIdentity(identity),
-      });
+      const key = generateLeafKey();
+      const certPem = this.leaf.sign({ serial: randomSerialBytes(), notBefore, notAfter, spki: key.spki, uri: formatIdentity(identity) });
       return Object.freeze({
         identity,
         certPem,
-        keyPem: keys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+        keyPem: key.keyPem,
         rootPem: this.rootPem,
         notBefore,
         notAfter,
