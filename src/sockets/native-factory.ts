@@ -40,6 +40,9 @@ export class NativeSocketFactory implements SocketFactory {
       transparent: opts.transparent === true,
       bind: { address: opts.address, port: opts.port },
       listen: { backlog },
+      // Accepted sockets inherit TCP_NODELAY from the listener (Linux copies it at accept), so
+      // no proxied connection, HBONE transport included, waits on Nagle for an ACK.
+      noDelay: true,
     };
     if (this.config.mark !== undefined) spec.mark = this.config.mark;
     const fd = createSocket(this.config.netns, spec);

@@ -215,8 +215,7 @@ export class PodProxy {
         s.resetAndDestroy();
         return;
       }
-      // Proxied bytes are forwarded as they come; Nagle would only add latency on top.
-      s.setNoDelay(true);
+      // No setNoDelay here: the listener has TCP_NODELAY and accepted sockets inherit it.
       this.downstreams.add(s);
       s.once("close", () => {
         this.downstreams.delete(s);
