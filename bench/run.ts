@@ -15,6 +15,7 @@ import { BenchUsageError } from "./lib/errors.js";
 import { setFigure, type Figures } from "./lib/figures.js";
 import { describeMachine, describeRevision, loadAverage } from "./lib/machine.js";
 import { parseOptions, type BenchOptions, type Row } from "./lib/options.js";
+import { mergeRounds } from "./lib/rounds.js";
 import { evaluate, renderMarkdown, TARGETS, type ReportInput } from "./lib/report.js";
 import { scaleRow } from "./lib/scale.js";
 import { Teardown, withTimeout } from "./lib/teardown.js";
@@ -46,9 +47,18 @@ async function datapathRows(opts: BenchOptions, figures: Figures, details: Recor
   const d = opts.durationS;
   // Idle memory first: a fresh ztunnel has no garbage from the bulk rows for GC to return meanwhile.
   if (want("idle-memory")) await withTimeout("idle-memory row", bound(120), dp.idleMemory(figures, log)).catch((e: unknown) => log(errorMessage(e)));
-  if (want("throughput")) await withTimeout("throughput row", bound(7 * (d + 35)), dp.throughput(figures, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
-  if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(figures, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
-  if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(figures, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+  const rounds: Figures[] = [];
+  for (let r = 1; r <= opts.rounds; r++) {
+    if (opts.rounds > 1) log(`pod-to-pod round ${r} of ${opts.rounds}`);
+    const got: Figures = {};
+    if (want("throughput")) await withTimeout("throughput row", bound(7 * (d + 35)), dp.throughput(got, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+    if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+    if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+    rounds.push(got);
+  }
+  const merged = mergeRounds(rounds);
+  Object.assign(figures, merged.figures);
+  details.rounds = { count: opts.rounds, perRound: merged.perRound };
   await teardown.runOne("datapath mesh (ztunnels, stunnel, iperf3, netns)");
 }
 
@@ -152,6 +162,7 @@ async function main(): Promise<number> {
       "stunnel4: TLS 1.3 only, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates made per run, mutual verification, TCP_NODELAY on both sockets. HBONE uses Node's default TLS 1.3 suite order (TLS_AES_256_GCM_SHA384 first).",
     );
   }
+  if (ran("throughput", "latency", "connrate") && opts.rounds > 1) notes.push(`Throughput, latency and connection rate: ${opts.rounds} rounds (raw, stunnel, HBONE back to back in each); every figure is the median of its rounds, the per-round values are in results.json (details.rounds).`);
   if (ran("throughput")) notes.push("throughput.hbone.4 = iperf3 -P 4 from one pod (streams share pooled HBONE connections per worker); throughput.hbone.4pods = 4 client pods each sending 1 stream to its own server pod (separate HBONE connections).");
   if (ran("latency", "connrate")) notes.push(`Latency: ${opts.roundTrips} round trips of 1 KiB over one connection after 200 warm-up; connection rate: ${CONN_CONCURRENCY} concurrent loops of connect / 1 byte each way / server closes first, tcp_tw_reuse=1 in the pods.`);
   if (ran("idle-memory")) notes.push(`Idle memory: ${opts.idleConnections} connections client pod → server pod through HBONE, each after one byte each way; RSS growth of both ztunnels divided by the count.`);

@@ -10,6 +10,8 @@ export interface BenchOptions {
   rows: ReadonlySet<Row>;
   /** Seconds per iperf3 run and per connection-rate run. */
   durationS: number;
+  /** Rounds of the throughput, latency and connection-rate rows; each figure is the median. */
+  rounds: number;
   /** Round trips per latency run. */
   roundTrips: number;
   /** Pods enrolled in the scale row. */
@@ -23,15 +25,17 @@ export interface BenchOptions {
   outDir: string;
 }
 
-export const USAGE = `usage: npm run bench -- [--only <row,...>] [--duration <s>] [--quick] [--out <dir>]
+export const USAGE = `usage: npm run bench -- [--only <row,...>] [--duration <s>] [--rounds <n>] [--quick] [--out <dir>]
   rows: ${ROWS.join(", ")}
   --duration  seconds per throughput / connection-rate run (default 10, --quick 3)
+  --rounds    rounds of the throughput / latency / connection-rate rows, median reported (default 3, --quick 1)
   --quick     short runs everywhere (smoke check, numbers are rough)
   --out       results parent directory (default bench/results)`;
 
 export function parseOptions(argv: readonly string[], defaultOutDir: string): BenchOptions {
   let only: string | undefined;
   let duration: string | undefined;
+  let roundsArg: string | undefined;
   let quick = false;
   let outDir = defaultOutDir;
   for (let i = 0; i < argv.length; i++) {
@@ -48,6 +52,9 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
         break;
       case "--duration":
         duration = value();
+        break;
+      case "--rounds":
+        roundsArg = value();
         break;
       case "--quick":
         quick = true;
@@ -75,9 +82,14 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
   if (!Number.isFinite(durationS) || durationS < 1 || durationS > 600) {
     throw new BenchUsageError(`--duration must be a number of seconds in 1..600, got "${duration}"`);
   }
+  const rounds = roundsArg === undefined ? (quick ? 1 : 3) : Number(roundsArg);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) {
+    throw new BenchUsageError(`--rounds must be a whole number in 1..20, got "${roundsArg}"`);
+  }
   return {
     rows,
     durationS,
+    rounds,
     roundTrips: quick ? 1000 : 5000,
     scalePods: quick ? 200 : 1000,
     idleConnections: quick ? 200 : 1000,

@@ -36,9 +36,11 @@ describePrivileged("listeners made by the socket factory", () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       let out = "";
       let err = "";
-      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      const { stdout, stderr } = child;
+      if (stdout === null || stderr === null) throw new Error("python has no stdout/stderr pipes");
+      stderr.on("data", (d: Buffer) => (err += d.toString()));
       const reported = new Promise<string>((resolve, reject) => {
-        child.stdout.on("data", (d: Buffer) => {
+        stdout.on("data", (d: Buffer) => {
           out += d.toString();
           const m = /nodelay=(\d+)/.exec(out);
           if (m !== null) resolve(m[1]!);
