@@ -159,7 +159,7 @@ async function main(): Promise<number> {
   if (ran("throughput", "latency", "connrate", "idle-memory")) {
     notes.push(
       "Pod-to-pod: 2 nodes, client pod on node 0, server pod on node 1 (routed veth, DESIGN §11); one ztunnel process per node with 2 worker threads, LOG_LEVEL=warn (no access records); the bench plays the node agent (in-pod rules, ZDS).",
-      "stunnel4: TLS 1.3 only, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates made per run, mutual verification, TCP_NODELAY on both sockets. HBONE uses Node's default TLS 1.3 suite order (TLS_AES_256_GCM_SHA384 first).",
+      "stunnel4: TLS 1.3 only, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates made per run, mutual verification, TCP_NODELAY on both sockets. HBONE offers TLS_AES_128_GCM_SHA256 then TLS_AES_256_GCM_SHA384 (the server's order wins), so both paths run AES-128-GCM.",
     );
   }
   if (ran("throughput", "latency", "connrate") && opts.rounds > 1) notes.push(`Throughput, latency and connection rate: ${opts.rounds} rounds (raw, stunnel, HBONE back to back in each); every figure is the median of its rounds, the per-round values are in results.json (details.rounds).`);
