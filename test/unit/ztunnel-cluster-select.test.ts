@@ -1,8 +1,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { SourceSelectionError } from "../../src/ztunnel/cluster/errors.js";
 import { GatedIssuer } from "../../src/ztunnel/cluster/gated.js";
@@ -11,19 +9,10 @@ import { loadConfig } from "../../src/ztunnel/config.js";
 import { WorkloadStore } from "../../src/ztunnel/state/store.js";
 import { FakeKubeServer, writeKubeconfig } from "../harness/fake-kube/index.js";
 import { testCa } from "../fixtures/ztunnel-pki.js";
+import { captureLogs } from "../fixtures/log-capture.js";
 
 // Which state source ztunnel uses, and why, from its environment.
 
-function capture(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const out: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(chunk.toString());
-      cb();
-    },
-  });
-  return { log: pino({ level: "info" }, stream), lines: () => out.join("").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
 
 describe("state source selection", () => {
   let tmp: string;
@@ -39,7 +28,7 @@ describe("state source selection", () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  async function select(env: Record<string, string>, log = capture().log): Promise<MeshSource> {
+  async function select(env: Record<string, string>, log = captureLogs().log): Promise<MeshSource> {
     const s = await selectMeshSource(loadConfig(env), env, { log, inClusterPathPrefix: tmp });
     await selected?.close();
     selected = s;
@@ -47,7 +36,7 @@ describe("state source selection", () => {
   }
 
   it("LOCAL_XDS_PATH set → the file, even with Kubernetes credentials around (and says so)", async () => {
-    const { log, lines } = capture();
+    const { log, lines } = captureLogs();
     const s = await select({ LOCAL_XDS_PATH: join(tmp, "local.yaml"), KUBECONFIG: join(tmp, "kubeconfig") }, log);
     expect(s.mode).toBe("file");
     expect(s.source.name).toBe(`file:${join(tmp, "local.yaml")}`);
@@ -76,7 +65,7 @@ describe("state source selection", () => {
         status: { phase: "Running", podIP: "10.244.1.5" },
       });
       const kubeconfig = await writeKubeconfig(server, join(tmp, "kubeconfig"));
-      const { log, lines } = capture();
+      const { log, lines } = captureLogs();
       const s = await select({ KUBECONFIG: kubeconfig, NODE_NAME: "node-a", IDENTITY_CONFIRM_TIMEOUT: "2s" }, log);
       expect(s.mode).toBe("kubernetes");
       expect(s.reason).toBe(`no LOCAL_XDS_PATH; KUBECONFIG=${kubeconfig}`);

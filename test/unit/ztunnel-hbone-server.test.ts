@@ -1,9 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from "node:http2";
 import { connect as netConnect, Socket } from "node:net";
-import { Writable } from "node:stream";
 import tls, { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ProxyError } from "../../src/ztunnel/proxy/errors.js";
 import type { AuthorizationContext, CertProvider, InboundRecord } from "../../src/ztunnel/proxy/hbone-server.js";
@@ -13,6 +11,7 @@ import { clientTlsOptions } from "../../src/ztunnel/tls/peer.js";
 import { CLIENT_ID, HboneEnv, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 import { certFor, foreignCa, id, testCa } from "../fixtures/ztunnel-pki.js";
+import { captureLogs } from "../fixtures/log-capture.js";
 
 /** A raw HTTP/2 session to the HBONE server, for requests our client would never send. */
 async function rawSession(env: HboneEnv, tlsOpts: ConnectionOptions): Promise<ClientHttp2Session> {
@@ -235,7 +234,7 @@ describe("HBONE server: certificate renewal", () => {
     const other = await ca.issue(CLIENT_ID);
     // A key that does not match the certificate: no TLS context can be built from it.
     const certs = new ManualCerts({ ...good, keyPem: other.keyPem });
-    const { log, lines } = capture();
+    const { log, lines } = captureLogs();
     env = await HboneEnv.create({ server: { certs, log } });
     const err = await servedSerial(env).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
@@ -327,16 +326,6 @@ class ManualCerts implements CertProvider {
   }
 }
 
-function capture(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  const out: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(chunk.toString());
-      cb();
-    },
-  });
-  return { log: pino({ level: "info" }, stream), lines: () => out.join("").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
 
 async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");

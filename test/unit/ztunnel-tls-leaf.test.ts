@@ -81,18 +81,7 @@ describe("workload leaves signed with node:crypto", () => {
   });
 
   it("without a root SKI the key identifier is the SHA-1 of the root's key (RFC 5280 method 1)", async () => {
-    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
-    const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: "01",
-      name: "CN=no ski root",
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 86_400_000),
-      keys,
-      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
-    });
-    const keyPem = toPem("PRIVATE KEY", Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)));
-    const ca = await LocalCa.fromPem(rootCert.toString("pem"), keyPem);
+    const ca = await rootWithoutSki("P-256", "SHA-256", "CN=no ski root", true);
     const fields = issuerFields(ca.rootCert.raw);
     expect(fields.subjectKeyId).toBeUndefined();
     const cert = await ca.issue(id("ns1", "sa1"));
@@ -102,18 +91,7 @@ describe("workload leaves signed with node:crypto", () => {
   });
 
   it("signs with a P-384 root using ecdsa-with-SHA384", async () => {
-    const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
-    const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: "02",
-      name: "CN=p384 root",
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 86_400_000),
-      keys,
-      signingAlgorithm: { name: "ECDSA", hash: "SHA-384" },
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
-    });
-    const keyPem = toPem("PRIVATE KEY", Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)));
-    const ca = await LocalCa.fromPem(rootCert.toString("pem"), keyPem);
+    const ca = await rootWithoutSki("P-384", "SHA-384", "CN=p384 root");
     const cert = await ca.issue(id("a", "b"));
     const der = new X509Certificate(cert.certPem).raw;
     expect(der.includes(oid("1.2.840.10045.4.3.3"))).toBe(true);
@@ -199,3 +177,22 @@ describe("config_dump certificates", () => {
     }
   });
 });
+
+/** A CA from a self-signed ECDSA root made with the ASN.1 library (no subject key id). */
+async function rootWithoutSki(namedCurve: "P-256" | "P-384", hash: "SHA-256" | "SHA-384", name: string, keyCertSignUsage = false): Promise<LocalCa> {
+  const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const rootCert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    keys,
+    signingAlgorithm: { name: "ECDSA", hash },
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      ...(keyCertSignUsage ? [new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)] : []),
+    ],
+  });
+  const keyPem = toPem("PRIVATE KEY", Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)));
+  return LocalCa.fromPem(rootCert.toString("pem"), keyPem);
+}
