@@ -64,14 +64,18 @@ napi_value throw_plain(napi_env env, int err, const char *syscall, const char *f
   return throw_built(env, err, syscall, context, "");
 }
 
-int arg_int32(napi_env env, napi_value v, const char *name, int32_t *out) {
+/* Throws a TypeError "<name> must be <what>" unless v has the given JS type. */
+static int expect_type(napi_env env, napi_value v, const char *name, napi_valuetype want, const char *what) {
   napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s must be a number", name);
-    throw_type(env, msg);
-    return -1;
-  }
+  if (napi_typeof(env, v, &t) == napi_ok && t == want) return 0;
+  char msg[160];
+  snprintf(msg, sizeof(msg), "%s must be %s", name, what);
+  throw_type(env, msg);
+  return -1;
+}
+
+int arg_int32(napi_env env, napi_value v, const char *name, int32_t *out) {
+  if (expect_type(env, v, name, napi_number, "a number") != 0) return -1;
   napi_get_value_int32(env, v, out);
   return 0;
 }
@@ -91,25 +95,13 @@ int fd_arg(napi_env env, napi_callback_info info, int32_t *fd) {
 }
 
 int arg_uint32(napi_env env, napi_value v, const char *name, uint32_t *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s must be a number", name);
-    throw_type(env, msg);
-    return -1;
-  }
+  if (expect_type(env, v, name, napi_number, "a number") != 0) return -1;
   napi_get_value_uint32(env, v, out);
   return 0;
 }
 
 int arg_bool(napi_env env, napi_value v, const char *name, int *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_boolean) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s must be a boolean", name);
-    throw_type(env, msg);
-    return -1;
-  }
+  if (expect_type(env, v, name, napi_boolean, "a boolean") != 0) return -1;
   bool b = false;
   napi_get_value_bool(env, v, &b);
   *out = b ? 1 : 0;
@@ -117,14 +109,9 @@ int arg_bool(napi_env env, napi_value v, const char *name, int *out) {
 }
 
 int arg_string(napi_env env, napi_value v, const char *name, char *buf, size_t len) {
-  napi_valuetype t;
   size_t n = 0;
   char msg[160];
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) {
-    snprintf(msg, sizeof(msg), "%s must be a string", name);
-    throw_type(env, msg);
-    return -1;
-  }
+  if (expect_type(env, v, name, napi_string, "a string") != 0) return -1;
   napi_get_value_string_utf8(env, v, NULL, 0, &n);
   if (n + 1 > len) {
     snprintf(msg, sizeof(msg), "%s is too long (%zu bytes, at most %zu)", name, n, len - 1);

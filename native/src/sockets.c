@@ -303,25 +303,29 @@ static napi_value js_original_dst(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-static napi_value js_netns_cookie(napi_env env, napi_callback_info info) {
+/* fd argument → getsockopt(level, opt) into val; throws (returns -1) with the option's name. */
+static int sockopt_of_arg(napi_env env, napi_callback_info info, int level, int opt, const char *optname, void *val, socklen_t size) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (fd_arg(env, info, &fd) != 0) return -1;
+  socklen_t len = size;
+  if (getsockopt(fd, level, opt, val, &len) != 0) {
+    throw_errno(env, errno, "getsockopt", "getsockopt %s fd %d", optname, fd);
+    return -1;
+  }
+  return 0;
+}
+
+static napi_value js_netns_cookie(napi_env env, napi_callback_info info) {
   uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
-    return throw_errno(env, errno, "getsockopt", "getsockopt SO_NETNS_COOKIE fd %d", fd);
+  if (sockopt_of_arg(env, info, SOL_SOCKET, SO_NETNS_COOKIE, "SO_NETNS_COOKIE", &cookie, sizeof(cookie)) != 0) return NULL;
   napi_value r;
   napi_create_bigint_uint64(env, cookie, &r);
   return r;
 }
 
 static napi_value js_get_socket_mark(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
   uint32_t mark = 0;
-  socklen_t len = sizeof(mark);
-  if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0)
-    return throw_errno(env, errno, "getsockopt", "getsockopt SO_MARK fd %d", fd);
+  if (sockopt_of_arg(env, info, SOL_SOCKET, SO_MARK, "SO_MARK", &mark, sizeof(mark)) != 0) return NULL;
   napi_value r;
   napi_create_uint32(env, mark, &r);
   return r;
@@ -329,12 +333,8 @@ static napi_value js_get_socket_mark(napi_env env, napi_callback_info info) {
 
 /* isListening(fd): SO_ACCEPTCONN, so fd helpers can refuse a socket Node would re-listen. */
 static napi_value js_is_listening(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
   int v = 0;
-  socklen_t len = sizeof(v);
-  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) != 0)
-    return throw_errno(env, errno, "getsockopt", "getsockopt SO_ACCEPTCONN fd %d", fd);
+  if (sockopt_of_arg(env, info, SOL_SOCKET, SO_ACCEPTCONN, "SO_ACCEPTCONN", &v, sizeof(v)) != 0) return NULL;
   napi_value r;
   napi_get_boolean(env, v != 0, &r);
   return r;
