@@ -24,11 +24,15 @@ check make make
 check openssl openssl
 check nsenter util-linux
 check gnuplot gnuplot-nox
+check tshark tshark
 if ! /usr/bin/python3 -c 'import h2' >/dev/null 2>&1; then need+=(python3-h2); fi
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # wireshark-common (pulled in by tshark) asks whether non-root users may capture; answer
+  # "no" up front so the install never stops at a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -80,6 +80,22 @@ describe("local inventory file", () => {
       expect(changes).toBe(1);
     });
 
+    it("answers a lookup from the file as it is now, before the watch event's debounce fired", async () => {
+      dir = mkdtempSync(join(tmpdir(), "agent-inv-"));
+      const path = join(dir, "inventory.yaml");
+      writeFileSync(path, DOC);
+      // The watch would fire only after an hour: the lookup itself must see the new file.
+      src = new InventorySource({ path, debounceMs: 3_600_000, pollMs: 3_600_000 });
+      let changes = 0;
+      await src.start(() => changes++);
+      expect(src.namespaceLabels("plain")?.["istio.io/dataplane-mode"]).toBeUndefined();
+      writeFileSync(join(dir, "tmp.yaml"), DOC.replace("- name: plain", "- name: plain\n    labels: { istio.io/dataplane-mode: ambient }"));
+      renameSync(join(dir, "tmp.yaml"), path);
+      expect(await src.lookup("plain", "db")).toMatchObject({ namespace: "plain", name: "db" });
+      expect(src.namespaceLabels("plain")?.["istio.io/dataplane-mode"]).toBe("ambient");
+      expect(changes).toBe(1);
+    });
+
     it("fails to start on a missing file with the path in the message", async () => {
       dir = mkdtempSync(join(tmpdir(), "agent-inv-"));
       src = new InventorySource({ path: join(dir, "nope.yaml") });

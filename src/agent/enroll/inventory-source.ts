@@ -57,11 +57,14 @@ export class InventorySource implements EnrollmentSource {
     return this.current.namespaces.get(namespace);
   }
 
-  lookup(namespace: string, name: string): Promise<PodView | undefined> {
-    if (namespace !== "") return Promise.resolve(this.current.pods.find((p) => p.namespace === namespace && p.name === name));
+  async lookup(namespace: string, name: string): Promise<PodView | undefined> {
+    // A CNI ADD may arrive right after the file was rewritten, before the watch event's
+    // debounce fired: decide from the file as it is now, not from the last reload.
+    await this.reload();
+    if (namespace !== "") return this.current.pods.find((p) => p.namespace === namespace && p.name === name);
     // podman passes only the pod name: accept it when exactly one pod has that name.
     const matches = this.current.pods.filter((p) => p.name === name);
-    return Promise.resolve(matches.length === 1 ? matches[0] : undefined);
+    return matches.length === 1 ? matches[0] : undefined;
   }
 
   async setRedirection(): Promise<void> {
