@@ -1,0 +1,128 @@
+import { logger, type Logger } from "../../../shared/log.js";
+import { formatHostPort } from "../../state/ip.js";
+import { formatIdentity } from "../../tls/identity.js";
+import { ProxyError } from "../errors.js";
+import { DEFAULT_MAX_HEADER_LIST_SIZE } from "../h2-options.js";
+import { awaitResponse, connectHeaders } from "./connect-stream.js";
+import { PooledConnection, type ConnState, type PoolHost } from "./connection.js";
+import type { CertSource, HboneClientOptions, HboneRequest, HboneStream } from "./types.js";
+
+// HBONE client pool: pooled mTLS HTTP/2 connections carrying one CONNECT stream per proxied TCP
+// connection. A connection belongs to exactly one (source pod, source identity, destination
+// identities, destination address): its socket lives in the source pod's netns, so two pods
+// never share one. Each connection carries at most maxStreams streams; the next opens another.
+
+export class HbonePool implements PoolHost {
+  readonly certs: CertSource;
+  readonly maxStreams: number;
+  readonly idleTimeoutMs: number;
+  readonly pingIntervalMs: number;
+  readonly pingTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly maxHeaderListSize: number;
+  readonly log: Logger;
+  private readonly conns = new Map<string, PooledConnection[]>();
+  private readonly all = new Set<PooledConnection>();
+  private closed = false;
+
+  constructor(opts: HboneClientOptions) {
+    this.certs = opts.certs;
+    this.maxStreams = opts.maxStreamsPerConnection ?? 100;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 300_000;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
+    this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
+    this.maxHeaderListSize = opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE;
+    this.log = opts.log ?? logger("ztunnel.hbone.client");
+  }
+
+  static key(req: HboneRequest): string {
+    const dst = req.destinationIdentities.map(formatIdentity).sort().join(",");
+    return `${req.sourcePodUid}|${formatIdentity(req.sourceIdentity)}|${dst}|${formatHostPort(req.hboneAddress.ip, req.hboneAddress.port)}`;
+  }
+
+  /** Opens a CONNECT stream; resolves after the peer answered 200. */
+  async connect(req: HboneRequest): Promise<HboneStream> {
+    // Streams reserved while a connection was still connecting may exceed the server's
+    // SETTINGS_MAX_CONCURRENT_STREAMS once it arrives; the excess moves to another connection
+    // instead of waiting in nghttp2's queue behind long-lived tunnels.
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new ProxyError("POOL_CLOSED", "HBONE pool is closed");
+      const conn = this.acquire(req);
+      let released = false;
+      const release = (): void => {
+        if (!released) {
+          released = true;
+          conn.release();
+        }
+      };
+      try {
+        const session = await conn.session();
+        if (conn.overRemoteLimit() && attempt < 3) {
+          release();
+          continue;
+        }
+        const stream = session.request(connectHeaders(req), { endStream: false });
+        stream.once("close", release);
+        // Whoever takes the stream attaches its own handler; this one only keeps a late reset
+        // from crashing the process in between.
+        stream.on("error", (err) => this.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
+        const headers = await awaitResponse(stream, req);
+        return { stream, headers, connectionId: conn.id };
+      } catch (err) {
+        release();
+        throw err;
+      }
+    }
+  }
+
+  /** Pool contents: per key, the stream count of each live connection. */
+  stats(): Map<string, Array<{ id: number; streams: number; state: ConnState["t"] }>> {
+    const out = new Map<string, Array<{ id: number; streams: number; state: ConnState["t"] }>>();
+    for (const c of this.all) {
+      const list = out.get(c.key) ?? [];
+      list.push({ id: c.id, streams: c.streams, state: c.state.t });
+      out.set(c.key, list);
+    }
+    return out;
+  }
+
+  /** GOAWAY every connection; open streams finish. */
+  drain(): void {
+    this.closed = true;
+    for (const c of [...this.all]) {
+      if (c.state.t === "connecting") c.destroy(new ProxyError("POOL_CLOSED", "pool drained"));
+      else c.drain("pool drained");
+    }
+  }
+
+  /** Closes everything now. */
+  destroy(): void {
+    this.closed = true;
+    for (const c of [...this.all]) c.destroy(new ProxyError("POOL_CLOSED", "pool destroyed"));
+  }
+
+  forget(conn: PooledConnection): void {
+    const list = this.conns.get(conn.key);
+    if (list !== undefined) {
+      const i = list.indexOf(conn);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.conns.delete(conn.key);
+    }
+    if (conn.state.t === "closed") this.all.delete(conn);
+  }
+
+  private acquire(req: HboneRequest): PooledConnection {
+    const key = HbonePool.key(req);
+    const list = this.conns.get(key) ?? [];
+    let conn = list.find((c) => c.hasCapacity());
+    if (conn === undefined) {
+      conn = new PooledConnection(key, this, req);
+      list.push(conn);
+      this.conns.set(key, list);
+      this.all.add(conn);
+    }
+    conn.reserve();
+    return conn;
+  }
+}
