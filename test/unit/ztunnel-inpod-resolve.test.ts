@@ -3,6 +3,7 @@ import { Readiness } from "../../src/ztunnel/readiness.js";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { WorkloadStore } from "../../src/ztunnel/state/store.js";
 import { WorkerCerts } from "../../src/ztunnel/worker/certs.js";
+import { routeOutbound, ZTUNNEL_PORTS } from "../../src/ztunnel/worker/outbound-route.js";
 import { planOutbound } from "../../src/ztunnel/worker/resolve.js";
 import { certFor, id } from "../fixtures/ztunnel-pki.js";
 
@@ -76,6 +77,36 @@ describe("planOutbound", () => {
     expect(plan.t).toBe("refuse");
     if (plan.t === "refuse") expect(plan.error.responseFlag).toBe("UH");
     expect(planOutbound(store(), { ip: "10.96.0.1", port: 81 }).t).toBe("passthrough");
+  });
+});
+
+describe("routeOutbound (resolve, then policy)", () => {
+  it("refuses loopback and every ztunnel port as original destination (self-loop), whatever resolve said", () => {
+    const st = store();
+    for (const dst of [
+      { ip: "127.0.0.1", port: 15001 },
+      { ip: "127.0.0.53", port: 8080 },
+      { ip: "::1", port: 80 },
+      ...[...ZTUNNEL_PORTS].map((port) => ({ ip: "10.0.0.1", port })),
+      { ip: "192.0.2.1", port: 15006 },
+    ]) {
+      const plan = routeOutbound({ store: st, dst });
+      expect(plan.t, `${dst.ip}:${dst.port}`).toBe("refuse");
+      if (plan.t === "refuse") expect(plan.error.code).toBe("LOOP_DETECTED");
+    }
+    expect([...ZTUNNEL_PORTS].sort()).toEqual([15000, 15001, 15006, 15008, 15020, 15021, 15053]);
+  });
+
+  it("leaves every other destination as resolve planned it", () => {
+    const st = store();
+    for (const dst of [
+      { ip: "10.0.0.1", port: 9000 },
+      { ip: "10.96.0.1", port: 80 },
+      { ip: "10.96.0.2", port: 80 },
+      { ip: "192.0.2.1", port: 443 },
+    ]) {
+      expect(routeOutbound({ store: st, dst })).toEqual(planOutbound(st, dst));
+    }
   });
 });
 

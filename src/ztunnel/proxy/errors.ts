@@ -5,6 +5,7 @@ import { AmbientError } from "../../shared/errors.js";
 
 export type ProxyErrorCode =
   | "BAD_REQUEST"
+  | "LOOP_DETECTED"
   | "AUTHORIZATION_DENIED"
   | "UPSTREAM_CONNECT_FAILED"
   | "NO_HEALTHY_UPSTREAM"
@@ -28,6 +29,8 @@ interface Mapping {
 
 const TABLE: Readonly<Record<ProxyErrorCode, Mapping>> = {
   BAD_REQUEST: { status: 400, flag: "DPE" },
+  // A destination that is ztunnel itself: refused before any socket is opened.
+  LOOP_DETECTED: { status: 400, flag: "DPE" },
   AUTHORIZATION_DENIED: { status: 401, flag: "DENY" },
   UPSTREAM_CONNECT_FAILED: { status: 503, flag: "UF" },
   NO_HEALTHY_UPSTREAM: { status: 503, flag: "UH" },

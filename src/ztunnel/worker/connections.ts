@@ -9,18 +9,19 @@ import { trafficLabels, type MetricsWorkload, type ServiceDescription, type Traf
 import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
 import { LOOP_PORTS, type InboundRecord, type OpenStream } from "../proxy/hbone-server.js";
-import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
+import { proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { Service, Workload } from "../state/types.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import type { ListenerRole, PodSpec } from "./messages.js";
-import { HBONE_PORT, identityOf, planOutbound, type OutboundPlan } from "./resolve.js";
+import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
 
-// What happens to each connection a pod's listener accepts on a worker: where it goes, the
-// authorization (inbound), the proxy call, and what it leaves behind: Istio metrics (source
-// reporter outbound, destination reporter inbound) and one access-log summary (DESIGN §9).
+// What a pod's connections share on a worker (the context, metrics labels, the closing
+// summary), and the inbound side: plaintext on 15006 (authorised, then to the app) and the
+// HBONE server's records; what each leaves behind: destination-reporter Istio metrics and one
+// access-log summary (DESIGN §9). The outbound route is outbound.ts.
 
 /** An open connection a pod proxy keeps for config_dump and for re-checks on policy change. */
 export interface TrackedConnection {
@@ -52,92 +53,17 @@ export interface ConnectionContext {
 }
 
 /** A workload of the state as metrics label it: in this node's cluster. */
-function inCluster(ctx: ConnectionContext, w: Workload | undefined): MetricsWorkload | undefined {
+export function inCluster(ctx: ConnectionContext, w: Workload | undefined): MetricsWorkload | undefined {
   return w === undefined ? undefined : { ...w, cluster: ctx.clusterId };
 }
 
 /** The pod's own workload in the current state (labels for metrics). */
-function selfWorkload(ctx: ConnectionContext): Workload | undefined {
+export function selfWorkload(ctx: ConnectionContext): Workload | undefined {
   return ctx.store.workloadByUid(ctx.spec.uid);
 }
 
-function describeService(s: Service | undefined): ServiceDescription | undefined {
+export function describeService(s: Service | undefined): ServiceDescription | undefined {
   return s === undefined ? undefined : { hostname: s.hostname, name: s.name, namespace: s.namespace };
-}
-
-/** A connection accepted on 15001: HBONE, passthrough or refused; source-reporter metrics. */
-export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise<void> {
-  const { telemetry, store, spec } = ctx;
-  const started = Date.now();
-  const client = { ip: canonicalIp(s.remoteAddress ?? "") ?? "", port: s.remotePort ?? 0 };
-  telemetry.opened();
-  let plan: OutboundPlan;
-  let dst = "";
-  let service: Service | undefined;
-  try {
-    const od = originalDst(fdOf(s));
-    const ip = canonicalIp(od.address) ?? od.address;
-    dst = formatHostPort(ip, od.port);
-    plan = planOutbound(store, { ip, port: od.port });
-    service = store.serviceByVip(ip);
-  } catch (err) {
-    plan = { t: "refuse", error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", `no original destination: ${errorMessage(err)}`) };
-  }
-  const w = plan.t === "refuse" ? undefined : plan.workload;
-  const meter = telemetry.metrics.open(
-    trafficLabels({
-      reporter: "source",
-      source: inCluster(ctx, selfWorkload(ctx)),
-      sourcePrincipal: formatIdentity(spec.identity),
-      destination: inCluster(ctx, w),
-      destinationService: describeService(service),
-      securityPolicy: plan.t === "hbone" ? "mutual_tls" : "unknown",
-    }),
-  );
-  const untrack = ctx.track({
-    direction: "outbound",
-    listener: "outbound",
-    src: formatHostPort(client.ip, client.port),
-    dst,
-    started,
-    sourceIdentity: undefined,
-    close: () => s.resetAndDestroy(),
-  });
-  let result: OutboundResult;
-  const { pool, factory } = ctx;
-  if (plan.t === "refuse" || pool === undefined || factory === undefined) {
-    s.resetAndDestroy();
-    result = { ok: false, error: plan.t === "refuse" ? plan.error : new ProxyError("POOL_CLOSED", "pod is being removed") };
-  } else if (plan.t === "hbone") {
-    result = await proxyOutboundHbone(s, pool, {
-      sourcePodUid: spec.uid,
-      sourceIdentity: spec.identity,
-      socketFactory: factory,
-      destinationIdentities: plan.identities,
-      hboneAddress: plan.hboneAddress,
-      target: plan.target,
-      client,
-      ...(plan.service !== undefined ? { serviceHost: plan.service } : {}),
-    });
-  } else {
-    result = await proxyPassthrough(s, factory, plan.target);
-  }
-  untrack();
-  const summary: ConnectionSummary = {
-    direction: "outbound",
-    srcAddr: formatHostPort(client.ip, client.port),
-    srcWorkload: spec.name,
-    srcNamespace: spec.namespace,
-    srcIdentity: spec.identity,
-    dstAddr: plan.t === "refuse" ? dst : formatHostPort(plan.target.ip, plan.target.port),
-    dstHboneAddr: plan.t === "hbone" ? formatHostPort(plan.hboneAddress.ip, plan.hboneAddress.port) : undefined,
-    dstService: plan.t === "refuse" ? service?.hostname : plan.service,
-    dstWorkload: w?.name,
-    dstNamespace: w?.namespace,
-    dstIdentity: plan.t === "hbone" && w !== undefined ? identityOf(w) : undefined,
-    ...outcome(result, started),
-  };
-  finish(ctx, meter, summary);
 }
 
 /** A connection accepted on 15006: authorised with no peer identity, then to the app. */
@@ -257,17 +183,17 @@ export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext, o
   finish(ctx, meter, summary);
 }
 
-type Meter = ConnectionMeter;
+export type Meter = ConnectionMeter;
 
 /** Bytes in the request (client → server) and response direction, then the close. */
-function finish(ctx: ConnectionContext, meter: Meter, summary: ConnectionSummary): void {
+export function finish(ctx: ConnectionContext, meter: Meter, summary: ConnectionSummary): void {
   meter.add(summary.bytesSent, summary.bytesRecv);
   // The summary first: the meter's close schedules the flush that carries both.
   ctx.telemetry.closed(summary);
   meter.close({ failed: summary.error !== undefined, ...(summary.responseFlags !== undefined ? { responseFlags: summary.responseFlags } : {}) });
 }
 
-function outcome(result: OutboundResult, started: number): Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags"> {
+export function outcome(result: OutboundResult, started: number): Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags"> {
   if (!result.ok) return { bytesSent: 0, bytesRecv: 0, durationMs: Date.now() - started, error: result.error.message, responseFlags: result.error.responseFlag };
   const r = result.result;
   return {
@@ -280,7 +206,7 @@ function outcome(result: OutboundResult, started: number): Pick<ConnectionSummar
 }
 
 /** The fd of an accepted socket (Node keeps it on the handle; needed for SO_ORIGINAL_DST). */
-function fdOf(s: Socket): number {
+export function fdOf(s: Socket): number {
   const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== "number" || fd < 0) throw new Error("accepted socket has no fd");
   return fd;
