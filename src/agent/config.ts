@@ -1,10 +1,13 @@
-import { isAbsolute, join } from "node:path";
+import { join } from "node:path";
+import * as c from "../shared/config/values.js";
+import { parseDuration as parseDurationValue } from "../shared/config/values.js";
+import { checkNames, helpText, optional, readEnv, rejectMisspelled, variable, type Env, type EnvFamily } from "../shared/config/env.js";
 import { AgentConfigError } from "./errors.js";
 
 // The agent's configuration, read once from the environment. Names follow istio-cni where it
 // has one (ZTUNNEL_UDS_ADDRESS, CNI_AGENT_RUN_DIR, ...) so a DaemonSet written for Istio's agent
-// needs few changes; ours are listed in src/agent/README.md. A malformed value is an error
-// naming the variable, never a silent default.
+// needs few changes; `cni-agent --help` lists them all. Values parse as ztunnel's do (one parser,
+// src/shared/config). A malformed value is an error naming the variable, never a silent default.
 
 export interface AgentConfig {
   /** ZTUNNEL_UDS_ADDRESS: the ZDS socket ztunnel connects to. */
@@ -52,62 +55,13 @@ export interface AgentConfig {
   procRoot: string;
 }
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export type { Env };
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Go-style durations as Istio's flags take them: "500ms", "10s", "1m"; "0" alone is zero. */
+/** Go-style duration in ms ("500ms", "1h30m", "0"); throws AgentConfigError naming `name`. */
 export function parseDuration(name: string, raw: string): number {
-  const v = raw.trim();
-  if (v === "0") return 0;
-  const m = DURATION.exec(v);
-  if (!m) throw new AgentConfigError(`${name}="${raw}" is not a duration; use a number with a unit, e.g. 500ms, 10s, 1m (or 0)`);
-  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
-}
-
-export function parseBool(name: string, raw: string): boolean {
-  const v = raw.trim().toLowerCase();
-  if (["1", "true", "yes", "on"].includes(v)) return true;
-  if (["0", "false", "no", "off"].includes(v)) return false;
-  throw new AgentConfigError(`${name}="${raw}" is not a boolean; use true or false`);
-}
-
-function absPath(name: string, raw: string): string {
-  if (!isAbsolute(raw)) throw new AgentConfigError(`${name}="${raw}" must be an absolute path`);
-  return raw;
-}
-
-function hostPort(name: string, raw: string): { host: string; port: number } {
-  const i = raw.lastIndexOf(":");
-  const host = i < 0 ? "" : raw.slice(0, i).replace(/^\[(.*)\]$/, "$1");
-  const portText = i < 0 ? raw : raw.slice(i + 1);
-  const port = Number(portText);
-  if (portText === "" || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new AgentConfigError(`${name}="${raw}" must be [host]:port with a port in 0..65535, e.g. :8000 or 127.0.0.1:8000`);
-  }
-  return { host: host === "" ? "0.0.0.0" : host, port };
-}
-
-function httpUrl(name: string, raw: string): string {
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    throw new AgentConfigError(`${name}="${raw}" is not a URL; use e.g. http://127.0.0.1:15000`);
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new AgentConfigError(`${name}="${raw}" must be an http(s) URL`);
-  return raw;
-}
-
-function namespaces(name: string, raw: string): string[] {
-  const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  for (const ns of list) {
-    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) {
-      throw new AgentConfigError(`${name} holds "${ns}", which is not a namespace name (comma-separated DNS labels)`);
-    }
-  }
-  return list;
+  const ms = parseDurationValue(raw);
+  if (ms === undefined) throw fail(name, `"${raw}" is not a duration (a number with a unit: 500ms, 10s, 5m, 1h30m; or 0)`);
+  return ms;
 }
 
 /** The default plugin executable: the build output next to this package. */
@@ -115,51 +69,83 @@ export function defaultPluginBinary(): string {
   return join(import.meta.dirname, "..", "..", "..", "dist", "cni-plugin", "ambient-cni");
 }
 
+const fail = (variable: string, message: string): AgentConfigError => new AgentConfigError(`${variable}: ${message}`, variable);
+
+/** Every variable the agent reads, with its default; `cni-agent --help` prints this. */
+export const AGENT_ENV = {
+  ZTUNNEL_UDS_ADDRESS: variable("the ZDS socket ztunnel connects to", c.path, "/var/run/ztunnel/ztunnel.sock"),
+  CNI_AGENT_RUN_DIR: variable("pluginevent.sock, the plugin kubeconfig and the netns map live here", c.path, "/var/run/istio-cni"),
+  MOUNTED_CNI_NET_DIR: variable("the host's CNI config dir (mounted)", c.path, "/host/etc/cni/net.d"),
+  MOUNTED_CNI_BIN_DIR: variable("where the plugin executable is installed (mounted)", c.path, "/host/opt/cni/bin"),
+  CNI_CONF_NAME: optional("chain into this conflist (a file name in MOUNTED_CNI_NET_DIR) instead of the first one", c.text, "the first conflist"),
+  CNI_INSTALL: variable("false = do not install or chain the plugin (it is managed elsewhere)", c.bool, true),
+  AMBIENT_CNI_PLUGIN_BINARY: variable("the built plugin executable to copy", c.path, defaultPluginBinary(), "dist/cni-plugin/ambient-cni of this package"),
+  NODE_NAME: variable("this node (the pod informer's field selector); required unless LOCAL_INVENTORY_PATH is set", c.name, ""),
+  POD_NAMESPACE: variable("the agent's own namespace; its pods are never enrolled", c.namespace, "istio-system"),
+  EXCLUDE_NAMESPACES: variable("namespaces never enrolled (comma separated)", c.namespaceList, ["kube-system"]),
+  AMBIENT_DNS_CAPTURE: variable("redirect pod DNS to ztunnel's 15053", c.bool, false),
+  AMBIENT_IPV6: variable("also program ip6tables in pods and the IPv6 probe ipset", c.bool, true),
+  KUBECONFIG: optional("kubeconfig of the API server", c.path, "in-cluster service account"),
+  LOCAL_INVENTORY_PATH: optional("cluster-free mode: enrollment from this YAML file", c.path),
+  VERIFY_INTERVAL: variable("period of the rules/ztunnel verifier; 0 disables it", c.duration(), 5000, "5s"),
+  ZTUNNEL_ADMIN_URL: optional("ztunnel's admin base URL (lets the verifier ask which pods it serves)", c.httpUrl),
+  AGENT_HTTP_ADDRESS: variable("listen address of /healthz, /readyz and /metrics (port 0 = any)", c.address("0.0.0.0"), { host: "0.0.0.0", port: 8000 }),
+  ZDS_ACK_TIMEOUT: variable("deadline of each ZDS write + Ack", c.duration(1), 5000, "5s"),
+  RECONCILE_MAX_BACKOFF: variable("cap of the retry queue's exponential backoff", c.duration(1), 30_000, "30s"),
+  HOST_PROBE_SNAT: variable("program the node-side SNAT of kubelet probes", c.bool, true),
+  PROC_ROOT: variable("where to scan for pod processes (tests)", c.path, "/proc"),
+} as const;
+
+/** Variables read outside this table, and the prefixes that mark a name as the agent's. */
+export const AGENT_ENV_FAMILY: EnvFamily = {
+  prefixes: ["AMBIENT_", "CNI_AGENT_", "ZTUNNEL_", "MOUNTED_CNI_"],
+  alsoRead: ["LOG_LEVEL", "AMBIENT_NATIVE_ADDON", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"],
+};
+
+/** Names for the deployment checks (every variable the agent reads). */
+export const AGENT_ENV_NAMES = Object.keys(AGENT_ENV);
+
+export function agentHelp(): string {
+  return helpText("cni-agent: the ambient node agent (istio-cni equivalent).", AGENT_ENV, AGENT_ENV_FAMILY);
+}
+
+/** Names that look like the agent's but nothing reads (to warn about at start). */
+export function agentUnknownVariables(env: Env = process.env): readonly string[] {
+  return checkNames(AGENT_ENV, AGENT_ENV_FAMILY, env).unknown;
+}
+
 /** Reads and validates the agent's configuration; throws AgentConfigError naming the variable. */
 export function loadAgentConfig(env: Env = process.env): AgentConfig {
-  const get = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === "" ? undefined : v.trim();
-  };
-  const opt = <T>(name: string, parse: (name: string, raw: string) => T, dflt: T): T => {
-    const v = get(name);
-    return v === undefined ? dflt : parse(name, v);
-  };
-  const inventoryPath = opt("LOCAL_INVENTORY_PATH", absPath, undefined as string | undefined);
-  const kubeconfig = opt("KUBECONFIG", absPath, undefined as string | undefined);
-  const nodeName = get("NODE_NAME") ?? "";
-  if (inventoryPath === undefined && nodeName === "") {
-    throw new AgentConfigError("NODE_NAME is required in Kubernetes mode (set it from spec.nodeName), or set LOCAL_INVENTORY_PATH for a cluster-free node");
+  rejectMisspelled(checkNames(AGENT_ENV, AGENT_ENV_FAMILY, env), fail);
+  const v = readEnv(AGENT_ENV, env, fail);
+  if (v.LOCAL_INVENTORY_PATH === undefined && v.NODE_NAME === "") {
+    throw new AgentConfigError("NODE_NAME is required in Kubernetes mode (set it from spec.nodeName), or set LOCAL_INVENTORY_PATH for a cluster-free node", "NODE_NAME");
   }
-  const http = opt("AGENT_HTTP_ADDRESS", hostPort, { host: "0.0.0.0", port: 8000 });
-  const cfg: AgentConfig = {
-    zdsSocket: opt("ZTUNNEL_UDS_ADDRESS", absPath, "/var/run/ztunnel/ztunnel.sock"),
-    runDir: opt("CNI_AGENT_RUN_DIR", absPath, "/var/run/istio-cni"),
-    cniNetDir: opt("MOUNTED_CNI_NET_DIR", absPath, "/host/etc/cni/net.d"),
-    cniBinDir: opt("MOUNTED_CNI_BIN_DIR", absPath, "/host/opt/cni/bin"),
-    cniConfName: get("CNI_CONF_NAME"),
-    cniInstall: opt("CNI_INSTALL", parseBool, true),
-    pluginBinary: opt("AMBIENT_CNI_PLUGIN_BINARY", absPath, defaultPluginBinary()),
-    nodeName,
-    podNamespace: opt("POD_NAMESPACE", (n, v) => namespaces(n, v)[0] ?? "istio-system", "istio-system"),
-    excludeNamespaces: opt("EXCLUDE_NAMESPACES", namespaces, ["kube-system"]),
-    dnsCapture: opt("AMBIENT_DNS_CAPTURE", parseBool, false),
-    ipv6: opt("AMBIENT_IPV6", parseBool, true),
-    kubeconfig,
-    inventoryPath,
-    verifyIntervalMs: opt("VERIFY_INTERVAL", parseDuration, 5000),
-    ztunnelAdminUrl: opt("ZTUNNEL_ADMIN_URL", httpUrl, undefined as string | undefined),
-    httpHost: http.host,
-    httpPort: http.port,
-    zdsAckTimeoutMs: opt("ZDS_ACK_TIMEOUT", parseDuration, 5000),
-    retryMaxBackoffMs: opt("RECONCILE_MAX_BACKOFF", parseDuration, 30_000),
-    hostProbeSnat: opt("HOST_PROBE_SNAT", parseBool, true),
-    procRoot: opt("PROC_ROOT", absPath, "/proc"),
-  };
-  if (cfg.zdsAckTimeoutMs <= 0) throw new AgentConfigError(`ZDS_ACK_TIMEOUT must be above 0`);
-  if (cfg.retryMaxBackoffMs <= 0) throw new AgentConfigError(`RECONCILE_MAX_BACKOFF must be above 0`);
-  if (cfg.cniConfName !== undefined && /[/\\]/.test(cfg.cniConfName)) {
-    throw new AgentConfigError(`CNI_CONF_NAME="${cfg.cniConfName}" must be a file name inside MOUNTED_CNI_NET_DIR, not a path`);
+  if (v.CNI_CONF_NAME !== undefined && /[/\\]/.test(v.CNI_CONF_NAME)) {
+    throw fail("CNI_CONF_NAME", `"${v.CNI_CONF_NAME}" must be a file name inside MOUNTED_CNI_NET_DIR, not a path`);
   }
-  return cfg;
+  return {
+    zdsSocket: v.ZTUNNEL_UDS_ADDRESS,
+    runDir: v.CNI_AGENT_RUN_DIR,
+    cniNetDir: v.MOUNTED_CNI_NET_DIR,
+    cniBinDir: v.MOUNTED_CNI_BIN_DIR,
+    cniConfName: v.CNI_CONF_NAME,
+    cniInstall: v.CNI_INSTALL,
+    pluginBinary: v.AMBIENT_CNI_PLUGIN_BINARY,
+    nodeName: v.NODE_NAME,
+    podNamespace: v.POD_NAMESPACE,
+    excludeNamespaces: [...v.EXCLUDE_NAMESPACES],
+    dnsCapture: v.AMBIENT_DNS_CAPTURE,
+    ipv6: v.AMBIENT_IPV6,
+    kubeconfig: v.KUBECONFIG,
+    inventoryPath: v.LOCAL_INVENTORY_PATH,
+    verifyIntervalMs: v.VERIFY_INTERVAL,
+    ztunnelAdminUrl: v.ZTUNNEL_ADMIN_URL,
+    httpHost: v.AGENT_HTTP_ADDRESS.host,
+    httpPort: v.AGENT_HTTP_ADDRESS.port,
+    zdsAckTimeoutMs: v.ZDS_ACK_TIMEOUT,
+    retryMaxBackoffMs: v.RECONCILE_MAX_BACKOFF,
+    hostProbeSnat: v.HOST_PROBE_SNAT,
+    procRoot: v.PROC_ROOT,
+  };
 }

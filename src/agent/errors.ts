@@ -4,8 +4,12 @@ import { AmbientError } from "../shared/errors.js";
 
 /** An environment variable is malformed; the message names it and what is accepted. */
 export class AgentConfigError extends AmbientError {
-  constructor(message: string) {
+  /** The variable at fault, when one is. */
+  readonly variable: string | undefined;
+
+  constructor(message: string, variable?: string) {
     super("AGENT_CONFIG", message);
+    this.variable = variable;
   }
 }
 

@@ -3,15 +3,22 @@
 import { errorMessage } from "../shared/errors.js";
 import { logger } from "../shared/log.js";
 import { Agent } from "./agent.js";
-import { loadAgentConfig } from "./config.js";
+import { agentHelp, agentUnknownVariables, loadAgentConfig } from "./config.js";
 import { AgentConfigError } from "./errors.js";
 
 const log = logger("cni-agent");
 
 async function main(): Promise<number> {
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    process.stdout.write(agentHelp());
+    return 0;
+  }
   let agent: Agent;
   try {
-    agent = await Agent.start(loadAgentConfig());
+    const config = loadAgentConfig();
+    const unknown = agentUnknownVariables();
+    if (unknown.length > 0) log.warn({ variables: unknown }, "environment variables that look like the agent's are not read by it (see cni-agent --help)");
+    agent = await Agent.start(config);
   } catch (err) {
     log.fatal({ err: errorMessage(err), code: (err as { code?: string }).code }, "node agent failed to start");
     return err instanceof AgentConfigError ? 2 : 1;

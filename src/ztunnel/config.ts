@@ -1,10 +1,13 @@
-import { isIP } from "node:net";
-import { isAbsolute, resolve } from "node:path";
+import * as c from "../shared/config/values.js";
+import { parseDuration, type HostPort } from "../shared/config/values.js";
+import { checkNames, helpText, optional, readEnv, rejectMisspelled, variable, type Env, type EnvFamily } from "../shared/config/env.js";
 import { AmbientError } from "../shared/errors.js";
+import { DEFAULT_CONFIRM_TIMEOUT_MS } from "./cluster/identity-gate.js";
 
 // ztunnel's configuration, read once from the environment with the variable names Istio's
-// ztunnel uses, so a deployment can swap this implementation in. Every value is validated
-// here; the rest of the program receives a fully defaulted, frozen object.
+// ztunnel uses, so a deployment can swap this implementation in. Values parse as the agent's do
+// (one parser, src/shared/config). Every value is validated here; the rest of the program
+// receives a fully defaulted, frozen object.
 
 export class ConfigError extends AmbientError {
   readonly variable: string;
@@ -13,11 +16,6 @@ export class ConfigError extends AmbientError {
     super("ZTUNNEL_CONFIG", `${variable}: ${message}`);
     this.variable = variable;
   }
-}
-
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
 }
 
 export interface ZtunnelConfig {
@@ -46,189 +44,88 @@ export interface ZtunnelConfig {
   readonly readinessAddr: HostPort;
 }
 
-export type Env = Readonly<Record<string, string | undefined>>;
+export type { Env, HostPort };
+export { parseDuration };
 
-export const ENV_NAMES = [
-  "INPOD_UDS",
-  "LOCAL_XDS_PATH",
-  "PACKET_MARK",
-  "INPOD_PORT_REUSE",
-  "IPV6_ENABLED",
-  "ZTUNNEL_WORKER_THREADS",
-  "CLUSTER_ID",
-  "NODE_NAME",
-  "POOL_MAX_STREAMS_PER_CONNECTION",
-  "POOL_UNUSED_RELEASE_TIMEOUT",
-  "CONNECTION_TERMINATION_DEADLINE",
-  "CA_ROOT_DIR",
-  "CA_ROOT_GENERATE",
-  "TRUST_DOMAIN",
-  "ADMIN_ADDR",
-  "STATS_ADDR",
-  "READINESS_ADDR",
-] as const;
+const fail = (variable: string, message: string): ConfigError => new ConfigError(variable, message);
+
+/** Every variable of ztunnel's own configuration, with its default; `ztunnel --help` prints it. */
+export const ZTUNNEL_ENV = {
+  INPOD_UDS: variable("unix socket (SEQPACKET) the node agent serves ZDS on", c.path, "/var/run/ztunnel/ztunnel.sock"),
+  LOCAL_XDS_PATH: optional("local config file (workloads, services, policies)", c.path),
+  PACKET_MARK: variable("SO_MARK on every socket ztunnel creates in a pod netns", c.integer(1, 0xffffffff), 1337, "1337 (0x539)"),
+  INPOD_PORT_REUSE: variable("SO_REUSEPORT on in-pod listeners (several workers share each port)", c.bool, true),
+  IPV6_ENABLED: variable("serve IPv6 as well", c.bool, true),
+  ZTUNNEL_WORKER_THREADS: variable("proxy worker threads", c.integer(1, 256), 2),
+  CLUSTER_ID: variable("this cluster's id (telemetry, identity checks)", c.name, "Kubernetes"),
+  NODE_NAME: optional("this node; required in Kubernetes mode", c.name),
+  POOL_MAX_STREAMS_PER_CONNECTION: variable("HBONE streams per pooled connection", c.integer(1, 2 ** 31 - 1), 100),
+  POOL_UNUSED_RELEASE_TIMEOUT: variable("idle time before a pooled HBONE connection closes", c.duration(), 300_000, "5m"),
+  CONNECTION_TERMINATION_DEADLINE: variable("how long SIGTERM lets open connections finish", c.duration(), 5_000, "5s"),
+  CA_ROOT_DIR: optional("directory with root-cert.pem and ca-key.pem (the mesh root); required", c.path),
+  CA_ROOT_GENERATE: variable("generate a root into CA_ROOT_DIR when none is there (explicit opt-in)", c.bool, false),
+  TRUST_DOMAIN: variable("SPIFFE trust domain", trustDomain, "cluster.local"),
+  ADMIN_ADDR: variable("admin endpoint", c.address("127.0.0.1"), { host: "127.0.0.1", port: 15000 }),
+  STATS_ADDR: variable("Prometheus metrics endpoint", c.address("0.0.0.0"), { host: "0.0.0.0", port: 15020 }),
+  READINESS_ADDR: variable("readiness endpoint (/healthz/ready)", c.address("0.0.0.0"), { host: "0.0.0.0", port: 15021 }),
+  // The mesh source's variables (cluster/select.ts reads them; listed and checked here too).
+  KUBECONFIG: optional("Kubernetes mode through this kubeconfig (the first file of a list)", c.text),
+  KUBERNETES_SERVICE_HOST: optional("in-cluster API server (set by Kubernetes)", c.text),
+  KUBERNETES_SERVICE_PORT: optional("in-cluster API server port (set by Kubernetes)", c.integer(1, 65535)),
+  IDENTITY_CONFIRM_TIMEOUT: variable("how long an Add waits for Kubernetes to confirm the pod", c.duration(), DEFAULT_CONFIRM_TIMEOUT_MS),
+  CLUSTER_DOMAIN: variable("cluster DNS domain", c.text, "cluster.local"),
+  NETWORK: variable("this node's network name", c.text, "", "none"),
+} as const;
+
+export const ENV_NAMES = Object.keys(ZTUNNEL_ENV) as readonly (keyof typeof ZTUNNEL_ENV)[];
+
+/** Read outside this table (the mesh source's variables, logging, debug), and our prefixes. */
+export const ZTUNNEL_ENV_FAMILY: EnvFamily = {
+  prefixes: ["ZTUNNEL_", "INPOD_", "POOL_", "CA_ROOT_"],
+  alsoRead: ["LOG_LEVEL", "ZTUNNEL_DEBUG_ENDPOINTS", "AMBIENT_NATIVE_ADDON"],
+};
+
+export function ztunnelHelp(): string {
+  return helpText("ztunnel: the ambient node proxy.", ZTUNNEL_ENV, ZTUNNEL_ENV_FAMILY);
+}
+
+/** Names that look like ztunnel's but nothing reads (to warn about at start). */
+export function unknownVariables(env: Env = process.env): readonly string[] {
+  return checkNames(ZTUNNEL_ENV, ZTUNNEL_ENV_FAMILY, env).unknown;
+}
 
 /** Reads and validates the whole configuration; throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): ZtunnelConfig {
-  const get = (name: (typeof ENV_NAMES)[number]): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === "" ? undefined : v.trim();
-  };
-
-  const caRootGenerate = parseBool("CA_ROOT_GENERATE", get("CA_ROOT_GENERATE"), false);
-  const caRootDir = optionalPath("CA_ROOT_DIR", get("CA_ROOT_DIR"));
-  if (caRootGenerate && caRootDir === undefined) {
+  rejectMisspelled(checkNames(ZTUNNEL_ENV, ZTUNNEL_ENV_FAMILY, env), fail);
+  const v = readEnv(ZTUNNEL_ENV, env, fail);
+  if (v.CA_ROOT_GENERATE && v.CA_ROOT_DIR === undefined) {
     throw new ConfigError("CA_ROOT_GENERATE", "is true but CA_ROOT_DIR is not set (where should the root go?)");
   }
-
-  const cfg: ZtunnelConfig = {
-    inpodUds: optionalPath("INPOD_UDS", get("INPOD_UDS")) ?? "/var/run/ztunnel/ztunnel.sock",
-    localXdsPath: optionalPath("LOCAL_XDS_PATH", get("LOCAL_XDS_PATH")),
-    packetMark: parseInteger("PACKET_MARK", get("PACKET_MARK"), 1337, 1, 0xffffffff),
-    inpodPortReuse: parseBool("INPOD_PORT_REUSE", get("INPOD_PORT_REUSE"), true),
-    ipv6Enabled: parseBool("IPV6_ENABLED", get("IPV6_ENABLED"), true),
-    workerThreads: parseInteger("ZTUNNEL_WORKER_THREADS", get("ZTUNNEL_WORKER_THREADS"), 2, 1, 256),
-    clusterId: parseName("CLUSTER_ID", get("CLUSTER_ID")) ?? "Kubernetes",
-    nodeName: parseName("NODE_NAME", get("NODE_NAME")),
-    poolMaxStreamsPerConnection: parseInteger(
-      "POOL_MAX_STREAMS_PER_CONNECTION",
-      get("POOL_MAX_STREAMS_PER_CONNECTION"),
-      100,
-      1,
-      2 ** 31 - 1,
-    ),
-    poolUnusedReleaseTimeoutMs: parseDurationVar("POOL_UNUSED_RELEASE_TIMEOUT", get("POOL_UNUSED_RELEASE_TIMEOUT"), 300_000),
-    connectionTerminationDeadlineMs: parseDurationVar(
-      "CONNECTION_TERMINATION_DEADLINE",
-      get("CONNECTION_TERMINATION_DEADLINE"),
-      5_000,
-    ),
-    caRootDir,
-    caRootGenerate,
-    trustDomain: parseTrustDomain(get("TRUST_DOMAIN")),
-    adminAddr: parseHostPort("ADMIN_ADDR", get("ADMIN_ADDR"), { host: "127.0.0.1", port: 15000 }),
-    statsAddr: parseHostPort("STATS_ADDR", get("STATS_ADDR"), { host: "0.0.0.0", port: 15020 }),
-    readinessAddr: parseHostPort("READINESS_ADDR", get("READINESS_ADDR"), { host: "0.0.0.0", port: 15021 }),
-  };
   return Object.freeze({
-    ...cfg,
-    adminAddr: Object.freeze(cfg.adminAddr),
-    statsAddr: Object.freeze(cfg.statsAddr),
-    readinessAddr: Object.freeze(cfg.readinessAddr),
+    inpodUds: v.INPOD_UDS,
+    localXdsPath: v.LOCAL_XDS_PATH,
+    packetMark: v.PACKET_MARK,
+    inpodPortReuse: v.INPOD_PORT_REUSE,
+    ipv6Enabled: v.IPV6_ENABLED,
+    workerThreads: v.ZTUNNEL_WORKER_THREADS,
+    clusterId: v.CLUSTER_ID,
+    nodeName: v.NODE_NAME,
+    poolMaxStreamsPerConnection: v.POOL_MAX_STREAMS_PER_CONNECTION,
+    poolUnusedReleaseTimeoutMs: v.POOL_UNUSED_RELEASE_TIMEOUT,
+    connectionTerminationDeadlineMs: v.CONNECTION_TERMINATION_DEADLINE,
+    caRootDir: v.CA_ROOT_DIR,
+    caRootGenerate: v.CA_ROOT_GENERATE,
+    trustDomain: v.TRUST_DOMAIN,
+    adminAddr: Object.freeze({ ...v.ADMIN_ADDR }),
+    statsAddr: Object.freeze({ ...v.STATS_ADDR }),
+    readinessAddr: Object.freeze({ ...v.READINESS_ADDR }),
   });
 }
 
-function parseBool(name: string, raw: string | undefined, dflt: boolean): boolean {
-  if (raw === undefined) return dflt;
-  switch (raw.toLowerCase()) {
-    case "true":
-    case "1":
-    case "yes":
-    case "on":
-      return true;
-    case "false":
-    case "0":
-    case "no":
-    case "off":
-      return false;
-    default:
-      throw new ConfigError(name, `"${raw}" is not a boolean (use true or false)`);
-  }
-}
-
-function parseInteger(name: string, raw: string | undefined, dflt: number, min: number, max: number): number {
-  if (raw === undefined) return dflt;
-  // Hex is accepted because marks are usually written as 0x539.
-  const n = /^0x[0-9a-f]+$/i.test(raw) ? Number.parseInt(raw.slice(2), 16) : /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(n)) throw new ConfigError(name, `"${raw}" is not an integer`);
-  if (n < min || n > max) throw new ConfigError(name, `${n} is out of range [${min}, ${max}]`);
-  return n;
-}
-
-function optionalPath(name: string, raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  if (raw.includes("\0")) throw new ConfigError(name, "contains a NUL byte");
-  return isAbsolute(raw) ? raw : resolve(raw);
-}
-
-function parseName(name: string, raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(raw)) {
-    throw new ConfigError(name, `"${raw}" is not a valid name (letters, digits, '.', '_', '-')`);
-  }
-  return raw;
-}
-
-function parseTrustDomain(raw: string | undefined): string {
-  if (raw === undefined) return "cluster.local";
+function trustDomain(raw: string): string {
   // SPIFFE trust domain: lowercase letters, digits, '.', '-', '_'.
   if (!/^[a-z0-9._-]+$/.test(raw)) {
-    throw new ConfigError("TRUST_DOMAIN", `"${raw}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
+    throw new c.ValueError(`"${raw}" is not a valid SPIFFE trust domain (lowercase letters, digits, '.', '-', '_')`);
   }
   return raw;
-}
-
-function parseDurationVar(name: string, raw: string | undefined, dfltMs: number): number {
-  if (raw === undefined) return dfltMs;
-  const ms = parseDuration(raw);
-  if (ms === undefined) {
-    throw new ConfigError(name, `"${raw}" is not a duration (examples: 500ms, 300s, 5m, 1h30m)`);
-  }
-  return ms;
-}
-
-const UNIT_MS: Readonly<Record<string, number>> = {
-  ns: 1e-6,
-  us: 1e-3,
-  "µs": 1e-3,
-  ms: 1,
-  s: 1000,
-  sec: 1000,
-  secs: 1000,
-  m: 60_000,
-  min: 60_000,
-  mins: 60_000,
-  h: 3_600_000,
-  hr: 3_600_000,
-  hrs: 3_600_000,
-  d: 86_400_000,
-};
-
-/**
- * Go (`time.ParseDuration`: "300s", "1h30m", "1.5h") and Rust humantime ("5min", "1h 30m")
- * durations, in whole milliseconds. Undefined when malformed.
- */
-export function parseDuration(raw: string): number | undefined {
-  const s = raw.trim();
-  if (s === "0") return 0;
-  const re = /(\d+(?:\.\d+)?)\s*([a-zµ]+)\s*/gy;
-  let total = 0;
-  let matched = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) {
-    const unit = UNIT_MS[m[2] ?? ""];
-    if (unit === undefined) return undefined;
-    total += Number(m[1]) * unit;
-    matched = re.lastIndex;
-  }
-  if (matched === 0 || matched !== s.length) return undefined;
-  const ms = Math.round(total);
-  return Number.isSafeInteger(ms) ? ms : undefined;
-}
-
-function parseHostPort(name: string, raw: string | undefined, dflt: HostPort): HostPort {
-  if (raw === undefined) return dflt;
-  // Accept "host:port", "[v6]:port" or a bare port (keeps the default host).
-  if (/^\d+$/.test(raw)) return { host: dflt.host, port: portOf(name, raw) };
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(raw) ?? /^([^:[\]]+):(\d+)$/.exec(raw);
-  if (m === null) throw new ConfigError(name, `"${raw}" is not an address (host:port or [ipv6]:port)`);
-  const host = m[1] ?? "";
-  if (host !== "localhost" && isIP(host) === 0) throw new ConfigError(name, `"${host}" is not an IP address`);
-  return { host, port: portOf(name, m[2] ?? "") };
-}
-
-function portOf(name: string, raw: string): number {
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(name, `port ${raw} is out of range`);
-  return port;
 }

@@ -10,7 +10,7 @@ import { createZdsClient } from "../zds/index.js";
 import { selectMeshSource } from "./cluster/index.js";
 import { buildConfigDump } from "./admin/config-dump.js";
 import { startAdminServer, startMetricsServer, startReadinessServer } from "./admin/server.js";
-import { ConfigError, loadConfig, type ZtunnelConfig } from "./config.js";
+import { ConfigError, loadConfig, unknownVariables, ztunnelHelp, type ZtunnelConfig } from "./config.js";
 import { InPodManager } from "./inpod/manager.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
@@ -174,8 +174,16 @@ async function run(config: ZtunnelConfig): Promise<void> {
   log.info({ workers: pool.size, zds: config.inpodUds, state: mesh.source.name, stateReason: mesh.reason }, "ztunnel started");
 }
 
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  process.stdout.write(ztunnelHelp());
+  process.exit(0);
+}
+
 try {
-  await run(loadConfig());
+  const config = loadConfig();
+  const unknown = unknownVariables();
+  if (unknown.length > 0) log.warn({ variables: unknown }, "environment variables that look like ztunnel's are not read by it (see ztunnel --help)");
+  await run(config);
 } catch (err) {
   // One line a human can act on; the variable is named in ConfigError messages.
   process.stderr.write(`ztunnel: ${errorMessage(err)}\n`);

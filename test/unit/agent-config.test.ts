@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { loadAgentConfig, parseDuration } from "../../src/agent/config.js";
+import { resolve } from "node:path";
+import { agentHelp, AGENT_ENV, agentUnknownVariables, loadAgentConfig, parseDuration } from "../../src/agent/config.js";
 import { AgentConfigError } from "../../src/agent/errors.js";
 
 describe("agent configuration from the environment", () => {
@@ -58,8 +59,6 @@ describe("agent configuration from the environment", () => {
     ["VERIFY_INTERVAL", "fast"],
     ["AGENT_HTTP_ADDRESS", "localhost:http"],
     ["AGENT_HTTP_ADDRESS", ":70000"],
-    ["CNI_AGENT_RUN_DIR", "relative/run"],
-    ["ZTUNNEL_UDS_ADDRESS", "zt.sock"],
     ["EXCLUDE_NAMESPACES", "kube-system,Bad_Name"],
     ["CNI_CONF_NAME", "../etc/x.conflist"],
     ["ZDS_ACK_TIMEOUT", "0"],
@@ -68,6 +67,36 @@ describe("agent configuration from the environment", () => {
     const env = { NODE_NAME: "n", [name]: value };
     expect(() => loadAgentConfig(env)).toThrow(AgentConfigError);
     expect(() => loadAgentConfig(env)).toThrow(name);
+  });
+
+  it("resolves relative paths against the working directory, as ztunnel does", () => {
+    const c = loadAgentConfig({ NODE_NAME: "n", CNI_AGENT_RUN_DIR: "relative/run", ZTUNNEL_UDS_ADDRESS: "zt.sock" });
+    expect(c.runDir).toBe(resolve("relative/run"));
+    expect(c.zdsSocket).toBe(resolve("zt.sock"));
+  });
+
+  it("reads addresses and durations as ztunnel does", () => {
+    expect(loadAgentConfig({ NODE_NAME: "n", AGENT_HTTP_ADDRESS: ":9000" })).toMatchObject({ httpHost: "0.0.0.0", httpPort: 9000 });
+    expect(loadAgentConfig({ NODE_NAME: "n", AGENT_HTTP_ADDRESS: "[::1]:9000" })).toMatchObject({ httpHost: "::1", httpPort: 9000 });
+    expect(loadAgentConfig({ NODE_NAME: "n", RECONCILE_MAX_BACKOFF: "1h30m" }).retryMaxBackoffMs).toBe(5_400_000);
+  });
+
+  it("a misspelled variable stops start-up with the name it meant", () => {
+    const env = { NODE_NAME: "n", VERIFY_INTERVALL: "1s" };
+    expect(() => loadAgentConfig(env)).toThrow(AgentConfigError);
+    expect(() => loadAgentConfig(env)).toThrow(/VERIFY_INTERVALL.*did you mean VERIFY_INTERVAL\?/);
+    expect(() => loadAgentConfig({ NODE_NAME: "n", ambient_ipv6: "false" })).toThrow(/did you mean AMBIENT_IPV6\?/);
+  });
+
+  it("reports variables with the agent's prefixes that nothing reads", () => {
+    expect(agentUnknownVariables({ AMBIENT_SOMETHING_ELSE: "1", HOME: "/root", LOG_LEVEL: "info" })).toEqual(["AMBIENT_SOMETHING_ELSE"]);
+  });
+
+  it("--help lists every variable with its default", () => {
+    const help = agentHelp();
+    for (const name of Object.keys(AGENT_ENV)) expect(help).toContain(`  ${name}  (default: `);
+    expect(help).toContain("AGENT_HTTP_ADDRESS  (default: 0.0.0.0:8000)");
+    expect(help).toContain("VERIFY_INTERVAL  (default: 5s)");
   });
 
   it("needs NODE_NAME unless the node is cluster-free", () => {

@@ -169,7 +169,8 @@ function moduleGraph(entry: string): string[] {
 
 /**
  * `process.env.X`, `process.env["X"]`, `process.env[CONST]` with `const CONST = "X"`, and the
- * names in an exported `..._ENV_NAMES = [...]` list (config modules that read `env[name]`).
+ * names in an exported `..._ENV_NAMES = [...]` list or `..._ENV = { NAME: ... }` schema (config
+ * modules that read `env[name]`).
  */
 function processEnvReads(file: string): string[] {
   const text = readFileSync(file, "utf8");
@@ -182,6 +183,10 @@ function processEnvReads(file: string): string[] {
   }
   for (const m of text.matchAll(/export const [A-Z_]*ENV_NAMES\s*=\s*\[([^\]]*)\]/g)) {
     for (const n of m[1]!.matchAll(/["']([A-Za-z0-9_]+)["']/g)) names.add(n[1]!);
+  }
+  // A configuration schema (src/shared/config): `export const X_ENV = { NAME: variable(...), ... }`.
+  for (const m of text.matchAll(/export const [A-Z_]*_ENV\s*=\s*\{([\s\S]*?)\n\}/g)) {
+    for (const n of m[1]!.matchAll(/^\s+([A-Z][A-Z0-9_]*):\s/gm)) names.add(n[1]!);
   }
   return [...names];
 }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, parseDuration } from "../../src/ztunnel/config.js";
+import { ConfigError, loadConfig, parseDuration, unknownVariables, ZTUNNEL_ENV, ztunnelHelp } from "../../src/ztunnel/config.js";
+import { AGENT_ENV } from "../../src/agent/config.js";
+import { editDistance } from "../../src/shared/did-you-mean.js";
 
 describe("ztunnel config from env", () => {
   it("defaults everything when the environment is empty and freezes the result", () => {
@@ -101,6 +103,39 @@ describe("ztunnel config from env", () => {
 
   it("refuses CA_ROOT_GENERATE without CA_ROOT_DIR", () => {
     expect(() => loadConfig({ CA_ROOT_GENERATE: "true" })).toThrow(/CA_ROOT_GENERATE.*CA_ROOT_DIR/);
+  });
+
+  it("reads \":port\" as every interface, like the agent", () => {
+    expect(loadConfig({ STATS_ADDR: ":16020" }).statsAddr).toEqual({ host: "0.0.0.0", port: 16020 });
+  });
+
+  it("a misspelled variable stops start-up with the name it meant", () => {
+    let err: unknown;
+    try {
+      loadConfig({ ZTUNNEL_WORKER_THREAD: "4" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe("ZTUNNEL_WORKER_THREAD");
+    expect((err as ConfigError).message).toContain("did you mean ZTUNNEL_WORKER_THREADS?");
+  });
+
+  it("reports variables with ztunnel's prefixes that nothing reads, but not the ones it reads elsewhere", () => {
+    expect(unknownVariables({ ZTUNNEL_FOO_BAR_BAZ: "1", ZTUNNEL_DEBUG_ENDPOINTS: "true", KUBECONFIG: "/k", PATH: "/bin" })).toEqual(["ZTUNNEL_FOO_BAR_BAZ"]);
+  });
+
+  it("--help lists every variable with its default", () => {
+    const help = ztunnelHelp();
+    for (const name of Object.keys(ZTUNNEL_ENV)) expect(help).toContain(`  ${name}  (default: `);
+    expect(help).toContain("ADMIN_ADDR  (default: 127.0.0.1:15000)");
+    expect(help).toContain("POOL_UNUSED_RELEASE_TIMEOUT  (default: 5m)");
+  });
+
+  it("no agent variable reads as a misspelling of a ztunnel one (both run from one environment in the demo)", () => {
+    for (const a of Object.keys(AGENT_ENV)) {
+      for (const z of Object.keys(ZTUNNEL_ENV)) if (a !== z) expect(editDistance(a.toLowerCase(), z.toLowerCase()), `${a} vs ${z}`).toBeGreaterThan(2);
+    }
   });
 
   it("treats empty values as unset", () => {
