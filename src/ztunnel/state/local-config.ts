@@ -72,7 +72,7 @@ type Obj = Record<string, unknown>;
 
 function workload(v: unknown, at: string): Workload {
   const o = object(v, at);
-  checkKeys(o, at, ["uid", "name", "namespace", "serviceAccount", "trustDomain", "workloadIps", "protocol", "node", "network", "status", "services"], IGNORED_WORKLOAD_KEYS);
+  checkKeys(o, at, ["uid", "name", "namespace", "serviceAccount", "trustDomain", "workloadIps", "protocol", "node", "network", "status", "services", "hostname"], IGNORED_WORKLOAD_KEYS);
   const name = str(o.name, `${at}.name`);
   const namespace = str(o.namespace, `${at}.namespace`);
   const workloadIps = list(o.workloadIps, `${at}.workloadIps`).map((ip, j) => ipAddr(ip, `${at}.workloadIps[${j}]`));
@@ -97,19 +97,23 @@ function workload(v: unknown, at: string): Workload {
     network: o.network === undefined ? DEFAULT_NETWORK : str(o.network, `${at}.network`, true),
     status: oneOf(o.status ?? "Healthy", `${at}.status`, ["Healthy", "Unhealthy"] as const),
     services,
+    ...(o.hostname !== undefined ? { hostname: dnsLabel(o.hostname, `${at}.hostname`) } : {}),
   };
 }
 
 function service(v: unknown, at: string): Service {
   const o = object(v, at);
-  checkKeys(o, at, ["name", "namespace", "hostname", "vips", "ports", "subjectAltNames"], IGNORED_SERVICE_KEYS);
+  checkKeys(o, at, ["name", "namespace", "hostname", "vips", "ports", "subjectAltNames", "portNames", "ipFamilies"], IGNORED_SERVICE_KEYS);
+  const ports = portMap(o.ports ?? {}, `${at}.ports`);
   return {
     name: str(o.name, `${at}.name`),
     namespace: str(o.namespace, `${at}.namespace`),
     hostname: str(o.hostname, `${at}.hostname`),
     vips: list(o.vips, `${at}.vips`).map((x, j) => vip(x, `${at}.vips[${j}]`)),
-    ports: portMap(o.ports ?? {}, `${at}.ports`),
+    ports,
     subjectAltNames: list(o.subjectAltNames, `${at}.subjectAltNames`).map((s, j) => str(s, `${at}.subjectAltNames[${j}]`)),
+    ...(o.portNames !== undefined ? { portNames: portNames(o.portNames, ports, `${at}.portNames`) } : {}),
+    ...(o.ipFamilies !== undefined ? { ipFamilies: oneOf(o.ipFamilies, `${at}.ipFamilies`, ["IPv4", "IPv6"] as const) } : {}),
   };
 }
 
@@ -225,6 +229,25 @@ function portMap(v: unknown, at: string): Record<string, number> {
   return out;
 }
 
+// servicePort → port name (a DNS label, as Kubernetes requires for named ports); every port
+// named must be one of the service's ports.
+function portNames(v: unknown, ports: Readonly<Record<string, number>>, at: string): Record<string, string> {
+  const o = object(v, at);
+  const out: Record<string, string> = {};
+  for (const [k, name] of Object.entries(o)) {
+    const p = port(k, `${at}["${k}"]`);
+    if (ports[String(p)] === undefined) throw new LocalConfigError(`${at}["${k}"]`, `port ${p} is not one of the service's ports`);
+    out[String(p)] = dnsLabel(name, `${at}["${k}"]`);
+  }
+  return out;
+}
+
+function dnsLabel(v: unknown, at: string): string {
+  const s = str(v, at);
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s)) throw new LocalConfigError(at, `"${s}" is not a DNS label (lower case letters, digits, '-', at most 63)`);
+  return s;
+}
+
 // Fields of ztunnel's own LocalConfig that this data plane does not use (yet): accepted and
 // ignored, so a file written for Istio's ztunnel loads here; anything else is a typo.
 const IGNORED_WORKLOAD_KEYS = [
@@ -235,7 +258,6 @@ const IGNORED_WORKLOAD_KEYS = [
   "workloadType",
   "canonicalName",
   "canonicalRevision",
-  "hostname",
   "nativeTunnel",
   "authorizationPolicies",
   "clusterId",
@@ -243,7 +265,7 @@ const IGNORED_WORKLOAD_KEYS = [
   "capacity",
   "applicationTunnel",
 ];
-const IGNORED_SERVICE_KEYS = ["endpoints", "waypoint", "loadBalancer", "ipFamilies"];
+const IGNORED_SERVICE_KEYS = ["endpoints", "waypoint", "loadBalancer"];
 
 function checkKeys(o: Obj, at: string, known: readonly string[], ignored: readonly string[] = []): void {
   for (const k of Object.keys(o)) {

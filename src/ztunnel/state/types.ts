@@ -19,6 +19,8 @@ export interface Workload {
   readonly status: HealthStatus;
   /** "namespace/hostname" → { servicePort: targetPort } (ztunnel's LocalWorkload.services). */
   readonly services: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** The pod's DNS hostname (spec.hostname): `<hostname>.<headless service host>` resolves to it. */
+  readonly hostname?: string;
 }
 
 export interface Vip {
@@ -34,6 +36,10 @@ export interface Service {
   /** servicePort → targetPort (0 = same as the service port). */
   readonly ports: Readonly<Record<string, number>>;
   readonly subjectAltNames: readonly string[];
+  /** servicePort → port name: SRV records `_<name>._tcp.<hostname>` (the DNS proxy). */
+  readonly portNames?: Readonly<Record<string, string>>;
+  /** Single-stack services answer only A or only AAAA (ztunnel's ipFamilies); absent: both. */
+  readonly ipFamilies?: "IPv4" | "IPv6";
 }
 
 export type PolicyScope = "Global" | "Namespace" | "WorkloadSelector";
