@@ -4,6 +4,11 @@
       "target_name": "ambient_native",
       "sources": [
         "src/addon.c",
+        "src/state.c",
+        "src/errors.c",
+        "src/args.c",
+        "src/values.c",
+        "src/netns_switch.c",
         "src/netns.c",
         "src/sockets.c",
         "src/seqpacket.c",

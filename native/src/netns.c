@@ -1,6 +1,4 @@
 /* Network namespace handles: open, validate, identity, dup/close, cookie of a netns. */
-#include "common.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
@@ -12,9 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
-#endif
+#include "napi_helpers.h"
+#include "netns_switch.h"
+#include "parts.h"
+#include "sockopts.h"
 
 static const char *ns_type_name(int t) {
   switch (t) {
@@ -64,16 +63,11 @@ static int check_netns(napi_env env, int fd, const char *what) {
 }
 
 static napi_value js_netns_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   char path[4096];
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_string(env, argv[0], "path", path, sizeof(path)) != 0) return NULL;
+  if (READ_ARGS(env, info, "netnsOpen", ARG_STR("path", path)) != 0) return NULL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, errno, "open", "open netns %s", path);
-  char what[4200];
-  snprintf(what, sizeof(what), "%s", path);
-  if (check_netns(env, fd, what) != 0) {
+  if (check_netns(env, fd, path) != 0) {
     close(fd);
     return NULL;
   }
@@ -82,7 +76,7 @@ static napi_value js_netns_open(napi_env env, napi_callback_info info) {
 
 static napi_value js_netns_check(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "netnsCheck", ARG_I32("fd", &fd)) != 0) return NULL;
   char what[64];
   snprintf(what, sizeof(what), "fd %d", fd);
   check_netns(env, fd, what);
@@ -90,12 +84,9 @@ static napi_value js_netns_check(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_fd_identity(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
   struct stat sb;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "fdIdentity", ARG_I32("fd", &fd)) != 0) return NULL;
   if (fstat(fd, &sb) != 0) return throw_errno(env, errno, "fstat", "fstat fd %d", fd);
   return make_identity(env, (uint64_t)sb.st_dev, (uint64_t)sb.st_ino);
 }
@@ -110,7 +101,7 @@ static napi_value js_thread_netns_identity(napi_env env, napi_callback_info info
 
 static napi_value js_dup_fd(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "dupFd", ARG_I32("fd", &fd)) != 0) return NULL;
   int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0) return throw_errno(env, errno, "fcntl", "dup fd %d", fd);
   return make_int(env, nfd);
@@ -118,20 +109,17 @@ static napi_value js_dup_fd(napi_env env, napi_callback_info info) {
 
 static napi_value js_close_fd(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "closeFd", ARG_I32("fd", &fd)) != 0) return NULL;
   /* Linux closes the fd even when close() reports EINTR: never retry. */
   if (close(fd) != 0 && errno != EINTR) return throw_errno(env, errno, "close", "close fd %d", fd);
   return NULL;
 }
 
 static napi_value js_netns_cookie_of(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t nsfd;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || arg_int32(env, argv[0], "netnsFd", &nsfd) != 0) return NULL;
-  addon_state *st = get_state(env);
-  if (netns_enter(env, st, nsfd) != 0) return NULL;
+  if (READ_ARGS(env, info, "netnsCookieOf", ARG_I32("netnsFd", &nsfd)) != 0) return NULL;
+  addon_state *st = state_get(env);
+  if (st == NULL || netns_enter(env, st, nsfd) != 0) return NULL;
   /* A unix socket is the cheapest socket; every socket carries its netns' cookie. */
   int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   int err = errno;
@@ -145,21 +133,16 @@ static napi_value js_netns_cookie_of(napi_env env, napi_callback_info info) {
     return throw_errno(env, err, "getsockopt", "getsockopt SO_NETNS_COOKIE");
   }
   close(s);
-  napi_value r;
-  napi_create_bigint_uint64(env, cookie, &r);
-  return r;
+  return make_bigint(env, cookie);
 }
 
 /* Benchmark only: setns into a netns and straight back (cost of one switch pair). */
 static napi_value js_bench_setns_round_trip(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
   int32_t nsfd, count;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || arg_int32(env, argv[0], "netnsFd", &nsfd) != 0 ||
-      arg_int32(env, argv[1], "count", &count) != 0)
+  if (READ_ARGS(env, info, "benchSetnsRoundTrip", ARG_I32("netnsFd", &nsfd), ARG_I32("count", &count)) != 0)
     return NULL;
-  addon_state *st = get_state(env);
+  addon_state *st = state_get(env);
+  if (st == NULL) return NULL;
   for (int32_t i = 0; i < count; i++) {
     if (netns_enter(env, st, nsfd) != 0) return NULL;
     netns_leave(st, nsfd);

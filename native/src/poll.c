@@ -1,11 +1,18 @@
 /* Readiness of an fd on the environment's libuv loop (uv_poll_t). A poller owns its fd:
  * pollClose() stops polling and closes it, and env teardown does the same for every poller
  * still open, so a worker_thread can exit with sockets open. */
-#include "common.h"
-
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "napi_helpers.h"
+#include "parts.h"
+#include "state.h"
+
+/* Marks the externals pollStart returns, so no other value passes for a poller. */
+static const napi_type_tag POLLER_TAG = {0x616d6269656e7450ULL, 0x6f6c6c6572000001ULL};
 
 #define EV_READABLE 1
 #define EV_WRITABLE 2
@@ -33,11 +40,16 @@ static void on_closed(uv_handle_t *h) {
   addon_state *st = p->st;
   free(p);
   st->pending_handles--;
-  if (st->tearing_down && st->pending_handles == 0) {
-    napi_remove_async_cleanup_hook(st->cleanup_handle);
-    free(st->scratch);
-    free(st);
-  }
+  state_release_if_idle(st);
+}
+
+/* A callback that threw: hand its exception to process 'uncaughtException', as Node does for
+ * its own handles. */
+static void report_uncaught(napi_env env) {
+  bool pending = false;
+  napi_value err;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
+  if (napi_get_and_clear_last_exception(env, &err) == napi_ok) (void)napi_fatal_exception(env, err);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -45,41 +57,32 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (p->closing) return;
   napi_env env = p->env;
   napi_handle_scope scope;
+  /* Node-API only refuses these while the environment is going away, when nobody is left to
+   * deliver the event to: then the event is dropped. */
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value cb, recv, argv[2], result;
   int ev = ((events & UV_READABLE) ? EV_READABLE : 0) | ((events & UV_WRITABLE) ? EV_WRITABLE : 0);
-  if (napi_get_reference_value(env, p->cb, &cb) == napi_ok && cb != NULL) {
-    napi_get_global(env, &recv); /* make_callback needs an object receiver */
-    napi_create_int32(env, status, &argv[0]);
-    napi_create_int32(env, ev, &argv[1]);
+  if (napi_get_reference_value(env, p->cb, &cb) == napi_ok && cb != NULL &&
+      napi_get_global(env, &recv) == napi_ok && /* make_callback needs an object receiver */
+      napi_create_int32(env, status, &argv[0]) == napi_ok && napi_create_int32(env, ev, &argv[1]) == napi_ok) {
     /* make_callback runs the microtask queue afterwards, like Node's own handles. */
-    if (napi_make_callback(env, p->actx, recv, cb, 2, argv, &result) != napi_ok) {
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) {
-        napi_value err;
-        napi_get_and_clear_last_exception(env, &err);
-        napi_fatal_exception(env, err);
-      }
-    }
+    if (napi_make_callback(env, p->actx, recv, cb, 2, argv, &result) != napi_ok) report_uncaught(env);
   }
-  napi_close_handle_scope(env, scope);
+  (void)napi_close_handle_scope(env, scope); /* fails only for a scope we did not open */
 }
 
 /* pollStart(fd, callback(status, events)) -> poller. Takes ownership of fd on success only. */
 static napi_value js_poll_start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
   int32_t fd;
-  napi_valuetype t;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || arg_int32(env, argv[0], "fd", &fd) != 0) return NULL;
-  if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function) return throw_type(env, "callback must be a function");
-  addon_state *st = get_state(env);
+  napi_value callback, name;
+  if (READ_ARGS(env, info, "pollStart", ARG_I32("fd", &fd), ARG_FN("callback", &callback)) != 0) return NULL;
+  addon_state *st = state_get(env);
+  if (st == NULL) return NULL;
   uv_loop_t *loop;
   NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+  NAPI_CALL(env, napi_create_string_utf8(env, "ambient:UnixSeqpacket", NAPI_AUTO_LENGTH, &name));
   poller_t *p = calloc(1, sizeof(*p));
-  if (p == NULL) return throw_errno(env, 12 /* ENOMEM */, "uv_poll_init", "poll fd %d", fd);
+  if (p == NULL) return throw_errno(env, ENOMEM, "uv_poll_init", "poll fd %d", fd);
   int rc = uv_poll_init(loop, &p->handle, fd);
   if (rc != 0) {
     free(p);
@@ -89,46 +92,34 @@ static napi_value js_poll_start(napi_env env, napi_callback_info info) {
   p->st = st;
   p->env = env;
   p->fd = fd;
-  napi_value name;
-  napi_create_string_utf8(env, "ambient:UnixSeqpacket", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_reference(env, argv[1], 1, &p->cb) != napi_ok ||
-      napi_async_init(env, NULL, name, &p->actx) != napi_ok) {
+  napi_value ext;
+  const char *failed = NULL;
+  if (napi_create_reference(env, callback, 1, &p->cb) != napi_ok) failed = "napi_create_reference (poll callback)";
+  else if (napi_async_init(env, NULL, name, &p->actx) != napi_ok) failed = "napi_async_init (poll callback)";
+  else if (napi_create_external(env, p, NULL, NULL, &ext) != napi_ok) failed = "napi_create_external (poller)";
+  else if (napi_type_tag_object(env, ext, &POLLER_TAG) != napi_ok) failed = "napi_type_tag_object (poller)";
+  st->pending_handles++;
+  if (failed != NULL) {
+    napi_fail(env, failed);
     /* The handle is initialised: it must go through uv_close, but the fd stays the caller's. */
+    if (p->actx != NULL) (void)napi_async_destroy(env, p->actx);
+    if (p->cb != NULL) (void)napi_delete_reference(env, p->cb);
     p->fd = -1;
     p->closing = 1;
-    st->pending_handles++;
     uv_close((uv_handle_t *)&p->handle, on_closed);
-    napi_throw_error(env, NULL, "ambient_native: could not set up poll callback");
     return NULL;
   }
-  st->pending_handles++;
   p->next = st->pollers;
   if (p->next) p->next->prev = p;
   st->pollers = p;
-  napi_value ext;
-  NAPI_CALL(env, napi_create_external(env, p, NULL, NULL, &ext));
   return ext;
-}
-
-static poller_t *get_poller(napi_env env, napi_value v) {
-  void *data = NULL;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &data) != napi_ok) {
-    throw_type(env, "poller handle expected");
-    return NULL;
-  }
-  return (poller_t *)data;
 }
 
 /* pollUpdate(poller, events): 0 stops, bit 1 readable, bit 2 writable. No-op once closed. */
 static napi_value js_poll_update(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  poller_t *p;
   int32_t ev;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) return throw_type(env, "pollUpdate(poller, events)");
-  poller_t *p = get_poller(env, argv[0]);
-  if (p == NULL || arg_int32(env, argv[1], "events", &ev) != 0) return NULL;
+  if (READ_ARGS(env, info, "pollUpdate", ARG_EXT("poller", &p, &POLLER_TAG), ARG_I32("events", &ev)) != 0) return NULL;
   if (p->closing) return NULL;
   int uvev = ((ev & EV_READABLE) ? UV_READABLE : 0) | ((ev & EV_WRITABLE) ? UV_WRITABLE : 0);
   int rc = uvev == 0 ? uv_poll_stop(&p->handle) : uv_poll_start(&p->handle, uvev, on_poll);
@@ -138,13 +129,9 @@ static napi_value js_poll_update(napi_env env, napi_callback_info info) {
 
 /* pollRef(poller, ref): whether this handle keeps the event loop alive. */
 static napi_value js_poll_ref(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  poller_t *p;
   int ref;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) return throw_type(env, "pollRef(poller, ref)");
-  poller_t *p = get_poller(env, argv[0]);
-  if (p == NULL || arg_bool(env, argv[1], "ref", &ref) != 0) return NULL;
+  if (READ_ARGS(env, info, "pollRef", ARG_EXT("poller", &p, &POLLER_TAG), ARG_BOOLEAN("ref", &ref)) != 0) return NULL;
   if (p->closing) return NULL;
   if (ref) uv_ref((uv_handle_t *)&p->handle);
   else uv_unref((uv_handle_t *)&p->handle);
@@ -163,15 +150,15 @@ static void close_poller(poller_t *p) {
 
 /* pollClose(poller): idempotent. */
 static napi_value js_poll_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) return throw_type(env, "pollClose(poller)");
-  poller_t *p = get_poller(env, argv[0]);
-  if (p == NULL || p->closing) return NULL;
-  napi_delete_reference(env, p->cb);
-  napi_async_destroy(env, p->actx);
+  poller_t *p;
+  if (READ_ARGS(env, info, "pollClose", ARG_EXT("poller", &p, &POLLER_TAG)) != 0) return NULL;
+  if (p->closing) return NULL;
+  /* Polling stops and the fd closes whatever these report: a failure only leaks a reference. */
+  napi_status s1 = napi_delete_reference(env, p->cb);
+  napi_status s2 = napi_async_destroy(env, p->actx);
   close_poller(p);
+  if (s1 != napi_ok) return napi_fail(env, "napi_delete_reference (poll callback)");
+  if (s2 != napi_ok) return napi_fail(env, "napi_async_destroy (poll callback)");
   return NULL;
 }
 

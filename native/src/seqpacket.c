@@ -1,7 +1,5 @@
 /* AF_UNIX SOCK_SEQPACKET: listen/connect/accept, one datagram + at most one fd per message.
  * All calls are non-blocking; readiness comes from poll.c (uv_poll on the env's loop). */
-#include "common.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +8,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "napi_helpers.h"
+#include "parts.h"
+#include "state.h"
 
 /* Up to this many fds fit in our control buffer; more arrive as MSG_CTRUNC. */
 #define MAX_RECV_FDS 8
@@ -21,13 +23,11 @@ typedef struct unix_addr {
   char shown[sizeof(((struct sockaddr_un *)0)->sun_path) + 2]; /* for messages: path or @name */
 } unix_addr;
 
-/* args: (name: string, abstract: boolean) */
-static int parse_addr(napi_env env, napi_value name_v, napi_value abstract_v, unix_addr *a) {
-  char name[sizeof(a->sa.sun_path) + 1];
-  memset(a, 0, sizeof(*a));
-  if (arg_string(env, name_v, "address", name, sizeof(name)) != 0 ||
-      arg_bool(env, abstract_v, "abstract", &a->abstract) != 0)
-    return -1;
+/* Room for the longest name sun_path can hold, plus one byte so a longer one is detected. */
+#define NAME_BUF (sizeof(((struct sockaddr_un *)0)->sun_path) + 1)
+
+/* Builds the sockaddr from (name, abstract), both already read. */
+static int parse_addr(napi_env env, const char *name, unix_addr *a) {
   size_t n = strlen(name);
   a->sa.sun_family = AF_UNIX;
   if (n == 0) {
@@ -59,13 +59,13 @@ static int parse_addr(napi_env env, napi_value name_v, napi_value abstract_v, un
 
 /* seqListen(name, abstract, backlog, mode | -1) -> fd */
 static napi_value js_seq_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
   unix_addr a;
+  char name[NAME_BUF];
   int32_t backlog, mode;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4 || parse_addr(env, argv[0], argv[1], &a) != 0 ||
-      arg_int32(env, argv[2], "backlog", &backlog) != 0 || arg_int32(env, argv[3], "mode", &mode) != 0)
+  memset(&a, 0, sizeof(a));
+  if (READ_ARGS(env, info, "seqListen", ARG_STR("name", name), ARG_BOOLEAN("abstract", &a.abstract),
+                ARG_I32("backlog", &backlog), ARG_I32("mode", &mode)) != 0 ||
+      parse_addr(env, name, &a) != 0)
     return NULL;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket", "socket(AF_UNIX, SOCK_SEQPACKET)");
@@ -93,11 +93,12 @@ static napi_value js_seq_listen(napi_env env, napi_callback_info info) {
 
 /* seqConnect(name, abstract) -> fd, or -1 when the listener's backlog is full (retry later). */
 static napi_value js_seq_connect(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
   unix_addr a;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || parse_addr(env, argv[0], argv[1], &a) != 0) return NULL;
+  char name[NAME_BUF];
+  memset(&a, 0, sizeof(a));
+  if (READ_ARGS(env, info, "seqConnect", ARG_STR("name", name), ARG_BOOLEAN("abstract", &a.abstract)) != 0 ||
+      parse_addr(env, name, &a) != 0)
+    return NULL;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, errno, "socket", "socket(AF_UNIX, SOCK_SEQPACKET)");
   int rc;
@@ -116,7 +117,7 @@ static napi_value js_seq_connect(napi_env env, napi_callback_info info) {
 /* seqAccept(fd) -> fd, or -1 when nothing is pending */
 static napi_value js_seq_accept(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "seqAccept", ARG_I32("fd", &fd)) != 0) return NULL;
   for (;;) {
     int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c >= 0) return make_int(env, c);
@@ -128,26 +129,12 @@ static napi_value js_seq_accept(napi_env env, napi_callback_info info) {
 
 /* seqSend(fd, data, passFd | -1) -> true when sent, false on EAGAIN (poll for writable). */
 static napi_value js_seq_send(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
   int32_t fd, pass;
-  void *data = NULL;
-  size_t len = 0;
-  bool is_ta = false;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3 || arg_int32(env, argv[0], "fd", &fd) != 0 || arg_int32(env, argv[2], "passFd", &pass) != 0)
+  arg_bytes data;
+  if (READ_ARGS(env, info, "seqSend", ARG_I32("fd", &fd), ARG_U8("data", &data), ARG_I32("passFd", &pass)) != 0)
     return NULL;
-  napi_is_typedarray(env, argv[1], &is_ta);
-  if (!is_ta) return throw_type(env, "data must be a Uint8Array");
-  {
-    napi_typedarray_type tt;
-    size_t length, offset;
-    napi_value ab;
-    NAPI_CALL(env, napi_get_typedarray_info(env, argv[1], &tt, &length, &data, &ab, &offset));
-    if (tt != napi_uint8_array && tt != napi_uint8_clamped_array) return throw_type(env, "data must be a Uint8Array");
-    len = length;
-  }
-  struct iovec iov = {.iov_base = data, .iov_len = len};
+  size_t len = data.len;
+  struct iovec iov = {.iov_base = data.data, .iov_len = len};
   union {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
@@ -170,31 +157,46 @@ static napi_value js_seq_send(napi_env env, napi_callback_info info) {
   do {
     n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
-  napi_value r;
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      napi_get_boolean(env, false, &r);
-      return r;
-    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_bool(env, 0);
     if (pass >= 0) return throw_errno(env, errno, "sendmsg", "sendmsg (%zu bytes + fd %d)", len, pass);
     return throw_errno(env, errno, "sendmsg", "sendmsg (%zu bytes)", len);
   }
-  napi_get_boolean(env, true, &r);
-  return r;
+  return make_bool(env, 1);
+}
+
+/* { data, fds, truncated, controlTruncated }, or NULL after throwing. */
+static napi_value datagram_value(napi_env env, const char *data, size_t n, const int *fds, int nfds, int trunc,
+                                 int ctrunc) {
+  napi_value obj, buf, arr;
+  void *copy;
+  if (napi_create_buffer_copy(env, n, data, &copy, &buf) != napi_ok) {
+    napi_fail(env, "napi_create_buffer_copy (received datagram)");
+    return NULL;
+  }
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  NAPI_CALL(env, napi_create_array_with_length(env, (size_t)nfds, &arr));
+  for (int i = 0; i < nfds; i++) {
+    napi_value v = make_int(env, fds[i]);
+    if (v == NULL) return NULL;
+    NAPI_CALL(env, napi_set_element(env, arr, (uint32_t)i, v));
+  }
+  if (set_prop(env, obj, "data", buf) != 0 || set_prop(env, obj, "fds", arr) != 0 ||
+      set_prop(env, obj, "truncated", make_bool(env, trunc)) != 0 ||
+      set_prop(env, obj, "controlTruncated", make_bool(env, ctrunc)) != 0)
+    return NULL;
+  return obj;
 }
 
 /* seqRecv(fd, maxDatagram) -> undefined (nothing pending), null (EOF), or
  * { data: Buffer, fds: number[], truncated: boolean, controlTruncated: boolean }.
  * Received fds are close-on-exec and owned by the caller, whatever the flags say. */
 static napi_value js_seq_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
   int32_t fd, max;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || arg_int32(env, argv[0], "fd", &fd) != 0 || arg_int32(env, argv[1], "maxDatagram", &max) != 0)
-    return NULL;
-  if (max <= 0) return throw_type(env, "maxDatagram must be positive");
-  addon_state *st = get_state(env);
+  if (READ_ARGS(env, info, "seqRecv", ARG_I32("fd", &fd), ARG_I32("maxDatagram", &max)) != 0) return NULL;
+  if (max <= 0) return throw_range(env, "seqRecv: maxDatagram must be positive (got %d)", max);
+  addon_state *st = state_get(env);
+  if (st == NULL) return NULL;
   if (st->scratch_len < (size_t)max) {
     char *p = realloc(st->scratch, (size_t)max);
     if (p == NULL) return throw_errno(env, ENOMEM, "recvmsg", "receive buffer of %d bytes", max);
@@ -232,39 +234,28 @@ static napi_value js_seq_recv(napi_env env, napi_callback_info info) {
   if (n == 0 && nfds == 0 && !trunc && !ctrunc) {
     /* Our protocols never send empty datagrams (send() refuses them), so 0 means EOF. */
     napi_value nul;
-    napi_get_null(env, &nul);
+    NAPI_CALL(env, napi_get_null(env, &nul));
     return nul;
   }
-  napi_value obj, buf, arr, b;
-  void *copy;
-  if (napi_create_buffer_copy(env, (size_t)n, st->scratch, &copy, &buf) != napi_ok) {
+  napi_value obj = datagram_value(env, st->scratch, (size_t)n, fds, nfds, trunc, ctrunc);
+  /* The fds are the caller's once they are in the result; until then they are ours to close. */
+  if (obj == NULL)
     for (int i = 0; i < nfds; i++) close(fds[i]);
-    return throw_errno(env, ENOMEM, "recvmsg", "copy of a %zd-byte datagram", n);
-  }
-  napi_create_object(env, &obj);
-  napi_create_array_with_length(env, (size_t)nfds, &arr);
-  for (int i = 0; i < nfds; i++) napi_set_element(env, arr, (uint32_t)i, make_int(env, fds[i]));
-  napi_set_named_property(env, obj, "data", buf);
-  napi_set_named_property(env, obj, "fds", arr);
-  napi_get_boolean(env, trunc, &b);
-  napi_set_named_property(env, obj, "truncated", b);
-  napi_get_boolean(env, ctrunc, &b);
-  napi_set_named_property(env, obj, "controlTruncated", b);
   return obj;
 }
 
 static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "peerCred", ARG_I32("fd", &fd)) != 0) return NULL;
   struct ucred cred;
   socklen_t len = sizeof(cred);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
     return throw_errno(env, errno, "getsockopt", "getsockopt SO_PEERCRED fd %d", fd);
   napi_value obj;
-  napi_create_object(env, &obj);
-  napi_set_named_property(env, obj, "pid", make_int(env, cred.pid));
-  napi_set_named_property(env, obj, "uid", make_int(env, cred.uid));
-  napi_set_named_property(env, obj, "gid", make_int(env, cred.gid));
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  if (set_int_prop(env, obj, "pid", cred.pid) != 0 || set_int_prop(env, obj, "uid", cred.uid) != 0 ||
+      set_int_prop(env, obj, "gid", cred.gid) != 0)
+    return NULL;
   return obj;
 }
 

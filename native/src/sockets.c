@@ -1,6 +1,4 @@
 /* TCP/UDP sockets created inside a netns, their options, SO_ORIGINAL_DST and cookies. */
-#include "common.h"
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -9,15 +7,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+/* After netinet/in.h, whose definitions the kernel headers then leave alone. */
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
-#endif
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
-/* SO_ORIGINAL_DST (linux/netfilter_ipv4.h) and IP6T_SO_ORIGINAL_DST share the number 80. */
-#define ORIGINAL_DST_OPT 80
+#include "napi_helpers.h"
+#include "netns_switch.h"
+#include "parts.h"
+#include "sockopts.h"
+
+#define FN "createSocket"
 
 typedef struct socket_spec {
   int family; /* AF_INET / AF_INET6 */
@@ -38,13 +37,66 @@ typedef struct socket_spec {
   int32_t backlog;
 } socket_spec;
 
-static int opt_bool(napi_env env, napi_value obj, const char *name, int *out) {
-  napi_value v;
+/* An optional property of the spec, checked like an argument; *present = 0 when absent. */
+static int opt(napi_env env, napi_value obj, const char *key, arg_spec spec, int *present) {
+  return read_prop(env, FN, obj, key, &spec, present);
+}
+
+static int opt_bool(napi_env env, napi_value obj, const char *key, const char *name, int *out) {
   int present;
   *out = 0;
-  if (prop_get(env, obj, name, &v, &present) != 0) return -1;
-  if (!present) return 0;
-  return arg_bool(env, v, name, out);
+  return opt(env, obj, key, (arg_spec)ARG_BOOLEAN(name, out), &present);
+}
+
+static int parse_bind(napi_env env, napi_value b, socket_spec *s) {
+  int pa, pp;
+  int32_t port;
+  if (opt(env, b, "address", (arg_spec)ARG_STR("spec.bind.address", s->bind_addr), &pa) != 0 ||
+      opt(env, b, "port", (arg_spec)ARG_I32("spec.bind.port", &port), &pp) != 0)
+    return -1;
+  if (!pa || !pp) {
+    throw_type(env, FN ": spec.bind needs address and port");
+    return -1;
+  }
+  if (port < 0 || port > 65535) {
+    throw_type(env, FN ": spec.bind.port must be 0..65535");
+    return -1;
+  }
+  if (s->family == AF_INET) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&s->bind_sa;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, s->bind_addr, &sin->sin_addr) != 1) {
+      throw_type(env, FN ": spec.bind.address is not an IPv4 address (family is 4)");
+      return -1;
+    }
+    s->bind_len = sizeof(*sin);
+  } else {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->bind_sa;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, s->bind_addr, &sin6->sin6_addr) != 1) {
+      throw_type(env, FN ": spec.bind.address is not an IPv6 address (family is 6)");
+      return -1;
+    }
+    s->bind_len = sizeof(*sin6);
+  }
+  s->has_bind = 1;
+  return 0;
+}
+
+static int parse_keepalive(napi_env env, napi_value k, socket_spec *s) {
+  int p1, p2, p3;
+  if (opt(env, k, "idleSec", (arg_spec)ARG_I32("spec.keepAlive.idleSec", &s->ka_idle), &p1) != 0 ||
+      opt(env, k, "intervalSec", (arg_spec)ARG_I32("spec.keepAlive.intervalSec", &s->ka_intvl), &p2) != 0 ||
+      opt(env, k, "count", (arg_spec)ARG_I32("spec.keepAlive.count", &s->ka_cnt), &p3) != 0)
+    return -1;
+  if (!p1 || !p2 || !p3 || s->ka_idle <= 0 || s->ka_intvl <= 0 || s->ka_cnt <= 0) {
+    throw_type(env, FN ": spec.keepAlive needs positive idleSec, intervalSec and count");
+    return -1;
+  }
+  s->has_keepalive = 1;
+  return 0;
 }
 
 /* Parses and validates the whole spec before any netns switch, so nothing can fail while the
@@ -52,115 +104,46 @@ static int opt_bool(napi_env env, napi_value obj, const char *name, int *out) {
 static int parse_spec(napi_env env, napi_value obj, socket_spec *s) {
   napi_value v;
   int present;
-  int32_t fam;
+  int32_t fam = 0;
   char type[8];
   memset(s, 0, sizeof(*s));
 
-  if (prop_get(env, obj, "family", &v, &present) != 0) return -1;
-  if (!present) {
-    throw_type(env, "spec.family must be 4 or 6");
-    return -1;
-  }
-  if (arg_int32(env, v, "spec.family", &fam) != 0) return -1;
-  if (fam != 4 && fam != 6) {
-    throw_type(env, "spec.family must be 4 or 6");
+  if (opt(env, obj, "family", (arg_spec)ARG_I32("spec.family", &fam), &present) != 0) return -1;
+  if (!present || (fam != 4 && fam != 6)) {
+    throw_type(env, FN ": spec.family must be 4 or 6");
     return -1;
   }
   s->family = fam == 4 ? AF_INET : AF_INET6;
-  if (prop_get(env, obj, "type", &v, &present) != 0) return -1;
-  if (!present) {
-    throw_type(env, "spec.type must be \"tcp\" or \"udp\"");
+  if (opt(env, obj, "type", (arg_spec)ARG_STR("spec.type", type), &present) != 0) return -1;
+  if (present && strcmp(type, "tcp") == 0) s->tcp = 1;
+  else if (!present || strcmp(type, "udp") != 0) {
+    throw_type(env, FN ": spec.type must be \"tcp\" or \"udp\"");
     return -1;
   }
-  if (arg_string(env, v, "spec.type", type, sizeof(type)) != 0) return -1;
-  if (strcmp(type, "tcp") == 0) s->tcp = 1;
-  else if (strcmp(type, "udp") != 0) {
-    throw_type(env, "spec.type must be \"tcp\" or \"udp\"");
+  if (opt(env, obj, "mark", (arg_spec)ARG_U32("spec.mark", &s->mark), &s->has_mark) != 0 ||
+      opt_bool(env, obj, "reuseAddr", "spec.reuseAddr", &s->reuse_addr) != 0 ||
+      opt_bool(env, obj, "reusePort", "spec.reusePort", &s->reuse_port) != 0 ||
+      opt_bool(env, obj, "transparent", "spec.transparent", &s->transparent) != 0 ||
+      opt_bool(env, obj, "freebind", "spec.freebind", &s->freebind) != 0 ||
+      opt_bool(env, obj, "bindAddressNoPort", "spec.bindAddressNoPort", &s->bind_no_port) != 0 ||
+      opt_bool(env, obj, "noDelay", "spec.noDelay", &s->no_delay) != 0 ||
+      opt(env, obj, "v6Only", (arg_spec)ARG_BOOLEAN("spec.v6Only", &s->v6only), &s->has_v6only) != 0 ||
+      opt(env, obj, "userTimeoutMs", (arg_spec)ARG_U32("spec.userTimeoutMs", &s->user_timeout_ms),
+          &s->has_user_timeout) != 0)
     return -1;
-  }
-  if (prop_get(env, obj, "mark", &v, &present) != 0) return -1;
+  if (opt(env, obj, "keepAlive", (arg_spec)ARG_OBJ("spec.keepAlive", &v), &present) != 0) return -1;
+  if (present && parse_keepalive(env, v, s) != 0) return -1;
+  if (opt(env, obj, "bind", (arg_spec)ARG_OBJ("spec.bind", &v), &present) != 0) return -1;
+  if (present && parse_bind(env, v, s) != 0) return -1;
+  if (opt(env, obj, "listen", (arg_spec)ARG_OBJ("spec.listen", &v), &present) != 0) return -1;
   if (present) {
-    if (arg_uint32(env, v, "spec.mark", &s->mark) != 0) return -1;
-    s->has_mark = 1;
-  }
-  if (opt_bool(env, obj, "reuseAddr", &s->reuse_addr) || opt_bool(env, obj, "reusePort", &s->reuse_port) ||
-      opt_bool(env, obj, "transparent", &s->transparent) || opt_bool(env, obj, "freebind", &s->freebind) ||
-      opt_bool(env, obj, "bindAddressNoPort", &s->bind_no_port) || opt_bool(env, obj, "noDelay", &s->no_delay))
-    return -1;
-  if (prop_get(env, obj, "v6Only", &v, &present) != 0) return -1;
-  if (present) {
-    if (arg_bool(env, v, "spec.v6Only", &s->v6only) != 0) return -1;
-    s->has_v6only = 1;
-  }
-  if (prop_get(env, obj, "keepAlive", &v, &present) != 0) return -1;
-  if (present) {
-    napi_value x;
-    int p1, p2, p3;
-    if (prop_get(env, v, "idleSec", &x, &p1) || (p1 && arg_int32(env, x, "keepAlive.idleSec", &s->ka_idle)) ||
-        prop_get(env, v, "intervalSec", &x, &p2) ||
-        (p2 && arg_int32(env, x, "keepAlive.intervalSec", &s->ka_intvl)) ||
-        prop_get(env, v, "count", &x, &p3) || (p3 && arg_int32(env, x, "keepAlive.count", &s->ka_cnt)))
-      return -1;
-    if (!p1 || !p2 || !p3 || s->ka_idle <= 0 || s->ka_intvl <= 0 || s->ka_cnt <= 0) {
-      throw_type(env, "spec.keepAlive needs positive idleSec, intervalSec and count");
-      return -1;
-    }
-    s->has_keepalive = 1;
-  }
-  if (prop_get(env, obj, "userTimeoutMs", &v, &present) != 0) return -1;
-  if (present) {
-    if (arg_uint32(env, v, "spec.userTimeoutMs", &s->user_timeout_ms) != 0) return -1;
-    s->has_user_timeout = 1;
-  }
-  if (prop_get(env, obj, "bind", &v, &present) != 0) return -1;
-  if (present) {
-    napi_value a, p;
-    int pa, pp;
-    int32_t port;
-    if (prop_get(env, v, "address", &a, &pa) || prop_get(env, v, "port", &p, &pp)) return -1;
-    if (!pa || !pp) {
-      throw_type(env, "spec.bind needs address and port");
-      return -1;
-    }
-    if (arg_string(env, a, "spec.bind.address", s->bind_addr, sizeof(s->bind_addr)) ||
-        arg_int32(env, p, "spec.bind.port", &port))
-      return -1;
-    if (port < 0 || port > 65535) {
-      throw_type(env, "spec.bind.port must be 0..65535");
-      return -1;
-    }
-    if (s->family == AF_INET) {
-      struct sockaddr_in *sin = (struct sockaddr_in *)&s->bind_sa;
-      sin->sin_family = AF_INET;
-      sin->sin_port = htons((uint16_t)port);
-      if (inet_pton(AF_INET, s->bind_addr, &sin->sin_addr) != 1) {
-        throw_type(env, "spec.bind.address is not an IPv4 address (family is 4)");
-        return -1;
-      }
-      s->bind_len = sizeof(*sin);
-    } else {
-      struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->bind_sa;
-      sin6->sin6_family = AF_INET6;
-      sin6->sin6_port = htons((uint16_t)port);
-      if (inet_pton(AF_INET6, s->bind_addr, &sin6->sin6_addr) != 1) {
-        throw_type(env, "spec.bind.address is not an IPv6 address (family is 6)");
-        return -1;
-      }
-      s->bind_len = sizeof(*sin6);
-    }
-    s->has_bind = 1;
-  }
-  if (prop_get(env, obj, "listen", &v, &present) != 0) return -1;
-  if (present) {
-    napi_value b;
     int pb;
     if (!s->tcp) {
-      throw_type(env, "spec.listen is only valid for tcp sockets");
+      throw_type(env, FN ": spec.listen is only valid for tcp sockets");
       return -1;
     }
-    if (prop_get(env, v, "backlog", &b, &pb)) return -1;
     s->backlog = 511;
-    if (pb && arg_int32(env, b, "spec.listen.backlog", &s->backlog)) return -1;
+    if (opt(env, v, "backlog", (arg_spec)ARG_I32("spec.listen.backlog", &s->backlog), &pb) != 0) return -1;
     s->has_listen = 1;
   }
   return 0;
@@ -229,14 +212,13 @@ static int apply_spec(napi_env env, int fd, const socket_spec *s) {
 
 /* createSocket(netnsFd | -1, spec) -> fd */
 static napi_value js_create_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
   int32_t nsfd;
+  napi_value spec_v;
   socket_spec spec;
-  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || arg_int32(env, argv[0], "netnsFd", &nsfd) != 0) return NULL;
-  if (parse_spec(env, argv[1], &spec) != 0) return NULL;
-  addon_state *st = get_state(env);
+  if (READ_ARGS(env, info, FN, ARG_I32("netnsFd", &nsfd), ARG_OBJ("spec", &spec_v)) != 0) return NULL;
+  if (parse_spec(env, spec_v, &spec) != 0) return NULL;
+  addon_state *st = state_get(env);
+  if (st == NULL) return NULL;
   int type = (spec.tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
 
   int fd, err;
@@ -262,7 +244,7 @@ static napi_value js_create_socket(napi_env env, napi_callback_info info) {
 
 static napi_value js_original_dst(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return NULL;
+  if (READ_ARGS(env, info, "originalDst", ARG_I32("fd", &fd)) != 0) return NULL;
   struct sockaddr_storage local;
   socklen_t len = sizeof(local);
   if (getsockname(fd, (struct sockaddr *)&local, &len) != 0)
@@ -280,7 +262,7 @@ static napi_value js_original_dst(napi_env env, napi_callback_info info) {
   if (v4) {
     struct sockaddr_in dst;
     len = sizeof(dst);
-    if (getsockopt(fd, SOL_IP, ORIGINAL_DST_OPT, &dst, &len) != 0)
+    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) != 0)
       return throw_errno(env, errno, "getsockopt", "getsockopt SO_ORIGINAL_DST (IPv4) fd %d", fd);
     inet_ntop(AF_INET, &dst.sin_addr, addr, sizeof(addr));
     port = ntohs(dst.sin_port);
@@ -288,25 +270,25 @@ static napi_value js_original_dst(napi_env env, napi_callback_info info) {
   } else {
     struct sockaddr_in6 dst;
     len = sizeof(dst);
-    if (getsockopt(fd, SOL_IPV6, ORIGINAL_DST_OPT, &dst, &len) != 0)
+    if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len) != 0)
       return throw_errno(env, errno, "getsockopt", "getsockopt IP6T_SO_ORIGINAL_DST (IPv6) fd %d", fd);
     inet_ntop(AF_INET6, &dst.sin6_addr, addr, sizeof(addr));
     port = ntohs(dst.sin6_port);
     family = 6;
   }
   napi_value obj, a;
-  napi_create_object(env, &obj);
-  napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &a);
-  napi_set_named_property(env, obj, "address", a);
-  napi_set_named_property(env, obj, "port", make_int(env, port));
-  napi_set_named_property(env, obj, "family", make_int(env, family));
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  NAPI_CALL(env, napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &a));
+  if (set_prop(env, obj, "address", a) != 0 || set_int_prop(env, obj, "port", port) != 0 ||
+      set_int_prop(env, obj, "family", family) != 0)
+    return NULL;
   return obj;
 }
 
 /* fd argument → getsockopt(level, opt) into val; throws (returns -1) with the option's name. */
-static int sockopt_of_arg(napi_env env, napi_callback_info info, int level, int opt, const char *optname, void *val, socklen_t size) {
+static int sockopt_of_arg(napi_env env, napi_callback_info info, const char *fn, int level, int opt, const char *optname, void *val, socklen_t size) {
   int32_t fd;
-  if (fd_arg(env, info, &fd) != 0) return -1;
+  if (READ_ARGS(env, info, fn, ARG_I32("fd", &fd)) != 0) return -1;
   socklen_t len = size;
   if (getsockopt(fd, level, opt, val, &len) != 0) {
     throw_errno(env, errno, "getsockopt", "getsockopt %s fd %d", optname, fd);
@@ -317,27 +299,25 @@ static int sockopt_of_arg(napi_env env, napi_callback_info info, int level, int 
 
 static napi_value js_netns_cookie(napi_env env, napi_callback_info info) {
   uint64_t cookie = 0;
-  if (sockopt_of_arg(env, info, SOL_SOCKET, SO_NETNS_COOKIE, "SO_NETNS_COOKIE", &cookie, sizeof(cookie)) != 0) return NULL;
-  napi_value r;
-  napi_create_bigint_uint64(env, cookie, &r);
-  return r;
+  if (sockopt_of_arg(env, info, "netnsCookie", SOL_SOCKET, SO_NETNS_COOKIE, "SO_NETNS_COOKIE", &cookie,
+                     sizeof(cookie)) != 0)
+    return NULL;
+  return make_bigint(env, cookie);
 }
 
 static napi_value js_get_socket_mark(napi_env env, napi_callback_info info) {
   uint32_t mark = 0;
-  if (sockopt_of_arg(env, info, SOL_SOCKET, SO_MARK, "SO_MARK", &mark, sizeof(mark)) != 0) return NULL;
-  napi_value r;
-  napi_create_uint32(env, mark, &r);
-  return r;
+  if (sockopt_of_arg(env, info, "getSocketMark", SOL_SOCKET, SO_MARK, "SO_MARK", &mark, sizeof(mark)) != 0)
+    return NULL;
+  return make_int(env, mark);
 }
 
 /* isListening(fd): SO_ACCEPTCONN, so fd helpers can refuse a socket Node would re-listen. */
 static napi_value js_is_listening(napi_env env, napi_callback_info info) {
   int v = 0;
-  if (sockopt_of_arg(env, info, SOL_SOCKET, SO_ACCEPTCONN, "SO_ACCEPTCONN", &v, sizeof(v)) != 0) return NULL;
-  napi_value r;
-  napi_get_boolean(env, v != 0, &r);
-  return r;
+  if (sockopt_of_arg(env, info, "isListening", SOL_SOCKET, SO_ACCEPTCONN, "SO_ACCEPTCONN", &v, sizeof(v)) != 0)
+    return NULL;
+  return make_bool(env, v);
 }
 
 napi_status register_sockets(napi_env env, napi_value exports) {
