@@ -154,14 +154,22 @@ export class PodmanNode {
     clearTimeout(timer);
     if (existsSync(this.confPath)) {
       const r = await this.podman(["rm", "-af", "-t", "0"]);
-      if (r.code !== 0) errors.push(`podman rm on ${this.spec.network}: ${r.stderr.trim()}`);
+      // Gone already (a second destroy, or podman removed it itself) is what we want.
+      if (r.code !== 0 && !/no such container/i.test(r.stderr)) errors.push(`podman rm on ${this.spec.network}: ${r.stderr.trim()}`);
     }
-    // Safety net: mounts under the node's dir (container shm, netns) and netns files podman made.
-    for (const m of mountsUnder(this.spec.dir).reverse()) await run("umount", ["-l", m]).catch((e: unknown) => errors.push(String(e)));
+    // Safety net: mounts under the node's dir (container shm, overlay, netns) and netns files
+    // podman made. Deepest first; a lazy unmount of a parent also detaches its children, so a
+    // mount may already be gone when its turn comes: that is success.
+    for (const m of mountsUnder(this.spec.dir).reverse()) {
+      const e = await unmount(m);
+      if (e !== undefined) errors.push(e);
+    }
     for (const ns of this.netnsSeen) {
-      if (!existsSync(ns)) continue;
-      await run("umount", ["-l", ns]).catch(() => undefined);
-      await unlink(ns).catch((e: unknown) => errors.push(`${ns}: ${String(e)}`));
+      const e = await unmount(ns);
+      if (e !== undefined) errors.push(e);
+      await unlink(ns).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") errors.push(`${ns}: ${String(err)}`);
+      });
     }
     return errors;
   }
@@ -205,16 +213,35 @@ function runDetached(cmd: string, args: string[], env: Record<string, string>, t
   });
 }
 
-function mountsUnder(dir: string): string[] {
+/** `umount -l` when still mounted; undefined on success (including "was not mounted"), else why not. */
+export async function unmount(path: string): Promise<string | undefined> {
+  if (!mountPoints().includes(path)) return undefined;
+  try {
+    await run("umount", ["-l", path]);
+    return undefined;
+  } catch (err) {
+    // Raced with another unmount (a parent's lazy unmount took it along): gone is success.
+    if (/not mounted|no mount point/i.test(String(err)) || !mountPoints().includes(path)) return undefined;
+    return String(err);
+  }
+}
+
+function mountPoints(): string[] {
   let text: string;
   try {
     text = readFileSync("/proc/self/mountinfo", "utf8");
   } catch {
     return [];
   }
+  return text.split("\n").map((l) => unescapeMount(l.split(" ")[4] ?? ""));
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMount(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+function mountsUnder(dir: string): string[] {
   const prefix = dir.endsWith("/") ? dir : `${dir}/`;
-  return text
-    .split("\n")
-    .map((l) => l.split(" ")[4] ?? "")
-    .filter((m) => m.startsWith(prefix));
+  return mountPoints().filter((m) => m.startsWith(prefix));
 }
