@@ -13,11 +13,11 @@ export {
   type SocketSpec,
   type OriginalDst,
 } from "./sockets.js";
+export { SeqpacketServer } from "./seqpacket/server.js";
+export { SeqpacketSocket } from "./seqpacket/socket.js";
 export {
-  SeqpacketServer,
-  SeqpacketSocket,
   DEFAULT_MAX_DATAGRAM,
   type SeqpacketAddress,
   type SeqpacketListenOptions,
   type SeqpacketConnectOptions,
-} from "./seqpacket.js";
+} from "./seqpacket/options.js";
