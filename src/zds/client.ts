@@ -74,6 +74,16 @@ export class ZdsClient<H extends NetnsRef = NetnsRef> extends EventEmitter<ZdsCl
     return this.state.workloads();
   }
 
+  /** One pod's status (the state owns it; the proxy manager reports to it). */
+  workload(uid: string): WorkloadSummary | undefined {
+    return this.state.status(uid);
+  }
+
+  /** Running and not-running pod counts, for the gauges on every scrape. */
+  counts(): { running: number; pending: number } {
+    return this.state.counts();
+  }
+
   /** Closes the connection, stops reconnecting, stops every proxy and closes every netns handle. */
   async close(): Promise<void> {
     this.running = false;

@@ -1,5 +1,6 @@
 import type { Logger } from "../shared/log.js";
 import { errorMessage } from "../shared/errors.js";
+import { SerialQueue } from "../shared/serial.js";
 import type { WorkloadInfo } from "./codec.js";
 import { ZdsProtocolError } from "./errors.js";
 import type { NetnsRef } from "./transport.js";
@@ -7,11 +8,17 @@ import type { NetnsRef } from "./transport.js";
 /**
  * What ZDS drives on the ztunnel side: the in-pod proxies of one pod. The netns handle stays
  * owned by the ZDS client: dup it to keep a copy; it is closed only after stop() resolved.
- * stop() is called only for a uid whose start() resolved.
+ * stop() is called only for a uid whose start() resolved and that was not reported lost.
+ *
+ * The manager keeps no status of its own: WorkloadState owns each pod's status and its
+ * retries. When a running pod's proxies go away on their own (a replaced worker could not get
+ * them back, a rebuild failed), the manager lets go of the pod and reports it through
+ * onLost; WorkloadState then marks it pending and calls start() again on its retry timer.
  */
 export interface WorkloadProxyManager<H extends NetnsRef = NetnsRef> {
   start(uid: string, info: WorkloadInfo, netns: H): Promise<void>;
   stop(uid: string): Promise<void>;
+  onLost?(report: (uid: string, error: string) => void): void;
 }
 
 interface ProxyEntry<H extends NetnsRef> {
@@ -33,8 +40,14 @@ export interface Readiness {
 
 export interface WorkloadSummary {
   uid: string;
+  /** namespace/name from the Add. */
+  pod?: string;
   status: "starting" | "running" | "failed";
   lastError?: string;
+}
+
+function summarize(p: ProxyEntry<NetnsRef>): WorkloadSummary {
+  return { uid: p.uid, pod: `${p.info.namespace}/${p.info.name}`, status: p.status, ...(p.lastError !== undefined ? { lastError: p.lastError } : {}) };
 }
 
 function identityOf(ref: NetnsRef): string {
@@ -52,7 +65,7 @@ export class WorkloadState<H extends NetnsRef> {
   private snapshotDone = false;
   private named = new Set<string>();
   private everSnapshot = false;
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly serial = new SerialQueue();
   private closed = false;
 
   constructor(
@@ -60,7 +73,9 @@ export class WorkloadState<H extends NetnsRef> {
     private readonly retryIntervalMs: number,
     private readonly log: Logger,
     private readonly onChange: () => void = () => {},
-  ) {}
+  ) {
+    manager.onLost?.((uid, error) => void this.lost(uid, error));
+  }
 
   /** A new connection: forget the previous connection's snapshot progress, keep the proxies. */
   newConnection(): Promise<void> {
@@ -84,7 +99,7 @@ export class WorkloadState<H extends NetnsRef> {
   }
 
   workloads(): WorkloadSummary[] {
-    return [...this.proxies.values()].map((p) => ({ uid: p.uid, status: p.status, ...(p.lastError !== undefined ? { lastError: p.lastError } : {}) }));
+    return [...this.proxies.values()].map(summarize);
   }
 
   /** Add: takes ownership of `netns`. Resolves with the Ack text ("" = success). */
@@ -156,6 +171,31 @@ export class WorkloadState<H extends NetnsRef> {
     });
   }
 
+  /** Running and not-running pod counts (metrics gauges) without describing each pod. */
+  counts(): { running: number; pending: number } {
+    let running = 0;
+    for (const p of this.proxies.values()) if (p.status === "running") running++;
+    return { running, pending: this.proxies.size - running };
+  }
+
+  status(uid: string): WorkloadSummary | undefined {
+    const p = this.proxies.get(uid);
+    return p === undefined ? undefined : summarize(p);
+  }
+
+  /** The manager let go of a running pod's proxies: pending until a retry brings them back. */
+  private lost(uid: string, error: string): Promise<void> {
+    return this.exclusive(async () => {
+      const entry = this.proxies.get(uid);
+      if (entry === undefined || entry.status !== "running") return;
+      entry.status = "starting";
+      entry.lastError = error;
+      this.log.warn({ uid, err: error, retryInMs: this.retryIntervalMs }, "workload proxy lost; will restart it");
+      this.scheduleRetry(entry);
+      this.onChange();
+    });
+  }
+
   /** Stops every proxy and closes every netns handle (ztunnel shutdown). */
   close(): Promise<void> {
     this.closed = true;
@@ -185,9 +225,10 @@ export class WorkloadState<H extends NetnsRef> {
 
   private scheduleRetry(entry: ProxyEntry<H>): void {
     if (this.closed) return;
+    clearTimeout(entry.retry);
     entry.retry = setTimeout(() => {
       void this.exclusive(async () => {
-        if (this.closed || this.proxies.get(entry.uid) !== entry || entry.status !== "failed") return;
+        if (this.closed || this.proxies.get(entry.uid) !== entry || entry.status === "running") return;
         await this.tryStart(entry);
       });
     }, this.retryIntervalMs);
@@ -212,8 +253,6 @@ export class WorkloadState<H extends NetnsRef> {
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
+    return this.serial.run(fn);
   }
 }

@@ -9,6 +9,7 @@ import { ZtunnelMetrics } from "./metrics/registry.js";
 import { createZdsClient } from "../zds/index.js";
 import { selectMeshSource } from "./cluster/index.js";
 import { buildConfigDump } from "./admin/config-dump.js";
+import { pendingPods, podState } from "./inpod/pod-status.js";
 import { startAdminServer, startMetricsServer, startReadinessServer } from "./admin/server.js";
 import { ConfigError, loadConfig, unknownVariables, ztunnelHelp, type ZtunnelConfig } from "./config.js";
 import { InPodManager } from "./inpod/manager.js";
@@ -81,16 +82,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   readiness.register("workers", () =>
     pool.statuses().filter((w) => w.state !== "up").map((w) => `worker ${w.index} ${w.state}${w.lastExit !== undefined ? ` (${w.lastExit})` : ""}`),
   );
-  readiness.register("workload proxy manager", () => {
-    const r = zds.readiness();
-    const items = zds
-      .workloads()
-      .filter((w) => w.status !== "running")
-      .map((w) => `pod ${w.uid} ${w.status}${w.lastError !== undefined ? `: ${w.lastError}` : ""}`);
-    for (const p of manager.pending()) items.push(`pod ${p.uid} (${p.namespace}/${p.name}) pending${p.lastError !== undefined ? `: ${p.lastError}` : ""}`);
-    if (!r.ready && items.length === 0) items.push(r.reason);
-    return items;
-  });
+  readiness.register("workload proxy manager", () => pendingPods(zds.readiness(), zds.workloads()));
 
   readiness.register("state source", () => mesh.notReady());
 
@@ -123,8 +115,8 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const scrape = {
     contentType: metrics.contentType,
     metrics: async (): Promise<string> => {
-      const { up, pending } = manager.counts();
-      metrics.setProxyCounts(up, pending);
+      const { running, pending } = zds.counts();
+      metrics.setProxyCounts(running, pending);
       return await metrics.metrics();
     },
   };
@@ -141,7 +133,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
             certs,
             zdsConnected: zds.connected,
             zdsWorkloads: zds.workloads(),
-            pods: manager.statuses(),
+            pods: manager.placements(),
             workers: pool.statuses(),
             counters: telemetry.totals,
             draining,
@@ -158,10 +150,11 @@ async function run(config: ZtunnelConfig): Promise<void> {
         listeners: async (namespace, name) => {
           const pod = manager.podNetnsFd(namespace, name);
           if (pod === undefined) return undefined;
-          const status = manager.status(pod.uid);
+          const placement = manager.placement(pod.uid);
+          const status = zds.workload(pod.uid);
           const open = (await pool.openConnections())[pod.uid] ?? [];
           const kernel = await readKernelSockets(pod.fd).catch((err: unknown) => ({ error: errorMessage(err) }));
-          return { pod: `${namespace}/${name}`, uid: pod.uid, ztunnel: { state: status?.phase, listeners: status?.listeners ?? [], connections: open }, kernel };
+          return { pod: `${namespace}/${name}`, uid: pod.uid, ztunnel: { state: status === undefined ? undefined : podState(status), listeners: placement?.listeners ?? [], connections: open }, kernel };
         },
         ...(process.env[DEBUG_ENV] === "true" ? { crashWorker: (i: number) => pool.crash(i) } : {}),
       },

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { logger } from "../../src/shared/log.js";
+import { WorkloadState } from "../../src/zds/workload-state.js";
+import { pendingPods } from "../../src/ztunnel/inpod/pod-status.js";
 import { InPodManager, type PodWorkers } from "../../src/ztunnel/inpod/manager.js";
 import type { WorkerReply, WorkerRequest } from "../../src/ztunnel/inpod/worker-pool.js";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
@@ -10,7 +12,7 @@ import type { ListenerInfo } from "../../src/ztunnel/worker/messages.js";
 import { testCa } from "../fixtures/ztunnel-pki.js";
 
 // The pod manager against fake workers: all-or-nothing adds, rollback, re-add on a replaced
-// worker, and what it tells readiness.
+// worker, and (through the ZDS workload state that owns each pod's status) what readiness sees.
 
 type Script = (index: number, req: WorkerRequest) => WorkerReply | undefined;
 
@@ -79,6 +81,8 @@ workloads:
 `;
 
 const netns = (fd: number) => ({ usableFd: () => fd });
+/** A netns as the ZDS workload state holds it (identity for replace checks, close). */
+const ownedNetns = (fd: number) => ({ fd, usableFd: () => fd, identity: () => ({ dev: 1n, ino: BigInt(fd) }), closed: false, close() { this.closed = true; } });
 const info = (name: string) => ({ name, namespace: "ns1", serviceAccount: `sa-${name}` });
 
 async function setup(workers = 2, retryIntervalMs = 20) {
@@ -86,8 +90,10 @@ async function setup(workers = 2, retryIntervalMs = 20) {
   store.replace(parseLocalConfig(STATE), "test");
   const certs = new CertManager(await testCa());
   const pool = new FakeWorkers(workers);
-  const manager = new InPodManager({ pool, store, certs, log: logger("test"), retryIntervalMs });
-  return { store, certs, pool, manager };
+  const manager = new InPodManager({ pool, store, certs, log: logger("test") });
+  // The one owner of each pod's status and retries; the manager reports to it.
+  const state = new WorkloadState<ReturnType<typeof ownedNetns>>(manager, retryIntervalMs, logger("test"));
+  return { store, certs, pool, manager, state };
 }
 
 async function until(cond: () => boolean, ms = 2_000): Promise<void> {
@@ -108,8 +114,8 @@ describe("InPodManager", () => {
     await env.manager.start("pod-a", info("a"), netns(42));
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true, true]);
     expect(env.pool.log.filter((l) => l.startsWith("add"))).toEqual(["add pod-a@0 fd=42", "add pod-a@1 fd=42", "add pod-a@2 fd=42"]);
-    const [status] = env.manager.statuses();
-    expect(status).toMatchObject({ uid: "pod-a", phase: "Up", identity: "spiffe://cluster.local/ns/ns1/sa/sa-a" });
+    const [status] = env.manager.placements();
+    expect(status).toMatchObject({ uid: "pod-a", identity: "spiffe://cluster.local/ns/ns1/sa/sa-a" });
     expect(status!.listeners.map((l) => l.worker)).toEqual([0, 1, 2]);
     expect(env.certs.list().map((c) => c.identity.serviceAccount)).toEqual(["sa-a"]);
   });
@@ -118,7 +124,7 @@ describe("InPodManager", () => {
     const env = await setup();
     certs = env.certs;
     await env.manager.start("k8s-uid-123", info("b"), netns(7));
-    expect(env.manager.statuses()[0]).toMatchObject({ uid: "k8s-uid-123", phase: "Up", identity: "spiffe://cluster.local/ns/ns1/sa/sa-b" });
+    expect(env.manager.placements()[0]).toMatchObject({ uid: "k8s-uid-123", identity: "spiffe://cluster.local/ns/ns1/sa/sa-b" });
   });
 
   it("a failure on one worker fails the Add and the other workers close their listeners", async () => {
@@ -128,7 +134,7 @@ describe("InPodManager", () => {
     await expect(env.manager.start("pod-a", info("a"), netns(3))).rejects.toThrow(/worker 1: bind 15008: EADDRINUSE/);
     expect(env.pool.bound.map((s) => s.size)).toEqual([0, 0]);
     expect(env.pool.log).toContain("remove pod-a@0");
-    expect(env.manager.statuses()).toEqual([]);
+    expect(env.manager.placements()).toEqual([]);
     // ZDS retries the Add later; once the port is free it succeeds.
     env.pool.script = () => undefined;
     await env.manager.start("pod-a", info("a"), netns(3));
@@ -148,38 +154,63 @@ describe("InPodManager", () => {
     await env.manager.start("pod-a", info("a"), netns(3));
     await env.manager.stop("pod-a");
     expect(env.pool.bound.map((s) => s.size)).toEqual([0, 0]);
-    expect(env.manager.statuses()).toEqual([]);
+    expect(env.manager.placements()).toEqual([]);
     expect(env.certs.list()).toEqual([]);
   });
 
   it("a replaced worker gets every Up pod again", async () => {
     const env = await setup();
     certs = env.certs;
-    await env.manager.start("pod-a", info("a"), netns(3));
-    await env.manager.start("other-uid", info("b"), netns(4));
+    expect(await env.state.add("pod-a", info("a"), ownedNetns(3))).toBe("");
+    expect(await env.state.add("other-uid", info("b"), ownedNetns(4))).toBe("");
     env.pool.replace(1);
     await until(() => env.pool.bound[1]!.size === 2);
-    expect(env.manager.pending()).toEqual([]);
+    expect(env.state.readiness().pendingUids).toEqual([]);
+    expect(env.state.counts()).toEqual({ running: 2, pending: 0 });
   });
 
-  it("a failed re-add turns the pod Pending (named for readiness), removes it everywhere, and a retry brings it back", async () => {
+  it("a failed re-add turns the pod Pending (named for readiness, once), removes it everywhere, and a retry brings it back", async () => {
     const env = await setup(2, 30);
     certs = env.certs;
-    await env.manager.start("pod-a", info("a"), netns(3));
+    expect(await env.state.add("pod-a", info("a"), ownedNetns(3))).toBe("");
+    expect(await env.state.snapshotSent()).toBe("");
     let failures = 1;
     env.pool.script = (_i, req) => (req.t === "addPod" && failures-- > 0 ? { ok: false, error: "boom" } : undefined);
     env.pool.replace(1);
-    await until(() => env.manager.pending().length === 1);
-    expect(env.manager.pending()[0]).toMatchObject({ uid: "pod-a", name: "a", phase: "Pending" });
-    expect(env.manager.pending()[0]!.lastError).toMatch(/boom/);
-    // The gauges and /listeners read the same phase without describing every pod.
-    expect(env.manager.counts()).toEqual({ up: 0, pending: 1 });
-    expect(env.manager.status("pod-a")).toMatchObject({ phase: "Pending" });
-    expect(env.manager.status("nope")).toBeUndefined();
-    await until(() => env.manager.pending().length === 0);
-    expect(env.manager.counts()).toEqual({ up: 1, pending: 0 });
-    expect(env.manager.status("pod-a")).toEqual(env.manager.statuses()[0]);
+    await until(() => env.state.readiness().pendingUids.length === 1);
+    expect(env.state.status("pod-a")).toMatchObject({ uid: "pod-a", pod: "ns1/a", status: "starting" });
+    expect(env.state.status("pod-a")!.lastError).toMatch(/boom/);
+    // Nothing is left bound, and the manager holds nothing the status owner does not know of.
+    expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([false, false]);
+    expect(env.manager.placements()).toEqual([]);
+    // The gauges read the same status without describing every pod.
+    expect(env.state.counts()).toEqual({ running: 0, pending: 1 });
+    expect(env.state.status("nope")).toBeUndefined();
+    // Readiness names the pod exactly once (one owner, one line).
+    const lines = pendingPods(env.state.readiness(), env.state.workloads());
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^pod pod-a \(ns1\/a\) starting: .*boom/);
+    await until(() => env.state.readiness().ready);
+    expect(env.state.counts()).toEqual({ running: 1, pending: 0 });
+    expect(env.state.status("pod-a")).toEqual(env.state.workloads()[0]);
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
+    expect(env.manager.placement("pod-a")?.listeners).toHaveLength(2);
+  });
+
+  it("a pod never appears twice in readiness: a failed Add and a lost pod are each one line", async () => {
+    const env = await setup(2, 10_000);
+    certs = env.certs;
+    expect(await env.state.add("pod-a", info("a"), ownedNetns(3))).toBe("");
+    env.pool.script = (i, req) => (req.t === "addPod" && i === 1 ? { ok: false, error: "bind 15008: EADDRINUSE" } : undefined);
+    expect(await env.state.add("other-uid", info("b"), ownedNetns(4))).toMatch(/EADDRINUSE/);
+    expect(await env.state.snapshotSent()).toBe("");
+    env.pool.replace(1); // pod-a's re-add fails too: lost
+    await until(() => env.state.readiness().pendingUids.length === 2);
+    const lines = pendingPods(env.state.readiness(), env.state.workloads());
+    expect(lines).toHaveLength(2);
+    expect(lines.filter((l) => l.startsWith("pod pod-a "))).toHaveLength(1);
+    expect(lines.filter((l) => l.startsWith("pod other-uid "))).toHaveLength(1);
+    await env.state.close();
   });
 
   it("a state change that moves a pod's IPs rebuilds its listeners with the new IPs", async () => {
@@ -192,7 +223,7 @@ describe("InPodManager", () => {
     await env.manager.refresh();
     expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual(["remove pod-a@0", "remove pod-a@1"]);
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
-    expect(env.manager.statuses()[0]).toMatchObject({ phase: "Up" });
+    expect(env.manager.placement("pod-a")?.listeners).toHaveLength(2);
   });
 
   it("a renewed certificate is broadcast to the workers until the identity's last pod is gone", async () => {
@@ -212,7 +243,8 @@ describe("InPodManager", () => {
     const pool = new FakeWorkers(2);
     const manager = new InPodManager({ pool, store, certs: certManager, log: logger("test") });
     await manager.start("pod-a", info("a"), netns(3));
-    await until(() => pool.certs.length >= 2);
+    // Renewals come at half life but never sooner than 1 s apart (CertManager): wait for two.
+    await until(() => pool.certs.length >= 2, 10_000);
     await manager.stop("pod-a");
     const after = pool.certs.length;
     await new Promise((r) => setTimeout(r, 300));

@@ -1,6 +1,7 @@
 import type { WorkloadSummary } from "../../zds/index.js";
 import type { ZtunnelConfig } from "../config.js";
-import type { PodStatus } from "../inpod/manager.js";
+import type { PodPlacement } from "../inpod/manager.js";
+import { podState } from "../inpod/pod-status.js";
 import type { WorkerStatus } from "../inpod/worker-pool.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { WorkloadCert } from "../tls/ca.js";
@@ -18,7 +19,7 @@ export interface ConfigDumpSources {
   readonly certs: CertManager;
   readonly zdsConnected: boolean;
   readonly zdsWorkloads: readonly WorkloadSummary[];
-  readonly pods: readonly PodStatus[];
+  readonly pods: readonly PodPlacement[];
   readonly workers: readonly WorkerStatus[];
   readonly counters: Record<Direction, DirectionCounters>;
   /** Open connections per pod uid, over every worker. */
@@ -36,10 +37,10 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
   for (const z of s.zdsWorkloads) {
     const p = pods.get(z.uid);
     workloadState[z.uid] = {
-      state: z.status === "running" ? (p?.phase ?? "Up") : z.status === "failed" ? "Failed" : "Pending",
+      state: podState(z),
       info: p === undefined ? undefined : { name: p.name, namespace: p.namespace, identity: p.identity, workload: s.store.workloadByUid(z.uid) },
       ...(p !== undefined ? { name: p.name, namespace: p.namespace, identity: p.identity } : {}),
-      lastError: z.lastError ?? p?.lastError,
+      lastError: z.lastError,
       listeners: p?.listeners ?? [],
       connections: s.connections[z.uid] ?? [],
     };

@@ -20,6 +20,9 @@ export function gateManager<H extends NetnsRef>(inner: WorkloadProxyManager<H>, 
     stop(uid: string): Promise<void> {
       return inner.stop(uid);
     },
+    onLost(report: (uid: string, error: string) => void): void {
+      inner.onLost?.(report);
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 import type { NetnsHandle } from "../../native/index.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
+import { SerialQueue } from "../../shared/serial.js";
 import type { WorkloadInfo, WorkloadProxyManager } from "../../zds/index.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { CertManager } from "../tls/cert-manager.js";
@@ -10,20 +11,18 @@ import { PodStartError } from "./errors.js";
 import { resolvePod, type PodIdentity } from "./pod-spec.js";
 import type { WorkerReply, WorkerRequest } from "./worker-pool.js";
 
-// The real WorkloadProxyManager behind ZDS: a pod is Up only when every worker has its
+// The real WorkloadProxyManager behind ZDS: a pod is placed only when every worker has its
 // listeners in the pod's netns; if any worker fails, the others close theirs and the Add
-// fails (ZDS answers an error Ack and retries). A replaced worker gets every Up pod again;
-// if that fails the pod turns Pending (readiness names it) and is retried on a timer.
+// fails (ZDS answers an error Ack and retries). A replaced worker gets every placed pod again;
+// if that fails (or a rebuild after a state change fails) the manager lets go of the pod and
+// reports it lost: the ZDS workload state owns each pod's status and its retries.
 
-export type PodPhase = "Pending" | "Up";
-
-export interface PodStatus {
+/** Where a placed pod's proxies are; its status lives in the ZDS workload state. */
+export interface PodPlacement {
   readonly uid: string;
   readonly name: string;
   readonly namespace: string;
   readonly identity: string;
-  readonly phase: PodPhase;
-  readonly lastError: string | undefined;
   readonly listeners: readonly ListenerInfo[];
 }
 
@@ -36,11 +35,8 @@ interface Pod {
   /** Owned by the ZDS client; open until our stop() for this uid has resolved. */
   netns: PodNetns;
   spec: Omit<PodSpec, "cert" | "netnsFd">;
-  phase: PodPhase;
-  lastError: string | undefined;
   /** Per worker index: the generation that holds our listeners, and what they are. */
   placed: Map<number, { generation: number; listeners: readonly ListenerInfo[] }>;
-  retry: NodeJS.Timeout | undefined;
 }
 
 /** What the manager needs of the worker pool (WorkerPool; a fake in unit tests). */
@@ -59,18 +55,14 @@ export interface InPodManagerOptions {
   readonly log: Logger;
   /** workload_manager_proxies_started/stopped_total. */
   readonly counters?: { proxyStarted(): void; proxyStopped(): void };
-  /** Retry of a pod whose re-add on a replaced worker failed (ZDS retries failed Adds itself). */
-  readonly retryIntervalMs?: number;
 }
 
-function describe(p: Pod): PodStatus {
+function describe(p: Pod): PodPlacement {
   return {
     uid: p.uid,
     name: p.info.name,
     namespace: p.info.namespace,
     identity: formatIdentity(p.spec.identity),
-    phase: p.phase,
-    lastError: p.lastError,
     listeners: [...p.placed.values()].flatMap((x) => x.listeners),
   };
 }
@@ -78,11 +70,16 @@ function describe(p: Pod): PodStatus {
 export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
   private readonly pods = new Map<string, Pod>();
   private readonly renewals = new Map<string, { pods: number; unsubscribe: () => void }>();
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly serial = new SerialQueue();
   private shuttingDown = false;
+  private reportLost: (uid: string, error: string) => void = () => undefined;
 
   constructor(private readonly opts: InPodManagerOptions) {
     opts.pool.onReplaced((index, generation) => void this.exclusive(() => this.reAddAll(index, generation)));
+  }
+
+  onLost(report: (uid: string, error: string) => void): void {
+    this.reportLost = report;
   }
 
   start(uid: string, info: WorkloadInfo, netns: PodNetns): Promise<void> {
@@ -96,10 +93,7 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
         info,
         netns,
         spec: { uid, name: info.name, namespace: info.namespace, identity: resolved.identity, ips: resolved.ips },
-        phase: "Pending",
-        lastError: undefined,
         placed: new Map(),
-        retry: undefined,
       };
       this.pods.set(uid, pod);
       this.trackIdentity(pod.spec.identity);
@@ -110,7 +104,6 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
         this.untrackIdentity(pod.spec.identity);
         throw err;
       }
-      pod.phase = "Up";
       this.opts.counters?.proxyStarted();
       this.opts.log.info({ uid, pod: `${info.namespace}/${info.name}`, workers: this.opts.pool.size }, "pod listeners up on every worker");
     });
@@ -120,7 +113,6 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
     return this.exclusive(async () => {
       const pod = this.pods.get(uid);
       if (pod === undefined) return;
-      clearTimeout(pod.retry);
       this.pods.delete(uid);
       if (!this.shuttingDown) await this.removeEverywhere(pod);
       this.untrackIdentity(pod.spec.identity);
@@ -146,19 +138,14 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
         const same = formatIdentity(next.identity) === formatIdentity(pod.spec.identity) && next.ips.join(",") === pod.spec.ips.join(",");
         if (same) continue;
         this.opts.log.info({ uid: pod.uid, ips: next.ips }, "pod IPs or identity changed; rebuilding its listeners");
-        clearTimeout(pod.retry);
         await this.removeEverywhere(pod);
         this.untrackIdentity(pod.spec.identity);
         pod.spec = { ...pod.spec, identity: next.identity, ips: next.ips };
         this.trackIdentity(pod.spec.identity);
         try {
           await this.placeOnAll(pod);
-          pod.phase = "Up";
-          pod.lastError = undefined;
         } catch (err) {
-          pod.phase = "Pending";
-          pod.lastError = errorMessage(err);
-          this.scheduleRetry(pod);
+          this.letGo(pod, `rebuilding its listeners failed: ${errorMessage(err)}`);
         }
       }
     });
@@ -167,30 +154,15 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
   /** After the workers drained and stopped: stop() only forgets (nothing left to close). */
   markShutdown(): void {
     this.shuttingDown = true;
-    for (const p of this.pods.values()) clearTimeout(p.retry);
   }
 
-  /** Pods not Up; readiness asks this on every probe, so only those pods are described. */
-  pending(): PodStatus[] {
-    const out: PodStatus[] = [];
-    for (const p of this.pods.values()) if (p.phase !== "Up") out.push(describe(p));
-    return out;
-  }
-
-  statuses(): PodStatus[] {
+  placements(): PodPlacement[] {
     return [...this.pods.values()].map(describe);
   }
 
-  status(uid: string): PodStatus | undefined {
+  placement(uid: string): PodPlacement | undefined {
     const p = this.pods.get(uid);
     return p === undefined ? undefined : describe(p);
-  }
-
-  /** Up and not-Up pod counts (metrics gauges on every scrape) without describing each pod. */
-  counts(): { up: number; pending: number } {
-    let up = 0;
-    for (const p of this.pods.values()) if (p.phase === "Up") up++;
-    return { up, pending: this.pods.size - up };
   }
 
   /** The main thread's netns fd of an enrolled pod found by namespace/name (kernel view). */
@@ -228,7 +200,7 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
 
   private async reAddAll(index: number, generation: number): Promise<void> {
     for (const pod of this.pods.values()) {
-      if (pod.phase !== "Up" || pod.placed.get(index)?.generation === generation) continue;
+      if (pod.placed.get(index)?.generation === generation) continue;
       await this.reAdd(pod, index);
     }
   }
@@ -241,29 +213,20 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
       pod.placed.set(index, { generation: r.generation, listeners: r.listeners });
       this.opts.log.info({ uid: pod.uid, worker: index }, "pod re-added on the replaced worker");
     } catch (err) {
-      pod.phase = "Pending";
-      pod.lastError = errorMessage(err);
-      this.opts.log.warn({ uid: pod.uid, worker: index, err: pod.lastError }, "re-adding the pod on a replaced worker failed; retrying");
+      const error = `re-adding it on replaced worker ${index} failed: ${errorMessage(err)}`;
+      this.opts.log.warn({ uid: pod.uid, worker: index, err: errorMessage(err) }, "re-adding the pod on a replaced worker failed; reporting it lost");
       await this.removeEverywhere(pod);
-      this.scheduleRetry(pod);
+      this.letGo(pod, error);
     }
   }
 
-  private scheduleRetry(pod: Pod): void {
-    clearTimeout(pod.retry);
-    pod.retry = setTimeout(() => {
-      void this.exclusive(async () => {
-        if (this.pods.get(pod.uid) !== pod || pod.phase === "Up" || this.shuttingDown) return;
-        try {
-          await this.placeOnAll(pod);
-          pod.phase = "Up";
-          pod.lastError = undefined;
-        } catch (err) {
-          pod.lastError = errorMessage(err);
-          this.scheduleRetry(pod);
-        }
-      });
-    }, this.opts.retryIntervalMs ?? 5_000);
+  /** Nothing of the pod is left on any worker: forget it and tell the status owner. */
+  private letGo(pod: Pod, error: string): void {
+    if (this.pods.get(pod.uid) !== pod) return;
+    this.pods.delete(pod.uid);
+    this.untrackIdentity(pod.spec.identity);
+    this.opts.counters?.proxyStopped();
+    this.reportLost(pod.uid, error);
   }
 
   private trackIdentity(identity: Identity): void {
@@ -289,8 +252,6 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
+    return this.serial.run(fn);
   }
 }
