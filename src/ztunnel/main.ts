@@ -42,7 +42,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   // After the CA, so a missing root is reported before a missing state source.
   const mesh = await selectMeshSource(config);
   const certs = new CertManager(mesh.issuer(ca));
-  const store = new WorkloadStore();
+  const store = new WorkloadStore(Math.random, logger("ztunnel.state"));
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),

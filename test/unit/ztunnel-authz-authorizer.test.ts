@@ -1,13 +1,14 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { PolicyAuthorizer, UNKNOWN_DESTINATION, type AuthzPolicy, type DestinationWorkload } from "../../src/ztunnel/authz/index.js";
+import { PolicyAuthorizer, UNKNOWN_DESTINATION, parsePolicy, type AuthzPolicy, type DestinationWorkload } from "../../src/ztunnel/authz/index.js";
 import type { Authorizer } from "../../src/ztunnel/proxy/hbone-server.js";
 import { makeIdentity } from "../../src/ztunnel/tls/identity.js";
 
 const sleep = makeIdentity("cluster.local", "default", "sleep");
-const echo: DestinationWorkload = { uid: "echo", namespace: "default" };
-const requireMtls: AuthzPolicy = { name: "require-mtls", namespace: "default", scope: "Namespace", action: "Deny", rules: [[[{ notPrincipals: ["*"] }]]] };
+const echo: DestinationWorkload = { namespace: "default", authorizationPolicies: [] };
+const pol = (raw: Record<string, unknown>): AuthzPolicy => parsePolicy(raw, "test");
+const requireMtls: AuthzPolicy = pol({ name: "require-mtls", namespace: "default", scope: "Namespace", action: "Deny", rules: [[[{ notPrincipals: ["*"] }]]] });
 
 function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -22,7 +23,7 @@ function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {
 
 describe("PolicyAuthorizer", () => {
   it("is the HBONE server's Authorizer and denies a policy-denied CONNECT with the policy in the reason", async () => {
-    let policies: readonly AuthzPolicy[] = [{ ...requireMtls, rules: [[[{ namespaces: ["default"] }]]] }];
+    let policies: readonly AuthzPolicy[] = [pol({ ...requireMtls, rules: [[[{ namespaces: ["default"] }]]] })];
     const authz: Authorizer = new PolicyAuthorizer({ policies: () => policies, workload: (ip) => (ip === "10.0.0.1" ? echo : undefined) });
     const d = await authz.authorize({ source: sleep, sourceIp: "10.0.0.2", destination: { ip: "10.0.0.1", port: 8080 } });
     expect(d).toMatchObject({ allow: false });
@@ -43,9 +44,10 @@ describe("PolicyAuthorizer", () => {
     expect(authz.check({ sourceIdentity: sleep, sourceIp: "10.0.0.2", destinationIp: "10.0.0.9", destinationPort: 80 })).toBe(UNKNOWN_DESTINATION);
   });
 
-  it("compiles once per policy array and fails closed on an invalid set", () => {
+  it("compiles once per policy array and fails closed on a set that does not compile", () => {
     const good: AuthzPolicy[] = [requireMtls];
-    const bad: AuthzPolicy[] = [{ ...requireMtls, rules: [[[{ principals: ["a*b"] }]]] }];
+    // A source bug: a CIDR the model should never hold.
+    const bad: AuthzPolicy[] = [{ ...requireMtls, rules: [[[{ sourceIps: ["10.0.0.0/99"] }]]] }];
     let current = good;
     const { log, lines } = capture();
     const authz = new PolicyAuthorizer({ policies: () => current, workload: () => echo, log });
@@ -55,7 +57,7 @@ describe("PolicyAuthorizer", () => {
     const conn = { sourceIdentity: sleep, sourceIp: "10.0.0.2", destinationIp: "10.0.0.1", destinationPort: 8080 };
     const d = authz.check(conn);
     expect(d.allow).toBe(false);
-    expect(d.reason).toMatch(/policies\[0\]\.rules\[0\]\[0\]\[0\]\.principals\[0\]/);
+    expect(d.reason).toMatch(/invalid CIDR/);
     expect(lines.filter((l) => l.level === 50)).toHaveLength(1);
     authz.check(conn);
     expect(lines.filter((l) => l.level === 50)).toHaveLength(1);
@@ -64,7 +66,7 @@ describe("PolicyAuthorizer", () => {
   });
 
   it("logs what a dry-run policy would have done, and only logs at info when it is enabled", () => {
-    const dry: AuthzPolicy = { ...requireMtls, name: "dry", rules: [[[{ principals: ["*"] }]]], dryRun: true };
+    const dry: AuthzPolicy = pol({ ...requireMtls, name: "dry", rules: [[[{ principals: ["*"] }]]], dryRun: true });
     const { log, lines } = capture();
     const authz = new PolicyAuthorizer({ policies: () => [dry], workload: () => echo, log });
     const d = authz.check({ sourceIdentity: sleep, sourceIp: "10.0.0.2", destinationIp: "10.0.0.1", destinationPort: 8080 });
@@ -74,5 +76,20 @@ describe("PolicyAuthorizer", () => {
     log.level = "warn";
     authz.check({ sourceIdentity: sleep, sourceIp: "10.0.0.2", destinationIp: "10.0.0.1", destinationPort: 8080 });
     expect(lines).toHaveLength(1);
+  });
+
+  it("re-checks open connections with the engine, denying those whose destination is gone", () => {
+    let workloads = new Map([["10.0.0.1", echo]]);
+    const authz = new PolicyAuthorizer({ policies: () => [requireMtls], workload: (ip) => workloads.get(ip) });
+    const open = [
+      { tag: "mtls", sourceIdentity: sleep, sourceIp: "10.0.0.2", destinationIp: "10.0.0.1", destinationPort: 8080 },
+      { tag: "plain", sourceIdentity: undefined, sourceIp: "10.0.0.3", destinationIp: "10.0.0.1", destinationPort: 8080 },
+    ];
+    expect(authz.recheck(open, (c) => c).map((r) => r.connection.tag)).toEqual(["plain"]);
+    workloads = new Map();
+    expect(authz.recheck(open, (c) => c).map((r) => [r.connection.tag, r.decision])).toEqual([
+      ["mtls", UNKNOWN_DESTINATION],
+      ["plain", UNKNOWN_DESTINATION],
+    ]);
   });
 });

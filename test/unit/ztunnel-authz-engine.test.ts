@@ -1,20 +1,29 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { AuthzEngine, AuthzPolicyError, NO_ALLOW_POLICIES, NO_POLICIES, NOT_ALLOWED, recheck } from "../../src/ztunnel/authz/index.js";
-import type { AuthzMatch, AuthzPolicy, ConnectionInfo, DestinationWorkload } from "../../src/ztunnel/authz/index.js";
+import { AuthzEngine, AuthzPolicyError, NO_ALLOW_POLICIES, NO_POLICIES, NOT_ALLOWED, parsePolicies, recheck } from "../../src/ztunnel/authz/index.js";
+import type { ConnectionInfo, DestinationWorkload } from "../../src/ztunnel/authz/index.js";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { makeIdentity, type Identity } from "../../src/ztunnel/tls/identity.js";
 
 // The policy matrix: each case is a policy set, a connection and the expected decision, in
-// ztunnel's semantics (deny wins, no ALLOW = allow, else an ALLOW must match).
+// ztunnel's semantics (deny wins, no ALLOW = allow, else an ALLOW must match). Policies are
+// written as in the local file and enter the model through its one validator.
+
+/** A policy as written in the local file (Istio's string notation allowed). */
+type RawPolicy = Record<string, unknown>;
+type RawMatch = Record<string, unknown>;
+
+function compile(raw: readonly RawPolicy[]): AuthzEngine {
+  return AuthzEngine.compile(parsePolicies(raw));
+}
 
 const sleep = makeIdentity("cluster.local", "default", "sleep");
 const other = makeIdentity("cluster.local", "other", "client");
 const foreignTd = makeIdentity("example.org", "default", "sleep");
 
-const echo: DestinationWorkload = { uid: "echo-uid", namespace: "default", labels: { app: "echo", version: "v1" } };
-const echoV2: DestinationWorkload = { uid: "echo-v2", namespace: "default", labels: { app: "echo", version: "v2" } };
-const db: DestinationWorkload = { uid: "db-uid", namespace: "data", labels: { app: "db" } };
+const echo: DestinationWorkload = { namespace: "default", authorizationPolicies: [] };
+const echoSelected: DestinationWorkload = { namespace: "default", authorizationPolicies: ["default/d"] };
+const db: DestinationWorkload = { namespace: "data", authorizationPolicies: [] };
 
 function conn(over: Partial<ConnectionInfo> & { id?: Identity | null } = {}): ConnectionInfo {
   const { id, ...rest } = over;
@@ -28,13 +37,13 @@ function conn(over: Partial<ConnectionInfo> & { id?: Identity | null } = {}): Co
   };
 }
 
-function pol(name: string, action: AuthzPolicy["action"], m: AuthzMatch | null, extra: Partial<AuthzPolicy> = {}): AuthzPolicy {
+function pol(name: string, action: string, m: RawMatch | null, extra: RawPolicy = {}): RawPolicy {
   return { name, namespace: "default", scope: "Namespace", action, rules: m === null ? [] : [[[m]]], ...extra };
 }
 
 interface Case {
   readonly name: string;
-  readonly policies: readonly AuthzPolicy[];
+  readonly policies: readonly RawPolicy[];
   readonly conn: ConnectionInfo;
   readonly allow: boolean;
   readonly policy?: string | undefined;
@@ -130,37 +139,37 @@ const cases: Case[] = [
     conn: conn({ destination: db }),
     allow: false,
   },
-  // Workload selector
+  // Workload selector: exactly the workloads whose authorizationPolicies name it
   {
-    name: "selector matches labels",
-    policies: [{ ...pol("d", "Deny", { principals: ["*"] }), scope: "WorkloadSelector", selector: { matchLabels: { app: "echo", version: "v1" } } }],
-    conn: conn(),
+    name: "WorkloadSelector policy applies to a workload that lists it",
+    policies: [{ ...pol("d", "Deny", { principals: ["*"] }), scope: "WorkloadSelector" }],
+    conn: conn({ destination: echoSelected }),
     allow: false,
     policy: "default/d",
   },
   {
-    name: "selector does not select a different version",
-    policies: [{ ...pol("d", "Deny", { principals: ["*"] }), scope: "WorkloadSelector", selector: { matchLabels: { app: "echo", version: "v1" } } }],
-    conn: conn({ destination: echoV2 }),
+    name: "WorkloadSelector policy does not apply to a workload that does not list it",
+    policies: [{ ...pol("d", "Deny", { principals: ["*"] }), scope: "WorkloadSelector" }],
+    conn: conn(),
     allow: true,
   },
   {
-    name: "selector only selects in its own namespace",
-    policies: [{ ...pol("d", "Deny", { principals: ["*"] }), scope: "WorkloadSelector", selector: { matchLabels: { app: "db" } } }],
-    conn: conn({ destination: db }),
-    allow: true,
-  },
-  {
-    name: "workload lists the policy (control-plane selection)",
+    name: "workload lists the policy (control-plane selection), unknown keys skipped",
     policies: [{ ...pol("d", "Deny", { principals: ["*"] }), namespace: "data", scope: "WorkloadSelector" }],
     conn: conn({ destination: { ...db, authorizationPolicies: ["data/d", "data/unknown"] } }),
     allow: false,
     policy: "data/d",
   },
+  {
+    name: "a fail-closed destination is denied whatever the policies",
+    policies: [],
+    conn: conn({ destination: { ...echo, failClosed: "must go through waypoint w" } }),
+    allow: false,
+    policy: undefined,
+  },
   // Dry run and audit
   { name: "dry-run Deny is not enforced", policies: [pol("d", "Deny", { principals: ["*"] }, { dryRun: true })], conn: conn(), allow: true },
   { name: "dry-run Allow does not create allow-list mode", policies: [pol("a", "Allow", { namespaces: ["x"] }, { dryRun: true })], conn: conn(), allow: true },
-  { name: "Audit never decides", policies: [pol("au", "Audit", { principals: ["*"] })], conn: conn(), allow: true, policy: undefined },
 ];
 
 describe("authorization policy matrix", () => {
@@ -169,7 +178,7 @@ describe("authorization policy matrix", () => {
   });
   for (const c of cases) {
     it(c.name, () => {
-      const d = AuthzEngine.compile(c.policies).evaluate(c.conn);
+      const d = compile(c.policies).evaluate(c.conn);
       expect(d.allow).toBe(c.allow);
       if ("policy" in c) expect(d.policy).toBe(c.policy);
       expect(d.reason.length).toBeGreaterThan(0);
@@ -179,24 +188,24 @@ describe("authorization policy matrix", () => {
 
 describe("decisions and reasons", () => {
   it("returns the shared constants when no policy decides", () => {
-    expect(AuthzEngine.compile([]).evaluate(conn())).toBe(NO_POLICIES);
-    expect(AuthzEngine.compile([pol("d", "Deny", { namespaces: ["x"] })]).evaluate(conn())).toBe(NO_ALLOW_POLICIES);
-    expect(AuthzEngine.compile([pol("a", "Allow", { namespaces: ["x"] })]).evaluate(conn())).toBe(NOT_ALLOWED);
+    expect(compile([]).evaluate(conn())).toBe(NO_POLICIES);
+    expect(compile([pol("d", "Deny", { namespaces: ["x"] })]).evaluate(conn())).toBe(NO_ALLOW_POLICIES);
+    expect(compile([pol("a", "Allow", { namespaces: ["x"] })]).evaluate(conn())).toBe(NOT_ALLOWED);
   });
 
   it("names the deny policy in the reason (the 401 body)", () => {
-    const d = AuthzEngine.compile([pol("require-mtls", "Deny", { notPrincipals: ["*"] })]).evaluate(conn({ id: null }));
+    const d = compile([pol("require-mtls", "Deny", { notPrincipals: ["*"] })]).evaluate(conn({ id: null }));
     expect(d).toMatchObject({ allow: false, policy: "default/require-mtls" });
     expect(d.reason).toContain("default/require-mtls");
   });
 
   it("is the same object for repeated evaluations (no per-connection allocation of decisions)", () => {
-    const e = AuthzEngine.compile([pol("a", "Allow", { principals: ["*"] })]);
+    const e = compile([pol("a", "Allow", { principals: ["*"] })]);
     expect(e.evaluate(conn())).toBe(e.evaluate(conn({ sourceIp: "10.9.9.9" })));
   });
 
   it("reports what dry-run policies would have done, combined with the enforced ones", () => {
-    const e = AuthzEngine.compile([pol("a", "Allow", { principals: ["*"] }), pol("dry-deny", "Deny", { namespaces: ["default"] }, { dryRun: true })]);
+    const e = compile([pol("a", "Allow", { principals: ["*"] }), pol("dry-deny", "Deny", { namespaces: ["default"] }, { dryRun: true })]);
     const d = e.evaluate(conn());
     expect(d.allow).toBe(true);
     expect(d.policy).toBe("default/a");
@@ -207,41 +216,40 @@ describe("decisions and reasons", () => {
   });
 
   it("dry-run Allow reports the allow-list it would create", () => {
-    const d = AuthzEngine.compile([pol("a", "Allow", { namespaces: ["x"] }, { dryRun: true })]).evaluate(conn());
+    const d = compile([pol("a", "Allow", { namespaces: ["x"] }, { dryRun: true })]).evaluate(conn());
     expect(d.allow).toBe(true);
     expect(d.dryRun).toMatchObject({ allow: false, policy: undefined });
   });
 
   it("has no dryRun field without dry-run policies", () => {
-    expect(AuthzEngine.compile([pol("a", "Allow", { principals: ["*"] })]).evaluate(conn()).dryRun).toBeUndefined();
+    expect(compile([pol("a", "Allow", { principals: ["*"] })]).evaluate(conn()).dryRun).toBeUndefined();
   });
 });
 
 describe("index", () => {
-  const policies: AuthzPolicy[] = [
+  const policies: RawPolicy[] = [
     { ...pol("g", "Deny", { namespaces: ["evil"] }), namespace: "istio-system", scope: "Global" },
     pol("ns", "Allow", { principals: ["*"] }),
-    { ...pol("sel", "Deny", { destinationPorts: [22] }), scope: "WorkloadSelector", selector: { matchLabels: { app: "echo" } } },
+    { ...pol("sel", "Deny", { destinationPorts: [22] }), scope: "WorkloadSelector" },
     { ...pol("other-ns", "Deny", {}), namespace: "data" },
-    pol("audit", "Audit", { principals: ["*"] }),
     pol("dry", "Deny", { principals: ["*"] }, { dryRun: true }),
   ];
-  const e = AuthzEngine.compile(policies);
+  const e = compile(policies);
 
   it("applies Global + Namespace + selecting WorkloadSelector policies", () => {
-    expect(e.applicableTo(echo).sort()).toEqual(["default/dry", "default/ns", "default/sel", "istio-system/g"]);
-    expect(e.applicableTo({ namespace: "default", labels: { app: "web" } }).sort()).toEqual(["default/dry", "default/ns", "istio-system/g"]);
-    expect(e.applicableTo({ namespace: "empty" })).toEqual(["istio-system/g"]);
+    expect(e.applicableTo({ namespace: "default", authorizationPolicies: ["default/sel"] }).sort()).toEqual(["default/dry", "default/ns", "default/sel", "istio-system/g"]);
+    expect(e.applicableTo(echo).sort()).toEqual(["default/dry", "default/ns", "istio-system/g"]);
+    expect(e.applicableTo({ namespace: "empty", authorizationPolicies: [] })).toEqual(["istio-system/g"]);
   });
 
   it("counts by kind", () => {
-    expect(e.stats).toEqual({ policies: 6, global: 1, namespace: 3, workloadSelector: 1, dryRun: 1, ignored: 1 });
+    expect(e.stats).toEqual({ policies: 5, global: 1, namespace: 3, workloadSelector: 1, dryRun: 1 });
   });
 
-  it("follows a changed workload object (labels) rather than a stale cache entry", () => {
-    const w1 = { namespace: "default", labels: { app: "echo" } };
+  it("follows a changed workload object rather than a stale cache entry", () => {
+    const w1 = { namespace: "default", authorizationPolicies: ["default/sel"] };
     expect(e.applicableTo(w1)).toContain("default/sel");
-    const w2 = { ...w1, labels: { app: "web" } };
+    const w2 = { ...w1, authorizationPolicies: [] };
     expect(e.applicableTo(w2)).not.toContain("default/sel");
   });
 });
@@ -254,26 +262,35 @@ describe("recheck", () => {
       { ...conn({ destinationPort: 22 }), tag: "mtls-22" },
       { ...conn({ id: null, destination: db }), tag: "plain-db" },
     ];
-    expect(recheck(open, [])).toEqual([]);
-    const tightened = recheck(open, [pol("require-mtls", "Deny", { notPrincipals: ["*"] }), pol("ports", "Allow", { destinationPorts: [8080] })]);
+    expect(recheck(compile([]), open, (c) => c)).toEqual([]);
+    const tightened = recheck(compile([pol("require-mtls", "Deny", { notPrincipals: ["*"] }), pol("ports", "Allow", { destinationPorts: [8080] })]), open, (c) => c);
     expect(tightened.map((r) => r.connection.tag)).toEqual(["plain-8080", "mtls-22"]);
     expect(tightened[0]?.decision.policy).toBe("default/require-mtls");
     expect(tightened[1]?.decision).toBe(NOT_ALLOWED);
   });
 
-  it("accepts a compiled engine and rejects invalid policies before closing anything", () => {
-    const engine = AuthzEngine.compile([pol("d", "Deny", { principals: ["*"] })]);
-    expect(recheck([conn()], engine)).toHaveLength(1);
-    expect(() => recheck([conn()], [pol("d", "Deny", { principals: ["a*b"] })])).toThrow(AuthzPolicyError);
+  it("skips connections whose input is gone", () => {
+    const engine = compile([pol("d", "Deny", { principals: ["*"] })]);
+    expect(recheck(engine, [conn(), undefined], (c) => c)).toHaveLength(1);
+  });
+});
+
+describe("validation where policies enter", () => {
+  it("rejects invalid policies with the field path", () => {
+    expect(() => parsePolicies([pol("d", "Deny", { principals: ["a*b"] })])).toThrow(AuthzPolicyError);
+    expect(() => parsePolicies([pol("d", "Deny", { principals: ["a*b"] })])).toThrow(/policies\[0\]\.rules\[0\]\[0\]\[0\]\.principals\[0\]/);
+  });
+
+  it("reports Audit as unsupported instead of accepting it silently", () => {
+    expect(() => parsePolicies([pol("au", "Audit", { principals: ["*"] })])).toThrow(/Audit is not supported/);
   });
 });
 
 describe("state compatibility", () => {
   it("evaluates the policies of the local config fixture as the state parses them", () => {
     const state = parseLocalConfig(readFileSync(new URL("../fixtures/ztunnel-local-config.yaml", import.meta.url), "utf8"));
-    // The state's Policy type is assignable to the engine's input.
-    const policies: readonly AuthzPolicy[] = state.policies;
-    const e = AuthzEngine.compile(policies);
+    // The state holds the one model: no second validation, straight into the engine.
+    const e = AuthzEngine.compile(state.policies);
     const echoA = state.workloads.find((w) => w.name === "echo-a");
     expect(echoA).toBeDefined();
     if (echoA === undefined) return;

@@ -72,7 +72,7 @@ async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promi
 function normalise(d: StateData): StateData {
   const byKey = <T extends { namespace: string; name: string }>(xs: readonly T[]): T[] =>
     [...xs].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-  return { workloads: byKey(d.workloads), services: byKey(d.services), policies: byKey(d.policies) };
+  return { workloads: byKey(d.workloads), services: byKey(d.services), policies: byKey(d.policies), notices: d.notices };
 }
 
 function wl(store: WorkloadStore, ns: string, name: string): Workload | undefined {
@@ -201,9 +201,9 @@ describe("Kubernetes workload source", () => {
         "pod a unenrolled",
       ),
     );
-    // A change we do not model (a label) is no new version for the workers.
+    // A change we do not model (another annotation) is no new version for the workers.
     const v = store.version;
-    server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.labels = { touched: "yes" }));
+    server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.annotations = { touched: "yes" }));
     await new Promise((r) => setTimeout(r, 200));
     expect(store.version).toBe(v);
     // Terminated → gone; a deleted pod → gone with its endpoint.

@@ -90,7 +90,7 @@ describe("HBONE server: CONNECT validation and answers", () => {
         authorizer: {
           authorize: (ctx) => {
             seen.push(ctx);
-            return { allow: false, reason: "denied by test policy" };
+            return { allow: false, policy: undefined, reason: "denied by test policy" };
           },
         },
       },

@@ -22,7 +22,7 @@ describe("local config validation", () => {
       { network: "net1", address: "10.96.0.11" },
     ]);
     expect(data.services[0]?.ports).toEqual({ "80": 9090 });
-    expect(data.policies[0]).toMatchObject({ action: "Deny", scope: "Namespace", rules: [[[{ notPrincipals: ["*"] }]]] });
+    expect(data.policies[0]).toMatchObject({ action: "Deny", scope: "Namespace", rules: [[[{ notPrincipals: [{ kind: "presence", value: "" }] }]]] });
     expect(data.policies[1]?.rules[0]?.[0]?.[0]?.destinationPorts).toEqual([8080, 9090]);
   });
 
@@ -40,7 +40,7 @@ policies:
   });
 
   it("an empty document is an empty state", () => {
-    expect(parseLocalConfig("")).toEqual({ workloads: [], services: [], policies: [] });
+    expect(parseLocalConfig("")).toEqual({ workloads: [], services: [], policies: [], notices: [] });
   });
 
   it.each([
@@ -56,8 +56,8 @@ policies:
     [`services: [{name: s, namespace: n, hostname: h, vips: [{address: nope}]}]`, 'services[0].vips[0].address: "nope" is not an IP address'],
     [`services: [{name: s, namespace: n, hostname: h, ports: {"http": 80}}]`, 'services[0].ports["http"]: "http" is not a port'],
     [`services: {name: s}`, "services: expected a list, got a mapping"],
-    [`policies: [{name: p, namespace: n, action: Block}]`, 'policies[0].action: "Block" is not one of Allow, Deny, Audit'],
-    [`policies: [{name: p, namespace: n, rules: [[[{sourceIps: ["10.0.0.0/33"]}]]]}]`, 'policies[0].rules[0][0][0].sourceIps[0]: "10.0.0.0/33" is not an IP address or CIDR'],
+    [`policies: [{name: p, namespace: n, action: Block}]`, 'policies[0].action: "Block" is not one of Allow, Deny'],
+    [`policies: [{name: p, namespace: n, rules: [[[{sourceIps: ["10.0.0.0/33"]}]]]}]`, 'policies[0].rules[0][0][0].sourceIps[0]: prefix length "33" is not 0-32'],
     [`policies: [{name: p, namespace: n, rules: [[[{principal: ["x"]}]]]}]`, "policies[0].rules[0][0][0].principal: unknown field (did you mean principals?)"],
     [`workload: []`, "workload: unknown field (did you mean workloads?)"],
     [`workloads: [ {`, "(document): not valid YAML"],

@@ -5,7 +5,6 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { AccessLog } from "../../src/ztunnel/accesslog/access-log.js";
 import { startAdminServer } from "../../src/ztunnel/admin/server.js";
-import { AuthzPolicyError } from "../../src/ztunnel/authz/errors.js";
 import { TelemetrySink } from "../../src/ztunnel/inpod/telemetry-sink.js";
 import { trafficLabels } from "../../src/ztunnel/metrics/labels.js";
 import { ZtunnelMetrics } from "../../src/ztunnel/metrics/registry.js";
@@ -106,18 +105,13 @@ describe("worker telemetry → main thread", () => {
   });
 });
 
-describe("policies are validated before a state is accepted", () => {
-  it("an invalid policy leaves the store unchanged and throws naming the field", () => {
+describe("policies are validated once, where they enter", () => {
+  it("an invalid policy in the local file is refused by the parser naming the field; the store takes typed state", () => {
     const store = new WorkloadStore();
-    store.replace(parseLocalConfig("policies: []\n"), "ok");
-    const bad = parseLocalConfig(`policies:\n  - name: p\n    namespace: n\n    rules: [[[{ sourceIps: ["10.0.0.0/8"] }]]]\n`);
-    store.replace(bad, "ok2");
-    expect(store.version).toBe(2);
-    const invalid = { ...bad, policies: [{ ...bad.policies[0]!, scope: "Bogus" as "Global" }] };
-    expect(() => store.replace(invalid, "bad")).toThrow(AuthzPolicyError);
-    expect(() => store.replace(invalid, "bad")).toThrow(/scope/);
-    expect(store.version).toBe(2);
-    expect(store.source).toBe("ok2");
+    store.replace(parseLocalConfig(`policies:\n  - name: p\n    namespace: n\n    rules: [[[{ sourceIps: ["10.0.0.0/8"] }]]]\n`), "ok");
+    expect(store.version).toBe(1);
+    expect(() => parseLocalConfig(`policies:\n  - name: p\n    namespace: n\n    scope: Bogus\n`, "local.yaml")).toThrow(/local\.yaml: policies\[0\]\.scope/);
+    expect(store.state.policies[0]?.rules[0]?.[0]?.[0]?.sourceIps).toEqual(["10.0.0.0/8"]);
   });
 
   it("dryRun survives the local config parser; a non-boolean is an error naming the field", () => {

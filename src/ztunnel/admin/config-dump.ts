@@ -59,6 +59,8 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     workloads: s.store.state.workloads,
     services: s.store.state.services,
     policies: s.store.state.policies,
+    // What a source gave that is not applied as given (DESIGN §14: nothing dropped silently).
+    notices: s.store.state.notices,
     certificates: s.certs.list().map((c) => ({
       identity: formatIdentity(c.identity),
       serial: serialOf(c),

@@ -2,13 +2,14 @@ import { formatIdentity, type Identity } from "../tls/identity.js";
 import { cidrContains, parseIp, type Cidr, type IpWords } from "./cidr.js";
 import { compilePolicies, type CompiledMatch, type CompiledPolicy } from "./compile.js";
 import { stringMatches, type StringMatcher } from "./string-match.js";
-import type { AuthzDecision, ConnectionInfo, DestinationWorkload } from "./types.js";
+import type { AuthzDecision, AuthzPolicy, ConnectionInfo, DestinationWorkload } from "./types.js";
 
-// ztunnel's L4 authorization: the policies that apply to a destination workload are the Global
-// ones, the Namespace ones of its namespace, and the WorkloadSelector ones that select it (by
-// labels, or listed on the workload by the control plane). Any matching Deny denies; with no
-// Allow policy the connection is allowed; otherwise some Allow must match. Dry-run policies
-// are evaluated only to report what they would have done.
+// ztunnel's L4 authorization (DESIGN §14): the policies that apply to a destination workload
+// are the Global ones, the Namespace ones of its namespace, and the WorkloadSelector ones its
+// `authorizationPolicies` name (sources resolve selectors to that list; the engine never looks
+// at labels). Any matching Deny denies; with no Allow policy the connection is allowed;
+// otherwise some Allow must match. Dry-run policies are evaluated only to report what they
+// would have done.
 //
 // Compiled once per policy set. Per connection: one cached lookup of the applicable policies
 // (keyed by the workload object), then matching with no string building unless a principal
@@ -34,8 +35,6 @@ export interface EngineStats {
   readonly namespace: number;
   readonly workloadSelector: number;
   readonly dryRun: number;
-  /** Audit policies: accepted, never evaluated. */
-  readonly ignored: number;
 }
 
 export class AuthzEngine {
@@ -43,39 +42,25 @@ export class AuthzEngine {
   readonly stats: EngineStats;
   private readonly global: CompiledPolicy[] = [];
   private readonly byNamespace = new Map<string, CompiledPolicy[]>();
-  private readonly selectorsByNamespace = new Map<string, CompiledPolicy[]>();
-  private readonly byKey = new Map<string, CompiledPolicy>();
+  private readonly selected = new Map<string, CompiledPolicy>();
   // Workload objects are replaced when the state changes, so the object is a safe cache key.
   private readonly cache = new WeakMap<DestinationWorkload, Applicable>();
 
-  /** Validates and compiles (throws AuthzPolicyError naming the field). */
-  static compile(raw: unknown, at = "policies"): AuthzEngine {
-    return new AuthzEngine(compilePolicies(raw, at));
+  /** Compiles a validated policy set (the model; see types.ts). */
+  static compile(policies: readonly AuthzPolicy[]): AuthzEngine {
+    return new AuthzEngine(compilePolicies(policies));
   }
 
   constructor(compiled: readonly CompiledPolicy[]) {
     this.policies = compiled;
-    let ignored = 0;
     let dryRun = 0;
     for (const p of compiled) {
-      this.byKey.set(p.key, p);
-      if (p.action === "Audit") {
-        ignored++;
-        continue;
-      }
       if (p.dryRun) dryRun++;
       if (p.scope === "Global") this.global.push(p);
       else if (p.scope === "Namespace") push(this.byNamespace, p.namespace, p);
-      else if (p.selector !== undefined) push(this.selectorsByNamespace, p.namespace, p);
+      else this.selected.set(p.key, p);
     }
-    this.stats = {
-      policies: compiled.length,
-      global: this.global.length,
-      namespace: count(this.byNamespace),
-      workloadSelector: compiled.filter((p) => p.scope === "WorkloadSelector" && p.action !== "Audit").length,
-      dryRun,
-      ignored,
-    };
+    this.stats = { policies: compiled.length, global: this.global.length, namespace: count(this.byNamespace), workloadSelector: this.selected.size, dryRun };
   }
 
   /** The policies (enforced and dry-run) that apply to a workload, `namespace/name` keys. */
@@ -85,6 +70,8 @@ export class AuthzEngine {
   }
 
   evaluate(conn: ConnectionInfo): AuthzDecision {
+    const blocked = conn.destination.failClosed;
+    if (blocked !== undefined) return { allow: false, policy: undefined, reason: blocked };
     const a = this.applicable(conn.destination);
     if (a === EMPTY) return NO_POLICIES;
     const ctx = new EvalContext(conn);
@@ -98,11 +85,10 @@ export class AuthzEngine {
     const hit = this.cache.get(w);
     if (hit !== undefined) return hit;
     const found: CompiledPolicy[] = [...this.global, ...(this.byNamespace.get(w.namespace) ?? [])];
-    for (const p of this.selectorsByNamespace.get(w.namespace) ?? []) if (selects(p, w)) found.push(p);
-    for (const key of w.authorizationPolicies ?? []) {
-      const p = this.byKey.get(key);
+    for (const key of w.authorizationPolicies) {
+      const p = this.selected.get(key);
       // Unknown keys are a transient state (policy not yet received, or just removed): skip.
-      if (p !== undefined && p.action !== "Audit" && !found.includes(p)) found.push(p);
+      if (p !== undefined && !found.includes(p)) found.push(p);
     }
     const a: Applicable =
       found.length === 0
@@ -124,16 +110,16 @@ export interface RecheckResult<C> {
 }
 
 /**
- * After a policy change: which open connections the new policies deny. Each connection carries
- * the ConnectionInfo it was authorised with (its `destination` should be the current workload
- * object if the workload changed too). `policies` is a compiled AuthzEngine or a policy list;
- * an invalid list throws AuthzPolicyError before any connection is judged.
+ * After a state change: which open connections the engine now denies. The one re-check (the
+ * workers call it through PolicyAuthorizer.recheck): each connection is judged with the
+ * ConnectionInfo `info` gives for it, built from the current state.
  */
-export function recheck<C extends ConnectionInfo>(connections: Iterable<C>, policies: unknown): RecheckResult<C>[] {
-  const engine = policies instanceof AuthzEngine ? policies : AuthzEngine.compile(policies);
+export function recheck<C>(engine: AuthzEngine, connections: Iterable<C>, info: (c: C) => ConnectionInfo | undefined): RecheckResult<C>[] {
   const denied: RecheckResult<C>[] = [];
   for (const c of connections) {
-    const decision = engine.evaluate(c);
+    const i = info(c);
+    if (i === undefined) continue;
+    const decision = engine.evaluate(i);
     if (!decision.allow) denied.push({ connection: c, decision });
   }
   return denied;
@@ -144,12 +130,6 @@ function decide(deny: readonly CompiledPolicy[], allow: readonly CompiledPolicy[
   if (allow.length === 0) return NO_ALLOW_POLICIES;
   for (const p of allow) if (policyMatches(p, ctx)) return p.decision;
   return NOT_ALLOWED;
-}
-
-function selects(p: CompiledPolicy, w: DestinationWorkload): boolean {
-  const labels = w.labels;
-  for (const [k, v] of p.selector ?? []) if (labels === undefined || labels[k] !== v) return false;
-  return true;
 }
 
 /** What a match is checked against, derived lazily from the connection. */

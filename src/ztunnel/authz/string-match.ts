@@ -2,12 +2,10 @@
 // value (no peer identity) never matches, not even presence — which is what makes
 // `notPrincipals: ["*"]` match exactly the plaintext connections.
 
-export type MatchKind = "exact" | "prefix" | "suffix" | "presence";
+import type { StringMatch, StringMatchKind } from "./types.js";
 
-export interface StringMatcher {
-  readonly kind: MatchKind;
-  readonly value: string;
-}
+export type MatchKind = StringMatchKind;
+export type StringMatcher = StringMatch;
 
 const OBJECT_KINDS: Readonly<Record<string, MatchKind>> = { Exact: "exact", Prefix: "prefix", Suffix: "suffix", Presence: "presence" };
 

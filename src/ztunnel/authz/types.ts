@@ -1,38 +1,42 @@
 import type { Identity } from "../tls/identity.js";
 
-// ztunnel's L4 Authorization model (its local config / xDS `istio.security.Authorization`),
-// camelCase. The state's `Policy` (src/ztunnel/state/types.ts) is assignable to `AuthzPolicy`:
-// this shape only adds the fields the state does not carry yet (dryRun, serviceAccounts,
-// selector, object-form string matches).
+// The one policy model (DESIGN §14), shaped like istiod's `istio.security.Authorization`
+// (§13) in camelCase. Every source produces it — the local file (validate.ts), Kubernetes mode
+// (cluster/authz-translate.ts), istiod's xDS — already validated and normalised; workers
+// compile it (compile.ts) and evaluate it (engine.ts). Plain data: it crosses to worker
+// threads by structured clone.
 
 export type AuthzScope = "Global" | "Namespace" | "WorkloadSelector";
-/** "Audit" is accepted because the state accepts it; it never changes a decision. */
-export type AuthzAction = "Allow" | "Deny" | "Audit";
+/** Istio's Authorization has only these two; AUDIT and CUSTOM are handled by the sources. */
+export type AuthzAction = "Allow" | "Deny";
+
+export type StringMatchKind = "exact" | "prefix" | "suffix" | "presence";
+
+/** istio.security.StringMatch: exact, prefix, suffix, or presence (any non-empty value). */
+export interface StringMatch {
+  readonly kind: StringMatchKind;
+  /** "" for presence. */
+  readonly value: string;
+}
+
+export interface ServiceAccountMatch {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
 
 /**
- * A string match. As a string, Istio's notation: `"*"` = present (non-empty), `"abc*"` = prefix,
- * `"*abc"` = suffix, anything else exact. As an object, ztunnel's serde form with one key.
+ * istio.security.Match. Within a field any value matches (OR); all present fields must match
+ * (AND); a `not…` field matches when none of its values does. IPs are canonical CIDR text.
  */
-export type StringMatchSpec =
-  | string
-  | { readonly Exact: string }
-  | { readonly Prefix: string }
-  | { readonly Suffix: string }
-  | { readonly Presence: unknown };
-
-/** `{namespace, serviceAccount}` or the shorthand `"namespace/serviceAccount"`. */
-export type ServiceAccountSpec = string | { readonly namespace: string; readonly serviceAccount: string };
-
 export interface AuthzMatch {
   /** Source namespace (from the peer identity). */
-  readonly namespaces?: readonly StringMatchSpec[];
-  readonly notNamespaces?: readonly StringMatchSpec[];
+  readonly namespaces?: readonly StringMatch[];
+  readonly notNamespaces?: readonly StringMatch[];
   /** Source principal `<trust domain>/ns/<ns>/sa/<sa>` (no `spiffe://`). */
-  readonly principals?: readonly StringMatchSpec[];
-  readonly notPrincipals?: readonly StringMatchSpec[];
-  readonly serviceAccounts?: readonly ServiceAccountSpec[];
-  readonly notServiceAccounts?: readonly ServiceAccountSpec[];
-  /** IP or CIDR, IPv4 or IPv6. */
+  readonly principals?: readonly StringMatch[];
+  readonly notPrincipals?: readonly StringMatch[];
+  readonly serviceAccounts?: readonly ServiceAccountMatch[];
+  readonly notServiceAccounts?: readonly ServiceAccountMatch[];
   readonly sourceIps?: readonly string[];
   readonly notSourceIps?: readonly string[];
   readonly destinationIps?: readonly string[];
@@ -41,34 +45,44 @@ export interface AuthzMatch {
   readonly notDestinationPorts?: readonly number[];
 }
 
-export interface WorkloadSelectorSpec {
-  /** Every label listed must be present on the workload with this value. */
-  readonly matchLabels: Readonly<Record<string, string>>;
-}
+/** One clause: any of its matches (an empty clause matches everything). */
+export type AuthzClause = readonly AuthzMatch[];
+/** One rule: all of its clauses (a rule with no clauses matches everything). */
+export type AuthzRule = readonly AuthzClause[];
 
-/** rules: OR of rules; a rule: AND of clauses; a clause: OR of matches. */
+/**
+ * rules: OR of rules. A policy without rules matches nothing (an ALLOW policy without rules
+ * therefore denies everything it applies to).
+ */
 export interface AuthzPolicy {
   readonly name: string;
   readonly namespace: string;
+  /**
+   * Global: every workload. Namespace: every workload of `namespace`. WorkloadSelector: exactly
+   * the workloads whose `authorizationPolicies` name `namespace/name` (sources resolve
+   * selectors to that list).
+   */
   readonly scope: AuthzScope;
   readonly action: AuthzAction;
-  readonly rules: readonly (readonly (readonly AuthzMatch[])[])[];
+  readonly rules: readonly AuthzRule[];
   /** Evaluated and reported, never enforced. */
-  readonly dryRun?: boolean;
-  /** Only with scope WorkloadSelector: which workloads of `namespace` it applies to. */
-  readonly selector?: WorkloadSelectorSpec;
+  readonly dryRun: boolean;
+}
+
+export function policyKey(p: { readonly namespace: string; readonly name: string }): string {
+  return `${p.namespace}/${p.name}`;
 }
 
 /** The destination workload as the engine needs it (the state's `Workload` is assignable). */
 export interface DestinationWorkload {
-  readonly uid?: string;
   readonly namespace: string;
-  readonly labels?: Readonly<Record<string, string>>;
+  /** Policies that select this workload, as `namespace/name` keys. */
+  readonly authorizationPolicies: readonly string[];
   /**
-   * Policies that select this workload, as `namespace/name` keys (ztunnel's
-   * `authorizationPolicies`, computed by the control plane). Applied whatever their selector.
+   * Set when the workload must not receive traffic at all (a routing field we do not honour,
+   * see state/routing.ts): every connection to it is denied with this reason.
    */
-  readonly authorizationPolicies?: readonly string[];
+  readonly failClosed?: string | undefined;
 }
 
 /** One connection to authorize. */
@@ -81,7 +95,9 @@ export interface ConnectionInfo {
   readonly destination: DestinationWorkload;
 }
 
-interface DecisionBase {
+/** The one decision type: the HBONE server, plaintext inbound and re-checks all use it. */
+export interface AuthzDecision {
+  readonly allow: boolean;
   /** `namespace/name` of the deciding policy; undefined when no single policy decided. */
   readonly policy: string | undefined;
   /** Why, for the 401 body and logs. */
@@ -92,5 +108,3 @@ interface DecisionBase {
    */
   readonly dryRun?: AuthzDecision;
 }
-
-export type AuthzDecision = (DecisionBase & { readonly allow: true }) | (DecisionBase & { readonly allow: false });

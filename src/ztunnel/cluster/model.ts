@@ -197,12 +197,14 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
       network,
       status: readyCondition?.status === "False" || notReady.has(pKey) ? "Unhealthy" : "Healthy",
       services: membership.get(pKey) ?? {},
+      labels: { ...(meta.labels ?? {}) },
+      authorizationPolicies: [],
     });
   }
 
   workloads.sort((a, b) => compare(key(a.namespace, a.name), key(b.namespace, b.name)));
   const serviceList = [...services.values()].map((s) => s.model).sort((a, b) => compare(key(a.namespace, a.name), key(b.namespace, b.name)));
-  return { data: { workloads, services: serviceList, policies: [] }, conflicts: conflicts.sort() };
+  return { data: { workloads, services: serviceList, policies: [], notices: [] }, conflicts: conflicts.sort() };
 }
 
 function compare(a: string, b: string): number {

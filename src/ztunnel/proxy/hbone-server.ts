@@ -6,6 +6,7 @@ import {
   type ServerHttp2Session,
   type ServerHttp2Stream,
 } from "node:http2";
+import type { AuthzDecision } from "../authz/types.js";
 import type { Server, Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import { errorMessage } from "../../shared/errors.js";
@@ -33,7 +34,8 @@ export interface AuthorizationContext {
   readonly destination: { readonly ip: string; readonly port: number };
 }
 
-export type AuthorizationDecision = { readonly allow: true } | { readonly allow: false; readonly reason: string };
+/** The one decision type of the policy engine (authz/types.ts). */
+export type AuthorizationDecision = AuthzDecision;
 
 /** Where authorization policies plug in; the default allows everything. */
 export interface Authorizer {
@@ -97,7 +99,7 @@ export interface HboneServerOptions {
 const PEER = Symbol("hbone.peer");
 type PeerTagged = TLSSocket & { [PEER]?: Identity };
 
-const ALLOW_ALL: Authorizer = { authorize: () => ({ allow: true }) };
+const ALLOW_ALL: Authorizer = { authorize: () => ({ allow: true, policy: undefined, reason: "no authorizer configured" }) };
 
 export class HboneServer {
   private listener: Server | undefined;
@@ -289,7 +291,7 @@ export class HboneServer {
       decision = await this.authorizer.authorize({ source, sourceIp, destination: target });
     } catch (err) {
       // Fail closed: an authorizer that cannot decide denies.
-      decision = { allow: false, reason: `authorization failed: ${errorMessage(err)}` };
+      decision = { allow: false, policy: undefined, reason: `authorization failed: ${errorMessage(err)}` };
     }
     if (!decision.allow) return refuse(new ProxyError("AUTHORIZATION_DENIED", `${formatIdentity(source)} → ${authority}: ${decision.reason}`));
     if (stream.closed) return;

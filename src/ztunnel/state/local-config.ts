@@ -1,37 +1,78 @@
-import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { AmbientError } from "../../shared/errors.js";
-import { canonicalIp } from "./ip.js";
+import { AuthzPolicyError } from "../authz/errors.js";
+import { policyKey, type AuthzPolicy } from "../authz/types.js";
+import { parsePolicies } from "../authz/validate.js";
 import {
-  serviceKey,
-  type Policy,
-  type PolicyAction,
-  type PolicyMatch,
-  type PolicyScope,
-  type Service,
-  type StateData,
-  type Vip,
-  type Workload,
-} from "./types.js";
-import { closest } from "../../shared/did-you-mean.js";
+  DEFAULT_NETWORK,
+  LocalConfigError,
+  bool,
+  checkKeys,
+  gatewayAddress,
+  ipAddr,
+  list,
+  networkAddress,
+  object,
+  oneOf,
+  port,
+  portMap,
+  str,
+  stringMap,
+  unique,
+  type Obj,
+} from "./local-fields.js";
+import { resolveSelectors, type PolicySelector } from "./selectors.js";
+import { serviceKey, type ConfigNotice, type Service, type StateData, type Workload } from "./types.js";
 
-// ztunnel's local config file (LOCAL_XDS_PATH): YAML with `workloads`, `services`, `policies`.
-// Validation is strict (unknown keys are rejected with a hint) and every error names the
-// field path, e.g. `workloads[2].workloadIps[0]: "10.0.0.x" is not an IP address`.
+export { LocalConfigError } from "./local-fields.js";
 
-export class LocalConfigError extends AmbientError {
-  readonly path: string;
-  readonly detail: string;
-
-  constructor(path: string, detail: string, source?: string) {
-    super("LOCAL_CONFIG_INVALID", `${source !== undefined ? `${source}: ` : ""}${path}: ${detail}`);
-    this.path = path;
-    this.detail = detail;
-  }
-}
+// ztunnel's local config file (LOCAL_XDS_PATH): YAML with `workloads`, `services`, `policies`,
+// in Istio's LocalConfig shape, so a file written for Istio's ztunnel loads unchanged. Every
+// field of Istio's LocalConfig is accepted: honoured, or reported (a notice in config_dump) as
+// not acted on; a field that changes where traffic goes is honoured or fails closed
+// (routing.ts). Unknown keys are typos and rejected with a hint. Our additions: workload
+// `labels`, and a policy `selector: {matchLabels}` resolved against labels at load into the
+// selected workloads' `authorizationPolicies` (Istio's model: the control plane resolves).
 
 const DEFAULT_TRUST_DOMAIN = "cluster.local";
-const DEFAULT_NETWORK = "";
+
+// Workload fields of Istio's LocalConfig we accept but do not act on, and why.
+const WORKLOAD_NOT_ENFORCED: Readonly<Record<string, string>> = {
+  networkMode: "host-network handling is not implemented; the workload is proxied by its IPs like any other",
+  workloadName: "not used: metrics and logs name the workload by `name`",
+  workloadType: "not used: metrics and logs name the workload by `name`",
+  canonicalName: "not used: metrics take the canonical service from the labels service.istio.io/canonical-name, app.kubernetes.io/name or app",
+  canonicalRevision: "not used: metrics take the canonical revision from the labels service.istio.io/canonical-revision, app.kubernetes.io/version or version",
+  nativeTunnel: "not used: traffic to an HBONE workload always goes to its port 15008",
+  applicationTunnel: "not implemented: the application receives the plain stream, no PROXY protocol header",
+  clusterId: "not used: metrics carry this node's CLUSTER_ID",
+  locality: "locality-aware load balancing is not implemented: endpoints are picked uniformly",
+  capacity: "endpoint weights are not implemented: endpoints are picked uniformly",
+};
+const WORKLOAD_KEYS = [
+  "uid",
+  "name",
+  "namespace",
+  "serviceAccount",
+  "trustDomain",
+  "workloadIps",
+  "protocol",
+  "node",
+  "network",
+  "status",
+  "services",
+  "labels",
+  "authorizationPolicies",
+  "waypoint",
+  "networkGateway",
+  "hostname",
+  ...Object.keys(WORKLOAD_NOT_ENFORCED),
+];
+
+const SERVICE_NOT_ENFORCED: Readonly<Record<string, string>> = {
+  subjectAltNames: "not used: the expected server identity is each endpoint workload's own",
+  canonical: "not used: one service per namespace/hostname",
+};
+const SERVICE_KEYS = ["name", "namespace", "hostname", "vips", "ports", "portNames", "ipFamilies", "endpoints", "waypoint", "loadBalancer", ...Object.keys(SERVICE_NOT_ENFORCED)];
 
 /** Parses and validates the YAML text; `source` (a file name) prefixes error messages. */
 export function parseLocalConfig(text: string, source?: string): StateData {
@@ -45,17 +86,21 @@ export function parseLocalConfig(text: string, source?: string): StateData {
     return validateLocalConfig(doc);
   } catch (err) {
     if (err instanceof LocalConfigError && source !== undefined) throw new LocalConfigError(err.path, err.detail, source);
+    if (err instanceof AuthzPolicyError) throw new LocalConfigError(err.path, err.detail, source);
     throw err;
   }
 }
 
 export function validateLocalConfig(doc: unknown): StateData {
-  if (doc === null || doc === undefined) return { workloads: [], services: [], policies: [] };
+  if (doc === null || doc === undefined) return { workloads: [], services: [], policies: [], notices: [] };
   const root = object(doc, "(document)");
   checkKeys(root, "", ["workloads", "services", "policies"]);
-  const workloads = list(root.workloads, "workloads").map((w, i) => workload(w, `workloads[${i}]`));
-  const services = list(root.services, "services").map((s, i) => service(s, `services[${i}]`));
-  const policies = list(root.policies, "policies").map((p, i) => policy(p, `policies[${i}]`));
+  const notices: ConfigNotice[] = [];
+  let workloads = list(root.workloads, "workloads").map((w, i) => workload(w, `workloads[${i}]`, notices));
+  const parsedServices = list(root.services, "services").map((s, i) => service(s, `services[${i}]`, notices));
+  const services = parsedServices.map((s) => s.service);
+  const policies = parsePolicies(root.policies, "policies", ["selector"]);
+  const selectors = list(root.policies, "policies").flatMap((p, i) => selectorOf(p, policies[i], `policies[${i}]`));
 
   unique(workloads.map((w) => w.uid), (i) => `workloads[${i}].uid`, "uid");
   unique(
@@ -64,15 +109,18 @@ export function validateLocalConfig(doc: unknown): StateData {
     "workload IP",
   );
   unique(services.map((s) => serviceKey(s.namespace, s.hostname)), (i) => `services[${i}].hostname`, "namespace/hostname");
-  unique(policies.map((p) => `${p.namespace}/${p.name}`), (i) => `policies[${i}].name`, "namespace/name");
-  return { workloads, services, policies };
+
+  workloads = addEndpoints(workloads, parsedServices);
+  checkPolicyRefs(workloads, policies);
+  workloads = resolveSelectors(workloads, selectors);
+  return { workloads, services, policies, notices };
 }
 
-type Obj = Record<string, unknown>;
+type Notices = ConfigNotice[];
 
-function workload(v: unknown, at: string): Workload {
+function workload(v: unknown, at: string, notices: Notices): Workload {
   const o = object(v, at);
-  checkKeys(o, at, ["uid", "name", "namespace", "serviceAccount", "trustDomain", "workloadIps", "protocol", "node", "network", "status", "services", "hostname"], IGNORED_WORKLOAD_KEYS);
+  checkKeys(o, at, WORKLOAD_KEYS);
   const name = str(o.name, `${at}.name`);
   const namespace = str(o.namespace, `${at}.namespace`);
   const workloadIps = list(o.workloadIps, `${at}.workloadIps`).map((ip, j) => ipAddr(ip, `${at}.workloadIps[${j}]`));
@@ -85,6 +133,12 @@ function workload(v: unknown, at: string): Workload {
       services[key] = portMap(ports, kat);
     }
   }
+  const policies = list(o.authorizationPolicies, `${at}.authorizationPolicies`).map((p, j) => {
+    const s = str(p, `${at}.authorizationPolicies[${j}]`);
+    if (!/^[^/\s]+\/[^/\s]+$/.test(s)) throw new LocalConfigError(`${at}.authorizationPolicies[${j}]`, `"${s}" is not "namespace/name"`);
+    return s;
+  });
+  reportFields(o, WORKLOAD_NOT_ENFORCED, `workload ${namespace}/${name}`, notices, { networkMode: "Standard", nativeTunnel: false, capacity: 1 });
   return {
     uid: o.uid === undefined ? `${namespace}/${name}` : str(o.uid, `${at}.uid`),
     name,
@@ -93,140 +147,109 @@ function workload(v: unknown, at: string): Workload {
     trustDomain: o.trustDomain === undefined ? DEFAULT_TRUST_DOMAIN : str(o.trustDomain, `${at}.trustDomain`),
     workloadIps,
     protocol: oneOf(o.protocol ?? "TCP", `${at}.protocol`, ["HBONE", "TCP"] as const),
-    node: o.node === undefined ? undefined : str(o.node, `${at}.node`),
+    node: o.node === undefined || o.node === "" ? undefined : str(o.node, `${at}.node`),
     network: o.network === undefined ? DEFAULT_NETWORK : str(o.network, `${at}.network`, true),
     status: oneOf(o.status ?? "Healthy", `${at}.status`, ["Healthy", "Unhealthy"] as const),
     services,
+    labels: o.labels === undefined ? {} : stringMap(o.labels, `${at}.labels`),
+    authorizationPolicies: [...new Set(policies)].sort(),
     ...(o.hostname !== undefined ? { hostname: dnsLabel(o.hostname, `${at}.hostname`) } : {}),
+    ...(o.waypoint !== undefined && o.waypoint !== null ? { waypoint: gatewayAddress(o.waypoint, `${at}.waypoint`) } : {}),
+    ...(o.networkGateway !== undefined && o.networkGateway !== null ? { networkGateway: gatewayAddress(o.networkGateway, `${at}.networkGateway`) } : {}),
   };
 }
 
-function service(v: unknown, at: string): Service {
+interface EndpointSpec {
+  readonly workloadUid: string;
+  readonly ports: Record<string, number>;
+  readonly at: string;
+}
+
+function service(v: unknown, at: string, notices: Notices): { service: Service; endpoints: EndpointSpec[] } {
   const o = object(v, at);
-  checkKeys(o, at, ["name", "namespace", "hostname", "vips", "ports", "subjectAltNames", "portNames", "ipFamilies"], IGNORED_SERVICE_KEYS);
+  checkKeys(o, at, SERVICE_KEYS);
+  const namespace = str(o.namespace, `${at}.namespace`);
+  const hostname = str(o.hostname, `${at}.hostname`);
+  const object_ = `service ${namespace}/${hostname}`;
+  reportFields(o, SERVICE_NOT_ENFORCED, object_, notices, { canonical: false });
+  let loadBalancerMode: string | undefined;
+  if (o.loadBalancer !== undefined && o.loadBalancer !== null) {
+    const lb = object(o.loadBalancer, `${at}.loadBalancer`);
+    checkKeys(lb, `${at}.loadBalancer`, ["routingPreferences", "mode", "healthPolicy"]);
+    loadBalancerMode = lb.mode === undefined ? "Standard" : oneOf(lb.mode, `${at}.loadBalancer.mode`, ["Standard", "Strict", "Failover", "Passthrough"] as const);
+    if (loadBalancerMode === "Standard" || loadBalancerMode === "Failover") {
+      notices.push({ object: object_, field: "loadBalancer", effect: "not-enforced", reason: `mode ${loadBalancerMode}, routing preferences and health policy are not implemented: healthy endpoints are picked uniformly` });
+      loadBalancerMode = undefined;
+    }
+  }
+  const endpoints: EndpointSpec[] = [];
+  if (o.endpoints !== undefined && o.endpoints !== null) {
+    for (const [key, raw] of Object.entries(object(o.endpoints, `${at}.endpoints`))) {
+      const eat = `${at}.endpoints["${key}"]`;
+      const e = object(raw, eat);
+      checkKeys(e, eat, ["workloadUid", "port", "status"]);
+      if (e.status !== undefined) {
+        oneOf(e.status, `${eat}.status`, ["Healthy", "Unhealthy"] as const);
+        notices.push({ object: object_, field: `endpoints["${key}"].status`, effect: "not-enforced", reason: "an endpoint's health comes from its workload's status" });
+      }
+      endpoints.push({ workloadUid: e.workloadUid === undefined ? key : str(e.workloadUid, `${eat}.workloadUid`), ports: portMap(e.port ?? {}, `${eat}.port`), at: eat });
+    }
+  }
   const ports = portMap(o.ports ?? {}, `${at}.ports`);
+  // Istio writes Dual for dual-stack: the same as absent here.
+  const ipFamilies = o.ipFamilies === undefined || o.ipFamilies === null ? undefined : oneOf(o.ipFamilies, `${at}.ipFamilies`, ["IPv4", "IPv6", "Dual"] as const);
   return {
-    name: str(o.name, `${at}.name`),
-    namespace: str(o.namespace, `${at}.namespace`),
-    hostname: str(o.hostname, `${at}.hostname`),
-    vips: list(o.vips, `${at}.vips`).map((x, j) => vip(x, `${at}.vips[${j}]`)),
-    ports,
-    subjectAltNames: list(o.subjectAltNames, `${at}.subjectAltNames`).map((s, j) => str(s, `${at}.subjectAltNames[${j}]`)),
-    ...(o.portNames !== undefined ? { portNames: portNames(o.portNames, ports, `${at}.portNames`) } : {}),
-    ...(o.ipFamilies !== undefined ? { ipFamilies: oneOf(o.ipFamilies, `${at}.ipFamilies`, ["IPv4", "IPv6"] as const) } : {}),
+    service: {
+      name: str(o.name, `${at}.name`),
+      namespace,
+      hostname,
+      vips: list(o.vips, `${at}.vips`).map((x, j) => networkAddress(x, `${at}.vips[${j}]`)),
+      ports,
+      ...(o.portNames !== undefined ? { portNames: portNames(o.portNames, ports, `${at}.portNames`) } : {}),
+      ...(ipFamilies !== undefined && ipFamilies !== "Dual" ? { ipFamilies } : {}),
+      subjectAltNames: list(o.subjectAltNames, `${at}.subjectAltNames`).map((s, j) => str(s, `${at}.subjectAltNames[${j}]`)),
+      ...(o.waypoint !== undefined && o.waypoint !== null ? { waypoint: gatewayAddress(o.waypoint, `${at}.waypoint`) } : {}),
+      ...(loadBalancerMode !== undefined ? { loadBalancerMode } : {}),
+    },
+    endpoints,
   };
 }
 
-// A VIP is {network?, address} or, as ztunnel prints them, "network/address" or "address".
-function vip(v: unknown, at: string): Vip {
-  if (typeof v === "string") {
-    const slash = v.lastIndexOf("/");
-    return { network: slash < 0 ? DEFAULT_NETWORK : v.slice(0, slash), address: ipAddr(slash < 0 ? v : v.slice(slash + 1), at) };
-  }
-  const o = object(v, at);
-  checkKeys(o, at, ["network", "address"]);
-  return {
-    network: o.network === undefined ? DEFAULT_NETWORK : str(o.network, `${at}.network`, true),
-    address: ipAddr(o.address, `${at}.address`),
-  };
-}
-
-function policy(v: unknown, at: string): Policy {
-  const o = object(v, at);
-  checkKeys(o, at, ["name", "namespace", "scope", "action", "rules", "dryRun"]);
-  return {
-    name: str(o.name, `${at}.name`),
-    namespace: str(o.namespace, `${at}.namespace`),
-    scope: oneOf<PolicyScope>(o.scope ?? "Namespace", `${at}.scope`, ["Global", "Namespace", "WorkloadSelector"]),
-    action: oneOf<PolicyAction>(o.action ?? "Allow", `${at}.action`, ["Allow", "Deny", "Audit"]),
-    rules: list(o.rules, `${at}.rules`).map((rule, i) =>
-      list(rule, `${at}.rules[${i}]`).map((clause, j) =>
-        list(clause, `${at}.rules[${i}][${j}]`).map((m, k) => policyMatch(m, `${at}.rules[${i}][${j}][${k}]`)),
-      ),
-    ),
-    ...(o.dryRun !== undefined ? { dryRun: bool(o.dryRun, `${at}.dryRun`) } : {}),
-  };
-}
-
-const STRING_MATCH_KEYS = ["namespaces", "notNamespaces", "principals", "notPrincipals"] as const;
-const IP_MATCH_KEYS = ["sourceIps", "notSourceIps", "destinationIps", "notDestinationIps"] as const;
-const PORT_MATCH_KEYS = ["destinationPorts", "notDestinationPorts"] as const;
-
-function policyMatch(v: unknown, at: string): PolicyMatch {
-  const o = object(v, at);
-  checkKeys(o, at, [...STRING_MATCH_KEYS, ...IP_MATCH_KEYS, ...PORT_MATCH_KEYS]);
-  const out: Record<string, readonly string[] | readonly number[]> = {};
-  for (const k of STRING_MATCH_KEYS) if (o[k] !== undefined) out[k] = list(o[k], `${at}.${k}`).map((s, i) => str(s, `${at}.${k}[${i}]`));
-  for (const k of IP_MATCH_KEYS) if (o[k] !== undefined) out[k] = list(o[k], `${at}.${k}`).map((s, i) => cidr(s, `${at}.${k}[${i}]`));
-  for (const k of PORT_MATCH_KEYS) if (o[k] !== undefined) out[k] = list(o[k], `${at}.${k}`).map((p, i) => port(p, `${at}.${k}[${i}]`));
-  return out as PolicyMatch;
-}
-
-// ---- primitives --------------------------------------------------------------------------
-
-function object(v: unknown, at: string): Obj {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new LocalConfigError(at, `expected a mapping, got ${describe(v)}`);
-  return v as Obj;
-}
-
-function list(v: unknown, at: string): unknown[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw new LocalConfigError(at, `expected a list, got ${describe(v)}`);
-  return v;
-}
-
-function str(v: unknown, at: string, allowEmpty = false): string {
-  if (v === undefined) throw new LocalConfigError(at, "is required");
-  if (typeof v !== "string") throw new LocalConfigError(at, `expected a string, got ${describe(v)}`);
-  if (!allowEmpty && v.trim() === "") throw new LocalConfigError(at, "must not be empty");
-  return v;
-}
-
-function bool(v: unknown, at: string): boolean {
-  if (typeof v !== "boolean") throw new LocalConfigError(at, `must be true or false, got ${describe(v)}`);
-  return v;
-}
-
-function oneOf<T extends string>(v: unknown, at: string, allowed: readonly T[]): T {
-  if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
-  throw new LocalConfigError(at, `${JSON.stringify(v)} is not one of ${allowed.join(", ")}`);
-}
-
-function ipAddr(v: unknown, at: string): string {
-  const s = str(v, at);
-  const ip = canonicalIp(s);
-  if (ip === undefined) throw new LocalConfigError(at, `"${s}" is not an IP address`);
-  return ip;
-}
-
-function cidr(v: unknown, at: string): string {
-  const s = str(v, at);
-  const [addr = "", len, ...rest] = s.split("/");
-  const family = isIP(addr);
-  const max = family === 6 ? 128 : 32;
-  if (family === 0 || rest.length > 0 || (len !== undefined && (!/^\d+$/.test(len) || Number(len) > max))) {
-    throw new LocalConfigError(at, `"${s}" is not an IP address or CIDR`);
-  }
-  return s;
-}
-
-function port(v: unknown, at: string): number {
-  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new LocalConfigError(at, `${JSON.stringify(v)} is not a port (0-65535)`);
-  }
-  return n;
-}
-
-function portMap(v: unknown, at: string): Record<string, number> {
-  const o = object(v, at);
-  const out: Record<string, number> = {};
-  for (const [k, target] of Object.entries(o)) {
-    const p = port(k, `${at}["${k}"]`);
-    if (p === 0) throw new LocalConfigError(`${at}["${k}"]`, "service port must not be 0");
-    out[String(p)] = port(target, `${at}["${k}"]`);
+/** A service's `endpoints` (Istio's form of membership) become the workloads' `services` entries. */
+function addEndpoints(workloads: Workload[], services: readonly { service: Service; endpoints: readonly EndpointSpec[] }[]): Workload[] {
+  const byUid = new Map(workloads.map((w, i) => [w.uid, i]));
+  const out = [...workloads];
+  for (const { service: s, endpoints } of services) {
+    const key = serviceKey(s.namespace, s.hostname);
+    for (const e of endpoints) {
+      const i = byUid.get(e.workloadUid);
+      const w = i === undefined ? undefined : out[i];
+      if (i === undefined || w === undefined) throw new LocalConfigError(`${e.at}.workloadUid`, `no workload has uid "${e.workloadUid}"`);
+      const ports = Object.keys(e.ports).length > 0 ? e.ports : { ...s.ports };
+      out[i] = { ...w, services: { ...w.services, [key]: { ...(w.services[key] ?? {}), ...ports } } };
+    }
   }
   return out;
+}
+
+// A workload naming a policy the file does not define would silently lose that policy (a
+// DENY would fail open): refuse the file instead.
+function checkPolicyRefs(workloads: readonly Workload[], policies: readonly AuthzPolicy[]): void {
+  const keys = new Set(policies.map(policyKey));
+  workloads.forEach((w, i) => {
+    w.authorizationPolicies.forEach((k, j) => {
+      if (!keys.has(k)) throw new LocalConfigError(`workloads[${i}].authorizationPolicies[${j}]`, `no policy "${k}" in this file (policies are named "namespace/name")`);
+    });
+  });
+}
+
+function selectorOf(raw: unknown, policy: AuthzPolicy | undefined, at: string): PolicySelector[] {
+  const o = raw as Obj;
+  if (o.selector === undefined || o.selector === null || policy === undefined) return [];
+  if (policy.scope !== "WorkloadSelector") throw new LocalConfigError(`${at}.selector`, `only allowed with scope WorkloadSelector (scope is ${policy.scope})`);
+  const sel = object(o.selector, `${at}.selector`);
+  checkKeys(sel, `${at}.selector`, ["matchLabels"]);
+  return [{ key: policyKey(policy), namespace: policy.namespace, matchLabels: sel.matchLabels === undefined ? {} : stringMap(sel.matchLabels, `${at}.selector.matchLabels`) }];
 }
 
 // servicePort → port name (a DNS label, as Kubernetes requires for named ports); every port
@@ -248,45 +271,12 @@ function dnsLabel(v: unknown, at: string): string {
   return s;
 }
 
-// Fields of ztunnel's own LocalConfig that this data plane does not use (yet): accepted and
-// ignored, so a file written for Istio's ztunnel loads here; anything else is a typo.
-const IGNORED_WORKLOAD_KEYS = [
-  "waypoint",
-  "networkGateway",
-  "networkMode",
-  "workloadName",
-  "workloadType",
-  "canonicalName",
-  "canonicalRevision",
-  "nativeTunnel",
-  "authorizationPolicies",
-  "clusterId",
-  "locality",
-  "capacity",
-  "applicationTunnel",
-];
-const IGNORED_SERVICE_KEYS = ["endpoints", "waypoint", "loadBalancer"];
-
-function checkKeys(o: Obj, at: string, known: readonly string[], ignored: readonly string[] = []): void {
-  for (const k of Object.keys(o)) {
-    if (known.includes(k) || ignored.includes(k)) continue;
-    const hint = closest(k, known);
-    throw new LocalConfigError(at === "" ? k : `${at}.${k}`, `unknown field${hint !== undefined ? ` (did you mean ${hint}?)` : ""}`);
+function reportFields(o: Obj, reasons: Readonly<Record<string, string>>, object_: string, notices: Notices, defaults: Readonly<Record<string, unknown>>): void {
+  for (const [field, reason] of Object.entries(reasons)) {
+    const v = o[field];
+    if (v === undefined || v === null || v === "" || (field in defaults && v === defaults[field])) continue;
+    if ((Array.isArray(v) && v.length === 0) || (typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 0)) continue;
+    if (field === "nativeTunnel" || field === "canonical") bool(v, field);
+    notices.push({ object: object_, field, effect: "not-enforced", reason });
   }
-}
-
-function unique<T extends string | { key: string; at: string }>(items: readonly T[], at: ((i: number) => string) | undefined, what: string): void {
-  const seen = new Set<string>();
-  items.forEach((item, i) => {
-    const key = typeof item === "string" ? item : item.key;
-    const where = typeof item === "string" ? (at?.(i) ?? String(i)) : item.at;
-    if (seen.has(key)) throw new LocalConfigError(where, `duplicate ${what} "${key.replace(/^\//, "")}"`);
-    seen.add(key);
-  });
-}
-
-function describe(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
-  return typeof v === "object" ? "a mapping" : `${typeof v} ${JSON.stringify(v)}`;
 }

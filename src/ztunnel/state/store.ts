@@ -1,6 +1,7 @@
-import { validatePolicies } from "../authz/compile.js";
+import type { Logger } from "../../shared/log.js";
 import { canonicalIp } from "./ip.js";
-import { serviceKey, type Service, type StateData, type StateSnapshot, type Workload } from "./types.js";
+import { withRoutingChecks } from "./routing.js";
+import { EMPTY_STATE, serviceKey, type ConfigNotice, type Service, type StateData, type StateSnapshot, type Workload } from "./types.js";
 
 // The workload/service/policy state with the indexes the proxy looks things up by. The main
 // thread feeds it from a StateSource and posts snapshots to workers; a worker keeps its own
@@ -33,13 +34,18 @@ interface Indexes {
 }
 
 export class WorkloadStore implements StateSink {
-  private data: StateData = { workloads: [], services: [], policies: [] };
+  private data: StateData = EMPTY_STATE;
   private idx: Indexes = buildIndexes(this.data);
   private ver = 0;
   private origin = "";
   private readonly listeners = new Set<ChangeListener>();
+  private warned = new Set<string>();
 
-  constructor(private readonly random: () => number = Math.random) {}
+  /** `log` (main thread): each new notice is warned about once. */
+  constructor(
+    private readonly random: () => number = Math.random,
+    private readonly log?: Logger,
+  ) {}
 
   get version(): number {
     return this.ver;
@@ -55,24 +61,37 @@ export class WorkloadStore implements StateSink {
   }
 
   /**
-   * A new state from a source. Its authorization policies are validated first: an invalid set
-   * throws AuthzPolicyError and the current state stays (the source logs why).
+   * A new state from a source, already validated by it (each source validates where its input
+   * enters). Workloads and services whose routing we cannot honour are marked fail-closed here,
+   * once for every source (routing.ts).
    */
   replace(data: StateData, origin: string): void {
-    validatePolicies(data.policies);
-    this.install(data, this.ver + 1, origin);
+    const checked = withRoutingChecks(data);
+    this.warnOnce(checked.notices);
+    this.install(checked, this.ver + 1, origin);
   }
 
   /** Worker side: adopts a snapshot unless it is older than what we already have. */
   applySnapshot(snap: StateSnapshot): boolean {
     if (snap.version <= this.ver) return false;
-    this.install({ workloads: snap.workloads, services: snap.services, policies: snap.policies }, snap.version, "snapshot");
+    this.install({ workloads: snap.workloads, services: snap.services, policies: snap.policies, notices: snap.notices }, snap.version, "snapshot");
     return true;
   }
 
   /** A structured-clone-safe copy of the current state, for postMessage. */
   snapshot(): StateSnapshot {
-    return { version: this.ver, workloads: this.data.workloads, services: this.data.services, policies: this.data.policies };
+    return { version: this.ver, workloads: this.data.workloads, services: this.data.services, policies: this.data.policies, notices: this.data.notices };
+  }
+
+  /** Logs each notice the first time it appears (a notice that goes and comes back is logged again). */
+  private warnOnce(notices: readonly ConfigNotice[]): void {
+    const now = new Set<string>();
+    for (const n of notices) {
+      const key = `${n.object}\u0000${n.field}\u0000${n.effect}\u0000${n.reason}`;
+      now.add(key);
+      if (!this.warned.has(key)) this.log?.warn({ object: n.object, field: n.field, effect: n.effect, reason: n.reason }, "configuration not applied as given");
+    }
+    this.warned = now;
   }
 
   onChange(listener: ChangeListener): () => void {

@@ -1,9 +1,24 @@
+import type { AuthzPolicy } from "../authz/types.js";
+
 // The state ztunnel proxies by: workloads, services and authorization policies, in the shape
 // of ztunnel's LocalConfig (camelCase). Plain data only, so a snapshot can be posted to
-// worker threads (structured clone) unchanged.
+// worker threads (structured clone) unchanged. Policies are the one policy model
+// (authz/types.ts); every source hands this state over already validated.
 
 export type Protocol = "HBONE" | "TCP";
 export type HealthStatus = "Healthy" | "Unhealthy";
+
+export interface NetworkAddress {
+  readonly network: string;
+  readonly address: string;
+}
+
+/** istio.workload.GatewayAddress: a waypoint or a network gateway. */
+export interface GatewayAddress {
+  readonly destination: { readonly address: NetworkAddress } | { readonly hostname: { readonly namespace: string; readonly hostname: string } };
+  /** Default 15008. */
+  readonly hboneMtlsPort: number;
+}
 
 export interface Workload {
   readonly uid: string;
@@ -19,14 +34,24 @@ export interface Workload {
   readonly status: HealthStatus;
   /** "namespace/hostname" → { servicePort: targetPort } (ztunnel's LocalWorkload.services). */
   readonly services: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Pod labels (Kubernetes mode, or written in the local file): selectors and metrics. */
+  readonly labels: Readonly<Record<string, string>>;
   /** The pod's DNS hostname (spec.hostname): `<hostname>.<headless service host>` resolves to it. */
   readonly hostname?: string;
+  /** WorkloadSelector policies that apply to this workload, `namespace/name` keys. */
+  readonly authorizationPolicies: readonly string[];
+  /** Traffic to this workload must go through this waypoint (see routing.ts). */
+  readonly waypoint?: GatewayAddress | undefined;
+  /** This workload is reached through this gateway (another network; see routing.ts). */
+  readonly networkGateway?: GatewayAddress | undefined;
+  /**
+   * Set by the store (routing.ts) when a field we do not honour changes where traffic to this
+   * workload must go: every connection to it is refused with this reason.
+   */
+  readonly failClosed?: string | undefined;
 }
 
-export interface Vip {
-  readonly network: string;
-  readonly address: string;
-}
+export type Vip = NetworkAddress;
 
 export interface Service {
   readonly name: string;
@@ -40,40 +65,34 @@ export interface Service {
   readonly portNames?: Readonly<Record<string, string>>;
   /** Single-stack services answer only A or only AAAA (ztunnel's ipFamilies); absent: both. */
   readonly ipFamilies?: "IPv4" | "IPv6";
+  readonly waypoint?: GatewayAddress | undefined;
+  /** Load-balancing mode when it changes where traffic may go (Strict, Passthrough). */
+  readonly loadBalancerMode?: string | undefined;
+  /** As Workload.failClosed, for connections addressed to the service. */
+  readonly failClosed?: string | undefined;
 }
 
-export type PolicyScope = "Global" | "Namespace" | "WorkloadSelector";
-export type PolicyAction = "Allow" | "Deny" | "Audit";
-
-/** One match of ztunnel's Authorization rules; every field is optional. */
-export interface PolicyMatch {
-  readonly namespaces?: readonly string[];
-  readonly notNamespaces?: readonly string[];
-  readonly principals?: readonly string[];
-  readonly notPrincipals?: readonly string[];
-  readonly sourceIps?: readonly string[];
-  readonly notSourceIps?: readonly string[];
-  readonly destinationIps?: readonly string[];
-  readonly notDestinationIps?: readonly string[];
-  readonly destinationPorts?: readonly number[];
-  readonly notDestinationPorts?: readonly number[];
-}
-
-/** rules: OR of rules, each an AND of clauses, each an OR of matches (ztunnel's nesting). */
-export interface Policy {
-  readonly name: string;
-  readonly namespace: string;
-  readonly scope: PolicyScope;
-  readonly action: PolicyAction;
-  readonly rules: readonly (readonly (readonly PolicyMatch[])[])[];
-  /** Evaluated and logged, never enforced. */
-  readonly dryRun?: boolean;
+/**
+ * Something a source gave that we do not act on as given (DESIGN §14: nothing is dropped
+ * silently). Shown in config_dump; each is logged once as a warning.
+ *  - not-enforced: accepted, changes nothing we do (e.g. locality, canonicalName).
+ *  - fails-closed: would change where traffic goes; the object refuses traffic instead.
+ *  - translated: a policy enforced in a stricter form (L7 rules at L4, CUSTOM).
+ *  - dropped: not applied at all, and dropping it cannot widen access (AUDIT).
+ */
+export interface ConfigNotice {
+  /** e.g. `workload default/web`, `policy default/deny-admin`. */
+  readonly object: string;
+  readonly field: string;
+  readonly effect: "not-enforced" | "fails-closed" | "translated" | "dropped";
+  readonly reason: string;
 }
 
 export interface StateData {
   readonly workloads: readonly Workload[];
   readonly services: readonly Service[];
-  readonly policies: readonly Policy[];
+  readonly policies: readonly AuthzPolicy[];
+  readonly notices: readonly ConfigNotice[];
 }
 
 /** What the main thread posts to workers; `version` only ever grows. */
@@ -84,3 +103,5 @@ export interface StateSnapshot extends StateData {
 export function serviceKey(namespace: string, hostname: string): string {
   return `${namespace}/${hostname}`;
 }
+
+export const EMPTY_STATE: StateData = Object.freeze({ workloads: [], services: [], policies: [], notices: [] });

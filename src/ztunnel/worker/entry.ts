@@ -46,14 +46,15 @@ const deps = {
   fdClosed: (fd: number) => post({ t: "fdClosed", fd }),
 };
 
-/** A new snapshot; if its policies differ, every open inbound connection is judged again. */
+/**
+ * A new snapshot: open inbound connections are judged again (policies, a workload's
+ * `authorizationPolicies` or its fail-closed state may have changed); denied ones are closed.
+ */
 function applyState(snapshot: StateSnapshot): void {
-  const before = JSON.stringify(store.state.policies);
   if (!store.applySnapshot(snapshot)) return;
-  if (JSON.stringify(store.state.policies) === before) return;
   let closed = 0;
   for (const p of pods.values()) closed += p.recheck();
-  log.info({ version: snapshot.version, closed }, "policies changed; open connections re-checked");
+  if (closed > 0) log.info({ version: snapshot.version, closed }, "state changed; open connections re-checked");
 }
 
 async function addPod(msg: Extract<ToWorker, { t: "addPod" }>): Promise<void> {

@@ -148,22 +148,21 @@ export class PodProxy {
   }
 
   /**
-   * Policies changed: every open inbound connection is judged again with its original peer
-   * identity and addresses; the ones now denied are closed. Returns how many were closed.
+   * The state changed (policies, or the workloads they apply to): every open inbound
+   * connection is judged again by the engine's own re-check, with its original peer identity
+   * and addresses against this pod's current workload; the ones now denied are closed.
+   * Returns how many were closed.
    */
   recheck(): number {
     const self = this.deps.store.workloadByUid(this.spec.uid);
-    let closed = 0;
-    for (const c of [...this.open]) {
-      if (c.authz === undefined) continue;
-      const d = this.deps.authorizer.check({ sourceIdentity: c.sourceIdentity, ...c.authz, ...(self !== undefined ? { destination: self } : {}) });
-      if (d.allow) continue;
-      closed++;
+    const inbound = [...this.open].filter((c) => c.authz !== undefined);
+    const denied = this.deps.authorizer.recheck(inbound, (c) => ({ sourceIdentity: c.sourceIdentity, ...(c.authz ?? { sourceIp: "", destinationIp: "", destinationPort: 0 }), ...(self !== undefined ? { destination: self } : {}) }));
+    for (const { connection: c, decision: d } of denied) {
       this.open.delete(c);
       this.deps.log.info({ pod: `${this.spec.namespace}/${this.spec.name}`, src: c.src, dst: c.dst, policy: d.policy, reason: d.reason }, "open connection denied by the new policies; closing it");
       c.close(`denied after a policy change: ${d.reason}`);
     }
-    return closed;
+    return denied.length;
   }
 
   /** Open connections as config_dump shows them. */
