@@ -10,7 +10,7 @@ import type { Service, StateData, Workload } from "../../src/ztunnel/state/types
 function wl(name: string, ns: string, ips: string[], extra: Partial<Workload> = {}): Workload {
   return {
     uid: `${ns}/${name}`, name, namespace: ns, serviceAccount: "default", trustDomain: "cluster.local", workloadIps: ips,
-    protocol: "HBONE", node: "n0", network: "", status: "Healthy", services: {}, ...extra,
+    protocol: "HBONE", node: "n0", network: "", status: "Healthy", services: {}, labels: {}, authorizationPolicies: [], ...extra,
   };
 }
 
@@ -38,6 +38,7 @@ const state: StateData = {
     wl("anon", "ns1", ["10.0.0.8"], { services: { "ns1/db.ns1.svc.cluster.local": {} } }),
   ],
   policies: [],
+  notices: [],
 };
 
 const dir = new DnsDirectory(state);

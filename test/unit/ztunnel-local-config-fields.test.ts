@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { AuthzEngine } from "../../src/ztunnel/authz/index.js";
 import { LocalConfigError, parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { WorkloadStore } from "../../src/ztunnel/state/store.js";
-import { planOutbound } from "../../src/ztunnel/worker/resolve.js";
+import { routeOutbound } from "../../src/ztunnel/worker/outbound-route.js";
 import { makeIdentity } from "../../src/ztunnel/tls/identity.js";
 
 // Issue 21 item 7 / issue 15 items 2 and 4: Istio's own local config loads unchanged; every
@@ -59,10 +59,10 @@ describe("every LocalConfig field is honoured, reported or fails closed", () => 
   it("reports each field it does not act on, once per object and field", () => {
     const web = store.state.notices.filter((n) => n.object === "workload shop/web").map((n) => n.field);
     expect(web.sort()).toEqual(
-      ["applicationTunnel", "canonicalName", "canonicalRevision", "capacity", "clusterId", "hostname", "locality", "nativeTunnel", "networkMode", "workloadName", "workloadType"].sort(),
+      ["applicationTunnel", "canonicalName", "canonicalRevision", "capacity", "clusterId", "locality", "nativeTunnel", "networkMode", "workloadName", "workloadType"].sort(),
     );
     const svc = store.state.notices.filter((n) => n.object === "service shop/web.shop.svc.cluster.local").map((n) => n.field);
-    expect(svc.sort()).toEqual(['endpoints["cluster1//v1/Pod/shop/db"].status', "canonical", "ipFamilies", "loadBalancer", "subjectAltNames"].sort());
+    expect(svc.sort()).toEqual(['endpoints["cluster1//v1/Pod/shop/db"].status', "canonical", "loadBalancer", "subjectAltNames"].sort());
     for (const n of store.state.notices) expect(n.reason.length).toBeGreaterThan(10);
   });
 
@@ -80,7 +80,7 @@ describe("every LocalConfig field is honoured, reported or fails closed", () => 
     expect(by("web")?.failClosed).toBeUndefined();
     // Outbound to them is refused, with the reason.
     const refused = (ip: string, port: number) => {
-      const plan = planOutbound(store, { ip, port });
+      const plan = routeOutbound({ store, dst: { ip, port } });
       return plan.t === "refuse" ? plan.error.message : plan.t;
     };
     expect(refused("10.1.0.11", 5432)).toMatch(/waypoint/);

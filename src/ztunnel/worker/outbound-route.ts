@@ -31,13 +31,24 @@ export const refuseSelfLoop: OutboundPolicyStep = (plan, { dst }) => {
   return plan;
 };
 
+/**
+ * A destination the store marked fail-closed (state/routing.ts: a waypoint, network gateway or
+ * load-balancing mode we do not route by) is refused with its reason, never bypassed. Honouring
+ * waypoints replaces this step with one that re-routes the plan through the waypoint.
+ */
+export const refuseUnhonouredRouting: OutboundPolicyStep = (plan, { store, dst }) => {
+  // The service's own reason first: it explains a refusal better than "no healthy endpoint".
+  const reason = store.serviceByVip(dst.ip)?.failClosed ?? (plan.t === "refuse" ? undefined : plan.workload?.failClosed);
+  return reason === undefined ? plan : { t: "refuse", error: new ProxyError("UNKNOWN_DESTINATION", reason) };
+};
+
 /** 127.0.0.0/8 and ::1 (canonical spellings, as the route input carries). */
 function isLoopbackIp(ip: string): boolean {
   return isIP(ip) === 4 ? ip.startsWith("127.") : ip === "::1";
 }
 
 /** The policy steps, in order. */
-export const OUTBOUND_POLICY: readonly OutboundPolicyStep[] = [refuseSelfLoop];
+export const OUTBOUND_POLICY: readonly OutboundPolicyStep[] = [refuseSelfLoop, refuseUnhonouredRouting];
 
 export function routeOutbound(input: RouteInput, policy: readonly OutboundPolicyStep[] = OUTBOUND_POLICY): OutboundPlan {
   let plan = planOutbound(input.store, input.dst);

@@ -35,8 +35,6 @@ export function planOutbound(store: WorkloadStore, dst: Addr): OutboundPlan {
   if (direct !== undefined) return toWorkload(direct, dst, undefined);
   const service = store.serviceByVip(dst.ip);
   if (service !== undefined && service.ports[String(dst.port)] !== undefined) {
-    // A routing field we cannot honour (state/routing.ts): refuse rather than bypass it.
-    if (service.failClosed !== undefined) return { t: "refuse", error: new ProxyError("UNKNOWN_DESTINATION", service.failClosed) };
     const picked = store.pickEndpoint(dst.ip, dst.port);
     if (picked === undefined) {
       return { t: "refuse", error: new ProxyError("NO_HEALTHY_UPSTREAM", `service ${service.hostname} (${dst.ip}:${dst.port}) has no healthy endpoint`) };
@@ -48,7 +46,6 @@ export function planOutbound(store: WorkloadStore, dst: Addr): OutboundPlan {
 }
 
 function toWorkload(w: Workload, target: Addr, service: string | undefined): OutboundPlan {
-  if (w.failClosed !== undefined) return { t: "refuse", error: new ProxyError("UNKNOWN_DESTINATION", w.failClosed) };
   if (w.protocol !== "HBONE") return { t: "passthrough", target, workload: w, service };
   return { t: "hbone", hboneAddress: { ip: target.ip, port: HBONE_PORT }, target, identities: [identityOf(w)], workload: w, service };
 }

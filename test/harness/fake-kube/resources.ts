@@ -68,6 +68,17 @@ export const RESOURCES = [
     group: "discovery.k8s.io", version: "v1", namespaced: true, statusSubresource: false,
     fields: [], shortNames: [],
   },
+  // Istio's security CRDs (as istioctl installs them: namespaced, with a status subresource).
+  {
+    plural: "authorizationpolicies", singular: "authorizationpolicy", kind: "AuthorizationPolicy", listKind: "AuthorizationPolicyList",
+    group: "security.istio.io", version: "v1", namespaced: true, statusSubresource: true,
+    fields: [], shortNames: ["ap"],
+  },
+  {
+    plural: "peerauthentications", singular: "peerauthentication", kind: "PeerAuthentication", listKind: "PeerAuthenticationList",
+    group: "security.istio.io", version: "v1", namespaced: true, statusSubresource: true,
+    fields: [], shortNames: ["pa"],
+  },
 ] as const satisfies readonly ResourceInfo[];
 
 export type ResourceName = (typeof RESOURCES)[number]["plural"];
