@@ -1,0 +1,242 @@
+import { EventEmitter } from "node:events";
+import { ErrorCode, errorName } from "./frames.js";
+import type { HeaderField } from "./hpack-table.js";
+
+// One HTTP/2 stream of an H2Connection: not a stream.Duplex, just its state, two bounded queues
+// and the events the relay needs ('data', 'end', 'drain', 'finish', 'close', 'error', and
+// 'response' on the client). Received DATA is handed on as views into the connection's read
+// buffers; while paused it is held here, bounded by the stream window we advertise. Our
+// END_STREAM is a half-close: the peer may keep sending until it sends its own.
+
+/** RFC 9113 §5.1 stream states we can be in (idle/reserved streams never get an object). */
+export type StreamState =
+  | { readonly t: "open" }
+  | { readonly t: "half-closed-local" }
+  | { readonly t: "half-closed-remote" }
+  | { readonly t: "closed"; readonly code: number; readonly by: "end" | "local-reset" | "remote-reset" | "connection" };
+
+export class H2StreamError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What a stream needs from its connection. */
+export interface StreamHost {
+  /** Frame and send what the stream queued, as the windows allow. */
+  flushStream(s: H2Stream): void;
+  sendHeaders(s: H2Stream, headers: readonly HeaderField[], endStream: boolean): void;
+  sendReset(s: H2Stream, code: number): void;
+  /** `n` received bytes were consumed: return them to the peer's windows when due. */
+  consumed(s: H2Stream, n: number): void;
+  /** The stream reached "closed" (forget it). */
+  streamClosed(s: H2Stream): void;
+}
+
+export interface H2StreamEvents {
+  data: [chunk: Buffer];
+  end: [];
+  drain: [];
+  finish: [];
+  close: [];
+  error: [err: H2StreamError];
+  response: [headers: readonly HeaderField[]];
+}
+
+/** Queued outbound bytes past which write() asks the caller to wait for 'drain'. */
+export const STREAM_HIGH_WATER = 512 * 1024;
+
+export class H2Stream extends EventEmitter<H2StreamEvents> {
+  state: StreamState = { t: "open" };
+  /** What the peer lets us send on this stream. */
+  sendWindow: number;
+  /** What we still let the peer send before it must wait for a WINDOW_UPDATE. */
+  recvWindow: number;
+  /** Received and consumed but not yet returned through WINDOW_UPDATE. */
+  recvUnacked = 0;
+  /** The peer's HEADERS arrived (response on the client, request on the server). */
+  headersSeen = false;
+  /** Outbound bytes not yet framed; `out` holds views of what write() got. */
+  readonly out: Buffer[] = [];
+  outBytes = 0;
+  /** end() was called: END_STREAM goes out after the queued bytes. */
+  endQueued = false;
+  /** write() returned false: 'drain' is owed once the queue is short again. */
+  needDrain = false;
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
+  private heldEnd = false;
+  private paused: boolean;
+
+  constructor(
+    readonly id: number,
+    private readonly host: StreamHost,
+    sendWindow: number,
+    recvWindow: number,
+    startPaused: boolean,
+  ) {
+    super();
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+    this.paused = startPaused;
+  }
+
+  /** RST_STREAM code when the stream was reset (either side), else undefined. */
+  get rstCode(): number | undefined {
+    const s = this.state;
+    return s.t === "closed" && s.by !== "end" ? s.code : undefined;
+  }
+
+  get closed(): boolean {
+    return this.state.t === "closed";
+  }
+
+  get destroyed(): boolean {
+    return this.state.t === "closed";
+  }
+
+  get writableEnded(): boolean {
+    return this.endQueued;
+  }
+
+  get writableLength(): number {
+    return this.outBytes;
+  }
+
+  get readableLength(): number {
+    return this.heldBytes;
+  }
+
+  get localEnded(): boolean {
+    const t = this.state.t;
+    return t === "half-closed-local" || t === "closed";
+  }
+
+  get remoteEnded(): boolean {
+    const t = this.state.t;
+    return t === "half-closed-remote" || t === "closed";
+  }
+
+  /** Queues bytes (no copy: the buffer must not be reused). False: wait for 'drain'. */
+  write(chunk: Buffer): boolean {
+    if (this.endQueued || this.closed) return false;
+    if (chunk.length > 0) {
+      this.out.push(chunk);
+      this.outBytes += chunk.length;
+      this.host.flushStream(this);
+    }
+    const ok = this.outBytes < STREAM_HIGH_WATER;
+    if (!ok) this.needDrain = true;
+    return ok;
+  }
+
+  /** Half-close: END_STREAM after whatever is queued. */
+  end(chunk?: Buffer): void {
+    if (chunk !== undefined) this.write(chunk);
+    if (this.endQueued || this.closed) return;
+    this.endQueued = true;
+    this.host.flushStream(this);
+  }
+
+  /** Server side: the response HEADERS. */
+  respond(headers: readonly HeaderField[], endStream = false): void {
+    if (this.closed || this.localEnded) return;
+    this.host.sendHeaders(this, headers, endStream);
+    if (endStream) {
+      this.endQueued = true;
+      this.localEndSent();
+    }
+  }
+
+  /** RST_STREAM with `code` (CANCEL by default) and close now. */
+  close(code: number = ErrorCode.CANCEL): void {
+    if (this.closed) return;
+    this.host.sendReset(this, code);
+    this.toClosed(code, "local-reset");
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    // Deliver what arrived while paused, unless the consumer pauses again meanwhile.
+    while (!this.paused && this.held.length > 0) {
+      const c = this.held.shift() as Buffer;
+      this.heldBytes -= c.length;
+      this.deliver(c);
+    }
+    if (!this.paused && this.heldEnd) {
+      this.heldEnd = false;
+      this.emit("end");
+    }
+  }
+
+  // ---- called by the connection ----
+
+  /** @internal */
+  receiveData(chunk: Buffer): void {
+    if (this.paused || this.held.length > 0) {
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+      return;
+    }
+    this.deliver(chunk);
+  }
+
+  /** @internal the peer's END_STREAM. */
+  receiveEnd(): void {
+    const t = this.state.t;
+    if (t === "open") this.state = { t: "half-closed-remote" };
+    else if (t === "half-closed-local") this.toClosed(ErrorCode.NO_ERROR, "end");
+    if (this.paused || this.held.length > 0) this.heldEnd = true;
+    else this.emit("end");
+  }
+
+  /** @internal our END_STREAM went out. */
+  localEndSent(): void {
+    const t = this.state.t;
+    if (t === "open") this.state = { t: "half-closed-local" };
+    else if (t === "half-closed-remote") this.toClosed(ErrorCode.NO_ERROR, "end");
+    this.emit("finish");
+  }
+
+  /** @internal reset by the peer, or the connection went away. */
+  receiveReset(code: number, by: "remote-reset" | "connection", why?: string): void {
+    if (this.closed) return;
+    this.toClosed(code, by);
+    if (code !== ErrorCode.NO_ERROR || by === "connection") {
+      const what = by === "connection" ? `connection closed${why !== undefined ? ` (${why})` : ""}` : "stream reset by peer";
+      this.emit("error", new H2StreamError(code, `HTTP/2 ${what}: ${errorName(code)}`));
+    }
+  }
+
+  /** @internal the bytes the peer may still send were read into our buffers. */
+  get heldEnded(): boolean {
+    return this.heldEnd;
+  }
+
+  private deliver(chunk: Buffer): void {
+    this.host.consumed(this, chunk.length);
+    this.emit("data", chunk);
+  }
+
+  private toClosed(code: number, by: "end" | "local-reset" | "remote-reset" | "connection"): void {
+    if (this.state.t === "closed") return;
+    this.state = { t: "closed", code, by };
+    this.out.length = 0;
+    this.outBytes = 0;
+    if (by !== "end") {
+      this.held.length = 0;
+      this.heldBytes = 0;
+    }
+    this.host.streamClosed(this);
+    // After the current frame's handlers: 'close' is always the last event.
+    queueMicrotask(() => this.emit("close"));
+  }
+}
