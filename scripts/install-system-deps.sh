@@ -31,7 +31,8 @@ provide conntrack conntrack
 provide tcpdump tcpdump
 provide tshark tshark
 provide busybox-static /bin/busybox busybox
-provide nghttp2-client nghttp
+provide nghttp2-client nghttp h2load
+provide nghttp2-server nghttpd
 provide g++ g++
 provide gcc gcc
 provide make make

@@ -22,7 +22,7 @@ import {
 import { HpackDecoder } from "./hpack-decoder.js";
 import { HpackEncoder } from "./hpack-encoder.js";
 import type { HeaderField } from "./hpack-table.js";
-import { Receiver } from "./receiver.js";
+import { Receiver, type ReceiverHost } from "./receiver.js";
 import { CorkedWriter } from "./corked-writer.js";
 import { DEFAULT_PEER_SETTINGS, localSettingsList, type PeerSettings } from "./settings.js";
 import { H2ConnectionError, type ConnState, type H2ConnectionEvents, type H2ConnectionOptions } from "./connection-types.js";
@@ -42,7 +42,7 @@ const SOCKET_HIGH_WATER = 1024 * 1024;
 /** Control frames (PING/SETTINGS acks, resets) a peer may make us queue behind a stuck socket. */
 const MAX_QUEUED_CONTROL = 4 * 1024 * 1024;
 
-export class H2Connection extends EventEmitter<H2ConnectionEvents> implements StreamHost {
+export class H2Connection extends EventEmitter<H2ConnectionEvents> implements StreamHost, ReceiverHost {
   state: ConnState = { t: "open" };
   readonly peer: PeerSettings = { ...DEFAULT_PEER_SETTINGS };
   remoteSettingsSeen = false;
@@ -98,6 +98,11 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
 
   get closed(): boolean {
     return this.state.t === "closed";
+  }
+
+  /** Input bytes held waiting for the rest of a frame (at most one frame). */
+  get bufferedInput(): number {
+    return this.reader.pendingBytes;
   }
 
   /** Streams open now (either side). */
@@ -247,7 +252,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     const s = this.streams.get(streamId);
     if (s !== undefined) {
       s.close(code);
-      s.emit("error", new H2StreamError(code, `HTTP/2 stream error ${errorName(code)}: ${why}`));
+      s.fail(new H2StreamError(code, `HTTP/2 stream error ${errorName(code)}: ${why}`));
     } else {
       this.writeControl(rstStreamFrame(streamId, code));
     }
@@ -258,6 +263,11 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     const s = new H2Stream(id, this, this.peer.initialWindowSize, this.opts.settings.initialWindowSize, true);
     this.streams.set(id, s);
     return s;
+  }
+
+  /** @internal a request arrived (server). */
+  newPeerStream(s: H2Stream, headers: readonly HeaderField[]): void {
+    this.emit("stream", s, headers);
   }
 
   /** @internal whether `id` is a stream we could have opened (and may since have closed). */

@@ -1,10 +1,10 @@
-import type { H2Connection } from "./connection.js";
+import type { ConnState, H2ConnectionOptions } from "./connection-types.js";
 import type { FrameSink } from "./frame-reader.js";
 import { ErrorCode, Flag, FrameType, H2ProtocolError, MAX_WINDOW } from "./frames.js";
-import { HpackError } from "./hpack-decoder.js";
+import { HpackError, type HpackDecoder } from "./hpack-decoder.js";
 import type { HeaderField } from "./hpack-table.js";
 import { field, malformed } from "./headers.js";
-import { applySettings } from "./settings.js";
+import { applySettings, type PeerSettings } from "./settings.js";
 import type { H2Stream } from "./stream.js";
 
 // The receive side of an H2Connection: frame-by-frame checks of RFC 9113 §6 with the error
@@ -23,13 +23,37 @@ interface PendingBlock {
   frames: number;
 }
 
+/** The connection as the receiver sees it. */
+export interface ReceiverHost {
+  readonly opts: H2ConnectionOptions;
+  readonly state: ConnState;
+  readonly streams: ReadonlyMap<number, H2Stream>;
+  readonly peer: PeerSettings;
+  readonly decoder: HpackDecoder;
+  readonly maxHeaderBlock: number;
+  readonly activeStreams: number;
+  recvWindow: number;
+  sendWindow: number;
+  lastPeerStreamId: number;
+  isOwnStreamId(id: number): boolean;
+  openPeerStream(id: number): H2Stream;
+  newPeerStream(s: H2Stream, headers: readonly HeaderField[]): void;
+  streamError(streamId: number, code: number, why: string): void;
+  consumed(s: H2Stream, n: number): void;
+  consumedConnectionOnly(n: number): void;
+  onPing(payload: Buffer, ack: boolean): void;
+  onGoaway(lastStreamId: number, code: number): void;
+  onPeerSettings(): void;
+  onWindowUpdate(): void;
+}
+
 export class Receiver implements FrameSink {
   private block: PendingBlock | undefined;
   /** Where the DATA frame being read goes: a stream, or nowhere (its bytes only count). */
   private dataTarget: H2Stream | undefined;
   private settingsSeen = false;
 
-  constructor(private readonly c: H2Connection) {}
+  constructor(private readonly c: ReceiverHost) {}
 
   // END_STREAM is acted on at the frame's end (onDataEnd).
   onDataStart(_flags: number, streamId: number, length: number): void {
@@ -186,17 +210,19 @@ export class Receiver implements FrameSink {
     if (c.state.t !== "open") return c.streamError(id, ErrorCode.REFUSED_STREAM, "connection is closing");
     const max = c.opts.settings.maxConcurrentStreams ?? Infinity;
     if (c.activeStreams >= max) return c.streamError(id, ErrorCode.REFUSED_STREAM, `more than ${max} concurrent streams`);
+    const bad = decoded.oversize ? undefined : malformed(decoded.headers, "request");
+    if (bad !== undefined) return c.streamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${bad}`);
     const s = c.openPeerStream(id);
     s.headersSeen = true;
     if (decoded.oversize) {
-      // RFC 9113 §10.5.1: answer 431 rather than drop the connection (HPACK stayed in step).
+      // RFC 9113 §10.5.1: answer 431 rather than drop the connection (HPACK stayed in step),
+      // then RST_STREAM(NO_ERROR): the request body is not wanted (§8.1).
       s.respond([[":status", "431"]], true);
+      s.close(ErrorCode.NO_ERROR);
       return;
     }
-    const bad = malformed(decoded.headers, "request");
-    if (bad !== undefined) return c.streamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${bad}`);
     if (b.endStream) s.receiveEnd();
-    c.emit("stream", s, decoded.headers);
+    c.newPeerStream(s, decoded.headers);
   }
 
   /** A response on our stream, or trailers on either side. */

@@ -212,13 +212,18 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     this.toClosed(code, by);
     if (code !== ErrorCode.NO_ERROR || by === "connection") {
       const what = by === "connection" ? `connection closed${why !== undefined ? ` (${why})` : ""}` : "stream reset by peer";
-      this.emit("error", new H2StreamError(code, `HTTP/2 ${what}: ${errorName(code)}`));
+      this.fail(new H2StreamError(code, `HTTP/2 ${what}: ${errorName(code)}`));
     }
   }
 
   /** @internal the bytes the peer may still send were read into our buffers. */
   get heldEnded(): boolean {
     return this.heldEnd;
+  }
+
+  /** @internal 'error' for whoever listens; a stream nobody took yet just closes. */
+  fail(err: H2StreamError): void {
+    if (this.listenerCount("error") > 0) this.emit("error", err);
   }
 
   private deliver(chunk: Buffer): void {
