@@ -123,7 +123,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     if (!this.canOpenStream()) throw new H2ConnectionError(ErrorCode.REFUSED_STREAM, "no new stream possible on this connection", "local");
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const s = new H2Stream(id, this, this.peer.initialWindowSize, this.opts.settings.initialWindowSize, false);
+    const s = new H2Stream(id, this, this.peer.initialWindowSize, this.opts.settings.initialWindowSize);
     this.streams.set(id, s);
     this.sendHeaders(s, headers, false);
     return s;
@@ -258,9 +258,9 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     }
   }
 
-  /** @internal our own stream on the server; started paused until the handler resumes it. */
+  /** @internal a stream the peer opened (server). */
   openPeerStream(id: number): H2Stream {
-    const s = new H2Stream(id, this, this.peer.initialWindowSize, this.opts.settings.initialWindowSize, true);
+    const s = new H2Stream(id, this, this.peer.initialWindowSize, this.opts.settings.initialWindowSize);
     this.streams.set(id, s);
     return s;
   }

@@ -69,19 +69,18 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
   private heldEnd = false;
-  private paused: boolean;
+  /** Like a Readable: nothing is emitted until the consumer calls resume(). */
+  private paused = true;
 
   constructor(
     readonly id: number,
     private readonly host: StreamHost,
     sendWindow: number,
     recvWindow: number,
-    startPaused: boolean,
   ) {
     super();
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
-    this.paused = startPaused;
   }
 
   /** RST_STREAM code when the stream was reset (either side), else undefined. */
