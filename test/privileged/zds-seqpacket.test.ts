@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, statSync, writeFileSync, mkdirSync, lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from "vitest";
 import { NetnsHandle, SeqpacketServer, SeqpacketSocket, closeFd, sameNetns } from "../../src/native/index.js";
 import { rootLogger } from "../../src/shared/log.js";
 import { decodeRequest, decodeResponse, encodeRequest, type WorkloadInfo, type ZdsRequest } from "../../src/zds/codec.js";
@@ -17,6 +17,12 @@ import { openFdCount, RawSeq } from "../fixtures/zds-raw-seqpacket.js";
 const info = (name: string): WorkloadInfo => ({ name, namespace: "ns", serviceAccount: "sa" });
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
+// Polls cond on the event loop until it holds or timeoutMs passes (the caller then asserts).
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+}
+
 describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
   const id = runId();
   const nsA = `zds${id}a`;
@@ -27,7 +33,7 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
   let idA: { dev: bigint; ino: bigint };
   let idB: { dev: bigint; ino: bigint };
   const toClose: { close(): void | Promise<void> }[] = [];
-  let fdBaseline = 0;
+  let fdBaseline: number | undefined;
 
   const identityOfFd = (fd: number): { dev: bigint; ino: bigint } => {
     const h = NetnsHandle.fromFd(fd);
@@ -49,12 +55,27 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
     idB = b.identity();
     a.close();
     b.close();
+    // Load the addon, logger and timers once, so a test's fd count compares like with like.
+    const { server: s, path } = server("warm", []);
+    const r = await rawConnect(path);
+    await r.send("0801");
+    await r.nth(0);
+    for (const c of toClose.splice(0).reverse()) await c.close();
+  });
+
+  // Every test, also one run alone, is checked for fd leaks against the count before it.
+  beforeEach(() => {
+    fdBaseline = openFdCount();
   });
 
   afterEach(async () => {
     for (const c of toClose.splice(0).reverse()) await c.close();
-    await new Promise((r) => setTimeout(r, 20)); // native close callbacks run on the loop
-    if (fdBaseline > 0) expect(openFdCount()).toBe(fdBaseline);
+    const baseline = fdBaseline;
+    fdBaseline = undefined;
+    expect(baseline, "fd baseline not taken: beforeEach did not run").toBeDefined();
+    // Native close callbacks run on the loop: wait until the count settles (or time out).
+    await waitUntil(() => openFdCount() === baseline, 2000);
+    expect(openFdCount()).toBe(baseline);
   });
 
   afterAll(async () => {
@@ -80,18 +101,6 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
     toClose.push({ close: () => sock.close() });
     return raw;
   }
-
-  it("warms up and records the fd baseline", async () => {
-    // Load the addon, logger and timers once so later counts compare like with like.
-    const { server: s, path } = server("warm", []);
-    const r = await rawConnect(path);
-    await r.send("0801");
-    await r.nth(0);
-    s.close();
-    r.sock.close();
-    await new Promise((res) => setTimeout(res, 50));
-    fdBaseline = openFdCount();
-  });
 
   it("creates the socket directory 0700, replaces a stale socket, refuses a non-socket file", async () => {
     const path = sockPath("perm");

@@ -5,6 +5,14 @@ import { hex } from "../fixtures/zds-memory.js";
 
 const info = { name: "p", namespace: "ns", serviceAccount: "sa" };
 
+// Buffer.from(h, "hex") silently drops a trailing odd nibble and stops at the first non-hex
+// character: a mistyped vector would test something else. These throw instead.
+function fromHex(h: string): Buffer {
+  if (h.length % 2 !== 0) throw new Error(`hex vector "${h}" has odd length`);
+  if (!/^[0-9a-f]*$/i.test(h)) throw new Error(`hex vector "${h}" is not hex`);
+  return Buffer.from(h, "hex");
+}
+
 describe("ZDS wire vectors (Istio byte compatibility)", () => {
   it("hello V1 is 08 01", () => expect(hex(encodeHello())).toBe("0801"));
   it("success ack is 0a 00", () => expect(hex(encodeAck())).toBe("0a00"));
@@ -30,27 +38,37 @@ describe("ZDS decoding", () => {
   });
 
   it("reports an Add without workload_info as info undefined", () => {
-    expect(decodeRequest(Buffer.from("0a030a0175", "hex"))).toEqual({ type: "add", uid: "u", info: undefined });
+    expect(decodeRequest(fromHex("0a030a0175"))).toEqual({ type: "add", uid: "u", info: undefined });
   });
 
   it("skips unknown fields (forward compatibility)", () => {
     // Del{"abc"} plus an unknown varint field 9 inside DelWorkload and at the top level.
-    expect(decodeRequest(Buffer.from("1207120361626348014801", "hex"))).toEqual({ type: "del", uid: "abc" });
+    expect(decodeRequest(fromHex("1207120361626348014801"))).toEqual({ type: "del", uid: "abc" });
   });
 
+  // Each vector names the check it exercises, so a vector that fails for another reason (a typo
+  // in its hex, say) cannot pass in its place.
   it.each([
-    ["empty request", ""],
-    ["two payloads", "1a001a00"],
-    ["add and del together", "0a030a01751205120361626" + "3"],
-    ["truncated length", "1205120361"],
-    ["wrong wire type for a message field", "1801"],
-    ["wrong wire type for a string", "120208011"],
-    ["invalid UTF-8 in uid", "12041202c328"],
-    ["field number 0", "0000"],
-    ["random bytes", "ffffffffffffffffffff01"],
-    ["end-group wire type", "0c"],
-  ])("rejects %s with a ZdsProtocolError", (_name, h) => {
-    expect(() => decodeRequest(Buffer.from(h.length % 2 ? h + "0" : h, "hex"))).toThrow(ZdsProtocolError);
+    ["empty request", "", /WorkloadRequest carries no payload/],
+    ["two payloads", "1a001a00", /carries 2 payload fields/],
+    ["add and del together", "0a030a0175" + "1205120361626" + "3", /carries 2 payload fields/],
+    ["truncated length", "1205120361", /WorkloadRequest\.del is truncated/],
+    ["wrong wire type for a message field", "1801", /WorkloadRequest\.snapshot_sent has wire type 0, expected 2/],
+    // Del{ uid: varint 1 }: tag 10 is field 2 (uid, a string) with wire type 0.
+    ["wrong wire type for a string", "1202" + "1001", /DelWorkload\.uid has wire type 0, expected 2/],
+    ["invalid UTF-8 in uid", "12041202c328", /DelWorkload\.uid is not valid UTF-8/],
+    ["field number 0", "0000", /field number 0 is invalid/],
+    ["random bytes", "ffffffffffffffffffff01", /invalid varint/],
+    ["end-group wire type", "0c", /has wire type 4/],
+  ])("rejects %s with a ZdsProtocolError", (_name, h, message) => {
+    const bytes = fromHex(h);
+    expect(() => decodeRequest(bytes)).toThrow(ZdsProtocolError);
+    expect(() => decodeRequest(bytes)).toThrow(message);
+  });
+
+  it("test vectors must be whole bytes: odd-length or non-hex strings are refused", () => {
+    expect(() => fromHex("120208011")).toThrow(/odd length/);
+    expect(() => fromHex("12zz")).toThrow(/not hex/);
   });
 
   it("rejects datagrams above 1024 bytes before decoding", () => {
@@ -60,12 +78,12 @@ describe("ZDS decoding", () => {
   });
 
   it("decodes hello and acks", () => {
-    expect(decodeHello(Buffer.from("0801", "hex"))).toEqual({ version: 1 });
+    expect(decodeHello(fromHex("0801"))).toEqual({ version: 1 });
     expect(decodeHello(Buffer.alloc(0))).toEqual({ version: 0 });
-    expect(decodeResponse(Buffer.from("0a00", "hex"))).toEqual({ error: "" });
-    expect(decodeResponse(Buffer.from("0a030a0178", "hex"))).toEqual({ error: "x" });
-    expect(() => decodeResponse(Buffer.from("0801", "hex"))).toThrow(ZdsProtocolError); // hello is not an ack
-    expect(() => decodeHello(Buffer.from("0a00", "hex"))).toThrow(ZdsProtocolError); // ack is not a hello
+    expect(decodeResponse(fromHex("0a00"))).toEqual({ error: "" });
+    expect(decodeResponse(fromHex("0a030a0178"))).toEqual({ error: "x" });
+    expect(() => decodeResponse(fromHex("0801"))).toThrow(ZdsProtocolError); // hello is not an ack
+    expect(() => decodeHello(fromHex("0a00"))).toThrow(ZdsProtocolError); // ack is not a hello
   });
 });
 
