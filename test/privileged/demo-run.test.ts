@@ -34,7 +34,8 @@ function startDemo(root: string, args: string[] = []): { child: ChildProcess; do
 /** Everything a run with this id could have left behind. */
 function leftovers(root: string, stdout: string): string[] {
   const id = /ambient mesh demo ([0-9a-f]{6})/.exec(stdout)?.[1];
-  if (id === undefined) return [];
+  // Without the run id nothing below could be found: fail rather than report "nothing left".
+  if (id === undefined) throw new Error(`no run id ("ambient mesh demo <id>") in the demo's output; cannot check leftovers:\n${stdout}`);
   const found: string[] = [];
   const netns = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
   for (const l of netns.split("\n")) if (l.includes(id)) found.push(`netns ${l}`);

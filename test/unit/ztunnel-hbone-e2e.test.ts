@@ -28,7 +28,10 @@ describe("HBONE end to end on loopback", () => {
     expect(echoed.length).toBe(data.length);
     expect(sha(echoed)).toBe(sha(data));
     expect(seen).toEqual(["127.0.0.5"]);
-    // Both the HBONE transport and the app connection carry TCP keepalive and no Nagle.
+    // Both the HBONE transport and the app connection carry TCP keepalive and no Nagle (and
+    // both connections went through the factories, or the loop below would check nothing).
+    expect(env.clientFactory.connectCalls.length).toBeGreaterThan(0);
+    expect(env.serverFactory.connectCalls.length).toBeGreaterThan(0);
     for (const call of [...env.clientFactory.connectCalls, ...env.serverFactory.connectCalls]) {
       expect(call).toMatchObject({ noDelay: true, keepAlive: { idleSec: 180, intervalSec: 180, count: 9 } });
     }
