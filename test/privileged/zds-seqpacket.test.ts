@@ -8,6 +8,7 @@ import { decodeRequest, decodeResponse, encodeRequest, type WorkloadInfo, type Z
 import { createZdsClient, createZdsServer, type PodEntry, type ZdsServer, type ZdsClient } from "../../src/zds/index.js";
 import { createNetns, deleteNetns, runId } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
+import { waitUntil } from "../harness/wait.js";
 import { RecordingManager } from "../fixtures/zds-memory.js";
 import { openFdCount, RawSeq } from "../fixtures/zds-raw-seqpacket.js";
 
@@ -16,12 +17,6 @@ import { openFdCount, RawSeq } from "../fixtures/zds-raw-seqpacket.js";
 
 const info = (name: string): WorkloadInfo => ({ name, namespace: "ns", serviceAccount: "sa" });
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
-
-// Polls cond on the event loop until it holds or timeoutMs passes (the caller then asserts).
-async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-}
 
 describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
   const id = runId();
@@ -74,8 +69,8 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
     fdBaseline = undefined;
     expect(baseline, "fd baseline not taken: beforeEach did not run").toBeDefined();
     // Native close callbacks run on the loop: wait until the count settles (or time out).
-    await waitUntil(() => openFdCount() === baseline, 2000);
-    expect(openFdCount()).toBe(baseline);
+    await waitUntil(() => openFdCount() === baseline, "the fd count to settle", 2000).catch(() => {});
+    expect(openFdCount(), "fds leaked by this test").toBe(baseline);
   });
 
   afterAll(async () => {

@@ -3,6 +3,7 @@ import type { Server } from "node:http";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { waitUntil } from "../harness/wait.js";
 import { AccessLog } from "../../src/ztunnel/accesslog/access-log.js";
 import { startAdminServer } from "../../src/ztunnel/admin/server.js";
 import { TelemetrySink } from "../../src/ztunnel/inpod/telemetry-sink.js";
@@ -86,7 +87,8 @@ describe("worker telemetry → main thread", () => {
     }
     await new Promise((r) => setImmediate(r));
     expect(got).toHaveLength(0);
-    await new Promise((r) => setTimeout(r, 120));
+    // The first message after the flush delay carries all five closes.
+    await waitUntil(() => got.length > 0, "the coalesced flush");
     expect(got).toHaveLength(1);
     expect(got[0]!.metrics?.series.reduce((n, s) => n + s.closed, 0)).toBe(5);
     // Only the failed connection's summary: successes are not logged at this level.
@@ -100,8 +102,9 @@ describe("worker telemetry → main thread", () => {
     timers.push(t);
     t.accepted();
     t.opened();
-    await new Promise((r) => setTimeout(r, 80));
-    expect(got.some((m) => m.accepted === 1 && m.active === 1 && m.metrics === undefined)).toBe(true);
+    await waitUntil(() => got.length > 0, "a heartbeat");
+    expect(got[0]).toMatchObject({ accepted: 1, active: 1 });
+    expect(got[0]!.metrics).toBeUndefined();
   });
 });
 
