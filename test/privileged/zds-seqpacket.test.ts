@@ -51,7 +51,7 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
     a.close();
     b.close();
     // Load the addon, logger and timers once, so a test's fd count compares like with like.
-    const { server: s, path } = server("warm", []);
+    const { path } = server("warm", []);
     const r = await rawConnect(path);
     await r.send("0801");
     await r.nth(0);
