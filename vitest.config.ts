@@ -9,6 +9,9 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/unit/**/*.test.ts"],
+          // Quiet by default: the output shows results, not log lines. A test that asserts on
+          // logs injects a capturing logger (test/fixtures/log-capture.ts).
+          env: { LOG_LEVEL: "silent" },
           pool: "threads",
           testTimeout: 30_000,
         },

@@ -25,7 +25,7 @@ const REPO = join(import.meta.dirname, "..", "..");
 const PATHS: readonly PathName[] = ["raw", "stunnel", "hbone"];
 const CONN_CONCURRENCY = 8;
 
-rootLogger.level = "warn";
+rootLogger().level = "warn";
 
 function log(s: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);

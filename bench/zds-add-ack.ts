@@ -11,7 +11,7 @@ import { createZdsClient, createZdsServer } from "../src/zds/index.js";
 import type { WorkloadProxyManager } from "../src/zds/index.js";
 
 const count = Number(process.argv[2] ?? 1000);
-rootLogger.level = "warn";
+rootLogger().level = "warn";
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;

@@ -14,7 +14,7 @@ const mibPerConn = Number(process.argv[2] ?? 256);
 const roundTrips = Number(process.argv[3] ?? 2000);
 const SINK_PORT = 9000;
 const ECHO_PORT = 9001;
-rootLogger.level = "warn";
+rootLogger().level = "warn";
 
 interface Result {
   mbps1: number;

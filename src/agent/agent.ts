@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { KubeConfig } from "@kubernetes/client-node";
 import { errorMessage } from "../shared/errors.js";
-import { logger } from "../shared/log.js";
+import { logger, rootLogger, type Logger } from "../shared/log.js";
 import { createZdsServer, ZdsNoConnectionError, type NetnsRef, type ZdsServer } from "../zds/index.js";
 import { CniEventHandler } from "./cni-handler.js";
 import type { AgentConfig } from "./config.js";
@@ -26,10 +26,10 @@ import { PodRedirector, hostRunner, netnsRunner, type CommandRunner, type Iptabl
 import { Verifier, type ZtunnelView } from "./verify/verifier.js";
 import { AdminZtunnelView } from "./verify/ztunnel-admin.js";
 
-const log = logger("agent");
-
 /** Seams for tests (and for running the agent on behalf of another netns). */
 export interface AgentDeps {
+  /** The process root logger; every component logs to a child with its scope (default: the process root). */
+  log?: Logger;
   /** Runs node-side commands (ipset, iptables, backend detection); default: this process. */
   host?: CommandRunner;
   /** The node netns (processes there are hostNetwork, never pods); default /proc/self/ns/net. */
@@ -71,20 +71,24 @@ export class Agent {
   private hostNetns: NetnsRef | undefined;
   private installState = "CNI plugin not installed yet";
   private stopping: Promise<void> | undefined;
+  private readonly log: Logger;
+  private readonly root: Logger;
 
   private constructor(
     readonly config: AgentConfig,
     private readonly deps: AgentDeps,
   ) {
+    this.root = deps.log ?? rootLogger();
+    this.log = logger("agent", this.root);
     const host = deps.host ?? hostRunner();
     this.redirector = new PodRedirector(
       { dnsCapture: config.dnsCapture, ipv6: config.ipv6 },
-      { host, ...(deps.iptablesVariant ? { variant: deps.iptablesVariant } : {}) },
+      { host, log: this.scoped("redirect"), ...(deps.iptablesVariant ? { variant: deps.iptablesVariant } : {}) },
     );
-    this.store = new NetnsPathStore(config.runDir);
+    this.store = new NetnsPathStore(config.runDir, this.scoped("netns-store"));
     this.source = config.inventoryPath
-      ? new InventorySource({ path: config.inventoryPath, ...(deps.inventoryPollMs ? { pollMs: deps.inventoryPollMs } : {}) })
-      : new KubeSource({ kubeConfig: deps.kubeConfig ?? Agent.loadKubeConfig(config), nodeName: config.nodeName });
+      ? new InventorySource({ path: config.inventoryPath, log: this.scoped("inventory"), ...(deps.inventoryPollMs ? { pollMs: deps.inventoryPollMs } : {}) })
+      : new KubeSource({ kubeConfig: deps.kubeConfig ?? Agent.loadKubeConfig(config), nodeName: config.nodeName, log: this.scoped("kube-source") });
     const zdsSink: ZdsSink = {
       podAdded: (uid, info, netns) => (this.zds ? this.zds.podAdded(uid, info, netns) : Promise.reject(new ZdsNoConnectionError())),
       // Before the server exists no ztunnel holds the pod: nothing to delete.
@@ -93,6 +97,7 @@ export class Agent {
     const opener = deps.opener ?? nativeOpener;
     const addrsIn = (path: string): Promise<string[]> => addrsInNetns(netnsRunner(path));
     this.lifecycle = new PodLifecycle({
+      log: this.scoped("pod-lifecycle"),
       zds: zdsSink,
       redirector: this.redirector,
       host: { addPod: (ips) => this.probeSnat?.addPod(ips) ?? Promise.resolve(), removePod: (ips) => this.probeSnat?.removePod(ips) ?? Promise.resolve() },
@@ -104,6 +109,7 @@ export class Agent {
       zdsDeferred: () => this.zds === undefined,
     });
     const finder = new NetnsFinder({
+      log: this.scoped("netns-finder"),
       procRoot: config.procRoot,
       opener,
       hostNetns: () => this.hostNetns,
@@ -112,6 +118,7 @@ export class Agent {
     });
     this.controller = new EnrollmentController(
       {
+        log: this.scoped("enroll"),
         source: this.source,
         lifecycle: this.lifecycle,
         findNetns: (pod) => finder.find(pod),
@@ -123,14 +130,19 @@ export class Agent {
       { decide: this.decideOptions(), retryBaseMs: deps.retryBaseMs ?? 200, retryMaxMs: config.retryMaxBackoffMs, concurrency: 4 },
     );
     this.verifier = new Verifier({
+      log: this.scoped("verifier"),
       lifecycle: this.lifecycle,
       redirector: this.redirector,
       zds: zdsSink,
-      ...(deps.ztunnel ? { ztunnel: deps.ztunnel } : config.ztunnelAdminUrl ? { ztunnel: new AdminZtunnelView(config.ztunnelAdminUrl) } : {}),
+      ...(deps.ztunnel ? { ztunnel: deps.ztunnel } : config.ztunnelAdminUrl ? { ztunnel: new AdminZtunnelView(config.ztunnelAdminUrl, { log: this.scoped("ztunnel-view") }) } : {}),
       intervalMs: config.verifyIntervalMs,
       onRepair: (kind) => this.metrics.verifierRepairs.inc({ kind }),
       onRun: () => this.metrics.verifierRuns.inc(),
     });
+  }
+
+  private scoped(scope: string): Logger {
+    return logger(scope, this.root);
   }
 
   static loadKubeConfig(config: AgentConfig): KubeConfig {
@@ -179,7 +191,7 @@ export class Agent {
   private async run(): Promise<void> {
     const c = this.config;
     await mkdir(c.runDir, { recursive: true, mode: 0o700 });
-    this.health = await startHealthServer({ host: c.httpHost, port: c.httpPort, registry: this.metrics.registry, pending: () => this.pending() });
+    this.health = await startHealthServer({ host: c.httpHost, port: c.httpPort, registry: this.metrics.registry, pending: () => this.pending(), log: this.scoped("agent-http") });
     const opener = this.deps.opener ?? nativeOpener;
     this.hostNetns = opener.open(this.deps.hostNetnsPath ?? "/proc/self/ns/net");
     const variant = await this.redirector.iptablesVariant();
@@ -197,13 +209,14 @@ export class Agent {
     // restarted agent must not drain pods the agent has not rediscovered yet.
     await this.controller.start();
     await this.pruneProbeSet();
-    this.zds = createZdsServer(this.lifecycle, { socketPath: c.zdsSocket, ackTimeoutMs: c.zdsAckTimeoutMs });
+    this.zds = createZdsServer(this.lifecycle, { socketPath: c.zdsSocket, ackTimeoutMs: c.zdsAckTimeoutMs, log: this.scoped("zds-server") });
     this.zds.on("connected", () => this.metrics.ztunnelConnected.set(this.zds?.connectedCount ?? 0));
     this.zds.on("live", () => this.metrics.ztunnelConnected.set(this.zds?.connectedCount ?? 0));
     this.zds.on("disconnected", () => this.metrics.ztunnelConnected.set(this.zds?.connectedCount ?? 0));
     // The snapshot carried every pending pod; finishing them (ipset, annotation) is the queue's job.
     this.zds.on("snapshotSent", () => this.controller.retryPending());
     const handler = new CniEventHandler({
+      log: this.scoped("cni-events"),
       source: this.source,
       lifecycle: this.lifecycle,
       decide: this.decideOptions(),
@@ -216,9 +229,10 @@ export class Agent {
         this.updatePodGauge();
       },
     });
-    this.plugin = await startPluginEventServer({ runDir: c.runDir, handler });
+    this.plugin = await startPluginEventServer({ runDir: c.runDir, handler, log: this.scoped("pluginevent") });
     if (c.cniInstall) {
       this.installer = new CniInstaller({
+        log: this.scoped("cni-install"),
         pluginBinary: c.pluginBinary,
         binDir: c.cniBinDir,
         netDir: c.cniNetDir,
@@ -238,7 +252,7 @@ export class Agent {
     }
     this.verifier.start();
     this.updatePodGauge();
-    log.info({ mode: this.source.kind, enrolled: this.lifecycle.uids().length, zds: c.zdsSocket, http: this.health.port }, "node agent running");
+    this.log.info({ mode: this.source.kind, enrolled: this.lifecycle.uids().length, zds: c.zdsSocket, http: this.health.port }, "node agent running");
   }
 
   /** Drops ipset members of pods that left while the agent was away (after the first pass). */
@@ -248,7 +262,7 @@ export class Agent {
     const stale = (await this.probeSnat.members()).filter((ip) => !keep.has(ip));
     if (stale.length === 0) return;
     await this.probeSnat.removePod(stale);
-    log.info({ removed: stale }, "removed probe ipset entries of pods no longer enrolled");
+    this.log.info({ removed: stale }, "removed probe ipset entries of pods no longer enrolled");
   }
 
   private updatePodGauge(): void {
@@ -271,7 +285,7 @@ export class Agent {
       try {
         await fn();
       } catch (err) {
-        log.warn({ step: what, err: errorMessage(err) }, "shutdown step failed");
+        this.log.warn({ step: what, err: errorMessage(err) }, "shutdown step failed");
       }
     };
     await step("verifier", () => this.verifier.stop());
@@ -282,6 +296,6 @@ export class Agent {
     this.lifecycle.closeAll();
     this.hostNetns?.close();
     await step("http", () => this.health?.close());
-    log.info("node agent stopped");
+    this.log.info("node agent stopped");
   }
 }

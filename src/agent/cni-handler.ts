@@ -1,14 +1,14 @@
 import { errorMessage } from "../shared/errors.js";
-import { logger } from "../shared/log.js";
+import { logger, type Logger } from "../shared/log.js";
 import { decideEnrollment, type DecideOptions } from "./enroll/decide.js";
 import type { PodLifecycle } from "./enroll/lifecycle.js";
 import type { EnrollmentSource } from "./enroll/source.js";
 import type { AddDecision, PluginEventHandler } from "./pluginevent/handler.js";
 import type { CmdAddEvent, CmdDelEvent } from "./pluginevent/wire.js";
 
-const log = logger("cni-events");
-
 export interface CniHandlerDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   source: EnrollmentSource;
   lifecycle: PodLifecycle;
   decide: DecideOptions;
@@ -24,7 +24,10 @@ export interface CniHandlerDeps {
  * tears the sandbox down and retries instead of starting an unprotected pod.
  */
 export class CniEventHandler implements PluginEventHandler {
-  constructor(private readonly deps: CniHandlerDeps) {}
+  private readonly log: Logger;
+  constructor(private readonly deps: CniHandlerDeps) {
+    this.log = deps.log ?? logger("cni-events");
+  }
 
   async onAdd(ev: CmdAddEvent): Promise<AddDecision> {
     let decision: AddDecision;
@@ -73,7 +76,7 @@ export class CniEventHandler implements PluginEventHandler {
       return { outcome: "enrolled" };
     } catch (err) {
       // The sandbox will be torn down: forget it so no snapshot names a dead netns.
-      await lifecycle.unenroll(pod.uid, { podGone: true }).catch((e: unknown) => log.warn({ uid: pod.uid, err: errorMessage(e) }, "rollback after a failed ADD incomplete"));
+      await lifecycle.unenroll(pod.uid, { podGone: true }).catch((e: unknown) => this.log.warn({ uid: pod.uid, err: errorMessage(e) }, "rollback after a failed ADD incomplete"));
       return { outcome: "refused", reason: `pod ${who} could not be added to the ambient mesh: ${errorMessage(err)}` };
     }
   }
@@ -84,7 +87,7 @@ export class CniEventHandler implements PluginEventHandler {
     if (this.deps.source.kind === "kubernetes") return;
     const match = this.deps.lifecycle.all().find((p) => (ev.netns !== "" && p.origin === ev.netns) || (ev.podName !== "" && p.pod.name === ev.podName && (ev.podNamespace === "" || p.pod.namespace === ev.podNamespace)));
     if (!match) return;
-    log.info({ uid: match.pod.uid, pod: ev.podName, containerId: ev.containerId }, "CNI DEL: releasing the pod");
+    this.log.info({ uid: match.pod.uid, pod: ev.podName, containerId: ev.containerId }, "CNI DEL: releasing the pod");
     await this.deps.lifecycle.unenroll(match.pod.uid, { podGone: true });
   }
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // cni-agent: the node agent's entry point (configuration from the environment, see README.md).
 import { errorMessage } from "../shared/errors.js";
-import { logger } from "../shared/log.js";
+import { logger, rootLogger } from "../shared/log.js";
 import { Agent } from "./agent.js";
 import { agentHelp, agentUnknownVariables, loadAgentConfig } from "./config.js";
 import { AgentConfigError } from "./errors.js";
 
-const log = logger("cni-agent");
+// The composition root: one root logger for the process; the agent hands its components children.
+const root = rootLogger();
+const log = logger("cni-agent", root);
 
 async function main(): Promise<number> {
   if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -18,7 +20,7 @@ async function main(): Promise<number> {
     const config = loadAgentConfig();
     const unknown = agentUnknownVariables();
     if (unknown.length > 0) log.warn({ variables: unknown }, "environment variables that look like the agent's are not read by it (see cni-agent --help)");
-    agent = await Agent.start(config);
+    agent = await Agent.start(config, { log: root });
   } catch (err) {
     log.fatal({ err: errorMessage(err), code: (err as { code?: string }).code }, "node agent failed to start");
     return err instanceof AgentConfigError ? 2 : 1;

@@ -45,12 +45,12 @@ export class ZdsClient<H extends NetnsRef = NetnsRef> extends EventEmitter<ZdsCl
     private readonly connect: () => Promise<DatagramConn>,
     private readonly ops: NetnsOps<H>,
     manager: WorkloadProxyManager<H>,
-    options?: Partial<ZdsClientOptions> & { random?: () => number },
+    options?: Partial<ZdsClientOptions> & { random?: () => number; log?: Logger },
   ) {
     super();
-    const { random, ...rest } = options ?? {};
+    const { random, log, ...rest } = options ?? {};
     this.opts = validateOptions("ZdsClient", rest, CLIENT_DEFAULTS);
-    this.log = logger("zds-client");
+    this.log = log ?? logger("zds-client");
     this.backoff = new Backoff(this.opts.initialBackoffMs, this.opts.maxBackoffMs, random);
     this.state = new WorkloadState<H>(manager, this.opts.retryIntervalMs, this.log, () => this.readinessChanged());
   }

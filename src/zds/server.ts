@@ -53,12 +53,13 @@ export class ZdsServer extends EventEmitter<ZdsServerEvents> {
     private readonly listener: DatagramListener,
     private readonly ops: NetnsOps,
     private readonly inventory: PodInventory,
-    options?: Partial<ZdsServerOptions>,
+    options?: Partial<ZdsServerOptions> & { log?: Logger },
   ) {
     super();
-    this.opts = validateOptions("ZdsServer", options, SERVER_DEFAULTS);
+    const { log, ...rest } = options ?? {};
+    this.opts = validateOptions("ZdsServer", rest, SERVER_DEFAULTS);
     if (!Array.isArray(this.opts.allowedUids)) throw new ZdsConfigError("ZdsServer: allowedUids must be an array of uids");
-    this.log = logger("zds-server");
+    this.log = log ?? logger("zds-server");
     listener.onConnection((c) => this.accept(c));
   }
 

@@ -23,7 +23,9 @@ import { CertManager } from "./tls/cert-manager.js";
 // The ztunnel process (DESIGN §1): the main thread runs the ZDS client, the state, the
 // certificates and the admin endpoints; ZTUNNEL_WORKER_THREADS workers run the proxies.
 
-const log = logger("ztunnel");
+// The composition root: the one root logger of the main thread; components get children.
+const root = rootLogger();
+const log = root.child({ scope: "ztunnel" });
 
 const LEVELS: ReadonlySet<string> = new Set(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
 
@@ -40,9 +42,9 @@ async function run(config: ZtunnelConfig): Promise<void> {
   }
   const ca = await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
   // After the CA, so a missing root is reported before a missing state source.
-  const mesh = await selectMeshSource(config);
-  const certs = new CertManager(mesh.issuer(ca));
-  const store = new WorkloadStore(Math.random, logger("ztunnel.state"));
+  const mesh = await selectMeshSource(config, process.env, { log: logger("ztunnel.source", root) });
+  const certs = new CertManager(mesh.issuer(ca), undefined, logger("ztunnel.certs", root));
+  const store = new WorkloadStore(Math.random, logger("ztunnel.state", root));
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),
@@ -74,7 +76,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
 
   const manager = new InPodManager({ pool, store, certs, log, counters: metrics });
   store.onChange(() => void manager.refresh());
-  const zds = createZdsClient(mesh.gate(manager), { socketPath: config.inpodUds });
+  const zds = createZdsClient(mesh.gate(manager), { socketPath: config.inpodUds, log: logger("zds-client", root) });
   let draining = false;
 
   const readiness = new Readiness();
@@ -141,12 +143,12 @@ async function run(config: ZtunnelConfig): Promise<void> {
         quit,
         setLogLevel: (level) => {
           if (!LEVELS.has(level)) throw new Error(`unknown level "${level}": use one of ${[...LEVELS].join(", ")}`);
-          rootLogger.level = level as LevelWithSilent;
+          root.level = level as LevelWithSilent;
           pool.setLogLevel(level);
           log.warn({ level }, "log level changed");
-          return rootLogger.level;
+          return root.level;
         },
-        currentLogLevel: () => rootLogger.level,
+        currentLogLevel: () => root.level,
         listeners: async (namespace, name) => {
           const pod = manager.podNetnsFd(namespace, name);
           if (pod === undefined) return undefined;

@@ -27,7 +27,7 @@ describePrivileged("ZDS fuzz over real SEQPACKET sockets", () => {
   let paths: Record<string, string>;
 
   beforeAll(async () => {
-    rootLogger.level = "silent";
+    rootLogger().level = "silent";
     dir = mkdtempSync(join(tmpdir(), "zds-fuzz-"));
     const a = await createNetns(nsA);
     const b = await createNetns(nsB);

@@ -40,7 +40,7 @@ describePrivileged("ZDS over SOCK_SEQPACKET with pod netns fds", () => {
   };
 
   beforeAll(async () => {
-    rootLogger.level = "warn";
+    rootLogger().level = "warn";
     dir = mkdtempSync(join(tmpdir(), "zds-"));
     pathA = await createNetns(nsA);
     pathB = await createNetns(nsB);

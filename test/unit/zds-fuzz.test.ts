@@ -15,7 +15,7 @@ import { FakeFds, fakeNetnsOps, memoryPair, MemoryListener, RawPeer, RecordingMa
 const RUNS = 10_000;
 
 beforeAll(() => {
-  rootLogger.level = "silent"; // thousands of deliberate protocol errors
+  rootLogger().level = "silent"; // thousands of deliberate protocol errors
 });
 
 async function runClientCase(steps: ClientStep[]): Promise<void> {

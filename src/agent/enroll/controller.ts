@@ -1,13 +1,11 @@
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { NetnsNotFoundError } from "../errors.js";
 import { decideEnrollment, type DecideOptions } from "./decide.js";
 import type { NetnsSource, PodLifecycle } from "./lifecycle.js";
 import { REDIRECTION_ANNOTATION, type PodView } from "./model.js";
 import { RetryQueue } from "./queue.js";
 import type { EnrollmentSource } from "./source.js";
-
-const log = logger("enroll");
 
 export interface ControllerOptions {
   decide: DecideOptions;
@@ -17,6 +15,8 @@ export interface ControllerOptions {
 }
 
 export interface ControllerDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   source: EnrollmentSource;
   lifecycle: PodLifecycle;
   findNetns(pod: PodView): Promise<NetnsSource | undefined>;
@@ -30,6 +30,7 @@ export interface ControllerDeps {
  * mesh" and runs the lifecycle step that closes the gap.
  */
 export class EnrollmentController {
+  private readonly log: Logger;
   readonly queue: RetryQueue;
   private synced = false;
 
@@ -37,7 +38,8 @@ export class EnrollmentController {
     private readonly deps: ControllerDeps,
     private readonly opts: ControllerOptions,
   ) {
-    this.queue = new RetryQueue((uid) => this.reconcile(uid), { baseDelayMs: opts.retryBaseMs, maxDelayMs: opts.retryMaxMs, concurrency: opts.concurrency }, (_k, ok) =>
+    this.log = deps.log ?? logger("enroll");
+    this.queue = new RetryQueue((uid) => this.reconcile(uid), { baseDelayMs: opts.retryBaseMs, maxDelayMs: opts.retryMaxMs, concurrency: opts.concurrency, log: this.log }, (_k, ok) =>
       deps.onReconcile?.(ok),
     );
   }
@@ -52,7 +54,7 @@ export class EnrollmentController {
     this.enqueueAll();
     await this.queue.idle();
     this.synced = true;
-    log.info({ enrolled: this.deps.lifecycle.uids().length }, "initial enrollment pass done");
+    this.log.info({ enrolled: this.deps.lifecycle.uids().length }, "initial enrollment pass done");
   }
 
   enqueueAll(): void {
@@ -81,7 +83,7 @@ export class EnrollmentController {
     const d = decideEnrollment(pod, source.namespaceLabels(pod.namespace), this.opts.decide);
     if (!d.enroll) {
       if (enrolled) {
-        log.info({ uid, pod: `${pod.namespace}/${pod.name}`, reason: d.reason }, "pod leaves the mesh");
+        this.log.info({ uid, pod: `${pod.namespace}/${pod.name}`, reason: d.reason }, "pod leaves the mesh");
         await lifecycle.unenroll(uid, { podGone: false });
       } else if (pod.annotations[REDIRECTION_ANNOTATION] !== undefined && !pod.terminal) {
         await source.setRedirection(pod, undefined); // left over from an earlier agent
@@ -99,13 +101,13 @@ export class EnrollmentController {
       // A pod the API says runs must have a netns here (retry); an inventory pod may simply
       // not be started yet (its CNI ADD or a change will bring it).
       if (pod.ips.length > 0) throw new NetnsNotFoundError(uid, "no process of the pod found (cgroup path with its UID, netns holding its IP)");
-      log.debug({ uid }, "pod not running here (no netns found); waiting for its CNI ADD");
+      this.log.debug({ uid }, "pod not running here (no netns found); waiting for its CNI ADD");
       return;
     }
     try {
       await lifecycle.enroll(pod, netns);
     } catch (err) {
-      log.warn({ uid, pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "enrollment incomplete");
+      this.log.warn({ uid, pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "enrollment incomplete");
       throw err;
     }
   }

@@ -2,15 +2,15 @@ import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { InventoryError } from "../errors.js";
 import { parseInventory, type Inventory } from "./inventory.js";
 import type { PodView } from "./model.js";
 import type { EnrollmentSource } from "./source.js";
 
-const log = logger("inventory");
-
 export interface InventorySourceOptions {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   path: string;
   /** Coalesces bursts of file events (default 100 ms). */
   debounceMs?: number;
@@ -24,6 +24,7 @@ export interface InventorySourceOptions {
  * that fails to parse keeps the previous view and logs why.
  */
 export class InventorySource implements EnrollmentSource {
+  private readonly log: Logger;
   readonly kind = "inventory" as const;
   private current: Inventory = { namespaces: new Map(), pods: [] };
   private lastText: string | undefined;
@@ -33,19 +34,21 @@ export class InventorySource implements EnrollmentSource {
   private onChange: () => void = () => {};
   private lastError: string | undefined;
 
-  constructor(private readonly opts: InventorySourceOptions) {}
+  constructor(private readonly opts: InventorySourceOptions) {
+    this.log = opts.log ?? logger("inventory");
+  }
 
   async start(onChange: () => void): Promise<void> {
     this.onChange = onChange;
     const text = await this.read();
     this.current = parseInventory(text, this.opts.path);
     this.lastText = text;
-    log.info({ file: this.opts.path, pods: this.current.pods.length, namespaces: this.current.namespaces.size }, "inventory loaded");
+    this.log.info({ file: this.opts.path, pods: this.current.pods.length, namespaces: this.current.namespaces.size }, "inventory loaded");
     const name = basename(this.opts.path);
     this.watcher = watch(dirname(this.opts.path), (_ev, file) => {
       if (file === null || file === name) this.schedule();
     });
-    this.watcher.on("error", (err) => log.warn({ err: errorMessage(err) }, "inventory watch failed; relying on polling"));
+    this.watcher.on("error", (err) => this.log.warn({ err: errorMessage(err) }, "inventory watch failed; relying on polling"));
     this.poll = setInterval(() => void this.reload(), this.opts.pollMs ?? 5000);
   }
 
@@ -118,12 +121,12 @@ export class InventorySource implements EnrollmentSource {
     }
     this.lastText = text;
     this.lastError = undefined;
-    log.info({ pods: this.current.pods.length, namespaces: this.current.namespaces.size }, "inventory reloaded");
+    this.log.info({ pods: this.current.pods.length, namespaces: this.current.namespaces.size }, "inventory reloaded");
     this.onChange();
   }
 
   private fail(message: string): void {
-    if (message !== this.lastError) log.error({ err: message }, "inventory not reloaded; keeping the previous one");
+    if (message !== this.lastError) this.log.error({ err: message }, "inventory not reloaded; keeping the previous one");
     this.lastError = message;
   }
 }

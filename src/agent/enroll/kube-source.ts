@@ -1,12 +1,12 @@
 import { ApiException, CoreV1Api, ListWatch, PatchStrategy, Watch, setHeaderOptions, type KubeConfig, type V1Namespace, type V1Pod } from "@kubernetes/client-node";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { REDIRECTION_ANNOTATION, type PodView, type RedirectionState } from "./model.js";
 import type { EnrollmentSource } from "./source.js";
 
-const log = logger("kube-source");
-
 export interface KubeSourceOptions {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   kubeConfig: KubeConfig;
   nodeName: string;
   /** Delay before restarting an informer that stopped on an error (doubles, capped). */
@@ -49,6 +49,7 @@ type Informer<T extends V1Pod | V1Namespace> = ListWatch<T>;
  * with capped backoff (a relist then brings back whatever changed meanwhile).
  */
 export class KubeSource implements EnrollmentSource {
+  private readonly log: Logger;
   readonly kind = "kubernetes" as const;
   private readonly core: CoreV1Api;
   private readonly pods_: Informer<V1Pod>;
@@ -59,6 +60,7 @@ export class KubeSource implements EnrollmentSource {
   private readonly restartTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly opts: KubeSourceOptions) {
+    this.log = opts.log ?? logger("kube-source");
     this.core = opts.kubeConfig.makeApiClient(CoreV1Api);
     const fieldSelector = `spec.nodeName=${opts.nodeName}`;
     this.pods_ = new ListWatch<V1Pod>(
@@ -81,7 +83,7 @@ export class KubeSource implements EnrollmentSource {
     // Namespaces first: a pod is only judged with its namespace's labels at hand.
     await this.namespaces.start();
     await this.pods_.start();
-    log.info({ node: this.opts.nodeName, pods: this.pods_.list().length, namespaces: this.namespaces.list().length }, "informers synced");
+    this.log.info({ node: this.opts.nodeName, pods: this.pods_.list().length, namespaces: this.namespaces.list().length }, "informers synced");
   }
 
   pods(): PodView[] {
@@ -149,7 +151,7 @@ export class KubeSource implements EnrollmentSource {
     let attempt = 0;
     inf.on("connect", () => {
       attempt = 0;
-      if (this.failing.delete(what)) log.info({ informer: what }, "informer recovered");
+      if (this.failing.delete(what)) this.log.info({ informer: what }, "informer recovered");
     });
     inf.on("error", (err: unknown) => {
       if (this.stopped) return;
@@ -157,11 +159,11 @@ export class KubeSource implements EnrollmentSource {
       const base = this.opts.restartBaseMs ?? 200;
       const delay = Math.min(this.opts.restartMaxMs ?? 30_000, base * 2 ** Math.min(attempt - 1, 20));
       this.failing.set(what, errorMessage(err));
-      log.warn({ informer: what, err: errorMessage(err), retryInMs: delay }, "informer stopped on an error; restarting");
+      this.log.warn({ informer: what, err: errorMessage(err), retryInMs: delay }, "informer stopped on an error; restarting");
       const t = setTimeout(() => {
         this.restartTimers.delete(t);
         if (this.stopped) return;
-        inf.start().catch((e: unknown) => log.warn({ informer: what, err: errorMessage(e) }, "informer restart failed"));
+        inf.start().catch((e: unknown) => this.log.warn({ informer: what, err: errorMessage(e) }, "informer restart failed"));
       }, delay);
       this.restartTimers.add(t);
     });

@@ -1,11 +1,9 @@
 import { AmbientError, errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { NetnsRef, PodEntry, PodInventory } from "../../zds/index.js";
 import type { RedirectCheck } from "../redirect/index.js";
 import { handlePath, sameIdentity, type NetnsOpener } from "../netns/ops.js";
 import type { PodView, RedirectionState } from "./model.js";
-
-const log = logger("pod-lifecycle");
 
 // One pod's way into and out of the mesh, in Istio's order (cni/pkg/nodeagent):
 //   add:    netns → in-pod rules → ZDS Add (ack) → host ipset → annotate enabled
@@ -40,6 +38,8 @@ export interface PathStore {
 }
 
 export interface LifecycleDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   zds: ZdsSink;
   redirector: Redirector;
   host?: HostSide;
@@ -82,10 +82,13 @@ export class ZdsPendingError extends AmbientError {
 }
 
 export class PodLifecycle implements PodInventory {
+  private readonly log: Logger;
   private readonly pods = new Map<string, EnrolledPod>();
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly deps: LifecycleDeps) {}
+  constructor(private readonly deps: LifecycleDeps) {
+    this.log = deps.log ?? logger("pod-lifecycle");
+  }
 
   get(uid: string): EnrolledPod | undefined {
     return this.pods.get(uid);
@@ -162,7 +165,7 @@ export class PodLifecycle implements PodInventory {
     } else {
       if (existing) {
         // Same uid, new sandbox (the runtime recreated it): the old netns is dead weight.
-        log.info({ uid: pod.uid, old: existing.origin, new: origin }, "pod netns changed; moving the pod to the new one");
+        this.log.info({ uid: pod.uid, old: existing.origin, new: origin }, "pod netns changed; moving the pod to the new one");
         await this.deps.host?.removePod(existing.ips);
         existing.netns.close();
         this.pods.delete(pod.uid);
@@ -188,13 +191,13 @@ export class PodLifecycle implements PodInventory {
     try {
       await this.deps.zds.podAdded(pod.uid, infoOf(pod), entry.netns);
     } catch (err) {
-      if (opts.annotatePending !== false) await this.deps.annotate(pod, "pending").catch((e: unknown) => log.warn({ uid: pod.uid, err: errorMessage(e) }, "cannot annotate pod pending"));
+      if (opts.annotatePending !== false) await this.deps.annotate(pod, "pending").catch((e: unknown) => this.log.warn({ uid: pod.uid, err: errorMessage(e) }, "cannot annotate pod pending"));
       throw new ZdsPendingError(pod.uid, err);
     }
     await this.deps.host?.addPod(entry.ips);
     await this.deps.annotate(pod, "enabled");
     entry.state = "enabled";
-    log.info({ uid: pod.uid, pod: `${pod.namespace}/${pod.name}`, ips: entry.ips, netns: entry.origin }, "pod enrolled");
+    this.log.info({ uid: pod.uid, pod: `${pod.namespace}/${pod.name}`, ips: entry.ips, netns: entry.origin }, "pod enrolled");
     return entry;
   }
 
@@ -208,7 +211,7 @@ export class PodLifecycle implements PodInventory {
     this.pods.delete(uid);
     entry.netns.close();
     await this.deps.store?.delete(uid);
-    log.info({ uid, pod: `${entry.pod.namespace}/${entry.pod.name}`, podGone }, "pod removed from the mesh");
+    this.log.info({ uid, pod: `${entry.pod.namespace}/${entry.pod.name}`, podGone }, "pod removed from the mesh");
   }
 
   private isProcPath(p: string): boolean {

@@ -1,9 +1,9 @@
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
-
-const log = logger("enroll-queue");
+import { logger, type Logger } from "../../shared/log.js";
 
 export interface RetryQueueOptions {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   /** First retry delay; doubles per consecutive failure of the same key. */
   baseDelayMs: number;
   /** Cap of the retry delay. */
@@ -100,7 +100,7 @@ export class RetryQueue {
       const n = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, n);
       const delay = this.delayFor(n);
-      log.warn({ key, attempt: n, retryInMs: delay, err: errorMessage(failed) }, "reconcile failed; will retry");
+      (this.opts.log ?? logger("enroll-queue")).warn({ key, attempt: n, retryInMs: delay, err: errorMessage(failed) }, "reconcile failed; will retry");
       this.timers.set(
         key,
         setTimeout(() => {

@@ -1,12 +1,12 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { Registry } from "prom-client";
 
-const log = logger("agent-http");
-
 export interface HealthServerOptions {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   host: string;
   port: number;
   registry: Registry;
@@ -50,7 +50,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info({ host: o.host, port }, "serving /healthz, /readyz and /metrics");
+  (o.log ?? logger("agent-http")).info({ host: o.host, port }, "serving /healthz, /readyz and /metrics");
   return {
     port,
     close: () =>

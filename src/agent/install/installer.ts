@@ -2,15 +2,15 @@ import { watch, type FSWatcher } from "node:fs";
 import { mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { AmbientError, errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { copyFileAtomic, writeFileAtomic } from "./atomic.js";
 import { planCleanup, planInstall, type ConfFile, type InstallPlan } from "./conflist.js";
 import { PLUGIN_TYPE, pluginEntry, type PluginEntryOptions } from "./entry.js";
 import { PLUGIN_KUBECONFIG_NAME, renderPluginKubeconfig, type PluginKubeSource } from "./kubeconfig.js";
 
-const log = logger("cni-install");
-
 export interface InstallerOptions {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   /** The built plugin executable to copy (dist/cni-plugin/ambient-cni in this repo). */
   pluginBinary: string;
   /** Host CNI bin dir (e.g. /opt/cni/bin); the binary lands at <binDir>/<pluginType>. */
@@ -91,6 +91,7 @@ async function readConfFiles(netDir: string): Promise<{ files: ConfFile[]; modes
  * reconcile, so a deleted binary or entry is back within a debounce interval.
  */
 export class CniInstaller {
+  private readonly log: Logger;
   private readonly opts: InstallerOptions;
   private readonly pluginType: string;
   private readonly binPath: string;
@@ -104,6 +105,7 @@ export class CniInstaller {
   private stopped = true;
 
   constructor(opts: InstallerOptions) {
+    this.log = opts.log ?? logger("cni-install");
     this.opts = opts;
     this.pluginType = opts.pluginType ?? PLUGIN_TYPE;
     this.binPath = join(opts.binDir, this.pluginType);
@@ -128,7 +130,7 @@ export class CniInstaller {
       conflist: await this.ensureConflist(),
     };
     if (report.binary !== "unchanged" || report.kubeconfig === "written" || report.conflist.action === "write") {
-      log.info({ ...report }, "CNI plugin installed/repaired");
+      this.log.info({ ...report }, "CNI plugin installed/repaired");
     }
     this.opts.onReconcile?.(report);
     return report;
@@ -248,7 +250,7 @@ export class CniInstaller {
         try {
           await this.reconcile();
         } catch (err) {
-          log.error({ err: errorMessage(err) }, "CNI plugin repair failed; retrying on the next event or resync");
+          this.log.error({ err: errorMessage(err) }, "CNI plugin repair failed; retrying on the next event or resync");
         }
       } while (this.again);
     })();
@@ -278,7 +280,7 @@ export class CniInstaller {
   async cleanup(): Promise<CleanupReport> {
     await this.stop();
     if (await this.opts.isUpgrade()) {
-      log.info("upgrade in progress: leaving the CNI plugin installed");
+      this.log.info("upgrade in progress: leaving the CNI plugin installed");
       return { upgrade: true, removed: [] };
     }
     const removed: string[] = [];
@@ -294,7 +296,7 @@ export class CniInstaller {
       await rm(p, { force: true });
       removed.push(p);
     }
-    log.info({ removed }, "CNI plugin uninstalled");
+    this.log.info({ removed }, "CNI plugin uninstalled");
     return { upgrade: false, removed };
   }
 }

@@ -1,14 +1,14 @@
 import { join } from "node:path";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { NetnsRef } from "../../zds/index.js";
 import type { NetnsSource } from "../enroll/lifecycle.js";
 import type { PodView } from "../enroll/model.js";
 import { handlePath, sameIdentity, type NetnsOpener } from "./ops.js";
 import { scanPodNetns } from "./proc-scan.js";
 
-const log = logger("netns-finder");
-
 export interface FinderDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   procRoot: string;
   opener: NetnsOpener;
   /** The agent's own netns (opened at start; a process there is not a pod). */
@@ -20,17 +20,20 @@ export interface FinderDeps {
 
 /** The netns of a running pod that no CNI event told us about: persisted path first, then /proc. */
 export class NetnsFinder {
-  constructor(private readonly deps: FinderDeps) {}
+  private readonly log: Logger;
+  constructor(private readonly deps: FinderDeps) {
+    this.log = deps.log ?? logger("netns-finder");
+  }
 
   async find(pod: PodView): Promise<NetnsSource | undefined> {
     const saved = this.deps.persisted(pod.uid);
     if (saved !== undefined) {
       const ref = await this.verified(saved, pod);
       if (ref) return { ref, origin: saved };
-      log.info({ uid: pod.uid, path: saved }, "persisted netns path no longer valid; scanning /proc");
+      this.log.info({ uid: pod.uid, path: saved }, "persisted netns path no longer valid; scanning /proc");
     }
     const { procRoot, opener, addrsIn } = this.deps;
-    const hits = await scanPodNetns([{ uid: pod.uid, ips: pod.ips }], { procRoot, opener, addrsIn, hostNetns: this.deps.hostNetns() });
+    const hits = await scanPodNetns([{ uid: pod.uid, ips: pod.ips }], { procRoot, opener, addrsIn, hostNetns: this.deps.hostNetns(), log: this.log });
     const hit = hits.get(pod.uid);
     if (!hit) return undefined;
     return { ref: hit.netns, origin: join(this.deps.procRoot, String(hit.pid), "ns", "net") };

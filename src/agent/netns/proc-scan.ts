@@ -1,11 +1,9 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { NetnsRef } from "../../zds/index.js";
 import { sameIdentity, type NetnsOpener } from "./ops.js";
-
-const log = logger("netns-scan");
 
 // Finding the netns of pods that already run (agent start, a namespace labelled later): every
 // container process sits in a cgroup whose path carries its pod's UID — cgroupfs
@@ -35,6 +33,8 @@ export interface ScanTarget {
 }
 
 export interface ScanDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   procRoot: string;
   opener: NetnsOpener;
   /** The agent's own (node) netns: a process there is a hostNetwork container, not a pod netns. */
@@ -60,6 +60,7 @@ interface Candidate {
  * which lives as long as the netns it made).
  */
 export async function scanPodNetns(targets: readonly ScanTarget[], deps: ScanDeps): Promise<Map<string, ScanHit>> {
+  const log = deps.log ?? logger("netns-scan");
   const wanted = new Map(targets.map((t) => [t.uid, t]));
   const found = new Map<string, ScanHit>();
   if (wanted.size === 0) return found;

@@ -1,10 +1,8 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { writeFileAtomic } from "../install/atomic.js";
-
-const log = logger("netns-store");
 
 export const NETNS_MAP_FILE = "pod-netns.json";
 
@@ -18,7 +16,10 @@ export class NetnsPathStore {
   private map = new Map<string, string>();
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(runDir: string) {
+  constructor(
+    runDir: string,
+    private readonly log: Logger = logger("netns-store"),
+  ) {
     // A subdirectory: the CNI installer watches the run dir itself and would wake on every write.
     this.path = join(runDir, "state", NETNS_MAP_FILE);
   }
@@ -37,7 +38,7 @@ export class NetnsPathStore {
         for (const [uid, p] of Object.entries(pods)) if (typeof p === "string") this.map.set(uid, p);
       }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ file: this.path, err: errorMessage(err) }, "ignoring unreadable netns map");
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ file: this.path, err: errorMessage(err) }, "ignoring unreadable netns map");
       this.map = new Map();
     }
   }
@@ -68,7 +69,7 @@ export class NetnsPathStore {
       await mkdir(join(this.path, ".."), { recursive: true, mode: 0o700 });
       await writeFileAtomic(this.path, content, 0o600);
     });
-    this.chain = run.catch((err: unknown) => log.error({ file: this.path, err: errorMessage(err) }, "cannot persist the netns map"));
+    this.chain = run.catch((err: unknown) => this.log.error({ file: this.path, err: errorMessage(err) }, "cannot persist the netns map"));
     return this.chain;
   }
 }

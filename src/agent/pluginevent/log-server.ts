@@ -1,12 +1,11 @@
 import { createServer } from "node:http";
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { closeServer, listenUnix, readBody } from "./server.js";
 import { LOG_PATH, PLUGIN_LOG_SOCKET } from "./wire.js";
 
 // The plugin runs in the runtime's context, where its stderr is easy to lose; it also POSTs
 // its log lines here (a JSON array of JSON lines) and the agent re-logs them under one scope.
-const log = logger("cni-plugin");
 const LEVELS = new Set(["debug", "info", "warn", "error"]);
 
 export interface PluginLogServer {
@@ -14,7 +13,7 @@ export interface PluginLogServer {
   close(): Promise<void>;
 }
 
-function relog(line: string): void {
+function relog(line: string, log: Logger): void {
   let rec: Record<string, unknown>;
   try {
     const v: unknown = JSON.parse(line);
@@ -28,7 +27,7 @@ function relog(line: string): void {
   log[level]({ ...fields, pluginPid: pid, pluginTime: rec.time }, typeof msg === "string" ? msg : "");
 }
 
-export async function startPluginLogServer(runDir: string): Promise<PluginLogServer> {
+export async function startPluginLogServer(runDir: string, log: Logger = logger("cni-plugin")): Promise<PluginLogServer> {
   const server = createServer((req, res) => {
     if (req.url !== LOG_PATH || req.method !== "POST") {
       res.writeHead(404).end();
@@ -47,7 +46,7 @@ export async function startPluginLogServer(runDir: string): Promise<PluginLogSer
           res.writeHead(400).end("log body must be a JSON array of strings\n");
           return;
         }
-        for (const l of lines) if (typeof l === "string") relog(l);
+        for (const l of lines) if (typeof l === "string") relog(l, log);
         res.writeHead(200).end();
       },
       (err: unknown) => res.writeHead(400).end(`${errorMessage(err)}\n`),

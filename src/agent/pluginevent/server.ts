@@ -2,7 +2,7 @@ import { chmod, mkdir, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import { AmbientError, errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { PluginEventHandler } from "./handler.js";
 import {
   ADD_PATH,
@@ -13,7 +13,6 @@ import {
   decodeDelEvent,
 } from "./wire.js";
 
-const log = logger("pluginevent");
 // Events are a few hundred bytes; anything bigger is not from our plugin.
 export const MAX_BODY_BYTES = 64 * 1024;
 
@@ -24,6 +23,8 @@ export class BodyTooLargeError extends AmbientError {
 }
 
 export interface PluginEventServerOptions {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   /** Directory holding pluginevent.sock (the plugin's cni_agent_run_dir). */
   runDir: string;
   handler: PluginEventHandler;
@@ -56,7 +57,7 @@ function reply(res: ServerResponse, status: number, body: string, type = "text/p
   res.end(body);
 }
 
-async function handleAdd(handler: PluginEventHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handleAdd(handler: PluginEventHandler, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
   let body: string;
   try {
     body = await readBody(req);
@@ -90,7 +91,7 @@ async function handleAdd(handler: PluginEventHandler, req: IncomingMessage, res:
   }
 }
 
-async function handleDel(handler: PluginEventHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handleDel(handler: PluginEventHandler, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
   let event;
   try {
     event = decodeDelEvent(await readBody(req));
@@ -107,12 +108,12 @@ async function handleDel(handler: PluginEventHandler, req: IncomingMessage, res:
   }
 }
 
-function route(handler: PluginEventHandler, req: IncomingMessage, res: ServerResponse): void {
+function route(handler: PluginEventHandler, req: IncomingMessage, res: ServerResponse, log: Logger): void {
   const path = (req.url ?? "").split("?")[0];
   if (path === ADD_PATH && req.method === "POST") {
-    void handleAdd(handler, req, res);
+    void handleAdd(handler, req, res, log);
   } else if (path === DEL_PATH && req.method === "POST") {
-    void handleDel(handler, req, res);
+    void handleDel(handler, req, res, log);
   } else if (path === HEALTH_PATH && (req.method === "GET" || req.method === "HEAD")) {
     const pending = handler.notReadyReason?.();
     if (pending === undefined) reply(res, 200, "ok\n");
@@ -151,7 +152,8 @@ export async function closeServer(server: Server, socketPath: string): Promise<v
 
 /** Starts the HTTP server the CNI plugin talks to (POST /cmdadd, POST /cmddel, GET /healthz). */
 export async function startPluginEventServer(opts: PluginEventServerOptions): Promise<PluginEventServer> {
-  const server = createServer((req, res) => route(opts.handler, req, res));
+  const log = opts.log ?? logger("pluginevent");
+  const server = createServer((req, res) => route(opts.handler, req, res, log));
   const socketPath = await listenUnix(server, opts.runDir, PLUGIN_EVENT_SOCKET);
   log.info({ socket: socketPath }, "listening for CNI plugin events");
   return { socketPath, close: () => closeServer(server, socketPath) };

@@ -1,4 +1,4 @@
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { applyRedirect, type ApplyResult } from "./applier.js";
 import { detectIptablesVariant, type IptablesVariant } from "./iptables-binary.js";
 import { resolveRedirectOptions, type RedirectOptions, type RedirectOptionsInput } from "./options.js";
@@ -7,9 +7,9 @@ import { hostRunner, netnsRunner, type CommandRunner } from "./runner.js";
 import type { RedirectContext } from "./state.js";
 import { checkRedirect, type RedirectCheck } from "./verifier.js";
 
-const log = logger("redirect");
-
 export interface PodRedirectorDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   /** Where the iptables backend is detected (default: this process' own namespaces). */
   host?: CommandRunner;
   /** Skip detection (tests, or a backend chosen by configuration). */
@@ -23,11 +23,13 @@ export interface PodRedirectorDeps {
  * pod netns, given by path (or as a ready CommandRunner). Callers serialise calls per netns.
  */
 export class PodRedirector {
+  private readonly log: Logger;
   readonly options: RedirectOptions;
   private variant: Promise<IptablesVariant> | undefined;
   private readonly deps: PodRedirectorDeps;
 
   constructor(options: RedirectOptionsInput = {}, deps: PodRedirectorDeps = {}) {
+    this.log = deps.log ?? logger("redirect");
     this.options = resolveRedirectOptions(options);
     this.deps = deps;
     if (deps.variant) this.variant = Promise.resolve(deps.variant);
@@ -47,15 +49,15 @@ export class PodRedirector {
   async apply(netns: string | CommandRunner): Promise<ApplyResult> {
     const ctx = await this.context(netns);
     const res = await applyRedirect(ctx);
-    if (res.outcome === "applied") log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection applied");
-    else log.debug({ netns: ctx.runner.where }, "in-pod redirection already in place");
+    if (res.outcome === "applied") this.log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection applied");
+    else this.log.debug({ netns: ctx.runner.where }, "in-pod redirection already in place");
     return res;
   }
 
   async remove(netns: string | CommandRunner): Promise<RemoveResult> {
     const ctx = await this.context(netns);
     const res = await removeRedirect(ctx);
-    if (res.outcome === "removed") log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection removed");
+    if (res.outcome === "removed") this.log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection removed");
     return res;
   }
 

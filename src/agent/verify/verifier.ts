@@ -1,10 +1,8 @@
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { PodLifecycle, Redirector, ZdsSink } from "../enroll/lifecycle.js";
 import { infoOf } from "../enroll/lifecycle.js";
 import { handlePath } from "../netns/ops.js";
-
-const log = logger("verifier");
 
 // Beyond Istio (istio#61182): rules deleted by hand, by a buggy CNI or a container with
 // NET_ADMIN, or a ztunnel that lost a pod, are otherwise only noticed when traffic escapes.
@@ -17,6 +15,8 @@ export interface ZtunnelView {
 export type RepairKind = "rules" | "ztunnel";
 
 export interface VerifierDeps {
+  /** Where this component logs (default: a child of the process root). */
+  log?: Logger;
   lifecycle: PodLifecycle;
   redirector: Redirector;
   zds: ZdsSink;
@@ -27,11 +27,14 @@ export interface VerifierDeps {
 }
 
 export class Verifier {
+  private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = true;
 
-  constructor(private readonly deps: VerifierDeps) {}
+  constructor(private readonly deps: VerifierDeps) {
+    this.log = deps.log ?? logger("verifier");
+  }
 
   start(): void {
     if (this.deps.intervalMs <= 0 || !this.stopped) return;
@@ -57,20 +60,20 @@ export class Verifier {
           const path = handlePath(cur.netns);
           const check = await this.deps.redirector.check(path);
           if (check.state !== "in-place") {
-            log.warn({ uid, pod: `${cur.pod.namespace}/${cur.pod.name}`, state: check.state, problems: check.problems }, "in-pod redirection not in place; re-applying");
+            this.log.warn({ uid, pod: `${cur.pod.namespace}/${cur.pod.name}`, state: check.state, problems: check.problems }, "in-pod redirection not in place; re-applying");
             await this.deps.redirector.apply(path);
             repairs.push({ uid, kind: "rules" });
             this.deps.onRepair?.("rules", uid);
           }
           if (this.deps.ztunnel && (await this.deps.ztunnel.hasPod(uid)) === false) {
-            log.warn({ uid, pod: `${cur.pod.namespace}/${cur.pod.name}` }, "ztunnel does not report the pod; re-sending Add");
+            this.log.warn({ uid, pod: `${cur.pod.namespace}/${cur.pod.name}` }, "ztunnel does not report the pod; re-sending Add");
             await this.deps.zds.podAdded(uid, infoOf(cur.pod), cur.netns);
             repairs.push({ uid, kind: "ztunnel" });
             this.deps.onRepair?.("ztunnel", uid);
           }
         });
       } catch (err) {
-        log.error({ uid, err: errorMessage(err) }, "verification or repair failed; will try again next pass");
+        this.log.error({ uid, err: errorMessage(err) }, "verification or repair failed; will try again next pass");
       }
     }
     this.deps.onRun?.();

@@ -1,8 +1,6 @@
 import { errorMessage } from "../../shared/errors.js";
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import type { ZtunnelView } from "./verifier.js";
-
-const log = logger("ztunnel-view");
 
 interface PodState {
   state?: unknown;
@@ -25,7 +23,7 @@ export class AdminZtunnelView implements ZtunnelView {
 
   constructor(
     private readonly baseUrl: string,
-    private readonly opts: { cacheMs?: number; timeoutMs?: number } = {},
+    private readonly opts: { cacheMs?: number; timeoutMs?: number; log?: Logger } = {},
   ) {}
 
   async hasPod(uid: string): Promise<boolean | undefined> {
@@ -47,7 +45,7 @@ export class AdminZtunnelView implements ZtunnelView {
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       dump = (await res.json()) as Dump;
     } catch (err) {
-      log.debug({ url: this.baseUrl, err: errorMessage(err) }, "ztunnel admin not readable; skipping its check");
+      (this.opts.log ?? logger("ztunnel-view")).debug({ url: this.baseUrl, err: errorMessage(err) }, "ztunnel admin not readable; skipping its check");
       dump = undefined;
     }
     this.cached = { at: now, dump };

@@ -8,7 +8,7 @@ import { toAccessRecord, type ConnectionSummary } from "./record.js";
 export const ACCESS_SCOPE = "access";
 
 /** The `access` child of a logger (default: the process root logger). */
-export function accessLogger(parent: Logger = rootLogger): Logger {
+export function accessLogger(parent: Logger = rootLogger()): Logger {
   return parent.child({ scope: ACCESS_SCOPE });
 }
 

@@ -1,4 +1,4 @@
-import { logger } from "../../shared/log.js";
+import { logger, type Logger } from "../../shared/log.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { WorkloadCert } from "./ca.js";
 import { formatIdentity, type Identity } from "./identity.js";
@@ -6,7 +6,6 @@ import { formatIdentity, type Identity } from "./identity.js";
 // Workload certificates on demand: one issuance per identity, shared by concurrent callers,
 // cached, and renewed at half of its lifetime so a certificate in use never expires.
 
-const log = logger("ztunnel.certs");
 const MIN_RENEW_MS = 1_000;
 
 /** Anything that can sign a workload certificate (the local CA now, istiod's CA later). */
@@ -32,6 +31,7 @@ export class CertManager {
     private readonly issuer: CertIssuer,
     /** Retry delay after a failed renewal (the old certificate stays in use meanwhile). */
     private readonly retryMs = 5_000,
+    private readonly log: Logger = logger("ztunnel.certs"),
   ) {}
 
   get rootPem(): string {
@@ -125,7 +125,7 @@ export class CertManager {
 
   private renew(key: string, identity: Identity, entry: Entry): void {
     this.issueInto(key, identity, entry).catch((err: unknown) => {
-      log.warn({ identity: key, err: errorMessage(err) }, "certificate renewal failed; retrying");
+      this.log.warn({ identity: key, err: errorMessage(err) }, "certificate renewal failed; retrying");
       if (!this.closed && this.entries.get(key) === entry) this.schedule(key, identity, entry, this.retryMs);
     });
   }

@@ -1,7 +1,7 @@
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { errorMessage } from "../../shared/errors.js";
 import type { LevelWithSilent } from "pino";
-import { logger, rootLogger } from "../../shared/log.js";
+import { rootLogger } from "../../shared/log.js";
 import { PolicyAuthorizer } from "../authz/authorizer.js";
 import { WorkloadStore } from "../state/store.js";
 import type { StateSnapshot } from "../state/types.js";
@@ -22,7 +22,9 @@ export interface WorkerInit {
 const port = parentPort;
 if (port === null) throw new Error("src/ztunnel/worker/entry.js must run as a worker thread");
 const init = workerData as WorkerInit;
-const log = logger("ztunnel.worker").child({ worker: init.settings.index, threadId });
+// This thread's root logger (each worker thread is its own composition root).
+const root = rootLogger();
+const log = root.child({ scope: "ztunnel.worker", worker: init.settings.index, threadId });
 const post = (m: FromWorker): void => port.postMessage(m);
 
 const store = new WorkloadStore();
@@ -33,7 +35,7 @@ const pods = new Map<string, PodProxy>();
 const authorizer = new PolicyAuthorizer({
   policies: () => store.state.policies,
   workload: (ip) => store.workloadByIp(ip),
-  log: logger("ztunnel.authz").child({ worker: init.settings.index }),
+  log: root.child({ scope: "ztunnel.authz", worker: init.settings.index }),
 });
 const deps = {
   settings: init.settings,
@@ -106,7 +108,7 @@ port.on("message", (msg: ToWorker) => {
       applyState(msg.snapshot);
       return;
     case "logLevel":
-      rootLogger.level = msg.level as LevelWithSilent;
+      root.level = msg.level as LevelWithSilent;
       return;
     case "listConnections": {
       const connections: Record<string, OpenConnection[]> = {};

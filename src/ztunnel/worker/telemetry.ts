@@ -38,7 +38,7 @@ export class WorkerTelemetry {
     intervalMs: number,
     opts: WorkerTelemetryOptions = {},
   ) {
-    this.wantsAccess = opts.wantsAccess ?? ((failed) => rootLogger.isLevelEnabled(failed ? "warn" : "info"));
+    this.wantsAccess = opts.wantsAccess ?? ((failed) => rootLogger().isLevelEnabled(failed ? "warn" : "info"));
     this.lag = monitorEventLoopDelay({ resolution: 20 });
     this.lag.enable();
     this.loop = startFlushLoop(this.metrics, (d) => this.send(d), { intervalMs, closeFlushDelayMs: opts.closeFlushDelayMs ?? CLOSE_FLUSH_DELAY_MS });
