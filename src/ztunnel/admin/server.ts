@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { errorMessage } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import type { HostPort } from "../config.js";
+import { capConnections, ThrottledLog, type PeerCaps } from "../proxy/limits.js";
 import type { Readiness } from "../readiness.js";
 
 // ztunnel's node-level HTTP endpoints (DESIGN §9): the readiness probe (15021) and the
@@ -20,8 +21,16 @@ export interface AdminHooks {
   readonly crashWorker?: (index: number) => void;
 }
 
+/**
+ * Every node-level server is capped (overall and per peer) and drops slow or idle clients, so
+ * pods that can reach the node address cannot use up ztunnel's descriptors through them or
+ * keep the kubelet's readiness probe out.
+ */
+export const NODE_SERVER_CAPS: PeerCaps = { max: 128, perPeer: 16 };
+const HTTP_TIMEOUTS = { headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 } as const;
+
 export async function startReadinessServer(addr: HostPort, readiness: Readiness, log: Logger): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer(HTTP_TIMEOUTS, (req, res) => {
     if (req.method === "GET" && req.url === "/healthz/ready") {
       const r = readiness.report();
       if (r.ready) send(res, 200, "ready\n");
@@ -34,7 +43,7 @@ export async function startReadinessServer(addr: HostPort, readiness: Readiness,
 }
 
 export async function startAdminServer(addr: HostPort, hooks: AdminHooks, log: Logger): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer(HTTP_TIMEOUTS, (req, res) => {
     route(req, res, hooks).catch((err: unknown) => send(res, 500, `${errorMessage(err)}\n`));
   });
   return await listen(server, addr, "admin", log);
@@ -42,7 +51,7 @@ export async function startAdminServer(addr: HostPort, hooks: AdminHooks, log: L
 
 /** Prometheus exposition on [::]:15020/metrics (STATS_ADDR). */
 export async function startMetricsServer(addr: HostPort, metrics: { metrics(): Promise<string>; readonly contentType: string }, log: Logger): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer(HTTP_TIMEOUTS, (req, res) => {
     if (req.method === "GET" && (req.url ?? "").split("?")[0] === "/metrics") {
       metrics.metrics().then(
         (text) => {
@@ -58,8 +67,21 @@ export async function startMetricsServer(addr: HostPort, metrics: { metrics(): P
   return await listen(server, addr, "metrics", log);
 }
 
+/** The request target as a URL; undefined when it does not parse (e.g. `GET http://[::1`). */
+function requestUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? "/", "http://admin");
+  } catch {
+    return undefined;
+  }
+}
+
 async function route(req: IncomingMessage, res: ServerResponse, hooks: AdminHooks): Promise<void> {
-  const url = new URL(req.url ?? "/", "http://admin");
+  const url = requestUrl(req);
+  if (url === undefined) {
+    send(res, 400, `malformed request target ${JSON.stringify(req.url ?? "")}\n`);
+    return;
+  }
   if (req.method === "GET" && url.pathname === "/config_dump") {
     json(res, 200, await hooks.configDump());
     return;
@@ -114,6 +136,7 @@ function send(res: ServerResponse, status: number, body: string): void {
 }
 
 function listen(server: Server, addr: HostPort, what: string, log: Logger): Promise<Server> {
+  capConnections(server, NODE_SERVER_CAPS, new ThrottledLog(log), what);
   return new Promise((resolve, reject) => {
     server.once("error", (err) => reject(new Error(`cannot listen for ${what} on ${addr.host}:${addr.port}: ${err.message}`, { cause: err })));
     server.listen({ host: addr.host, port: addr.port }, () => {

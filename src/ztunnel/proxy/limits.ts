@@ -71,3 +71,38 @@ export function guardAcceptErrors(server: Server, log: ThrottledLog, what: strin
     log.warn({ listener: what, code, err: err.message }, hint);
   });
 }
+
+export interface PeerCaps {
+  /** Connections open at once over all peers. */
+  readonly max: number;
+  /** Connections open at once from one peer address. */
+  readonly perPeer: number;
+}
+
+/**
+ * Caps a server's concurrent connections, overall and per peer address, so one client (a pod
+ * reaching the node's admin, metrics or readiness port) cannot hold every slot: the kubelet's
+ * probe comes from another address and still gets in. Excess connections are closed at once.
+ */
+export function capConnections(server: Server, caps: PeerCaps, log: ThrottledLog, what: string): { readonly open: () => number } {
+  const perPeer = new Map<string, number>();
+  let open = 0;
+  server.on("connection", (s) => {
+    const peer = s.remoteAddress ?? "";
+    const mine = perPeer.get(peer) ?? 0;
+    if (open >= caps.max || mine >= caps.perPeer) {
+      log.warn({ server: what, peer, open, peerOpen: mine, max: caps.max, perPeer: caps.perPeer }, "connection cap reached; closing new connections");
+      s.destroy();
+      return;
+    }
+    open++;
+    perPeer.set(peer, mine + 1);
+    s.once("close", () => {
+      open--;
+      const n = (perPeer.get(peer) ?? 1) - 1;
+      if (n <= 0) perPeer.delete(peer);
+      else perPeer.set(peer, n);
+    });
+  });
+  return { open: () => open };
+}
