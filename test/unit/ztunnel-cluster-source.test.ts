@@ -164,73 +164,64 @@ describe("Kubernetes workload source", () => {
     expect(fromKube.workloadByIp("10.244.2.9", "net2")?.name).toBe("gw");
   });
 
-  it("follows adds, enrollment, unenrollment and deletes within the debounce, under 1 s each", async () => {
+  it("follows adds, enrollment, unenrollment and deletes as they happen", async () => {
     server.store.create("services", { metadata: { name: "web", namespace: "mesh" }, spec: { clusterIP: "10.96.0.10", ports: [{ port: 80, targetPort: 8080 }] } });
     const store = await startSource({ debounceMs: 50 });
     expect(store.state.workloads).toEqual([]);
 
-    const timed = async (change: () => void, cond: () => boolean, what: string): Promise<number> => {
-      const t0 = Date.now();
+    // Each change is followed by the event it must cause (speed belongs in bench/).
+    const step = async (change: () => void, cond: () => boolean, what: string): Promise<void> => {
       change();
-      await until(cond, what, 2000);
-      return Date.now() - t0;
+      await until(cond, what, 10_000);
     };
-    const lat: number[] = [];
-    lat.push(await timed(() => server.store.create("pods", pod({ ns: "mesh", name: "a", ips: ["10.244.1.20"] })), () => wl(store, "mesh", "a") !== undefined, "pod a added"));
+    await step(() => server.store.create("pods", pod({ ns: "mesh", name: "a", ips: ["10.244.1.20"] })), () => wl(store, "mesh", "a") !== undefined, "pod a added");
     expect(wl(store, "mesh", "a")?.protocol).toBe("TCP");
-    lat.push(
-      await timed(
-        () => server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.annotations = ENABLED)),
-        () => wl(store, "mesh", "a")?.protocol === "HBONE",
-        "pod a enrolled",
-      ),
+    await step(
+      () => server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.annotations = ENABLED)),
+      () => wl(store, "mesh", "a")?.protocol === "HBONE",
+      "pod a enrolled",
     );
-    lat.push(
-      await timed(
-        () => server.store.create("endpointslices", slice("mesh", "web-x", "web", [{ name: "", port: 8080 }], [{ pod: "a", ip: "10.244.1.20" }])),
-        () => store.pickEndpoint("10.96.0.10", 80) !== undefined,
-        "endpoint",
-      ),
+    await step(
+      () => server.store.create("endpointslices", slice("mesh", "web-x", "web", [{ name: "", port: 8080 }], [{ pod: "a", ip: "10.244.1.20" }])),
+      () => store.pickEndpoint("10.96.0.10", 80) !== undefined,
+      "endpoint",
     );
     expect(store.pickEndpoint("10.96.0.10", 80)?.endpoint).toMatchObject({ ip: "10.244.1.20", port: 8080 });
     // Unenroll: the agent removes the annotation → TCP again.
-    lat.push(
-      await timed(
-        () => server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.annotations = {})),
-        () => wl(store, "mesh", "a")?.protocol === "TCP",
-        "pod a unenrolled",
-      ),
+    await step(
+      () => server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.annotations = {})),
+      () => wl(store, "mesh", "a")?.protocol === "TCP",
+      "pod a unenrolled",
     );
     // A change we do not model (another annotation) is no new version for the workers.
     const v = store.version;
     server.store.mutate("pods", "a", "mesh", (p) => void (p.metadata.annotations = { touched: "yes" }));
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => source?.pod("mesh", "a")?.metadata?.annotations?.touched === "yes", "the watch delivered the change");
+    source?.flush(); // publish whatever the change scheduled, now
     expect(store.version).toBe(v);
     // Terminated → gone; a deleted pod → gone with its endpoint.
     server.store.create("pods", pod({ ns: "mesh", name: "b", ips: ["10.244.1.21"] }));
     await until(() => wl(store, "mesh", "b") !== undefined, "pod b");
-    lat.push(
-      await timed(
-        () => server.store.mutate("pods", "b", "mesh", (p) => void ((p.status as { phase: string }).phase = "Failed")),
-        () => wl(store, "mesh", "b") === undefined,
-        "pod b terminated",
-      ),
+    await step(
+      () => server.store.mutate("pods", "b", "mesh", (p) => void ((p.status as { phase: string }).phase = "Failed")),
+      () => wl(store, "mesh", "b") === undefined,
+      "pod b terminated",
     );
-    lat.push(await timed(() => server.store.delete("pods", "a", "mesh"), () => wl(store, "mesh", "a") === undefined, "pod a deleted"));
+    await step(() => server.store.delete("pods", "a", "mesh"), () => wl(store, "mesh", "a") === undefined, "pod a deleted");
     expect(store.serviceTarget("10.96.0.10", 80)?.endpoints).toEqual([]);
     server.store.delete("services", "web", "mesh");
     await until(() => store.serviceByVip("10.96.0.10") === undefined, "service deleted");
-    for (const ms of lat) expect(ms).toBeLessThan(1000);
   });
 
   it("publishes within maxDelay even while changes never stop", async () => {
     const store = await startSource({ debounceMs: 100, maxDelayMs: 300 });
-    const t0 = Date.now();
     let i = 0;
+    // A change every 20 ms, below the debounce, until the first publication: without maxDelay
+    // the debounce would never fire and this would time out.
     const churn = setInterval(() => server.store.create("pods", pod({ ns: "mesh", name: `p${i}`, ips: [`10.244.3.${++i}`] })), 20);
     try {
-      await until(() => store.state.workloads.length > 0, "first publication during churn", 2000);
-      expect(Date.now() - t0).toBeLessThan(1000);
+      await until(() => store.state.workloads.length > 0, "first publication during churn", 10_000);
+      expect(i).toBeGreaterThan(0);
     } finally {
       clearInterval(churn);
     }
@@ -291,11 +282,11 @@ describe("Kubernetes workload source", () => {
 
   it("start fails at once with an actionable error when RBAC forbids listing", async () => {
     server.failNext("GET", "/apis/discovery.k8s.io/v1/endpointslices", 403, { times: 100 });
-    const t0 = Date.now();
     const err = await startSource().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeSyncError);
     expect((err as Error).message).toMatch(/refused to list endpointslices \(HTTP 403: injected failure \(403 Forbidden\)\).*get\/list\/watch on pods, services, namespaces and discovery.k8s.io endpointslices/);
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // At once: a 403 is not retried (one list of endpointslices, not a backoff loop).
+    expect(server.requests.filter((r) => r.resource === "endpointslices" && r.verb === "list")).toHaveLength(1);
   });
 
   it("start gives up after syncTimeoutMs when the API never answers a list", async () => {
