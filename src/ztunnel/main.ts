@@ -7,7 +7,7 @@ import { AccessLog, accessLogger } from "./accesslog/access-log.js";
 import { readKernelSockets } from "./admin/kernel-sockets.js";
 import { ZtunnelMetrics } from "./metrics/registry.js";
 import { createZdsClient } from "../zds/index.js";
-import { selectMeshSource } from "./cluster/index.js";
+import { istiodReason, selectMeshSource } from "./cluster/select.js";
 import { buildConfigDump } from "./admin/config-dump.js";
 import { pendingPods, podState } from "./inpod/pod-status.js";
 import { startAdminServer, startMetricsServer, startReadinessServer } from "./admin/server.js";
@@ -33,14 +33,16 @@ const LEVELS: ReadonlySet<string> = new Set(["trace", "debug", "info", "warn", "
 const DEBUG_ENV = "ZTUNNEL_DEBUG_ENDPOINTS";
 
 async function run(config: ZtunnelConfig): Promise<void> {
-  if (config.caRootDir === undefined) {
+  // istiod signs in istiod mode: no local root is needed (or read) then.
+  const istiod = istiodReason(config) !== undefined;
+  if (!istiod && config.caRootDir === undefined) {
     throw new ConfigError("CA_ROOT_DIR", "is required: a directory with root-cert.pem and ca-key.pem (the mesh root every node shares)");
   }
   if (!config.inpodPortReuse && config.workerThreads > 1) {
     // Every worker binds its own listener on each pod port; without SO_REUSEPORT the second fails.
     throw new ConfigError("INPOD_PORT_REUSE", `false needs ZTUNNEL_WORKER_THREADS=1 (it is ${config.workerThreads}): each worker binds its own listener on every pod port`);
   }
-  const ca = await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
+  const ca = istiod || config.caRootDir === undefined ? undefined : await LocalCa.fromDir(config.caRootDir, { generate: config.caRootGenerate, trustDomain: config.trustDomain });
   // After the CA, so a missing root is reported before a missing state source.
   const mesh = await selectMeshSource(config, process.env, { log: logger("ztunnel.source", root) });
   const certs = new CertManager(mesh.issuer(ca), undefined, logger("ztunnel.certs", root));
@@ -71,6 +73,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   await mesh.source.start(store);
   await poolUp;
   const metrics = new ZtunnelMetrics({ defaultMetrics: true });
+  mesh.registerMetrics?.(metrics.registry);
   const telemetry = new TelemetrySink(metrics, new AccessLog(accessLogger()));
   pool.on("telemetry", (index, t) => telemetry.add(index, t));
 
@@ -139,6 +142,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
             workers: pool.statuses(),
             counters: telemetry.totals,
             draining,
+            source: { mode: mesh.mode, reason: mesh.reason, name: mesh.source.name, ...(mesh.dump?.() ?? {}) },
           }),
         quit,
         setLogLevel: (level) => {

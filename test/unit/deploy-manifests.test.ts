@@ -412,7 +412,7 @@ describe("deploy/ manifests: environment", () => {
     const fromSource = envReadBy("src/ztunnel/main.ts", []);
     for (const n of ENV_NAMES) expect(fromSource).toContain(n);
     expect(AGENT_READS).not.toContain("CA_ROOT_DIR");
-    expect(ZTUNNEL_READS).not.toContain("POD_NAMESPACE");
+    expect(ZTUNNEL_READS).not.toContain("CNI_AGENT_RUN_DIR");
   });
 
   it.each([

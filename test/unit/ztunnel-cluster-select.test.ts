@@ -51,7 +51,7 @@ describe("state source selection", () => {
   it("nothing configured → an error that lists what to set", async () => {
     await expect(select({})).rejects.toThrow(SourceSelectionError);
     await expect(select({})).rejects.toThrow(
-      "no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found (no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
+      "no workload state source: LOCAL_XDS_PATH is not set, no XDS_ADDRESS or istiod token, and no Kubernetes credentials were found (no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
     );
   });
 

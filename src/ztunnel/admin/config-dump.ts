@@ -25,6 +25,8 @@ export interface ConfigDumpSources {
   /** Open connections per pod uid, over every worker. */
   readonly connections: Readonly<Record<string, readonly OpenConnection[]>>;
   readonly draining: boolean;
+  /** Where the state comes from (mode, reason) and source details (istiod: xDS status, ignored fields). */
+  readonly source?: Record<string, unknown>;
   /** Certificates expiring within this are flagged `expiring` (default: a quarter of 24 h). */
   readonly expiringWithinMs?: number;
 }
@@ -73,6 +75,7 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     workers: s.workers,
     counters: s.counters,
     draining: s.draining,
+    ...(s.source !== undefined ? { source: s.source } : {}),
   };
 }
 

@@ -2,12 +2,14 @@ import { existsSync } from "node:fs";
 import { isIPv6 } from "node:net";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { Registry } from "prom-client";
 import { errorMessage } from "../../shared/errors.js";
 import { logger, type Logger } from "../../shared/log.js";
 import type { NetnsHandle } from "../../native/index.js";
 import type { WorkloadProxyManager } from "../../zds/index.js";
 import { parseDuration, type Env, type ZtunnelConfig } from "../config.js";
 import { FileStateSource } from "../state/file-source.js";
+import { DEFAULT_TOKEN_PATH, DEFAULT_XDS_ADDRESS } from "../xds/config.js";
 import type { StateSource } from "../state/source.js";
 import type { CertIssuer } from "../tls/cert-manager.js";
 import { SourceSelectionError } from "./errors.js";
@@ -15,7 +17,8 @@ import { GatedIssuer, gateManager } from "./gated.js";
 import { DEFAULT_CONFIRM_TIMEOUT_MS, IdentityGate } from "./identity-gate.js";
 
 // Where workload state (and the right to sign) comes from, decided once at start-up:
-// LOCAL_XDS_PATH set → the local file; otherwise the Kubernetes API, through KUBECONFIG when
+// LOCAL_XDS_PATH set → the local file; else istiod (XDS_ADDRESS set, or the istio-ca projected
+// token mounted: Istio's chart does both) for xDS and certificates; otherwise the Kubernetes API, through KUBECONFIG when
 // set, else in-cluster credentials (KUBERNETES_SERVICE_HOST/PORT + the service account token).
 // Nothing usable → an error that lists what to set. The choice and its reason are logged.
 // The Kubernetes client (and our informers) are loaded only in Kubernetes mode: the client's
@@ -26,19 +29,26 @@ export const CLUSTER_ENV_NAMES = ["KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBE
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-export type MeshMode = "file" | "kubernetes";
+export type MeshMode = "file" | "kubernetes" | "istiod";
 
 export interface MeshSource {
   readonly mode: MeshMode;
   /** Why this source was chosen, for the start-up log and /config_dump. */
   readonly reason: string;
   readonly source: StateSource;
-  /** Wraps the CA: in Kubernetes mode it signs only identities of pods on this node. */
-  issuer(ca: CertIssuer): CertIssuer;
+  /**
+   * The certificate issuer: the local CA (wrapped in Kubernetes mode so it signs only
+   * identities of pods on this node), or istiod's CA (then `ca` is undefined: no local root).
+   */
+  issuer(ca: CertIssuer | undefined): CertIssuer;
   /** Wraps the ZDS workload manager: in Kubernetes mode an Add waits for Kubernetes to confirm the pod. */
   gate(manager: WorkloadProxyManager<NetnsHandle>): WorkloadProxyManager<NetnsHandle>;
   /** Readiness items (informers restarting, pods waiting for confirmation); empty when fine. */
   notReady(): string[];
+  /** Source-specific state for /config_dump (istiod: the xDS connection, ignored fields). */
+  dump?(): Record<string, unknown>;
+  /** Source metrics (istiod: istio_xds_*, istio_build) into the process registry. */
+  registerMetrics?(registry: Registry): void;
   close(): Promise<void>;
 }
 
@@ -48,6 +58,21 @@ export interface SelectOptions {
   readonly inClusterPathPrefix?: string;
   /** Passed to the Kubernetes source (tests shorten timings). */
   readonly kube?: { readonly syncTimeoutMs?: number; readonly restartBaseMs?: number; readonly debounceMs?: number };
+  /** Passed to istiod mode (tests shorten timings). */
+  readonly istiod?: { readonly syncWaitMs?: number; readonly backoff?: { readonly baseMs: number; readonly maxMs: number } };
+}
+
+/**
+ * Why istiod mode applies, or undefined: no LOCAL_XDS_PATH, and XDS_ADDRESS set or the projected
+ * istio-ca token present. main.ts asks first (istiod mode needs no local CA root).
+ */
+export function istiodReason(config: ZtunnelConfig, env: Env = process.env): string | undefined {
+  if (config.localXdsPath !== undefined) return undefined;
+  const address = env.XDS_ADDRESS?.trim();
+  if (address !== undefined && address !== "") return `no LOCAL_XDS_PATH; XDS_ADDRESS=${address}`;
+  const tokenPath = env.ISTIO_TOKEN_PATH?.trim() || DEFAULT_TOKEN_PATH;
+  if (existsSync(tokenPath)) return `no LOCAL_XDS_PATH; istiod token ${tokenPath} is mounted (XDS_ADDRESS defaults to ${DEFAULT_XDS_ADDRESS})`;
+  return undefined;
 }
 
 export async function selectMeshSource(config: ZtunnelConfig, env: Env = process.env, opts: SelectOptions = {}): Promise<MeshSource> {
@@ -65,6 +90,29 @@ export async function selectMeshSource(config: ZtunnelConfig, env: Env = process
     const reason = `LOCAL_XDS_PATH is set${ignored}`;
     log.info({ mode: "file", path: config.localXdsPath, reason }, "workload state from the local config file");
     return fileMode(new FileStateSource(config.localXdsPath), reason);
+  }
+
+  const istiod = istiodReason(config, env);
+  if (istiod !== undefined) {
+    const { loadIstiodConfig } = await import("../xds/config.js");
+    const { istiodMode } = await import("../xds/istiod-mode.js");
+    const ic = loadIstiodConfig(env, config);
+    const mode = istiodMode(ic, { log, ...(opts.istiod ?? {}) });
+    log.info(
+      { mode: "istiod", xds: ic.xds.url, ca: ic.ca.url, clusterId: ic.clusterId, tokenPath: ic.tokenPath, reason: istiod },
+      "workload state and certificates from istiod",
+    );
+    return {
+      mode: "istiod",
+      reason: istiod,
+      source: mode.source,
+      issuer: () => mode.issuer,
+      gate: (manager) => mode.gate(manager),
+      notReady: () => mode.notReady(),
+      dump: () => mode.dump(),
+      registerMetrics: (r) => mode.registerMetrics(r),
+      close: () => mode.close(),
+    };
   }
 
   if (kubeconfig === undefined && host === undefined) throw noSourceError();
@@ -128,7 +176,7 @@ export async function selectMeshSource(config: ZtunnelConfig, env: Env = process
     mode: "kubernetes",
     reason,
     source,
-    issuer: (ca) => new GatedIssuer(ca, gate, nodeName),
+    issuer: (ca) => new GatedIssuer(requireLocalCa(ca), gate, nodeName),
     gate: (manager) => gateManager(manager, gate),
     notReady: () => [...source.problems(), ...gate.pending().map((uid) => `pod ${uid} waiting for Kubernetes to confirm it on node ${nodeName}`)],
     close: async () => {
@@ -138,9 +186,14 @@ export async function selectMeshSource(config: ZtunnelConfig, env: Env = process
   };
 }
 
+function requireLocalCa(ca: CertIssuer | undefined): CertIssuer {
+  if (ca === undefined) throw new SourceSelectionError("this mode signs with the local CA, and none was loaded (CA_ROOT_DIR)");
+  return ca;
+}
+
 function noSourceError(): SourceSelectionError {
   return new SourceSelectionError(
-    "no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found " +
+    "no workload state source: LOCAL_XDS_PATH is not set, no XDS_ADDRESS or istiod token, and no Kubernetes credentials were found " +
       "(no KUBECONFIG, no KUBERNETES_SERVICE_HOST with a service account token); " +
       "set LOCAL_XDS_PATH to a local config file, or run ztunnel in a cluster, or set KUBECONFIG",
   );
@@ -165,7 +218,7 @@ function fileMode(source: StateSource, reason: string): MeshSource {
     mode: "file",
     reason,
     source,
-    issuer: (ca) => ca,
+    issuer: (ca) => requireLocalCa(ca),
     gate: (manager) => manager,
     notReady: () => [],
     close: () => source.close(),

@@ -4,7 +4,7 @@ import type { WorkloadCert } from "./ca.js";
 import { formatIdentity, type Identity } from "./identity.js";
 
 // Workload certificates on demand: one issuance per identity, shared by concurrent callers,
-// cached, and renewed at half of its lifetime so a certificate in use never expires.
+// cached, and renewed at half of its lifetime (with jitter) so a certificate in use never expires.
 
 const MIN_RENEW_MS = 1_000;
 
@@ -32,6 +32,7 @@ export class CertManager {
     /** Retry delay after a failed renewal (the old certificate stays in use meanwhile). */
     private readonly retryMs = 5_000,
     private readonly log: Logger = logger("ztunnel.certs"),
+    private readonly random: () => number = Math.random,
   ) {}
 
   get rootPem(): string {
@@ -100,7 +101,9 @@ export class CertManager {
         // Half of the validity left from now, not from notBefore: issuers backdate notBefore
         // for clock skew, which would otherwise pull renewal early (or into a renewal loop
         // for short-lived certificates). Never sooner than MIN_RENEW_MS.
-        this.schedule(key, identity, entry, Math.max((cert.notAfter.getTime() - Date.now()) / 2, MIN_RENEW_MS));
+        // Up to 10% earlier at random, so certificates issued together are not renewed together.
+        const half = (cert.notAfter.getTime() - Date.now()) / 2;
+        this.schedule(key, identity, entry, Math.max(half - half * 0.1 * this.random(), MIN_RENEW_MS));
         if (renewed) {
           for (const l of entry.listeners) l(cert);
         }
