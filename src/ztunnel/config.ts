@@ -3,6 +3,7 @@ import { parseDuration, type HostPort } from "../shared/config/values.js";
 import { checkNames, helpText, optional, readEnv, rejectMisspelled, variable, type Env, type EnvFamily } from "../shared/config/env.js";
 import { AmbientError } from "../shared/errors.js";
 import { DEFAULT_CONFIRM_TIMEOUT_MS } from "./cluster/identity-gate.js";
+import { ISTIOD_ENV } from "./xds/env.js";
 
 // ztunnel's configuration, read once from the environment with the variable names Istio's
 // ztunnel uses, so a deployment can swap this implementation in. Values parse as the agent's do
@@ -75,6 +76,8 @@ export const ZTUNNEL_ENV = {
   IDENTITY_CONFIRM_TIMEOUT: variable("how long an Add waits for Kubernetes to confirm the pod", c.duration(), DEFAULT_CONFIRM_TIMEOUT_MS),
   CLUSTER_DOMAIN: variable("cluster DNS domain", c.text, "cluster.local"),
   NETWORK: variable("this node's network name", c.text, "", "none"),
+  // istiod mode's (xds/config.ts reads them).
+  ...ISTIOD_ENV,
 } as const;
 
 export const ENV_NAMES = Object.keys(ZTUNNEL_ENV) as readonly (keyof typeof ZTUNNEL_ENV)[];

@@ -9,7 +9,7 @@ import type { NetnsHandle } from "../../native/index.js";
 import type { WorkloadProxyManager } from "../../zds/index.js";
 import { parseDuration, type Env, type ZtunnelConfig } from "../config.js";
 import { FileStateSource } from "../state/file-source.js";
-import { DEFAULT_TOKEN_PATH, DEFAULT_XDS_ADDRESS } from "../xds/config.js";
+import { DEFAULT_TOKEN_PATH, DEFAULT_XDS_ADDRESS } from "../xds/env.js";
 import type { StateSource } from "../state/source.js";
 import type { CertIssuer } from "../tls/cert-manager.js";
 import { SourceSelectionError } from "./errors.js";
