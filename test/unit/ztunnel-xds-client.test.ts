@@ -74,7 +74,7 @@ describe("istiod mode against a fake istiod", () => {
     expect(store.serviceByVip("10.96.0.10")?.hostname).toBe("web.default.svc.cluster.local");
     expect(store.pickEndpoint("10.96.0.10", 80)?.endpoint).toMatchObject({ ip: "10.1.0.2", port: 8080 });
     expect(store.state.policies).toEqual([
-      { name: "deny-b", namespace: "default", scope: "Namespace", action: "Deny", rules: [[[{ principals: [{ Exact: "cluster.local/ns/default/sa/sa-b" }] }]]] },
+      { name: "deny-b", namespace: "default", scope: "Namespace", action: "Deny", dryRun: false, rules: [[[{ principals: [{ kind: "exact", value: "cluster.local/ns/default/sa/sa-b" }] }]]] },
     ]);
   });
 
