@@ -47,12 +47,23 @@ static napi_value throw_built(napi_env env, int err, const char *syscall, const 
   return NULL;
 }
 
+/* Formats the variadic arguments after `fmt` into the array `buf`. */
+#define FORMAT(buf, fmt)                     \
+  do {                                       \
+    va_list ap_;                             \
+    va_start(ap_, fmt);                      \
+    vsnprintf((buf), sizeof(buf), fmt, ap_); \
+    va_end(ap_);                             \
+  } while (0)
+
+static napi_value thrown(napi_env env, napi_status s, const char *call) {
+  if (s != napi_ok) napi_fail(env, call);
+  return NULL;
+}
+
 napi_value throw_errno(napi_env env, int err, const char *syscall, const char *fmt, ...) {
   char context[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(context, sizeof(context), fmt, ap);
-  va_end(ap);
+  FORMAT(context, fmt);
   char errbuf[256];
   /* GNU strerror_r returns the message pointer (maybe not errbuf). */
   const char *text = strerror_r(err, errbuf, sizeof(errbuf));
@@ -61,29 +72,18 @@ napi_value throw_errno(napi_env env, int err, const char *syscall, const char *f
 
 napi_value throw_plain(napi_env env, int err, const char *syscall, const char *fmt, ...) {
   char context[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(context, sizeof(context), fmt, ap);
-  va_end(ap);
+  FORMAT(context, fmt);
   return throw_built(env, err, syscall, context, "");
 }
 
 napi_value throw_type(napi_env env, const char *fmt, ...) {
   char msg[400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  if (napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg) != napi_ok) napi_fail(env, "napi_throw_type_error");
-  return NULL;
+  FORMAT(msg, fmt);
+  return thrown(env, napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg), "napi_throw_type_error");
 }
 
 napi_value throw_range(napi_env env, const char *fmt, ...) {
   char msg[400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  if (napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg) != napi_ok) napi_fail(env, "napi_throw_range_error");
-  return NULL;
+  FORMAT(msg, fmt);
+  return thrown(env, napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg), "napi_throw_range_error");
 }

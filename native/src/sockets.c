@@ -62,24 +62,21 @@ static int parse_bind(napi_env env, napi_value b, socket_spec *s) {
     throw_type(env, FN ": spec.bind.port must be 0..65535");
     return -1;
   }
-  if (s->family == AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&s->bind_sa;
+  int v4 = s->family == AF_INET;
+  struct sockaddr_in *sin = (struct sockaddr_in *)&s->bind_sa;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->bind_sa;
+  if (v4) {
     sin->sin_family = AF_INET;
     sin->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, s->bind_addr, &sin->sin_addr) != 1) {
-      throw_type(env, FN ": spec.bind.address is not an IPv4 address (family is 4)");
-      return -1;
-    }
     s->bind_len = sizeof(*sin);
   } else {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->bind_sa;
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, s->bind_addr, &sin6->sin6_addr) != 1) {
-      throw_type(env, FN ": spec.bind.address is not an IPv6 address (family is 6)");
-      return -1;
-    }
     s->bind_len = sizeof(*sin6);
+  }
+  if (inet_pton(s->family, s->bind_addr, v4 ? (void *)&sin->sin_addr : (void *)&sin6->sin6_addr) != 1) {
+    throw_type(env, FN ": spec.bind.address is not an IPv%d address (family is %d)", v4 ? 4 : 6, v4 ? 4 : 6);
+    return -1;
   }
   s->has_bind = 1;
   return 0;
@@ -259,23 +256,17 @@ static napi_value js_original_dst(napi_env env, napi_callback_info info) {
   } else if (!v4) {
     return throw_errno(env, EAFNOSUPPORT, "getsockopt", "SO_ORIGINAL_DST on fd %d: not an IP socket", fd);
   }
-  if (v4) {
-    struct sockaddr_in dst;
-    len = sizeof(dst);
-    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) != 0)
-      return throw_errno(env, errno, "getsockopt", "getsockopt SO_ORIGINAL_DST (IPv4) fd %d", fd);
-    inet_ntop(AF_INET, &dst.sin_addr, addr, sizeof(addr));
-    port = ntohs(dst.sin_port);
-    family = 4;
-  } else {
-    struct sockaddr_in6 dst;
-    len = sizeof(dst);
-    if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len) != 0)
-      return throw_errno(env, errno, "getsockopt", "getsockopt IP6T_SO_ORIGINAL_DST (IPv6) fd %d", fd);
-    inet_ntop(AF_INET6, &dst.sin6_addr, addr, sizeof(addr));
-    port = ntohs(dst.sin6_port);
-    family = 6;
-  }
+  /* Both options write a sockaddr of their family; one buffer fits either. */
+  struct sockaddr_storage dst;
+  len = sizeof(dst);
+  if (getsockopt(fd, v4 ? SOL_IP : SOL_IPV6, v4 ? SO_ORIGINAL_DST : IP6T_SO_ORIGINAL_DST, &dst, &len) != 0)
+    return throw_errno(env, errno, "getsockopt", "getsockopt %s fd %d",
+                       v4 ? "SO_ORIGINAL_DST (IPv4)" : "IP6T_SO_ORIGINAL_DST (IPv6)", fd);
+  const struct sockaddr_in *d4 = (const struct sockaddr_in *)&dst;
+  const struct sockaddr_in6 *d6 = (const struct sockaddr_in6 *)&dst;
+  inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? (const void *)&d4->sin_addr : (const void *)&d6->sin6_addr, addr, sizeof(addr));
+  port = ntohs(v4 ? d4->sin_port : d6->sin6_port);
+  family = v4 ? 4 : 6;
   napi_value obj, a;
   NAPI_CALL(env, napi_create_object(env, &obj));
   NAPI_CALL(env, napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &a));
