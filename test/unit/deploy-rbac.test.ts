@@ -162,7 +162,7 @@ describe("RBAC of deploy/ against the calls the code makes (fake API server)", (
     expect(server.requests.filter((r) => r.resource === undefined).map((r) => r.path)).toEqual([]);
     expect(server.requests.filter((r) => r.status === 401 || r.status === 403)).toEqual([]);
     const used = rbacUsage(server.requests);
-    expect(used.map((u) => u.resource).sort()).toEqual(["endpointslices", "namespaces", "pods", "services"]);
+    expect(used.map((u) => u.resource).sort()).toEqual(["authorizationpolicies", "endpointslices", "namespaces", "peerauthentications", "pods", "services"]);
     expect(granted("ztunnel-rbac.yaml", "ambient-ztunnel")).toEqual(used);
   });
 

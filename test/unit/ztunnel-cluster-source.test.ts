@@ -235,7 +235,7 @@ describe("Kubernetes workload source", () => {
     const lists = server.requests.filter((r) => r.verb === "list").length;
 
     server.holdWatches();
-    expect(server.dropWatches({ mode })).toBe(4);
+    expect(server.dropWatches({ mode })).toBe(6);
     server.store.delete("pods", "gone", "mesh");
     server.store.create("pods", pod({ ns: "mesh", name: "new", ips: ["10.244.1.32"], annotations: ENABLED }));
     server.store.mutate("pods", "keep", "mesh", (p) => void (p.metadata.annotations = ENABLED));
@@ -284,7 +284,7 @@ describe("Kubernetes workload source", () => {
     server.failNext("GET", "/apis/discovery.k8s.io/v1/endpointslices", 403, { times: 100 });
     const err = await startSource().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeSyncError);
-    expect((err as Error).message).toMatch(/refused to list endpointslices \(HTTP 403: injected failure \(403 Forbidden\)\).*get\/list\/watch on pods, services, namespaces and discovery.k8s.io endpointslices/);
+    expect((err as Error).message).toMatch(/refused to list endpointslices \(HTTP 403: injected failure \(403 Forbidden\)\).*list\/watch on pods, services, namespaces, discovery.k8s.io endpointslices and security.istio.io authorizationpolicies and peerauthentications/);
     // At once: a 403 is not retried (one list of endpointslices, not a backoff loop).
     expect(server.requests.filter((r) => r.resource === "endpointslices" && r.verb === "list")).toHaveLength(1);
   });

@@ -1,5 +1,6 @@
 import {
   CoreV1Api,
+  CustomObjectsApi,
   DiscoveryV1Api,
   ListWatch,
   Watch,
@@ -14,8 +15,10 @@ import {
 import { logger, type Logger } from "../../shared/log.js";
 import type { StateSource } from "../state/source.js";
 import type { StateSink } from "../state/store.js";
+import type { KubeAuthorizationPolicy } from "./authz-translate.js";
 import { KubeSyncError, describeKubeError, httpStatusOf } from "./errors.js";
 import { buildState } from "./model.js";
+import type { KubePeerAuthentication } from "./peer-authn.js";
 
 // Workload/service state from the Kubernetes API (DESIGN §10, "Kubernetes mode without
 // istiod"): informers on Pods, Services, EndpointSlices and Namespaces, cluster-wide (a node
@@ -57,7 +60,10 @@ export interface PodDirectory {
   flush(): void;
 }
 
-type Kind = "namespaces" | "pods" | "services" | "endpointslices";
+type Kind = "namespaces" | "pods" | "services" | "endpointslices" | "authorizationpolicies" | "peerauthentications";
+
+/** Istio's CRDs: a cluster without them has no such policies (not an error, but said). */
+const ISTIO_KINDS: ReadonlySet<Kind> = new Set(["authorizationpolicies", "peerauthentications"]);
 
 interface Tracked {
   readonly kind: Kind;
@@ -85,6 +91,10 @@ export class KubeStateSource implements StateSource, PodDirectory {
   private readonly servicesInf: ListWatch<V1Service>;
   private readonly slicesInf: ListWatch<V1EndpointSlice>;
   private readonly namespacesInf: ListWatch<V1Namespace>;
+  private readonly authzInf: ListWatch<KubernetesObject & KubeAuthorizationPolicy>;
+  private readonly peerAuthnInf: ListWatch<KubernetesObject & KubePeerAuthentication>;
+  /** Istio kinds whose CRD is not installed (listed as empty; retried). */
+  private readonly absent = new Set<Kind>();
 
   constructor(private readonly opts: KubeStateSourceOptions) {
     this.name = `kubernetes:${opts.kubeConfig.getCurrentCluster()?.server ?? "?"}`;
@@ -96,6 +106,11 @@ export class KubeStateSource implements StateSource, PodDirectory {
     this.podsInf = this.track("pods", "/api/v1/pods", () => core.listPodForAllNamespaces());
     this.servicesInf = this.track("services", "/api/v1/services", () => core.listServiceForAllNamespaces());
     this.slicesInf = this.track("endpointslices", "/apis/discovery.k8s.io/v1/endpointslices", () => discovery.listEndpointSliceForAllNamespaces());
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const istio = <T extends KubernetesObject>(plural: Kind): Promise<KubernetesListObject<T>> =>
+      custom.listClusterCustomObject({ group: "security.istio.io", version: "v1", plural }) as Promise<KubernetesListObject<T>>;
+    this.authzInf = this.track("authorizationpolicies", "/apis/security.istio.io/v1/authorizationpolicies", () => istio("authorizationpolicies"));
+    this.peerAuthnInf = this.track("peerauthentications", "/apis/security.istio.io/v1/peerauthentications", () => istio("peerauthentications"));
   }
 
   /** Lists everything, publishes the first state, then follows changes. */
@@ -225,6 +240,18 @@ export class KubeStateSource implements StateSource, PodDirectory {
   private onError(t: Tracked, err: unknown): void {
     if (this.stopped) return;
     const status = httpStatusOf(err);
+    if (status === 404 && ISTIO_KINDS.has(t.kind)) {
+      // Istio's CRDs are not installed: there are no such policies. Not a readiness problem;
+      // keep retrying (capped backoff) so installing Istio's CRDs later is picked up.
+      if (!this.absent.has(t.kind)) this.log.warn({ informer: t.kind }, "security.istio.io/v1 is not served (Istio's CRDs not installed): no such policies are in effect");
+      this.absent.add(t.kind);
+      if (!t.synced) {
+        t.synced = true;
+        this.checkSynced();
+      }
+      this.retry(t, 30_000);
+      return;
+    }
     t.lastError = describeKubeError(err);
     if (!t.synced && (status === 401 || status === 403)) {
       // Credentials or RBAC will not fix themselves while we wait.
@@ -233,16 +260,20 @@ export class KubeStateSource implements StateSource, PodDirectory {
           `the Kubernetes API at ${this.server()} refused to list ${t.kind} (${t.lastError}): ` +
             (status === 401
               ? "the credentials were rejected (check the service account token or KUBECONFIG)"
-              : `ztunnel's service account needs get/list/watch on pods, services, namespaces and discovery.k8s.io endpointslices`),
+              : `ztunnel's service account needs list/watch on pods, services, namespaces, discovery.k8s.io endpointslices and security.istio.io authorizationpolicies and peerauthentications`),
           { cause: err },
         ),
       );
       return;
     }
+    this.retry(t);
+  }
+
+  private retry(t: Tracked, minDelayMs = 0): void {
     t.attempt++;
     const base = this.opts.restartBaseMs ?? 200;
-    const delay = Math.min(this.opts.restartMaxMs ?? 30_000, base * 2 ** Math.min(t.attempt - 1, 20));
-    this.log.warn({ informer: t.kind, err: t.lastError, retryInMs: delay }, "informer stopped on an error; restarting it");
+    const delay = Math.max(minDelayMs, Math.min(this.opts.restartMaxMs ?? 30_000, base * 2 ** Math.min(t.attempt - 1, 20)));
+    if (t.lastError !== undefined) this.log.warn({ informer: t.kind, err: t.lastError, retryInMs: delay }, "informer stopped on an error; restarting it");
     clearTimeout(t.restart);
     t.restart = setTimeout(() => {
       t.restart = undefined;
@@ -252,7 +283,9 @@ export class KubeStateSource implements StateSource, PodDirectory {
         () => {
           // start() resolves once the watch is open; had it failed, onError would have
           // scheduled the next attempt already.
-          if (this.stopped || t.restart !== undefined || t.lastError === undefined) return;
+          if (this.stopped || t.restart !== undefined) return;
+          if (this.absent.delete(t.kind)) this.log.info({ informer: t.kind }, "security.istio.io/v1 is served now: its policies are followed");
+          if (t.lastError === undefined) return;
           t.attempt = 0;
           t.lastError = undefined;
           this.log.info({ informer: t.kind }, "informer recovered");
@@ -287,6 +320,8 @@ export class KubeStateSource implements StateSource, PodDirectory {
         services: this.servicesInf.list(),
         endpointSlices: this.slicesInf.list(),
         namespaces: this.namespacesInf.list(),
+        authorizationPolicies: this.authzInf.list(),
+        peerAuthentications: this.peerAuthnInf.list(),
       },
       { trustDomain: this.opts.trustDomain, clusterDomain: this.opts.clusterDomain ?? "cluster.local", network: this.opts.network ?? "" },
     );

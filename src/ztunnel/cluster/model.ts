@@ -1,5 +1,8 @@
 import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service, V1ServicePort } from "@kubernetes/client-node";
 import { canonicalIp } from "../state/ip.js";
+import type { KubeAuthorizationPolicy } from "./authz-translate.js";
+import type { KubePeerAuthentication } from "./peer-authn.js";
+import { buildPolicies } from "./policies.js";
 import { serviceKey, type Service, type StateData, type Workload } from "../state/types.js";
 
 // Kubernetes objects → the same workload/service model the local config file gives (pure, so
@@ -16,6 +19,9 @@ export interface ClusterObjects {
   readonly services: readonly V1Service[];
   readonly endpointSlices: readonly V1EndpointSlice[];
   readonly namespaces: readonly V1Namespace[];
+  /** security.istio.io/v1 (absent: none). */
+  readonly authorizationPolicies?: readonly KubeAuthorizationPolicy[];
+  readonly peerAuthentications?: readonly KubePeerAuthentication[];
 }
 
 export interface ModelOptions {
@@ -24,6 +30,8 @@ export interface ModelOptions {
   readonly clusterDomain: string;
   /** The cluster's network: VIPs and pods without a network label are on it. */
   readonly network: string;
+  /** Istio's root namespace (mesh-wide policies); default istio-system. */
+  readonly rootNamespace?: string;
 }
 
 export interface BuildResult {
@@ -204,7 +212,8 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
 
   workloads.sort((a, b) => compare(key(a.namespace, a.name), key(b.namespace, b.name)));
   const serviceList = [...services.values()].map((s) => s.model).sort((a, b) => compare(key(a.namespace, a.name), key(b.namespace, b.name)));
-  return { data: { workloads, services: serviceList, policies: [], notices: [] }, conflicts: conflicts.sort() };
+  const authz = buildPolicies(objs.authorizationPolicies ?? [], objs.peerAuthentications ?? [], workloads, opts.rootNamespace);
+  return { data: { workloads: authz.workloads, services: serviceList, policies: authz.policies, notices: authz.notices }, conflicts: conflicts.sort() };
 }
 
 function compare(a: string, b: string): number {

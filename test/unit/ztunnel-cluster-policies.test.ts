@@ -1,0 +1,300 @@
+import type { V1Pod } from "@kubernetes/client-node";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { AuthzEngine, compilePolicies, type ConnectionInfo } from "../../src/ztunnel/authz/index.js";
+import type { KubeAuthorizationPolicy } from "../../src/ztunnel/cluster/authz-translate.js";
+import { buildState } from "../../src/ztunnel/cluster/model.js";
+import type { KubePeerAuthentication } from "../../src/ztunnel/cluster/peer-authn.js";
+import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
+import type { StateData, Workload } from "../../src/ztunnel/state/types.js";
+import { makeIdentity } from "../../src/ztunnel/tls/identity.js";
+
+// Kubernetes mode's policies (issue 15 item 3): Istio's AuthorizationPolicy and
+// PeerAuthentication become the one model as istiod translates them for ztunnel; L7 and CUSTOM
+// never fail open and are reported; the same logical policy from the local file and from the
+// Kubernetes API compiles to the same thing.
+
+const OPTS = { trustDomain: "cluster.local", clusterDomain: "cluster.local", network: "" };
+const client = makeIdentity("cluster.local", "ns-a", "client");
+
+function pod(name: string, ns: string, ip: string, labels: Record<string, string>): V1Pod {
+  return {
+    metadata: { name, namespace: ns, uid: `uid-${name}`, labels },
+    spec: { nodeName: "n1", serviceAccountName: `sa-${name}`, containers: [{ name: "c" }] },
+    status: { phase: "Running", podIPs: [{ ip }] },
+  };
+}
+
+const PODS = [pod("web", "ns-a", "10.0.0.1", { app: "web" }), pod("db", "ns-a", "10.0.0.2", { app: "db" }), pod("api", "ns-b", "10.0.0.3", { app: "web" })];
+
+function cluster(aps: KubeAuthorizationPolicy[], pas: KubePeerAuthentication[] = []): StateData {
+  return buildState({ pods: PODS, services: [], endpointSlices: [], namespaces: [], authorizationPolicies: aps, peerAuthentications: pas }, OPTS).data;
+}
+
+function ap(name: string, ns: string, spec: NonNullable<KubeAuthorizationPolicy["spec"]>, annotations?: Record<string, string>): KubeAuthorizationPolicy {
+  return { metadata: { name, namespace: ns, ...(annotations !== undefined ? { annotations } : {}) }, spec };
+}
+
+/** The decision for a connection from `client` (or plaintext) to the named workload. */
+function decide(data: StateData, to: string, port: number, mtls = true) {
+  const w = data.workloads.find((x) => x.name === to);
+  if (w === undefined) throw new Error(`no workload ${to}`);
+  const conn: ConnectionInfo = { sourceIdentity: mtls ? client : undefined, sourceIp: "10.0.0.9", destinationIp: w.workloadIps[0] ?? "", destinationPort: port, destination: w };
+  return AuthzEngine.compile(data.policies).evaluate(conn);
+}
+
+describe("AuthorizationPolicy → the model: scopes and selectors", () => {
+  it("root namespace without selector is Global, others Namespace, a selector resolves against pod labels", () => {
+    const data = cluster([
+      ap("mesh", "istio-system", { action: "DENY", rules: [{ to: [{ operation: { ports: ["1"] } }] }] }),
+      ap("ns", "ns-a", { action: "DENY", rules: [{ to: [{ operation: { ports: ["2"] } }] }] }),
+      ap("sel", "ns-a", { selector: { matchLabels: { app: "web" } }, action: "DENY", rules: [{ to: [{ operation: { ports: ["3"] } }] }] }),
+      ap("rootsel", "istio-system", { selector: { matchLabels: { app: "web" } }, action: "DENY", rules: [{ to: [{ operation: { ports: ["4"] } }] }] }),
+    ]);
+    expect(data.policies.map((p) => [`${p.namespace}/${p.name}`, p.scope])).toEqual([
+      ["istio-system/mesh", "Global"],
+      ["istio-system/rootsel", "WorkloadSelector"],
+      ["ns-a/ns", "Namespace"],
+      ["ns-a/sel", "WorkloadSelector"],
+    ]);
+    expect(data.workloads.map((w) => [w.name, w.authorizationPolicies])).toEqual([
+      ["db", []],
+      ["web", ["istio-system/rootsel", "ns-a/sel"]],
+      ["api", ["istio-system/rootsel"]],
+    ].sort((a, b) => `${a[0] === "api" ? "ns-b" : "ns-a"}/${String(a[0])}`.localeCompare(`${b[0] === "api" ? "ns-b" : "ns-a"}/${String(b[0])}`)));
+    expect(decide(data, "web", 3).allow).toBe(false);
+    expect(decide(data, "db", 3).allow).toBe(true);
+    expect(decide(data, "api", 4).allow).toBe(false);
+    expect(decide(data, "api", 2).allow).toBe(true);
+    expect(decide(data, "api", 1).allow).toBe(false);
+  });
+
+  it("from/to/when translate to clauses: sources OR, and every condition AND", () => {
+    const data = cluster([
+      ap("p", "ns-a", {
+        action: "ALLOW",
+        rules: [
+          {
+            from: [{ source: { principals: ["cluster.local/ns/ns-a/sa/client"] } }, { source: { ipBlocks: ["192.168.0.0/16"] } }],
+            to: [{ operation: { ports: ["8080"] } }],
+            when: [{ key: "destination.ip", values: ["10.0.0.0/24"] }],
+          },
+        ],
+      }),
+    ]);
+    expect(data.policies[0]?.rules).toEqual([
+      [
+        [{ principals: [{ kind: "exact", value: "cluster.local/ns/ns-a/sa/client" }] }, { sourceIps: ["192.168.0.0/16"] }],
+        [{ destinationPorts: [8080] }],
+        [{ destinationIps: ["10.0.0.0/24"] }],
+      ],
+    ]);
+    expect(decide(data, "web", 8080).allow).toBe(true);
+    expect(decide(data, "web", 9090).allow).toBe(false);
+    expect(decide(data, "web", 8080, false).allow).toBe(false);
+  });
+
+  it("istio.io/dry-run is reported, never enforced", () => {
+    const data = cluster([ap("d", "ns-a", { action: "DENY", rules: [{}] }, { "istio.io/dry-run": "true" })]);
+    const d = decide(data, "web", 80);
+    expect(d.allow).toBe(true);
+    expect(d.dryRun?.allow).toBe(false);
+  });
+});
+
+describe("what ztunnel cannot enforce never fails open, and is reported", () => {
+  it("ALLOW with methods: [GET] matches nothing: denied", () => {
+    const data = cluster([ap("get-only", "ns-a", { action: "ALLOW", rules: [{ to: [{ operation: { methods: ["GET"] } }] }] })]);
+    expect(data.policies[0]).toMatchObject({ action: "Allow", rules: [] });
+    expect(decide(data, "web", 8080)).toMatchObject({ allow: false });
+    expect(data.notices).toEqual([{ object: "AuthorizationPolicy ns-a/get-only", field: "rules[0] to.operation.methods", effect: "translated", reason: expect.stringContaining("matches nothing") }]);
+  });
+
+  it("DENY with paths on a port denies the whole port; other ports pass", () => {
+    const data = cluster([ap("no-admin", "ns-a", { action: "DENY", rules: [{ to: [{ operation: { ports: ["8080"], paths: ["/admin"] } }] }] })]);
+    expect(decide(data, "web", 8080)).toMatchObject({ allow: false, policy: "ns-a/no-admin" });
+    expect(decide(data, "web", 9090).allow).toBe(true);
+    expect(data.notices[0]).toMatchObject({ field: "rules[0] to.operation.paths", effect: "translated", reason: expect.stringContaining("L4 conditions alone") });
+  });
+
+  it("DENY with only L7 conditions denies every port; an L7 `when` is dropped from a DENY", () => {
+    const data = cluster([
+      ap("paths", "ns-a", { action: "DENY", rules: [{ to: [{ operation: { paths: ["/x"] } }] }] }),
+      ap("hdr", "ns-b", { action: "DENY", rules: [{ from: [{ source: { namespaces: ["ns-a"] } }], when: [{ key: "request.headers[x-evil]", values: ["1"] }] }] }),
+    ]);
+    expect(decide(data, "web", 1).allow).toBe(false);
+    expect(decide(data, "api", 1)).toMatchObject({ allow: false, policy: "ns-b/hdr" });
+    expect(data.notices.map((n) => n.field)).toEqual(["rules[0] to.operation.paths", "rules[0] when request.headers[x-evil]"]);
+  });
+
+  it("ALLOW with requestPrincipals drops that rule only", () => {
+    const data = cluster([ap("mixed", "ns-a", { action: "ALLOW", rules: [{ from: [{ source: { requestPrincipals: ["*"] } }] }, { to: [{ operation: { ports: ["9090"] } }] }] })]);
+    expect(decide(data, "web", 8080).allow).toBe(false);
+    expect(decide(data, "web", 9090).allow).toBe(true);
+  });
+
+  it("CUSTOM denies everything it applies to; AUDIT and targetRefs are dropped; each reported", () => {
+    const data = cluster([
+      ap("ext", "ns-a", { selector: { matchLabels: { app: "db" } }, action: "CUSTOM", provider: { name: "opa" }, rules: [{ to: [{ operation: { paths: ["/x"] } }] }] }),
+      ap("audit", "ns-a", { action: "AUDIT", rules: [{}] }),
+      ap("gw", "ns-a", { targetRefs: [{ kind: "Service", group: "", name: "web" }], action: "DENY", rules: [{}] }),
+    ]);
+    expect(decide(data, "db", 80)).toMatchObject({ allow: false, policy: "ns-a/ext" });
+    expect(decide(data, "web", 80).allow).toBe(true);
+    expect(data.notices.map((n) => [n.object, n.field, n.effect])).toEqual([
+      ["AuthorizationPolicy ns-a/ext", "action", "translated"],
+      ["AuthorizationPolicy ns-a/audit", "action", "dropped"],
+      ["AuthorizationPolicy ns-a/gw", "targetRefs", "not-enforced"],
+    ]);
+  });
+
+  it("a value ztunnel cannot parse: the ALLOW rule matches nothing, the DENY rule denies everything", () => {
+    const data = cluster([
+      ap("a", "ns-a", { action: "ALLOW", rules: [{ from: [{ source: { ipBlocks: ["10.0.0.0/99"] } }] }] }),
+      ap("d", "ns-b", { action: "DENY", rules: [{ from: [{ source: { principals: ["a*b"] } }] }] }),
+    ]);
+    expect(decide(data, "web", 80).allow).toBe(false);
+    expect(decide(data, "api", 80)).toMatchObject({ allow: false, policy: "ns-b/d" });
+    expect(data.notices).toHaveLength(2);
+  });
+});
+
+describe("PeerAuthentication", () => {
+  const pa = (name: string, ns: string, spec: NonNullable<KubePeerAuthentication["spec"]>): KubePeerAuthentication => ({ metadata: { name, namespace: ns }, spec });
+
+  it("STRICT denies plaintext to the selected workloads; mTLS passes", () => {
+    const data = cluster([], [pa("strict", "ns-a", { mtls: { mode: "STRICT" } })]);
+    expect(decide(data, "web", 8080, false).allow).toBe(false);
+    expect(decide(data, "web", 8080, true).allow).toBe(true);
+    expect(decide(data, "api", 8080, false).allow).toBe(true);
+  });
+
+  it("precedence: workload over namespace over mesh; UNSET inherits; portLevelMtls per port", () => {
+    const data = cluster(
+      [],
+      [
+        pa("mesh", "istio-system", { mtls: { mode: "STRICT" } }),
+        pa("ns", "ns-a", { mtls: { mode: "PERMISSIVE" } }),
+        pa("db", "ns-a", { selector: { matchLabels: { app: "db" } }, mtls: { mode: "UNSET" }, portLevelMtls: { "5432": { mode: "STRICT" } } }),
+      ],
+    );
+    expect(decide(data, "api", 80, false).allow).toBe(false); // mesh STRICT
+    expect(decide(data, "web", 80, false).allow).toBe(true); // namespace PERMISSIVE
+    expect(decide(data, "db", 80, false).allow).toBe(true); // inherits PERMISSIVE
+    expect(decide(data, "db", 5432, false).allow).toBe(false); // port STRICT
+    const strictExcept = cluster([], [pa("db", "ns-a", { selector: { matchLabels: { app: "db" } }, mtls: { mode: "STRICT" }, portLevelMtls: { "9000": { mode: "PERMISSIVE" } } })]);
+    expect(decide(strictExcept, "db", 80, false).allow).toBe(false);
+    expect(decide(strictExcept, "db", 9000, false).allow).toBe(true);
+  });
+});
+
+// ---- the same logical policies from both sources ------------------------------------------
+
+const WORKLOAD_LABELS = { web: { app: "web" }, db: { app: "db" }, api: { app: "web" } } as const;
+
+interface Logical {
+  name: string;
+  namespace: "ns-a" | "ns-b" | "istio-system";
+  selector: string | undefined;
+  action: "ALLOW" | "DENY";
+  dryRun: boolean;
+  rules: { from?: Record<string, string[]>[]; to?: Record<string, string[]>[]; when?: { key: string; values: string[] }[] }[];
+}
+
+const principal = fc.constantFrom("cluster.local/ns/ns-a/sa/client", "*", "cluster.local/ns/ns-b/*", "*/sa/db");
+const nsValue = fc.constantFrom("ns-a", "ns-b", "ns-*", "*");
+const cidr = fc.constantFrom("10.0.0.0/8", "10.0.0.1", "192.168.0.0/16", "fd00::/8");
+const port = fc.integer({ min: 1, max: 65535 }).map(String);
+const list = <T>(a: fc.Arbitrary<T>) => fc.array(a, { minLength: 1, maxLength: 3 });
+const source = fc
+  .record({ principals: list(principal), notPrincipals: list(principal), namespaces: list(nsValue), notNamespaces: list(nsValue), ipBlocks: list(cidr), notIpBlocks: list(cidr) }, { requiredKeys: [] })
+  .filter((s) => Object.keys(s).length > 0);
+const operation = fc.record({ ports: list(port), notPorts: list(port) }, { requiredKeys: [] }).filter((o) => Object.keys(o).length > 0);
+const when = fc.record({ key: fc.constantFrom("source.ip", "source.namespace", "source.principal", "destination.port", "destination.ip"), values: list(fc.constantFrom("10.0.0.1", "ns-a", "8080")) });
+const rule = fc.record({ from: fc.array(source, { maxLength: 2 }), to: fc.array(operation, { maxLength: 2 }), when: fc.array(when, { maxLength: 1 }) }, { requiredKeys: [] });
+const logical = fc.record({
+  namespace: fc.constantFrom("ns-a" as const, "ns-b" as const, "istio-system" as const),
+  selector: fc.option(fc.constantFrom("web", "db"), { nil: undefined }),
+  action: fc.constantFrom("ALLOW" as const, "DENY" as const),
+  dryRun: fc.boolean(),
+  rules: fc.array(rule, { maxLength: 3 }),
+});
+const policySet = fc.array(logical, { maxLength: 5 }).map((ps) => ps.map((p, i): Logical => ({ ...p, name: `p${i}` })));
+
+/** `when` values that do not fit the key's type are skipped (they would fail differently). */
+function whenFits(w: { key: string; values: string[] }): boolean {
+  if (w.key === "destination.port") return w.values.every((v) => /^\d+$/.test(v));
+  if (w.key.endsWith(".ip")) return w.values.every((v) => v.includes("."));
+  return true;
+}
+
+function toKube(p: Logical): KubeAuthorizationPolicy {
+  return ap(
+    p.name,
+    p.namespace,
+    {
+      ...(p.selector !== undefined ? { selector: { matchLabels: { app: p.selector } } } : {}),
+      action: p.action,
+      rules: p.rules.map((r) => ({
+        ...(r.from !== undefined && r.from.length > 0 ? { from: r.from.map((source) => ({ source })) } : {}),
+        ...(r.to !== undefined && r.to.length > 0 ? { to: r.to.map((operation) => ({ operation })) } : {}),
+        ...(r.when !== undefined ? { when: r.when.filter(whenFits) } : {}),
+      })),
+    },
+    p.dryRun ? { "istio.io/dry-run": "true" } : undefined,
+  );
+}
+
+const SOURCE_FIELD: Record<string, string> = { principals: "principals", notPrincipals: "notPrincipals", namespaces: "namespaces", notNamespaces: "notNamespaces", ipBlocks: "sourceIps", notIpBlocks: "notSourceIps" };
+const WHEN_FIELD: Record<string, string> = { "source.ip": "sourceIps", "source.namespace": "namespaces", "source.principal": "principals", "destination.port": "destinationPorts", "destination.ip": "destinationIps" };
+
+/** The same policy written by hand in the local file's (Istio LocalConfig) shape. */
+function toLocal(p: Logical): Record<string, unknown> {
+  const rename = (o: Record<string, string[]>, map: Record<string, string>): Record<string, unknown> =>
+    Object.fromEntries(Object.entries(o).map(([k, v]) => [map[k] ?? k, map[k] === undefined || k.toLowerCase().includes("port") ? v.map(Number) : v]));
+  return {
+    name: p.name,
+    namespace: p.namespace,
+    scope: p.selector !== undefined ? "WorkloadSelector" : p.namespace === "istio-system" ? "Global" : "Namespace",
+    action: p.action === "ALLOW" ? "Allow" : "Deny",
+    dryRun: p.dryRun,
+    ...(p.selector !== undefined ? { selector: { matchLabels: { app: p.selector } } } : {}),
+    rules: p.rules.map((r) => [
+      ...(r.from !== undefined && r.from.length > 0 ? [r.from.map((s) => rename(s, SOURCE_FIELD))] : []),
+      ...(r.to !== undefined && r.to.length > 0 ? [r.to.map((o) => rename(o, { ports: "destinationPorts", notPorts: "notDestinationPorts" }))] : []),
+      ...(r.when ?? []).filter(whenFits).map((w) => [{ [WHEN_FIELD[w.key] ?? w.key]: w.key === "destination.port" ? w.values.map(Number) : w.values }]),
+    ]),
+  };
+}
+
+function localFile(ps: Logical[]): string {
+  const workloads = PODS.map((p) => ({
+    uid: p.metadata?.uid,
+    name: p.metadata?.name,
+    namespace: p.metadata?.namespace,
+    serviceAccount: p.spec?.serviceAccountName,
+    workloadIps: [p.status?.podIPs?.[0]?.ip],
+    node: "n1",
+    labels: WORKLOAD_LABELS[p.metadata?.name as keyof typeof WORKLOAD_LABELS],
+  }));
+  return stringify({ workloads, policies: ps.map(toLocal) });
+}
+
+const selectedBy = (ws: readonly Workload[]) => Object.fromEntries(ws.map((w) => [w.name, w.authorizationPolicies]));
+
+describe("one logical policy set, two sources, one compiled result (property)", () => {
+  it("the local file and the Kubernetes translation compile identically and select the same workloads", () => {
+    fc.assert(
+      fc.property(policySet, (ps) => {
+        const fromKube = cluster(ps.map(toKube));
+        const fromFile = parseLocalConfig(localFile(ps), "generated.yaml");
+        expect(fromKube.notices).toEqual([]);
+        const byKey = (d: StateData) => compilePolicies(d.policies).sort((a, b) => a.key.localeCompare(b.key));
+        expect(byKey(fromFile)).toEqual(byKey(fromKube));
+        expect(selectedBy(fromFile.workloads)).toEqual(selectedBy(fromKube.workloads));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
