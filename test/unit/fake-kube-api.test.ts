@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { waitUntil as until } from "../harness/wait.js";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,14 +38,6 @@ async function apiError(p: Promise<unknown>): Promise<{ code: number; status: Re
     return { code: e.code, status: body };
   }
   throw new Error("expected the call to fail");
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);

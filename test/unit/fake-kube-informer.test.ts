@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { waitUntil as until } from "../harness/wait.js";
 import { CoreV1Api, ListWatch, Watch, makeInformer, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { FakeKubeServer, kubeConfigFor, type KubeObjectInput } from "../harness/fake-kube/index.js";
 
@@ -17,14 +18,6 @@ interface Recorder {
   events: string[];
   errors: unknown[];
   connects: number;
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe("fake kube API server with client-node informers", () => {

@@ -1,5 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { waitUntil as until } from "../harness/wait.js";
 import { IdentityNotConfirmedError, IdentityNotLocalError } from "../../src/ztunnel/cluster/errors.js";
 import { GatedIssuer, gateManager } from "../../src/ztunnel/cluster/gated.js";
 import { IdentityGate } from "../../src/ztunnel/cluster/identity-gate.js";
@@ -73,7 +74,7 @@ describe("identity gate (cluster-mode certificates)", () => {
     const add = manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "web" }, netns).finally(() => (settled = true));
     expect(gate.pending()).toEqual([uid]);
     // Kubernetes shows the pod, still unscheduled: the Add keeps waiting.
-    await until(() => source.pod("mesh", "web-1") !== undefined);
+    await until(() => source.pod("mesh", "web-1") !== undefined, "the pod in the informer");
     expect(gate.pending()).toEqual([uid]);
     expect(settled).toBe(false);
     expect(started).toEqual([]);
@@ -87,7 +88,7 @@ describe("identity gate (cluster-mode certificates)", () => {
 
   it("a pod already confirmed is admitted at once", async () => {
     const uid = server.store.create("pods", pod("web-1", { node: NODE, ip: "10.244.1.5" })).metadata.uid ?? "";
-    await until(() => source.pod("mesh", "web-1") !== undefined);
+    await until(() => source.pod("mesh", "web-1") !== undefined, "the pod in the informer");
     const add = manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "web" }, netns);
     // Decided on the spot: the Add never waited for a Kubernetes event.
     expect(gate.pending()).toEqual([]);
@@ -119,7 +120,7 @@ describe("identity gate (cluster-mode certificates)", () => {
 
   it("a pod on another node is refused at once", async () => {
     const uid = server.store.create("pods", pod("web-2", { node: "node-b", ip: "10.244.2.5" })).metadata.uid ?? "";
-    await until(() => source.pod("mesh", "web-2") !== undefined);
+    await until(() => source.pod("mesh", "web-2") !== undefined, "the pod in the informer");
     const add = manager.start(uid, { name: "web-2", namespace: "mesh", serviceAccount: "web" }, netns).catch((e: unknown) => e);
     // Refused on the spot: no waiter, so not the timeout.
     expect(gate.pending()).toEqual([]);
@@ -133,7 +134,7 @@ describe("identity gate (cluster-mode certificates)", () => {
   it("a pod scheduled elsewhere while we wait is refused as soon as Kubernetes says so", async () => {
     const uid = server.store.create("pods", pod("web-3")).metadata.uid ?? "";
     const add = manager.start(uid, { name: "web-3", namespace: "mesh", serviceAccount: "web" }, netns).catch((e: unknown) => e);
-    await until(() => source.pod("mesh", "web-3") !== undefined);
+    await until(() => source.pod("mesh", "web-3") !== undefined, "the pod in the informer");
     expect(gate.pending()).toEqual([uid]);
     server.store.mutate("pods", "web-3", "mesh", (p) => void ((p.spec as { nodeName?: string }).nodeName = "node-b"));
     const err = await add;
@@ -144,7 +145,7 @@ describe("identity gate (cluster-mode certificates)", () => {
 
   it("an Add naming another service account than the pod runs as is refused", async () => {
     const uid = server.store.create("pods", pod("web-1", { node: NODE, ip: "10.244.1.5", sa: "web" })).metadata.uid ?? "";
-    await until(() => source.pod("mesh", "web-1") !== undefined);
+    await until(() => source.pod("mesh", "web-1") !== undefined, "the pod in the informer");
     const err = await manager.start(uid, { name: "web-1", namespace: "mesh", serviceAccount: "admin" }, netns).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IdentityNotConfirmedError);
     expect((err as Error).message).toContain("it runs as service account web, but the Add names admin");
@@ -154,7 +155,7 @@ describe("identity gate (cluster-mode certificates)", () => {
   it("the CA signs only identities a pod on this node has (renewals included)", async () => {
     server.store.create("pods", pod("here", { node: NODE, ip: "10.244.1.5", sa: "web" }));
     server.store.create("pods", pod("there", { node: "node-b", ip: "10.244.2.5", sa: "db" }));
-    await until(() => source.pods().length === 2);
+    await until(() => source.pods().length === 2, "both pods in the informer");
     const cert = await certs.get(id("mesh", "web"));
     expect(new X509Certificate(cert.certPem).subjectAltName).toBe("URI:spiffe://cluster.local/ns/mesh/sa/web");
     await expect(certs.get(id("mesh", "db"))).rejects.toThrow(IdentityNotLocalError);
@@ -164,16 +165,8 @@ describe("identity gate (cluster-mode certificates)", () => {
     await expect(certs.get(id("mesh", "web", "other.domain"))).rejects.toThrow(IdentityNotLocalError);
     // The pod leaves this node: its identity is no longer signed here.
     server.store.delete("pods", "here", "mesh");
-    await until(() => source.pod("mesh", "here") === undefined);
+    await until(() => source.pod("mesh", "here") === undefined, "the pod gone from the informer");
     certs.forget(id("mesh", "web"));
     await expect(certs.get(id("mesh", "web"))).rejects.toThrow(IdentityNotLocalError);
   });
 });
-
-async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

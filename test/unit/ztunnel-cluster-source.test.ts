@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { waitUntil as until } from "../harness/wait.js";
 import { stringify } from "yaml";
 import { KubeStateSource } from "../../src/ztunnel/cluster/kube-source.js";
 import { KubeSyncError } from "../../src/ztunnel/cluster/errors.js";
@@ -59,14 +60,6 @@ function slice(ns: string, name: string, service: string, ports: { name: string;
       targetRef: { kind: "Pod", namespace: ns, name: e.pod },
     })),
   } as KubeObjectInput;
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 function normalise(d: StateData): StateData {
