@@ -52,6 +52,8 @@ export interface DeltaClientOptions {
   readonly metrics?: XdsMetricsSink;
   readonly backoff?: { readonly baseMs: number; readonly maxMs: number };
   readonly random?: () => number;
+  /** Named in errors when istiod refuses our credentials. */
+  readonly tokenPath?: string;
 }
 
 export interface DeltaClientStatus {
@@ -159,7 +161,8 @@ export class DeltaXdsClient {
     stream.on("error", (err: ServiceError) => {
       if (this.stream !== stream) return;
       const reason = err.code === GrpcStatus.UNAVAILABLE && !received ? "ConnectionError" : "Error";
-      this.fail(`xDS stream to ${this.opts.target} failed: ${grpcMessage(err)}`, reason);
+      const hint = err.code === GrpcStatus.UNAUTHENTICATED && this.opts.tokenPath !== undefined ? ` (check the token in ${this.opts.tokenPath}: audience istio-ca, not expired)` : "";
+      this.fail(`xDS stream to ${this.opts.target} failed: ${grpcMessage(err)}${hint}`, reason);
     });
     stream.on("end", () => {
       if (this.stream !== stream) return;

@@ -59,6 +59,7 @@ export function istiodMode(config: IstiodConfig, opts: IstiodModeOptions): Istio
       handler: resources,
       log: opts.log,
       metrics,
+      tokenPath: config.tokenPath,
       ...(opts.backoff !== undefined ? { backoff: opts.backoff } : {}),
     });
     client.start();
