@@ -13,7 +13,7 @@ import {
   encodeDelEvent,
   type CmdAddEvent,
   type CmdDelEvent,
-} from "../src/agent/pluginevent/wire.js";
+} from "../src/cni-contract/index.js";
 
 // HTTP over the agent's unix sockets. Every call has a hard deadline covering connect, send
 // and the whole response, so a wedged agent cannot hang the runtime.

@@ -3,12 +3,11 @@ import type { CmdEnv } from "./cni/env.js";
 import { CniCode, CniError } from "./cni/errors.js";
 import { formatResult, parseResult, type ParsedResult } from "./cni/result.js";
 import type { PluginConfig } from "./config.js";
-import { podEnrollment } from "./enrollment.js";
+import { namespaceExclusion, podEnrollment, podIpFromCidr, type PodIp } from "../src/cni-contract/index.js";
 import { postAdd, postDel, probeAgent } from "./agent-client.js";
 import { fetchPodAndNamespace } from "./kube/client.js";
 import { loadKubeconfig } from "./kube/kubeconfig.js";
 import type { PluginLog } from "./log.js";
-import { podIpFromCidr, type PodIp } from "../src/agent/pluginevent/wire.js";
 
 // The CNI commands. Each returns what goes to stdout (undefined = print nothing) or throws a
 // CniError. ADD is fail-closed: an ambient pod starts only after the agent answered 200.
@@ -37,11 +36,8 @@ type Skip = { skip: true; reason: string } | { skip: false };
 function localSkip(conf: PluginConfig, podName: string, podNamespace: string): Skip {
   if (!conf.ambientEnabled) return { skip: true, reason: "ambient_enabled is false" };
   if (podName === "") return { skip: true, reason: "no K8S_POD_NAME in CNI_ARGS: not a pod" };
-  if (conf.excludeNamespaces.includes(podNamespace)) return { skip: true, reason: `namespace "${podNamespace}" is excluded` };
-  if (conf.podNamespace !== "" && podNamespace === conf.podNamespace) {
-    return { skip: true, reason: `namespace "${podNamespace}" is the agent's own` };
-  }
-  return { skip: false };
+  const excluded = namespaceExclusion(podNamespace, { excludeNamespaces: conf.excludeNamespaces, agentNamespace: conf.podNamespace });
+  return excluded === undefined ? { skip: false } : { skip: true, reason: excluded };
 }
 
 export async function cmdAdd({ env, conf, log }: Invocation): Promise<string> {

@@ -1,6 +1,6 @@
 import { CniCode, CniError } from "./cni/errors.js";
 import { atLeast, isSupported, type CniVersion } from "./cni/version.js";
-import type { EnablementSelector, LabelSelector } from "./enrollment.js";
+import { parseEnablementSelectors, SelectorError, type EnablementSelector } from "../src/cni-contract/index.js";
 
 // The plugin's network configuration (stdin). Field names follow Istio's istio-cni plugin so an
 // Istio-generated chain entry works unchanged.
@@ -48,57 +48,13 @@ function strList(conf: Json, key: string, dflt: readonly string[]): string[] {
   return v;
 }
 
-function labelSelector(v: unknown, where: string): LabelSelector | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw invalid(`${where} must be an object`);
-  const sel: LabelSelector = {};
-  if (v.matchLabels !== undefined && v.matchLabels !== null) {
-    if (!isObject(v.matchLabels) || !Object.values(v.matchLabels).every((x) => typeof x === "string")) {
-      throw invalid(`${where}.matchLabels must map strings to strings`);
-    }
-    sel.matchLabels = v.matchLabels as Record<string, string>;
-  }
-  if (v.matchExpressions !== undefined && v.matchExpressions !== null) {
-    if (!Array.isArray(v.matchExpressions)) throw invalid(`${where}.matchExpressions must be a list`);
-    sel.matchExpressions = v.matchExpressions.map((e: unknown, i) => {
-      const at = `${where}.matchExpressions[${i}]`;
-      if (!isObject(e) || typeof e.key !== "string") throw invalid(`${at} needs a string "key"`);
-      const op = e.operator;
-      if (op !== "In" && op !== "NotIn" && op !== "Exists" && op !== "DoesNotExist") {
-        throw invalid(`${at}.operator must be In, NotIn, Exists or DoesNotExist`);
-      }
-      const values = e.values ?? [];
-      if (!Array.isArray(values) || !values.every((x) => typeof x === "string")) throw invalid(`${at}.values must be strings`);
-      if ((op === "In" || op === "NotIn") && values.length === 0) throw invalid(`${at}: ${op} needs values`);
-      return { key: e.key, operator: op, values: values as string[] };
-    });
-  }
-  return sel;
-}
-
-// Istio's default: pod label istio.io/dataplane-mode=ambient, or the namespace label unless
-// the pod opts out with =none.
-export const DEFAULT_SELECTORS: readonly EnablementSelector[] = [
-  { podSelector: { matchLabels: { "istio.io/dataplane-mode": "ambient" } } },
-  {
-    podSelector: { matchExpressions: [{ key: "istio.io/dataplane-mode", operator: "NotIn", values: ["none"] }] },
-    namespaceSelector: { matchLabels: { "istio.io/dataplane-mode": "ambient" } },
-  },
-];
-
 function selectors(conf: Json): EnablementSelector[] {
-  const v = conf.enablement_selectors;
-  if (v === undefined || v === null) return DEFAULT_SELECTORS.map((s) => ({ ...s }));
-  if (!Array.isArray(v)) throw invalid(`"enablement_selectors" must be a list`);
-  return v.map((s: unknown, i) => {
-    if (!isObject(s)) throw invalid(`enablement_selectors[${i}] must be an object`);
-    const out: EnablementSelector = {};
-    const pod = labelSelector(s.podSelector, `enablement_selectors[${i}].podSelector`);
-    const ns = labelSelector(s.namespaceSelector, `enablement_selectors[${i}].namespaceSelector`);
-    if (pod) out.podSelector = pod;
-    if (ns) out.namespaceSelector = ns;
-    return out;
-  });
+  try {
+    return parseEnablementSelectors(conf.enablement_selectors);
+  } catch (err) {
+    if (err instanceof SelectorError) throw invalid(err.message);
+    throw err;
+  }
 }
 
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { request as httpsRequest } from "node:https";
 import { CniCode, CniError } from "../cni/errors.js";
-import type { PodFacts } from "../enrollment.js";
+import type { PodFacts } from "../../src/cni-contract/index.js";
 import type { KubeTarget } from "./kubeconfig.js";
 
 // Two GETs against the API server (pod, namespace) with node's http/https, bounded by a deadline.

@@ -15,7 +15,7 @@ import { CniInstaller } from "../../dist/src/agent/install/installer.js";
 import { PLUGIN_KUBECONFIG_NAME } from "../../dist/src/agent/install/kubeconfig.js";
 import { HOST_CHAIN, PROBE_SET_V4, PROBE_SET_V6 } from "../../dist/src/agent/hostrules/probe-snat.js";
 import { NETNS_MAP_FILE } from "../../dist/src/agent/netns/store.js";
-import { PLUGIN_EVENT_SOCKET, PLUGIN_LOG_SOCKET } from "../../dist/src/agent/pluginevent/wire.js";
+import { PLUGIN_EVENT_SOCKET, PLUGIN_LOG_SOCKET } from "../../dist/src/cni-contract/wire.js";
 
 const env = (name, dflt) => process.env[name]?.trim() || dflt;
 const runDir = env("CNI_AGENT_RUN_DIR", "/var/run/istio-cni");

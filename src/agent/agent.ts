@@ -185,7 +185,7 @@ export class Agent {
   }
 
   private decideOptions(): DecideOptions {
-    return { excludeNamespaces: this.config.excludeNamespaces, agentNamespace: this.config.podNamespace };
+    return { excludeNamespaces: this.config.excludeNamespaces, agentNamespace: this.config.podNamespace, selectors: this.config.enablementSelectors };
   }
 
   private async run(): Promise<void> {
@@ -238,7 +238,7 @@ export class Agent {
         netDir: c.cniNetDir,
         ...(c.cniConfName ? { confName: c.cniConfName } : {}),
         runDir: c.runDir,
-        plugin: { excludeNamespaces: c.excludeNamespaces, podNamespace: c.podNamespace },
+        plugin: { excludeNamespaces: c.excludeNamespaces, podNamespace: c.podNamespace, enablementSelectors: c.enablementSelectors },
         ...(this.source.kind === "kubernetes" && inClusterKubeSource() ? { kube: inClusterKubeSource()! } : {}),
         // Leaving the plugin in place on exit keeps new ambient pods from starting unprotected
         // while the agent is away (they fail and are retried); uninstalling is a separate step.

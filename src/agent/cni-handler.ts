@@ -4,7 +4,7 @@ import { decideEnrollment, type DecideOptions } from "./enroll/decide.js";
 import type { PodLifecycle } from "./enroll/lifecycle.js";
 import type { EnrollmentSource } from "./enroll/source.js";
 import type { AddDecision, PluginEventHandler } from "./pluginevent/handler.js";
-import type { CmdAddEvent, CmdDelEvent } from "./pluginevent/wire.js";
+import type { CmdAddEvent, CmdDelEvent } from "../cni-contract/index.js";
 
 export interface CniHandlerDeps {
   /** Where this component logs (default: a child of the process root). */

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import * as c from "../shared/config/values.js";
 import { parseDuration as parseDurationValue } from "../shared/config/values.js";
 import { checkNames, helpText, optional, readEnv, rejectMisspelled, variable, type Env, type EnvFamily } from "../shared/config/env.js";
+import { DEFAULT_SELECTORS, parseEnablementSelectors, SelectorError, type EnablementSelector } from "../cni-contract/index.js";
 import { AgentConfigError } from "./errors.js";
 
 // The agent's configuration, read once from the environment. Names follow istio-cni where it
@@ -53,6 +54,8 @@ export interface AgentConfig {
   hostProbeSnat: boolean;
   /** PROC_ROOT (ours, tests): where to scan for pod processes. */
   procRoot: string;
+  /** AMBIENT_ENABLEMENT_SELECTORS (ours): which pods enroll; the installer writes the same list into the plugin config. */
+  enablementSelectors: EnablementSelector[];
 }
 
 export type { Env };
@@ -62,6 +65,21 @@ export function parseDuration(name: string, raw: string): number {
   const ms = parseDurationValue(raw);
   if (ms === undefined) throw fail(name, `"${raw}" is not a duration (a number with a unit: 500ms, 10s, 5m, 1h30m; or 0)`);
   return ms;
+}
+
+function selectorList(raw: string): EnablementSelector[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (err) {
+    throw new c.ValueError(`is not JSON: ${(err as Error).message}`);
+  }
+  try {
+    return parseEnablementSelectors(v, "the list");
+  } catch (err) {
+    if (err instanceof SelectorError) throw new c.ValueError(err.message);
+    throw err;
+  }
 }
 
 /** The default plugin executable: the build output next to this package. */
@@ -94,6 +112,12 @@ export const AGENT_ENV = {
   RECONCILE_MAX_BACKOFF: variable("cap of the retry queue's exponential backoff", c.duration(1), 30_000, "30s"),
   HOST_PROBE_SNAT: variable("program the node-side SNAT of kubelet probes", c.bool, true),
   PROC_ROOT: variable("where to scan for pod processes (tests)", c.path, "/proc"),
+  AMBIENT_ENABLEMENT_SELECTORS: variable(
+    "which pods enroll: a JSON list of {podSelector, namespaceSelector} label selectors (the plugin gets the same list)",
+    selectorList,
+    DEFAULT_SELECTORS as EnablementSelector[],
+    "Istio's: pod or namespace label istio.io/dataplane-mode=ambient, pod label =none opts out",
+  ),
 } as const;
 
 /** Variables read outside this table, and the prefixes that mark a name as the agent's. */
@@ -147,5 +171,6 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     retryMaxBackoffMs: v.RECONCILE_MAX_BACKOFF,
     hostProbeSnat: v.HOST_PROBE_SNAT,
     procRoot: v.PROC_ROOT,
+    enablementSelectors: v.AMBIENT_ENABLEMENT_SELECTORS.map((s) => structuredClone(s)),
   };
 }

@@ -22,6 +22,8 @@ async function main(): Promise<number> {
     if (unknown.length > 0) log.warn({ variables: unknown }, "environment variables that look like the agent's are not read by it (see cni-agent --help)");
     agent = await Agent.start(config, { log: root });
   } catch (err) {
+    // One line a human can act on (the variable is named in AgentConfigError messages), then the log.
+    process.stderr.write(`cni-agent: ${errorMessage(err)}\n`);
     log.fatal({ err: errorMessage(err), code: (err as { code?: string }).code }, "node agent failed to start");
     return err instanceof AgentConfigError ? 2 : 1;
   }

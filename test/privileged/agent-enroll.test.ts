@@ -7,7 +7,7 @@ import { Agent } from "../../src/agent/agent.js";
 import { loadAgentConfig, type AgentConfig } from "../../src/agent/config.js";
 import { REDIRECTION_ANNOTATION } from "../../src/agent/enroll/model.js";
 import { PROBE_SET_V4, PROBE_SET_V6 } from "../../src/agent/hostrules/probe-snat.js";
-import { encodeAddEvent } from "../../src/agent/pluginevent/wire.js";
+import { encodeAddEvent } from "../../src/cni-contract/index.js";
 import { netnsRunner } from "../../src/agent/redirect/index.js";
 import { PodCgroups, pidOf, postUnix, startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
 import { SYSTEM_PYTHON, TAG_SERVER, TCP_CLIENT, waitForLine } from "../harness/child-output.js";

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { encodeAddEvent, encodeDelEvent } from "../../src/agent/pluginevent/wire.js";
+import { encodeAddEvent, encodeDelEvent } from "../../src/cni-contract/index.js";
 import { PodCgroups, pidOf, postUnix, startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
 import { SYSTEM_PYTHON, TAG_SERVER, waitForLine } from "../harness/child-output.js";
 import { killAndWait } from "../harness/netns.js";
@@ -182,6 +182,7 @@ pods:
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     expect(await exitOf(child)).toBe(2);
-    expect(err).toContain('VERIFY_INTERVAL=\\"often\\" is not a duration');
+    // One plain line a human can act on (the JSON fatal log follows it).
+    expect(err).toContain('cni-agent: VERIFY_INTERVAL: "often" is not a duration');
   });
 });

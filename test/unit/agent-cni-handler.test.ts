@@ -3,7 +3,7 @@ import { CniEventHandler } from "../../src/agent/cni-handler.js";
 import { PodLifecycle } from "../../src/agent/enroll/lifecycle.js";
 import type { PodView } from "../../src/agent/enroll/model.js";
 import type { EnrollmentSource } from "../../src/agent/enroll/source.js";
-import type { CmdAddEvent } from "../../src/agent/pluginevent/wire.js";
+import type { CmdAddEvent } from "../../src/cni-contract/index.js";
 import { FakeHost, FakeOpener, FakeRedirector, FakeZds, StepLog, fakePod, recordingAnnotator } from "../fixtures/agent-fakes.js";
 
 class StaticSource implements EnrollmentSource {

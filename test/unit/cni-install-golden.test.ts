@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { planCleanup, planInstall, type ConfFile } from "../../src/agent/install/conflist.js";
 import { pluginEntry } from "../../src/agent/install/entry.js";
+import type { EnablementSelector } from "../../src/cni-contract/index.js";
 
 // Golden cases for chaining our plugin into a CNI net dir: each case has in/ (the net dir
 // before), case.json (CNI_CONF_NAME), and the expected out/ (the net dir after) + plan.json.
@@ -10,11 +11,17 @@ import { pluginEntry } from "../../src/agent/install/entry.js";
 const GOLDEN = join(import.meta.dirname, "..", "golden", "cni");
 const update = process.env.UPDATE_GOLDEN === "1";
 
-const ENTRY = pluginEntry({
-  runDir: "/var/run/istio-cni",
-  podNamespace: "istio-system",
-  kubeconfigPath: "/var/run/istio-cni/ambient-cni-kubeconfig",
-});
+// case.json may name the node's enablement selectors (AMBIENT_ENABLEMENT_SELECTORS); the
+// entry then carries them, so the plugin decides exactly as the agent does.
+function entryFor(selectors?: EnablementSelector[]): ReturnType<typeof pluginEntry> {
+  return pluginEntry({
+    runDir: "/var/run/istio-cni",
+    podNamespace: "istio-system",
+    kubeconfigPath: "/var/run/istio-cni/ambient-cni-kubeconfig",
+    ...(selectors !== undefined ? { enablementSelectors: selectors } : {}),
+  });
+}
+const ENTRY = entryFor();
 
 function readDir(dir: string): ConfFile[] {
   if (!existsSync(dir)) return [];
@@ -53,9 +60,10 @@ describe("conflist insertion goldens", () => {
   for (const name of names) {
     it(name, () => {
       const dir = join(GOLDEN, "install", name);
-      const conf = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as { confName?: string };
+      const conf = JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as { confName?: string; enablementSelectors?: EnablementSelector[] };
+      const entry = entryFor(conf.enablementSelectors);
       const input = readDir(join(dir, "in"));
-      const plan = planInstall(input, ENTRY, conf.confName);
+      const plan = planInstall(input, entry, conf.confName);
       const after = new Map(input.map((f) => [f.name, f.content]));
       if (plan.action === "write") {
         if (plan.removeSource) after.delete(plan.source);
@@ -63,7 +71,7 @@ describe("conflist insertion goldens", () => {
       }
       compare(dir, after, plan);
       // Applying the result again must be a no-op (the watcher re-runs after its own writes).
-      const again = planInstall([...after.entries()].map(([n, c]) => ({ name: n, content: c })), ENTRY, conf.confName);
+      const again = planInstall([...after.entries()].map(([n, c]) => ({ name: n, content: c })), entry, conf.confName);
       expect(again.action === "write").toBe(false);
     });
   }

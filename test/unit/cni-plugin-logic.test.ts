@@ -5,8 +5,8 @@ import { readCmdEnv } from "../../cni-plugin/cni/env.js";
 import { CniError } from "../../cni-plugin/cni/errors.js";
 import { formatResult, parseResult } from "../../cni-plugin/cni/result.js";
 import { SUPPORTED_VERSIONS, compareVersions } from "../../cni-plugin/cni/version.js";
-import { DEFAULT_SELECTORS, commandAllowed, parseConfig } from "../../cni-plugin/config.js";
-import { podEnrollment, selectorMatches } from "../../cni-plugin/enrollment.js";
+import { commandAllowed, parseConfig } from "../../cni-plugin/config.js";
+import { DEFAULT_SELECTORS, podEnrollment, selectorMatches } from "../../src/cni-contract/index.js";
 
 function cniCode(fn: () => unknown): number | undefined {
   try {

@@ -10,7 +10,7 @@ import {
   podIpFromCidr,
   PluginEventDecodeError,
   type CmdAddEvent,
-} from "../../src/agent/pluginevent/wire.js";
+} from "../../src/cni-contract/index.js";
 
 // The golden file is what Go's encoding/json makes of Istio's CNIPluginAddEvent for this
 // input (net.IPNet → {"IP","Mask"(base64)}, nil net.IP → "", nil *int → null), written by hand.

@@ -1,13 +1,13 @@
-import { DEFAULT_SELECTORS } from "../../../cni-plugin/config.js";
-import { podEnrollment, type EnablementSelector } from "../../../cni-plugin/enrollment.js";
+import { decidePod, DEFAULT_SELECTORS, type EnablementSelector } from "../../cni-contract/index.js";
 import type { PodView } from "./model.js";
 
-// DESIGN §6, the same pure rules the plugin applies, plus the agent-only ones: excluded
-// namespaces, the agent's own namespace and terminal pods.
+// DESIGN §6: the contract's decision (src/cni-contract, the same one the plugin makes, with the
+// same selectors), plus what only the agent sees: a terminated pod.
 
 export interface DecideOptions {
   excludeNamespaces: readonly string[];
   agentNamespace: string;
+  /** The node's enablement selectors (AMBIENT_ENABLEMENT_SELECTORS); default: Istio's. */
   selectors?: readonly EnablementSelector[];
 }
 
@@ -15,12 +15,10 @@ export type Decision = { enroll: true } | { enroll: false; reason: string };
 
 export function decideEnrollment(pod: PodView, namespaceLabels: Record<string, string> | undefined, o: DecideOptions): Decision {
   if (pod.terminal) return { enroll: false, reason: "pod has terminated" };
-  if (o.excludeNamespaces.includes(pod.namespace)) return { enroll: false, reason: `namespace ${pod.namespace} is excluded` };
-  if (pod.namespace === o.agentNamespace) return { enroll: false, reason: "pod runs in the agent's own namespace" };
-  const e = podEnrollment(
-    { labels: pod.labels, annotations: pod.annotations, hostNetwork: pod.hostNetwork },
+  const e = decidePod(
+    { namespace: pod.namespace, labels: pod.labels, annotations: pod.annotations, hostNetwork: pod.hostNetwork },
     namespaceLabels ?? {},
-    o.selectors ?? DEFAULT_SELECTORS,
+    { excludeNamespaces: o.excludeNamespaces, agentNamespace: o.agentNamespace, selectors: o.selectors ?? DEFAULT_SELECTORS },
   );
   return e.ambient ? { enroll: true } : { enroll: false, reason: e.reason };
 }

@@ -1,4 +1,4 @@
-import type { EnablementSelector } from "../../../cni-plugin/enrollment.js";
+import { DEFAULT_SELECTORS, type EnablementSelector } from "../../cni-contract/index.js";
 
 // Our entry in the host's conflist: the plugin's config fields (Istio's names).
 export const PLUGIN_TYPE = "ambient-cni";
@@ -24,7 +24,8 @@ export function pluginEntry(opts: PluginEntryOptions, pluginType = PLUGIN_TYPE):
     pod_namespace: opts.podNamespace ?? "",
     plugin_log_level: opts.logLevel ?? "info",
   };
-  if (opts.enablementSelectors !== undefined) entry.enablement_selectors = opts.enablementSelectors;
+  // Always written: the plugin then decides exactly as the agent does, whatever its defaults.
+  entry.enablement_selectors = opts.enablementSelectors ?? DEFAULT_SELECTORS;
   if (opts.kubeconfigPath !== undefined) entry.kubeconfig = opts.kubeconfigPath;
   return entry;
 }

@@ -1,4 +1,4 @@
-import type { CmdAddEvent, CmdDelEvent } from "./wire.js";
+import type { CmdAddEvent, CmdDelEvent } from "../../cni-contract/index.js";
 
 /**
  * What the plugin event server asks of the agent. The server only speaks HTTP; the agent's

@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import { errorMessage } from "../../shared/errors.js";
 import { logger, type Logger } from "../../shared/log.js";
 import { closeServer, listenUnix, readBody } from "./server.js";
-import { LOG_PATH, PLUGIN_LOG_SOCKET } from "./wire.js";
+import { LOG_PATH, PLUGIN_LOG_SOCKET } from "../../cni-contract/index.js";
 
 // The plugin runs in the runtime's context, where its stderr is easy to lose; it also POSTs
 // its log lines here (a JSON array of JSON lines) and the agent re-logs them under one scope.

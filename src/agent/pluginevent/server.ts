@@ -11,7 +11,7 @@ import {
   PLUGIN_EVENT_SOCKET,
   decodeAddEvent,
   decodeDelEvent,
-} from "./wire.js";
+} from "../../cni-contract/index.js";
 
 // Events are a few hundred bytes; anything bigger is not from our plugin.
 export const MAX_BODY_BYTES = 64 * 1024;

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from "node:net";
-import { AmbientError } from "../../shared/errors.js";
+import { AmbientError } from "../shared/errors.js";
 
 // The plugin ↔ agent wire format (DESIGN §5). The ADD body is byte-for-byte what Istio's Go
 // plugin sends (encoding/json of CNIPluginAddEvent): Go field names, net.IPNet as
