@@ -3,3 +3,4 @@ export { serverFromFd, socketConnectFromFd, type FdConnectOptions, type FdServer
 export { NativeSocketFactory, type NativeFactoryConfig } from "./native-factory.js";
 export { PlainSocketFactory } from "./plain.js";
 export { InPodSocketFactory, type InPodSocketFactoryOptions } from "./in-pod.js";
+export { udpSocket, type UdpSocketOptions } from "./dgram.js";
