@@ -4,6 +4,8 @@ import { checkNames, helpText, optional, readEnv, rejectMisspelled, variable, ty
 import { AmbientError } from "../shared/errors.js";
 import { DEFAULT_CONFIRM_TIMEOUT_MS } from "./cluster/identity-gate.js";
 import { ISTIOD_ENV } from "./xds/env.js";
+import type { Upstream } from "./dns/transport.js";
+import { parseUpstreamList } from "./dns/upstreams.js";
 
 // ztunnel's configuration, read once from the environment with the variable names Istio's
 // ztunnel uses, so a deployment can swap this implementation in. Values parse as the agent's do
@@ -43,6 +45,13 @@ export interface ZtunnelConfig {
   readonly adminAddr: HostPort;
   readonly statsAddr: HostPort;
   readonly readinessAddr: HostPort;
+  /** The DNS proxy on 15053 in every enrolled pod. */
+  readonly dnsProxy: boolean;
+  /** Upstream resolvers; undefined: the nameservers of dnsResolvConf. */
+  readonly dnsUpstreams: readonly Upstream[] | undefined;
+  readonly dnsResolvConf: string;
+  readonly dnsUpstreamTimeoutMs: number;
+  readonly clusterDomain: string;
 }
 
 export type { Env, HostPort };
@@ -78,6 +87,10 @@ export const ZTUNNEL_ENV = {
   NETWORK: variable("this node's network name", c.text, "", "none"),
   // istiod mode's (xds/config.ts reads them).
   ...ISTIOD_ENV,
+  DNS_PROXY: variable("serve DNS on 15053 in every enrolled pod (the agent's DNS capture sends queries there)", c.bool, true),
+  DNS_UPSTREAMS: optional("resolvers for names outside the mesh (ip[:port], comma-separated); unset: DNS_RESOLV_CONF's nameservers", upstreamList),
+  DNS_RESOLV_CONF: variable("resolv.conf whose nameservers are the default DNS upstreams", c.path, "/etc/resolv.conf"),
+  DNS_UPSTREAM_TIMEOUT: variable("a forwarded DNS query's deadline, retries included (SERVFAIL after it)", c.duration(100), 5_000, "5s"),
 } as const;
 
 export const ENV_NAMES = Object.keys(ZTUNNEL_ENV) as readonly (keyof typeof ZTUNNEL_ENV)[];
@@ -122,7 +135,20 @@ export function loadConfig(env: Env = process.env): ZtunnelConfig {
     adminAddr: Object.freeze({ ...v.ADMIN_ADDR }),
     statsAddr: Object.freeze({ ...v.STATS_ADDR }),
     readinessAddr: Object.freeze({ ...v.READINESS_ADDR }),
+    dnsProxy: v.DNS_PROXY,
+    dnsUpstreams: v.DNS_UPSTREAMS,
+    dnsResolvConf: v.DNS_RESOLV_CONF,
+    dnsUpstreamTimeoutMs: v.DNS_UPSTREAM_TIMEOUT,
+    clusterDomain: v.CLUSTER_DOMAIN,
   });
+}
+
+function upstreamList(raw: string): Upstream[] {
+  try {
+    return parseUpstreamList(raw);
+  } catch (err) {
+    throw new c.ValueError((err as Error).message);
+  }
 }
 
 function trustDomain(raw: string): string {

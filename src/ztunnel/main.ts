@@ -17,6 +17,9 @@ import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
 import { Readiness } from "./readiness.js";
 import { WorkloadStore } from "./state/store.js";
+import { DnsMetrics } from "./dns/metrics.js";
+import { dnsSettingsFrom } from "./dns/settings.js";
+import { formatUpstream } from "./dns/transport.js";
 import { LocalCa } from "./tls/ca.js";
 import { CertManager } from "./tls/cert-manager.js";
 
@@ -47,6 +50,8 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const mesh = await selectMeshSource(config, process.env, { log: logger("ztunnel.source", root) });
   const certs = new CertManager(mesh.issuer(ca), undefined, logger("ztunnel.certs", root));
   const store = new WorkloadStore(Math.random, logger("ztunnel.state", root));
+  const dns = await dnsSettingsFrom(config);
+  if (dns !== undefined) log.info({ upstreams: dns.upstreams.map(formatUpstream), clusterDomain: dns.clusterDomain }, "DNS proxy on 15053 in every enrolled pod");
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),
@@ -59,6 +64,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
       poolMaxStreams: config.poolMaxStreamsPerConnection,
       poolIdleMs: config.poolUnusedReleaseTimeoutMs,
       flushIntervalMs: 1_000,
+      ...(dns !== undefined ? { dns } : {}),
     },
     snapshot: () => store.snapshot(),
     log,
@@ -75,7 +81,11 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const metrics = new ZtunnelMetrics({ defaultMetrics: true });
   mesh.registerMetrics?.(metrics.registry);
   const telemetry = new TelemetrySink(metrics, new AccessLog(accessLogger()));
-  pool.on("telemetry", (index, t) => telemetry.add(index, t));
+  const dnsMetrics = new DnsMetrics(metrics.registry);
+  pool.on("telemetry", (index, t) => {
+    telemetry.add(index, t);
+    if (t.dns !== undefined) dnsMetrics.apply(t.dns);
+  });
 
   const manager = new InPodManager({ pool, store, certs, log, counters: metrics });
   store.onChange(() => void manager.refresh());

@@ -9,6 +9,7 @@ import { WorkerCerts } from "./certs.js";
 import type { FromWorker, OpenConnection, ToWorker, WorkerSettings } from "./messages.js";
 import { PodProxy } from "./pod-proxy.js";
 import { WorkerTelemetry } from "./telemetry.js";
+import { WorkerDns } from "../dns/worker-dns.js";
 
 // Entry of a proxy worker thread (DESIGN §1). The main thread sends pods, state snapshots and
 // certificates; this thread creates its own listeners in each pod's netns (setns happens on
@@ -37,7 +38,14 @@ const authorizer = new PolicyAuthorizer({
   workload: (ip) => store.workloadByIp(ip),
   log: root.child({ scope: "ztunnel.authz", worker: init.settings.index }),
 });
+const dnsSettings = init.settings.dns;
+const dns =
+  dnsSettings === undefined
+    ? undefined
+    : new WorkerDns({ settings: dnsSettings, store, mark: init.settings.packetMark, reusePort: init.settings.reusePort, ipv6: init.settings.ipv6, log });
+if (dns !== undefined) telemetry.dnsSource = () => dns.metrics.flush();
 const deps = {
+  ...(dns !== undefined ? { dns } : {}),
   settings: init.settings,
   store,
   certs,

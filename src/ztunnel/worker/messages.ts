@@ -1,5 +1,7 @@
 import type { ConnectionSummary } from "../accesslog/record.js";
 import type { MetricsDelta } from "../metrics/accumulator.js";
+import type { DnsMetricsDelta } from "../dns/metrics.js";
+import type { DnsSettings } from "../dns/settings.js";
 import type { StateSnapshot } from "../state/types.js";
 import type { WorkloadCert } from "../tls/ca.js";
 import type { Identity } from "../tls/identity.js";
@@ -19,6 +21,8 @@ export interface WorkerSettings {
   readonly poolIdleMs: number;
   /** How often counters are flushed to the main thread (at most 1 s by DESIGN §1). */
   readonly flushIntervalMs: number;
+  /** The DNS proxy on 15053 in every pod; undefined: off. */
+  readonly dns?: DnsSettings;
 }
 
 /** One pod as a worker proxies it. */
@@ -34,12 +38,12 @@ export interface PodSpec {
   readonly cert: WorkloadCert;
 }
 
-export type ListenerRole = "outbound" | "inbound-plaintext" | "inbound-hbone";
+export type ListenerRole = "outbound" | "inbound-plaintext" | "inbound-hbone" | "dns-udp" | "dns-tcp";
 
 export interface ListenerInfo {
   readonly address: string;
   readonly port: number;
-  readonly protocol: "TCP" | "HBONE";
+  readonly protocol: "TCP" | "HBONE" | "UDP";
   readonly role: ListenerRole;
   readonly worker: number;
   readonly mark: number;
@@ -77,6 +81,8 @@ export interface Telemetry {
   readonly accepted: number;
   readonly active: number;
   readonly eventLoopLagMs: number;
+  /** istio_dns_* counts since the last flush. */
+  readonly dns?: DnsMetricsDelta;
 }
 
 /** An open connection as an operator sees it in /config_dump. */

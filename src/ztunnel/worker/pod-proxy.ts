@@ -19,6 +19,7 @@ import { handleOutbound } from "./outbound.js";
 import type { ListenerInfo, OpenConnection, PodSpec, WorkerSettings } from "./messages.js";
 import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
+import type { RunningPodDns, WorkerDns } from "../dns/worker-dns.js";
 
 // One pod on one worker: this worker's own copy of the pod's netns fd, its three SO_REUSEPORT
 // listeners inside the pod (15001 outbound, 15006 inbound plaintext, 15008 inbound HBONE), its
@@ -42,6 +43,8 @@ export interface PodProxyDeps {
   /** Reports fd numbers this worker opens/closes (the main thread cleans up after a crash). */
   readonly fdOpened: (fd: number) => void;
   readonly fdClosed: (fd: number) => void;
+  /** The DNS proxy plug-in (15053); undefined when DNS proxying is off. */
+  readonly dns?: WorkerDns;
 }
 
 export class PodProxy {
@@ -49,6 +52,7 @@ export class PodProxy {
   private factory: SocketFactory | undefined;
   private readonly servers: Server[] = [];
   private hbone: HboneServer | undefined;
+  private dns: RunningPodDns | undefined;
   private pool: HbonePool | undefined;
   private readonly downstreams = new Set<Socket>();
   private retained = false;
@@ -111,6 +115,11 @@ export class PodProxy {
       });
       await this.hbone.start();
       this.listeners.push(this.info(address, HBONE_PORT, "inbound-hbone"));
+      if (this.deps.dns !== undefined) {
+        const spec = this.spec;
+        this.dns = await this.deps.dns.startPod({ uid: spec.uid, name: spec.name, namespace: spec.namespace, netns: this.netns, factory });
+        for (const l of this.dns.listeners) this.listeners.push(this.info(l.address, l.port, l.protocol === "UDP" ? "dns-udp" : "dns-tcp"));
+      }
       if (this.closed) throw new Error("pod removed while its listeners were starting");
       return this.listeners;
     } catch (err) {
@@ -129,6 +138,8 @@ export class PodProxy {
     this.servers.length = 0;
     if (this.hbone !== undefined) closing.push(this.hbone.close());
     this.hbone = undefined;
+    if (this.dns !== undefined) closing.push(this.dns.close());
+    this.dns = undefined;
     // Every connection was destroyed above, so the close callbacks come promptly; the bound
     // only guards against a connection Node still counts while it tears down.
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref())]);
@@ -144,6 +155,7 @@ export class PodProxy {
     for (const s of this.servers) s.close();
     this.servers.length = 0;
     void this.hbone?.drain();
+    this.dns?.stopAccepting();
     this.pool?.drain();
   }
 
@@ -245,6 +257,7 @@ export class PodProxy {
 
   private info(address: string, port: number, role: ListenerInfo["role"]): ListenerInfo {
     const { settings } = this.deps;
-    return { address, port, protocol: role === "inbound-hbone" ? "HBONE" : "TCP", role, worker: settings.index, mark: settings.packetMark };
+    const protocol = role === "inbound-hbone" ? "HBONE" : role === "dns-udp" ? "UDP" : "TCP";
+    return { address, port, protocol, role, worker: settings.index, mark: settings.packetMark };
   }
 }

@@ -2,6 +2,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { rootLogger } from "../../shared/log.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import { MetricsAccumulator, startFlushLoop, type FlushLoop, type MetricsDelta } from "../metrics/accumulator.js";
+import type { DnsMetricsDelta } from "../dns/metrics.js";
 import type { Telemetry } from "./messages.js";
 
 // A worker's telemetry toward the main thread: Istio metric deltas (MetricsAccumulator, flushed
@@ -32,6 +33,8 @@ export class WorkerTelemetry {
   private readonly heartbeat: NodeJS.Timeout;
   private readonly lag: IntervalHistogram;
   private readonly wantsAccess: (failed: boolean) => boolean;
+  /** The DNS proxy's counts since the last flush; they ride on every telemetry message. */
+  dnsSource: (() => DnsMetricsDelta | undefined) | undefined;
 
   constructor(
     private readonly post: (t: Telemetry) => void,
@@ -84,6 +87,7 @@ export class WorkerTelemetry {
     // max over the interval: the worst stall a connection of this worker saw.
     const lagMs = this.lag.count > 0 ? this.lag.max / 1e6 : 0;
     if (metrics === undefined) this.lag.reset();
-    this.post({ metrics, access, accepted, active: this.activeConns, eventLoopLagMs: Math.round(lagMs * 100) / 100 });
+    const dns = this.dnsSource?.();
+    this.post({ metrics, access, accepted, active: this.activeConns, eventLoopLagMs: Math.round(lagMs * 100) / 100, ...(dns !== undefined ? { dns } : {}) });
   }
 }
