@@ -24,9 +24,27 @@ describe("ztunnel config from env", () => {
       adminAddr: { host: "127.0.0.1", port: 15000 },
       statsAddr: { host: "0.0.0.0", port: 15020 },
       readinessAddr: { host: "0.0.0.0", port: 15021 },
+      dnsProxy: true,
+      dnsUpstreams: undefined,
+      dnsResolvConf: "/etc/resolv.conf",
+      dnsUpstreamTimeoutMs: 5_000,
+      clusterDomain: "cluster.local",
     });
     expect(Object.isFrozen(cfg)).toBe(true);
     expect(Object.isFrozen(cfg.adminAddr)).toBe(true);
+  });
+
+  it("reads the DNS proxy's variables and names a bad upstream list", () => {
+    const cfg = loadConfig({ DNS_PROXY: "false", DNS_UPSTREAMS: "10.0.0.53, [fd00::53]:5353,10.0.0.54:1053", DNS_UPSTREAM_TIMEOUT: "2s" });
+    expect(cfg.dnsProxy).toBe(false);
+    expect(cfg.dnsUpstreams).toEqual([
+      { address: "10.0.0.53", port: 53 },
+      { address: "fd00::53", port: 5353 },
+      { address: "10.0.0.54", port: 1053 },
+    ]);
+    expect(cfg.dnsUpstreamTimeoutMs).toBe(2_000);
+    expect(() => loadConfig({ DNS_UPSTREAMS: "dns.example.com" })).toThrow(/DNS_UPSTREAMS: "dns.example.com" is not ip\[:port\]/);
+    expect(() => loadConfig({ DNS_UPSTREAMS: " , " })).toThrow(/DNS_UPSTREAMS/);
   });
 
   it("reads every variable", () => {
