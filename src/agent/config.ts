@@ -31,7 +31,7 @@ export interface AgentConfig {
   podNamespace: string;
   /** EXCLUDE_NAMESPACES: comma separated. */
   excludeNamespaces: string[];
-  /** AMBIENT_DNS_CAPTURE: redirect DNS to ztunnel's 15053 (off until ztunnel serves it). */
+  /** AMBIENT_DNS_CAPTURE: redirect DNS to ztunnel's 15053 (default on, as in Istio ≥ 1.25). */
   dnsCapture: boolean;
   /** AMBIENT_IPV6: also program ip6tables in pods and the IPv6 probe ipset. */
   ipv6: boolean;
@@ -101,7 +101,7 @@ export const AGENT_ENV = {
   NODE_NAME: variable("this node (the pod informer's field selector); required unless LOCAL_INVENTORY_PATH is set", c.name, ""),
   POD_NAMESPACE: variable("the agent's own namespace; its pods are never enrolled", c.namespace, "istio-system"),
   EXCLUDE_NAMESPACES: variable("namespaces never enrolled (comma separated)", c.namespaceList, ["kube-system"]),
-  AMBIENT_DNS_CAPTURE: variable("redirect pod DNS to ztunnel's 15053", c.bool, false),
+  AMBIENT_DNS_CAPTURE: variable("redirect pod DNS to ztunnel's 15053 (a pod opts out with annotation ambient.istio.io/dns-capture: \"false\")", c.bool, true),
   AMBIENT_IPV6: variable("also program ip6tables in pods and the IPv6 probe ipset", c.bool, true),
   KUBECONFIG: optional("kubeconfig of the API server", c.path, "in-cluster service account"),
   LOCAL_INVENTORY_PATH: optional("cluster-free mode: enrollment from this YAML file", c.path),

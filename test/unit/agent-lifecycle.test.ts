@@ -39,6 +39,19 @@ describe("pod lifecycle (Istio's order)", () => {
     expect(lc.list()).toEqual([{ uid: "u1", info: { name: "pod-u1", namespace: "mesh", serviceAccount: "sa" }, netns: e.netns }]);
   });
 
+  it("a pod's DNS capture annotation reaches its rules, and changing it on a running pod re-applies them", async () => {
+    const optedOut = fakePod("u1", { annotations: { "ambient.istio.io/dns-capture": "false" } });
+    await lc.enroll(optedOut, { path: "/run/netns/a" });
+    expect(log.steps[0]).toBe("rules-apply dns=false");
+    log.clear();
+    // The same pod again (a reconcile) with the annotation gone: capture back on, nothing else.
+    await lc.enroll(fakePod("u1"), { path: "/run/netns/a" });
+    expect(log.steps).toEqual(["rules-apply"]);
+    log.clear();
+    await lc.enroll(fakePod("u1"), { path: "/run/netns/a" });
+    expect(log.steps).toEqual([]);
+  });
+
   it("IPs come from the event, else the source, else the netns itself", async () => {
     await lc.enroll(fakePod("u1", { ips: ["10.0.0.6"] }), { path: "/run/netns/a" });
     await lc.enroll(fakePod("u2"), { path: "/run/netns/a2" });

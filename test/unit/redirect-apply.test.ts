@@ -12,7 +12,7 @@ function redirector(opts: ConstructorParameters<typeof PodRedirector>[0] = {}): 
 }
 
 describe("applyRedirect against a fake netfilter", () => {
-  it("a fresh netns gets exactly the golden rules, the ip rule and the route, for both families", async () => {
+  it("a fresh netns gets exactly the golden rules (DNS capture on by default), the ip rule and the route, for both families", async () => {
     const fake = new FakeNetfilter();
     const res = await redirector().apply(fake);
     expect(res.outcome).toBe("applied");
@@ -22,9 +22,25 @@ describe("applyRedirect against a fake netfilter", () => {
       "iptables-nft-restore --noflush -w 5",
       "ip6tables-nft-restore --noflush -w 5",
     ]);
-    expect(restores[0]!.input).toBe(golden("ipv4.golden"));
-    expect(restores[1]!.input).toBe(golden("ipv6.golden"));
+    expect(restores[0]!.input).toBe(golden("ipv4-dns.golden"));
+    expect(restores[1]!.input).toBe(golden("ipv6-dns.golden"));
     expect(await redirector().check(fake)).toEqual({ state: "in-place", problems: [] });
+  });
+
+  it("a pod that opts out of DNS capture gets the rules without it; opting back in is reconciled", async () => {
+    const fake = new FakeNetfilter();
+    const r = redirector({ ipv6: false });
+    const first = await r.apply(fake, { dnsCapture: false });
+    expect(first.outcome).toBe("applied");
+    const restores = fake.calls.filter((c) => c.cmd.endsWith("restore"));
+    expect(restores[0]!.input).toBe(golden("ipv4.golden"));
+    expect(await r.check(fake, { dnsCapture: false })).toEqual({ state: "in-place", problems: [] });
+    // The node's setting (capture on) sees the opted-out pod as drifted...
+    expect((await r.check(fake)).state).toBe("drifted");
+    // ...and the annotation removed: one apply brings capture back.
+    expect(await r.apply(fake)).toEqual({ outcome: "applied", changes: ["ipv4 iptables"] });
+    expect(fake.save(4)).toContain("--to-ports 15053");
+    expect(await r.check(fake)).toEqual({ state: "in-place", problems: [] });
   });
 
   it("applying twice changes nothing the second time (no restore, no ip add)", async () => {
@@ -52,7 +68,7 @@ describe("applyRedirect against a fake netfilter", () => {
 
   it("repairs drift in one transaction: an extra rule, a duplicated jump, a deleted rule", async () => {
     const fake = new FakeNetfilter();
-    const r = redirector({ ipv6: false });
+    const r = redirector({ ipv6: false, dnsCapture: false });
     await r.apply(fake);
     fake.seed(4, "*nat\n-A ISTIO_OUTPUT -p tcp --dport 9999 -j ACCEPT\n-A OUTPUT -j ISTIO_OUTPUT\n-D ISTIO_PRERT -s 169.254.7.127/32 -p tcp -j ACCEPT\nCOMMIT\n");
     const check = await r.check(fake);
@@ -77,7 +93,7 @@ describe("applyRedirect against a fake netfilter", () => {
     const fake = new FakeNetfilter();
     await redirector({ ipv6: false, dnsCapture: true }).apply(fake);
     expect(fake.save(4)).toContain("CT --zone 1");
-    const off = redirector({ ipv6: false });
+    const off = redirector({ ipv6: false, dnsCapture: false });
     expect((await off.check(fake)).state).toBe("drifted");
     await off.apply(fake);
     const save = fake.save(4);

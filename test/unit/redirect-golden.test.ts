@@ -39,8 +39,8 @@ describe("in-pod redirection rules match the golden files", () => {
 
   it("DNS capture only adds rules: the rules without it are a subsequence of the rules with it", () => {
     for (const family of [4, 6] as const) {
-      const off = renderRestore(generateRules(family, resolveRedirectOptions())).split("\n").filter(Boolean);
-      const on = renderRestore(generateRules(family, resolveRedirectOptions({ dnsCapture: true }))).split("\n");
+      const off = renderRestore(generateRules(family, resolveRedirectOptions({ dnsCapture: false }))).split("\n").filter(Boolean);
+      const on = renderRestore(generateRules(family, resolveRedirectOptions())).split("\n");
       let i = 0;
       for (const line of on) if (line === off[i]) i++;
       // The raw table block is new; everything of the DNS-off output appears in order.
@@ -48,6 +48,11 @@ describe("in-pod redirection rules match the golden files", () => {
       expect(on.join("\n")).toContain("-j CT --zone 1");
       expect(off.join("\n")).not.toContain("15053");
     }
+  });
+
+  it("DNS capture is on by default (Istio ≥ 1.25)", () => {
+    expect(resolveRedirectOptions().dnsCapture).toBe(true);
+    expect(renderRestore(generateRules(4, resolveRedirectOptions()))).toContain("--to-ports 15053");
   });
 
   it("options flow into the rules (marks, ports, probe address)", () => {

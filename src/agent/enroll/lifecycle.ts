@@ -2,6 +2,7 @@ import { AmbientError, errorMessage } from "../../shared/errors.js";
 import { logger, type Logger } from "../../shared/log.js";
 import type { NetnsRef, PodEntry, PodInventory } from "../../zds/index.js";
 import type { RedirectCheck } from "../redirect/index.js";
+import { podRedirectOverrides, sameOverrides, type PodRedirectOverrides } from "../redirect/pod-options.js";
 import { handlePath, sameIdentity, type NetnsOpener } from "../netns/ops.js";
 import type { PodView, RedirectionState } from "./model.js";
 
@@ -18,11 +19,11 @@ export interface ZdsSink {
   podDeleted(uid: string): Promise<void>;
 }
 
-/** In-pod redirection (PodRedirector) on a netns path. */
+/** In-pod redirection (PodRedirector) on a netns path, with the pod's own overrides. */
 export interface Redirector {
-  apply(netnsPath: string): Promise<unknown>;
-  remove(netnsPath: string): Promise<unknown>;
-  check(netnsPath: string): Promise<RedirectCheck>;
+  apply(netnsPath: string, pod?: PodRedirectOverrides): Promise<unknown>;
+  remove(netnsPath: string, pod?: PodRedirectOverrides): Promise<unknown>;
+  check(netnsPath: string, pod?: PodRedirectOverrides): Promise<RedirectCheck>;
 }
 
 /** Host side: the probe ipset (optional, off when HOST_PROBE_SNAT=false). */
@@ -160,8 +161,13 @@ export class PodLifecycle implements PodInventory {
     let fresh = false;
     if (existing && sameIdentity(existing.netns, incoming)) {
       if (incoming !== existing.netns) incoming.close();
+      const before = podRedirectOverrides(existing.pod.annotations);
       existing.pod = pod;
       entry = existing;
+      // A running pod's DNS capture annotation changed: its rules follow now (idempotent apply).
+      if (!sameOverrides(before, podRedirectOverrides(pod.annotations)) && !existing.netns.closed) {
+        await this.deps.redirector.apply(handlePath(existing.netns), podRedirectOverrides(pod.annotations));
+      }
     } else {
       if (existing) {
         // Same uid, new sandbox (the runtime recreated it): the old netns is dead weight.
@@ -173,7 +179,7 @@ export class PodLifecycle implements PodInventory {
       let ips: string[];
       try {
         ips = givenIps && givenIps.length > 0 ? [...givenIps] : pod.ips.length > 0 ? [...pod.ips] : await this.deps.addrsIn(handlePath(incoming));
-        await this.deps.redirector.apply(handlePath(incoming));
+        await this.deps.redirector.apply(handlePath(incoming), podRedirectOverrides(pod.annotations));
       } catch (err) {
         incoming.close();
         throw err;
@@ -187,7 +193,7 @@ export class PodLifecycle implements PodInventory {
     if (entry.state === "enabled") return entry;
     if (this.deps.zdsDeferred?.()) return entry;
     // A pending pod retried later: its rules may have been touched meanwhile (idempotent).
-    if (!fresh) await this.deps.redirector.apply(handlePath(entry.netns));
+    if (!fresh) await this.deps.redirector.apply(handlePath(entry.netns), podRedirectOverrides(pod.annotations));
     try {
       await this.deps.zds.podAdded(pod.uid, infoOf(pod), entry.netns);
     } catch (err) {
@@ -206,7 +212,7 @@ export class PodLifecycle implements PodInventory {
     if (!entry) return;
     await this.deps.host?.removePod(entry.ips);
     await this.deps.zds.podDeleted(uid);
-    if (!podGone && !entry.netns.closed) await this.deps.redirector.remove(handlePath(entry.netns));
+    if (!podGone && !entry.netns.closed) await this.deps.redirector.remove(handlePath(entry.netns), podRedirectOverrides(entry.pod.annotations));
     if (!podGone) await this.deps.annotate(entry.pod, undefined);
     this.pods.delete(uid);
     entry.netns.close();

@@ -8,3 +8,4 @@ export type { ApplyResult } from "./applier.js";
 export type { RemoveResult } from "./remover.js";
 export type { RedirectCheck, RedirectCheckState } from "./verifier.js";
 export { RedirectCommandError, RedirectOptionsError, RedirectReadbackError, IptablesNotFoundError } from "./errors.js";
+export { DNS_CAPTURE_ANNOTATION, podRedirectOverrides, sameOverrides, type PodRedirectOverrides } from "./pod-options.js";

@@ -19,7 +19,7 @@ export interface RedirectPorts {
 export interface RedirectOptions {
   /** Also program ip6tables and the IPv6 rule/route. */
   ipv6: boolean;
-  /** Capture DNS (udp/tcp 53) to the DNS port; keep off until ztunnel serves it. */
+  /** Capture DNS (udp/tcp 53) to ztunnel's DNS proxy (on by default, as in Istio ≥ 1.25). */
   dnsCapture: boolean;
   /** SO_MARK on ztunnel's own sockets; packets carrying it bypass redirection. */
   mark: number;
@@ -39,7 +39,7 @@ export interface RedirectOptions {
 
 export const DEFAULT_REDIRECT_OPTIONS: Readonly<RedirectOptions> = Object.freeze({
   ipv6: true,
-  dnsCapture: false,
+  dnsCapture: true,
   mark: 0x539,
   markMask: 0xfff,
   connmark: 0x111,

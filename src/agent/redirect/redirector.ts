@@ -4,6 +4,7 @@ import { detectIptablesVariant, type IptablesVariant } from "./iptables-binary.j
 import { resolveRedirectOptions, type RedirectOptions, type RedirectOptionsInput } from "./options.js";
 import { removeRedirect, type RemoveResult } from "./remover.js";
 import { hostRunner, netnsRunner, type CommandRunner } from "./runner.js";
+import type { PodRedirectOverrides } from "./pod-options.js";
 import type { RedirectContext } from "./state.js";
 import { checkRedirect, type RedirectCheck } from "./verifier.js";
 
@@ -46,27 +47,32 @@ export class PodRedirector {
     }
   }
 
-  async apply(netns: string | CommandRunner): Promise<ApplyResult> {
-    const ctx = await this.context(netns);
+  async apply(netns: string | CommandRunner, pod: PodRedirectOverrides = {}): Promise<ApplyResult> {
+    const ctx = await this.context(netns, pod);
     const res = await applyRedirect(ctx);
     if (res.outcome === "applied") this.log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection applied");
     else this.log.debug({ netns: ctx.runner.where }, "in-pod redirection already in place");
     return res;
   }
 
-  async remove(netns: string | CommandRunner): Promise<RemoveResult> {
-    const ctx = await this.context(netns);
+  async remove(netns: string | CommandRunner, pod: PodRedirectOverrides = {}): Promise<RemoveResult> {
+    const ctx = await this.context(netns, pod);
     const res = await removeRedirect(ctx);
     if (res.outcome === "removed") this.log.info({ netns: ctx.runner.where, changes: res.changes }, "in-pod redirection removed");
     return res;
   }
 
-  async check(netns: string | CommandRunner): Promise<RedirectCheck> {
-    return await checkRedirect(await this.context(netns));
+  async check(netns: string | CommandRunner, pod: PodRedirectOverrides = {}): Promise<RedirectCheck> {
+    return await checkRedirect(await this.context(netns, pod));
   }
 
-  private async context(netns: string | CommandRunner): Promise<RedirectContext> {
+  /** The node's options with one pod's overrides (its DNS capture annotation). */
+  optionsFor(pod: PodRedirectOverrides): RedirectOptions {
+    return pod.dnsCapture === undefined || pod.dnsCapture === this.options.dnsCapture ? this.options : { ...this.options, dnsCapture: pod.dnsCapture };
+  }
+
+  private async context(netns: string | CommandRunner, pod: PodRedirectOverrides): Promise<RedirectContext> {
     const runner = typeof netns === "string" ? (this.deps.runnerFor ?? netnsRunner)(netns) : netns;
-    return { runner, options: this.options, variant: await this.iptablesVariant() };
+    return { runner, options: this.optionsFor(pod), variant: await this.iptablesVariant() };
   }
 }

@@ -3,6 +3,7 @@ import { logger, type Logger } from "../../shared/log.js";
 import type { PodLifecycle, Redirector, ZdsSink } from "../enroll/lifecycle.js";
 import { infoOf } from "../enroll/lifecycle.js";
 import { handlePath } from "../netns/ops.js";
+import { podRedirectOverrides } from "../redirect/pod-options.js";
 
 // Beyond Istio (istio#61182): rules deleted by hand, by a buggy CNI or a container with
 // NET_ADMIN, or a ztunnel that lost a pod, are otherwise only noticed when traffic escapes.
@@ -58,10 +59,11 @@ export class Verifier {
           const cur = this.deps.lifecycle.get(uid);
           if (!cur || cur !== p || cur.state !== "enabled" || cur.netns.closed) return;
           const path = handlePath(cur.netns);
-          const check = await this.deps.redirector.check(path);
+          const overrides = podRedirectOverrides(cur.pod.annotations);
+          const check = await this.deps.redirector.check(path, overrides);
           if (check.state !== "in-place") {
             this.log.warn({ uid, pod: `${cur.pod.namespace}/${cur.pod.name}`, state: check.state, problems: check.problems }, "in-pod redirection not in place; re-applying");
-            await this.deps.redirector.apply(path);
+            await this.deps.redirector.apply(path, overrides);
             repairs.push({ uid, kind: "rules" });
             this.deps.onRepair?.("rules", uid);
           }
