@@ -20,7 +20,7 @@ provide iptables iptables iptables-save iptables-restore ip6tables ip6tables-sav
   iptables-nft iptables-nft-save iptables-nft-restore ip6tables-nft ip6tables-nft-save ip6tables-nft-restore \
   iptables-legacy iptables-legacy-save iptables-legacy-restore ip6tables-legacy ip6tables-legacy-save ip6tables-legacy-restore
 provide iproute2 ip ss
-provide dnsutils dig
+provide bind9-dnsutils dig
 provide ipset ipset
 provide nftables nft
 provide podman podman

@@ -96,9 +96,13 @@ describePrivileged("ambientctl against a running local mesh", () => {
     const r = await ctl(["--context", ctx, "listeners", "demo/backend-1", "-o", "json"]);
     expect(r.code, r.err).toBe(0);
     const data = JSON.parse(r.out) as { listeners: Array<{ node: string; worker: number; address: string; mark: string }>; kernel?: Record<string, unknown> };
-    expect(data.listeners.map((l) => `${l.node} w${l.worker} ${l.address} ${l.mark}`).sort()).toEqual(
+    const proxy = data.listeners.filter((l) => !l.address.endsWith(":15053"));
+    expect(proxy.map((l) => `${l.node} w${l.worker} ${l.address} ${l.mark}`).sort()).toEqual(
       ["15001", "15006", "15008"].flatMap((p) => [0, 1].map((w) => `node1 w${w} 0.0.0.0:${p} 0x539`)).sort(),
     );
+    // The DNS proxy: UDP and TCP on the pod's loopback, on both workers, marked too.
+    const dns = data.listeners.filter((l) => l.address === "127.0.0.1:15053");
+    expect(dns.map((l) => `w${l.worker} ${l.mark}`).sort()).toEqual(["w0 0x539", "w0 0x539", "w1 0x539", "w1 0x539"]);
     const table = await ctl(["--context", ctx, "listeners", "demo/backend-1"]);
     expect(table.out).toMatch(/node1\s+demo\s+backend-1\s+Up\s+0\s+inbound-hbone\s+0\.0\.0\.0:15008\s+HBONE\s+0x539/);
     // ztunnel's /listeners?pod=: the kernel's own socket table of the pod shows the marked listeners.

@@ -189,8 +189,11 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
       for (const l of lines) expect(l).toMatch(/"node",pid=\d+/);
     }
     const dump = await mesh.configDump(1);
-    const listeners = dump.workloadState[mesh.uid(b0)]!.listeners;
+    const all = dump.workloadState[mesh.uid(b0)]!.listeners;
+    const listeners = all.filter((l) => l.port !== 15053);
     expect(listeners).toHaveLength(6);
+    // The DNS proxy's UDP and TCP listeners (127.0.0.1 and ::1) on each worker.
+    expect(all.filter((l) => l.port === 15053 && l.address === "127.0.0.1").map((l) => l.worker).sort()).toEqual([0, 0, 1, 1]);
     expect(new Set(listeners.map((l) => l.worker))).toEqual(new Set([0, 1]));
     for (const l of listeners) expect(l.mark).toBe(1337);
     const acceptedBefore = (await mesh.configDump(0)).workers.map((w) => w.accepted);

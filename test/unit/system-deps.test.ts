@@ -18,7 +18,7 @@ const BASE = new Map<string, string>([
   ["true", "coreutils (essential)"], ["sleep", "coreutils (essential)"], ["cat", "coreutils (essential)"],
   ["id", "coreutils (essential)"], ["dirname", "coreutils (essential)"], ["env", "coreutils (essential)"], ["mkdir", "coreutils (essential)"],
   ["rm", "coreutils (essential)"], ["cp", "coreutils (essential)"], ["du", "coreutils (essential)"], ["tar", "tar (essential)"],
-  ["sysctl", "procps (required)"], ["apt-get", "apt (required)"], ["debconf-set-selections", "debconf (essential)"], ["dpkg-query", "dpkg (essential)"],
+  ["sysctl", "procps (required)"], ["getent", "libc-bin (essential)"], ["apt-get", "apt (required)"], ["debconf-set-selections", "debconf (essential)"], ["dpkg-query", "dpkg (essential)"],
   ["node", "the machine's Node 20 toolchain"], ["npm", "the machine's Node 20 toolchain"], ["npx", "the machine's Node 20 toolchain"],
   ["kubectl", "the machine's kubectl (not a bookworm package; the install script warns when missing)"],
 ]);

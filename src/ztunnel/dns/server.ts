@@ -9,9 +9,12 @@ import type { DnsHandler } from "./handler.js";
 import { writeFramed } from "./transport.js";
 
 // The DNS listeners of one pod on one worker: UDP and TCP on 15053 inside the pod's netns,
-// SO_REUSEPORT (every worker binds its own) and marked like the other listeners. UDP datagrams
-// and TCP length-prefixed messages go through the same handler; TCP connections are capped,
-// idle ones closed, and pipelined queries limited per connection (reading pauses above it).
+// SO_REUSEPORT (every worker binds its own) and marked like the other listeners. They bind the
+// loopback addresses, as ztunnel's do: the pod's REDIRECT rule rewrites a query's destination to
+// 127.0.0.1 (::1), and a UDP reply must leave from that address for conntrack to map it back to
+// the resolver the client asked (a wildcard socket would answer from the pod IP, which the
+// client drops). UDP datagrams and TCP length-prefixed messages go through the same handler;
+// TCP connections are capped, idle ones closed, and pipelined queries limited per connection.
 
 const PIPELINE_PER_CONNECTION = 16;
 
@@ -19,8 +22,10 @@ export interface DnsListenerSpec {
   readonly netns: NetnsHandle;
   readonly mark: number;
   readonly reusePort: boolean;
-  /** "::" (dual-stack) or "0.0.0.0". */
-  readonly address: string;
+  /** "127.0.0.1", and "::1" when IPv6 is on. */
+  readonly addresses: readonly string[];
+  /** Addresses that may be missing in the pod (::1 when its lo has IPv6 disabled): skipped. */
+  readonly optional: readonly string[];
   readonly port: number;
   /** TCP listeners come from the pod's socket factory like every other listener. */
   readonly factory: SocketFactory;
@@ -35,8 +40,8 @@ export interface BoundListener {
 }
 
 export class DnsServer {
-  private udp: DgramSocket | undefined;
-  private tcp: Server | undefined;
+  private readonly udp = new Set<DgramSocket>();
+  private readonly tcp = new Set<Server>();
   private readonly conns = new Set<Socket>();
   private readonly limiter: ConnectionLimiter;
   private closed = false;
@@ -50,34 +55,48 @@ export class DnsServer {
     this.limiter = new ConnectionLimiter(spec.maxTcpConnections);
   }
 
-  /** Binds both listeners; on failure nothing stays open. */
+  /** Binds every listener; on failure nothing stays open. */
   async start(): Promise<BoundListener[]> {
-    const { spec } = this;
+    const out: BoundListener[] = [];
     try {
-      const family = spec.address.includes(":") ? 6 : 4;
-      const udp = await udpSocket({ netns: spec.netns, family, mark: spec.mark, reusePort: spec.reusePort, bind: { address: spec.address, port: spec.port } });
-      this.udp = udp;
-      udp.on("error", (err) => this.throttled.warn({ err: err.message }, "DNS UDP socket error"));
-      udp.on("message", (msg, rinfo) => this.onDatagram(udp, msg, rinfo));
-      const tcp = await spec.factory.listenTcp({ address: spec.address, port: spec.port });
-      this.tcp = tcp;
-      guardAcceptErrors(tcp, this.throttled, "dns-tcp");
-      tcp.on("connection", (s: Socket) => this.onConnection(s));
-      const u = udp.address();
-      const t = tcp.address();
-      return [
-        { address: u.address, port: u.port, protocol: "UDP" },
-        { address: t !== null && typeof t === "object" ? t.address : spec.address, port: t !== null && typeof t === "object" ? t.port : spec.port, protocol: "TCP" },
-      ];
+      for (const address of this.spec.addresses) {
+        try {
+          out.push(...(await this.bind(address)));
+        } catch (err) {
+          if (!this.spec.optional.includes(address) || (err as NodeJS.ErrnoException).code !== "EADDRNOTAVAIL") throw err;
+          this.log.info({ address }, "no such address in the pod (IPv6 off on its lo?): DNS over it is not served");
+        }
+      }
+      return out;
     } catch (err) {
       await this.close();
       throw err;
     }
   }
 
+  private async bind(address: string): Promise<BoundListener[]> {
+    const { spec } = this;
+    const family = address.includes(":") ? 6 : 4;
+    const udp = await udpSocket({ netns: spec.netns, family, mark: spec.mark, reusePort: spec.reusePort, bind: { address, port: spec.port } });
+    this.udp.add(udp);
+    udp.on("error", (err) => this.throttled.warn({ err: err.message }, "DNS UDP socket error"));
+    udp.on("message", (msg, rinfo) => this.onDatagram(udp, msg, rinfo));
+    const tcp = await spec.factory.listenTcp({ address, port: spec.port });
+    this.tcp.add(tcp);
+    guardAcceptErrors(tcp, this.throttled, "dns-tcp");
+    tcp.on("connection", (s: Socket) => this.onConnection(s));
+    const u = udp.address();
+    const t = tcp.address();
+    return [
+      { address: u.address, port: u.port, protocol: "UDP" },
+      { address: t !== null && typeof t === "object" ? t.address : address, port: t !== null && typeof t === "object" ? t.port : spec.port, protocol: "TCP" },
+    ];
+  }
+
   /** Stop taking queries (drain); queries in progress may still answer until close(). */
   stopAccepting(): void {
-    this.tcp?.close();
+    for (const t of this.tcp) t.close();
+    this.tcp.clear();
     this.closeUdp();
   }
 
@@ -86,26 +105,26 @@ export class DnsServer {
     this.closeUdp();
     for (const s of this.conns) s.destroy();
     this.conns.clear();
-    const tcp = this.tcp;
-    this.tcp = undefined;
-    if (tcp !== undefined) await new Promise<void>((r) => tcp.close(() => r()));
+    const servers = [...this.tcp];
+    this.tcp.clear();
+    await Promise.all(servers.map((t) => new Promise<void>((r) => t.close(() => r()))));
   }
 
   private closeUdp(): void {
-    const udp = this.udp;
-    this.udp = undefined;
-    if (udp === undefined) return;
-    try {
-      udp.close();
-    } catch {
-      // already closed
+    for (const udp of this.udp) {
+      try {
+        udp.close();
+      } catch {
+        // already closed
+      }
     }
+    this.udp.clear();
   }
 
   private onDatagram(udp: DgramSocket, msg: Buffer, rinfo: RemoteInfo): void {
     this.handler.handle(msg, "udp").then(
       (reply) => {
-        if (reply === undefined || this.udp !== udp) return;
+        if (reply === undefined || !this.udp.has(udp)) return;
         udp.send(reply, rinfo.port, rinfo.address, (err) => {
           if (err !== null && err !== undefined) this.throttled.warn({ err: err.message, to: rinfo.address }, "DNS UDP reply not sent");
         });
