@@ -1,7 +1,6 @@
-import type { ClientHttp2Stream } from "node:http2";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { HbonePool } from "../../src/ztunnel/proxy/hbone-client.js";
+import { HbonePool, type HboneStream } from "../../src/ztunnel/proxy/hbone-client.js";
 import { CLIENT_ID, closeServer, HboneEnv, listen } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 
@@ -12,7 +11,7 @@ async function echoEnv(opts: Parameters<typeof HboneEnv.create>[0] = {}): Promis
   return { env, target: { ip: "127.0.0.1", port: app.port } };
 }
 
-function roundTrip(stream: ClientHttp2Stream, text: string): Promise<string> {
+function roundTrip(stream: HboneStream["stream"], text: string): Promise<string> {
   return new Promise((resolve, reject) => {
     stream.once("data", (d: Buffer) => resolve(d.toString()));
     stream.once("error", reject);

@@ -1,11 +1,3 @@
-import {
-  constants as h2,
-  createServer as createH2Server,
-  type Http2Server,
-  type IncomingHttpHeaders,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-} from "node:http2";
 import type { AuthzDecision } from "../authz/types.js";
 import type { Server, Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
@@ -17,7 +9,11 @@ import type { WorkloadCert } from "../tls/ca.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import { serverTlsOptions, verifyTrustDomain } from "../tls/peer.js";
 import { ProxyError, upstreamConnectError } from "./errors.js";
-import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, hboneSettings, MAX_SESSION_MEMORY_MB, PROXY_KEEPALIVE } from "./h2-options.js";
+import { H2Connection, type H2ConnectionOptions } from "./h2/connection.js";
+import { ErrorCode } from "./h2/frames.js";
+import { headerObject } from "./h2/headers.js";
+import type { H2Stream } from "./h2/stream.js";
+import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, MAX_FRAME_SIZE, PROXY_KEEPALIVE, STREAM_WINDOW } from "./h2-options.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
@@ -109,8 +105,8 @@ export class HboneServer {
   private cert: WorkloadCert | undefined;
   /** A certificate no TLS context could be built from: not retried until a renewal. */
   private unusableCert: WorkloadCert | undefined;
-  private readonly h2: Http2Server;
-  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly h2: H2ConnectionOptions;
+  private readonly sessions = new Set<H2Connection>();
   private readonly relays = new Set<Relay>();
   private readonly limiter: ConnectionLimiter;
   private readonly log: Logger;
@@ -127,18 +123,16 @@ export class HboneServer {
     this.limiter = new ConnectionLimiter(opts.maxConnections ?? 10_000);
     this.podIps = new Set(opts.podIps.map((ip) => canonicalIp(ip) ?? ip));
     this.authorizer = opts.authorizer ?? ALLOW_ALL;
-    this.h2 = createH2Server({
-      settings: hboneSettings(opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams ?? 1000),
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      maxHeaderListPairs: 64,
-    });
-    this.h2.on("session", (session: ServerHttp2Session) => this.onSession(session));
-    this.h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-      this.onStream(stream, headers).catch((err: unknown) => {
-        this.log.warn({ err: errorMessage(err) }, "HBONE stream handling failed");
-        if (!stream.closed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
-      });
-    });
+    this.h2 = {
+      role: "server",
+      settings: {
+        initialWindowSize: STREAM_WINDOW,
+        maxFrameSize: MAX_FRAME_SIZE,
+        maxHeaderListSize: opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE,
+        maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000,
+      },
+      connectionWindow: CONNECTION_WINDOW,
+    };
   }
 
   async start(): Promise<void> {
@@ -252,34 +246,40 @@ export class HboneServer {
       sock.destroy();
       return;
     }
-    this.h2.emit("connection", sock);
-  }
-
-  private onSession(session: ServerHttp2Session): void {
+    const session = new H2Connection(sock, this.h2);
     this.sessions.add(session);
-    session.setLocalWindowSize(CONNECTION_WINDOW);
-    session.on("error", (err) => this.log.debug({ err: err.message }, "HBONE session error"));
-    session.once("close", () => this.sessions.delete(session));
+    session.once("close", (err) => {
+      this.sessions.delete(session);
+      if (err !== undefined) this.log.debug({ err: err.message }, "HBONE session error");
+    });
+    session.on("stream", (stream, fields) => {
+      this.onStream(stream, headerObject(fields), sock).catch((err: unknown) => {
+        this.log.warn({ err: errorMessage(err) }, "HBONE stream handling failed");
+        if (!stream.closed) stream.close(ErrorCode.INTERNAL_ERROR);
+      });
+    });
   }
 
-  private async onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+  private async onStream(stream: H2Stream, headers: Readonly<Record<string, string>>, socket: PeerTagged): Promise<void> {
     stream.on("error", (err) => this.log.debug({ err: err.message }, "HBONE stream error"));
-    // session.socket is Node's guard proxy of the TLS socket; properties read through.
-    const socket = stream.session?.socket as PeerTagged | undefined;
-    const sourceIp = canonicalIp(socket?.remoteAddress ?? "") ?? "";
-    const sourcePort = socket?.remotePort ?? 0;
-    const source = socket?.[PEER];
+    const sourceIp = canonicalIp(socket.remoteAddress ?? "") ?? "";
+    const sourcePort = socket.remotePort ?? 0;
+    const source = socket[PEER];
     if (source === undefined) {
-      stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      stream.close(ErrorCode.REFUSED_STREAM);
       return;
     }
-    const authority = String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? "");
+    const authority = headers[":authority"] ?? "";
     const record = (status: number, error: ProxyError | undefined, result?: RelayResult, open?: OpenStream): void => {
       this.opts.onRecord?.({ source, sourceAddr: formatHostPort(sourceIp, sourcePort), destination: authority, status, error, result, ...(open !== undefined ? { stream: open } : {}) });
     };
     const refuse = (err: ProxyError): void => {
       this.log.debug({ authority, code: err.code, err: err.message }, "HBONE CONNECT refused");
-      if (!stream.closed) stream.respond({ [h2.HTTP2_HEADER_STATUS]: err.status }, { endStream: true });
+      if (!stream.closed) {
+        stream.respond([[":status", String(err.status)]], true);
+        // The request body is not wanted (RFC 9113 §8.1); nghttp2 said so the same way.
+        if (!stream.remoteEnded) stream.close(ErrorCode.NO_ERROR);
+      }
       record(err.status, err);
     };
 
@@ -319,7 +319,7 @@ export class HboneServer {
       if (!stream.closed) return refuse(upstreamConnectError(connected, authority));
       return;
     }
-    stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+    stream.respond([[":status", "200"]]);
     // Reading starts in the same tick as the response, so the stream never ends unread (which
     // Node would turn into RST_STREAM(NO_ERROR)).
     const relay = new Relay(upstream, stream, this.opts.relay);
@@ -339,10 +339,10 @@ export class HboneServer {
     record(200, result.error instanceof ProxyError ? result.error : undefined, result, open);
   }
 
-  private validate(headers: IncomingHttpHeaders): { ip: string; port: number } | ProxyError {
-    const method = headers[h2.HTTP2_HEADER_METHOD];
-    if (method !== h2.HTTP2_METHOD_CONNECT) return new ProxyError("BAD_REQUEST", `method ${String(method)} is not CONNECT`);
-    const authority = String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? "");
+  private validate(headers: Readonly<Record<string, string>>): { ip: string; port: number } | ProxyError {
+    const method = headers[":method"];
+    if (method !== "CONNECT") return new ProxyError("BAD_REQUEST", `method ${String(method)} is not CONNECT`);
+    const authority = headers[":authority"] ?? "";
     const target = parseHostPort(authority);
     if (target === undefined) return new ProxyError("BAD_REQUEST", `authority "${authority}" is not ip:port`);
     if (!this.podIps.has(target.ip)) return new ProxyError("BAD_REQUEST", `${target.ip} is not an IP of this pod`);

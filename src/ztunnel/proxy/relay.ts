@@ -1,7 +1,8 @@
-import { constants as h2, type Http2Stream } from "node:http2";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ProxyError } from "./errors.js";
+import { ErrorCode } from "./h2/frames.js";
+import { H2Stream } from "./h2/stream.js";
 
 // Bidirectional byte copy between two duplex endpoints (a TCP socket and an HTTP/2 stream, or
 // two sockets for passthrough). Backpressure is explicit both ways: once a destination queues
@@ -9,6 +10,9 @@ import { ProxyError } from "./errors.js";
 // A FIN/END_STREAM on one side ends the other side's writable half; the connection completes
 // when both directions have ended, or is cut by a bounded half-close timer. Errors propagate
 // as resets (TCP RST / RST_STREAM CONNECT_ERROR); clean ends never become resets.
+
+/** What the relay copies between: a socket, or a stream of our HBONE HTTP/2 layer. */
+export type Endpoint = Duplex | H2Stream;
 
 export interface RelayOptions {
   /** No bytes either way for this long closes both sides. 0 = never. */
@@ -39,7 +43,7 @@ export const MAX_QUEUED_BYTES = 512 * 1024;
 const DEFAULT_HALF_CLOSE_MS = 60_000;
 
 interface Side {
-  readonly s: Duplex;
+  readonly s: Endpoint;
   /** Propagates this side's end of input to the other side (once). */
   onEnd: () => void;
   readEnded: boolean;
@@ -62,7 +66,7 @@ export class Relay {
   private readonly idleMs: number;
   private readonly halfCloseMs: number;
 
-  constructor(a: Duplex, b: Duplex, opts: RelayOptions = {}) {
+  constructor(a: Endpoint, b: Endpoint, opts: RelayOptions = {}) {
     this.done = new Promise((r) => (this.resolve = r));
     this.idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
     this.halfCloseMs = opts.halfCloseTimeoutMs ?? DEFAULT_HALF_CLOSE_MS;
@@ -109,10 +113,12 @@ export class Relay {
       count(chunk.length);
       this.lastActivity = Date.now();
       batch?.add();
-      dst.write(chunk);
-      // Pausing at the 16 KiB high-water mark would stop and restart reading (two epoll_ctl
-      // calls) for nearly every chunk; a wider bound keeps the pipe full at a known cost.
-      if (dst.writableLength >= MAX_QUEUED_BYTES && !waiting) {
+      const accepted = dst.write(chunk);
+      // Pausing at a socket's 16 KiB high-water mark would stop and restart reading (two
+      // epoll_ctl calls) for nearly every chunk; a wider bound keeps the pipe full at a known
+      // cost. An HBONE stream says itself when its queue (unsent for lack of window) is full.
+      const full = isH2Stream(dst) ? !accepted : dst.writableLength >= MAX_QUEUED_BYTES;
+      if (full && !waiting) {
         waiting = true;
         src.pause();
         dst.once("drain", onDrain);
@@ -134,7 +140,7 @@ export class Relay {
       // the stream aborted. Look one turn later so a reset reaches the peer as a reset
       // (via 'error'/'close'), never as a clean FIN.
       setImmediate(() => {
-        if (src.rstCode !== undefined && src.rstCode !== h2.NGHTTP2_NO_ERROR) return;
+        if (src.rstCode !== undefined && src.rstCode !== ErrorCode.NO_ERROR) return;
         onEnd();
       });
     });
@@ -150,7 +156,7 @@ export class Relay {
     s.once("close", () => {
       side.closed = true;
       if (this.finished) return;
-      if (isH2Stream(s) && (s.rstCode === undefined || s.rstCode === h2.NGHTTP2_NO_ERROR)) {
+      if (isH2Stream(s) && (s.rstCode === undefined || s.rstCode === ErrorCode.NO_ERROR)) {
         // Closed with NO_ERROR: END_STREAM both ways (Node may destroy the stream before its
         // 'finish' or our deferred end runs), or the peer's RST_STREAM(NO_ERROR), "done, stop
         // sending". Either way: end the other side cleanly, forward nothing more to this one.
@@ -246,7 +252,7 @@ class WriteBatch {
 }
 
 /** Runs a relay to completion. */
-export function relay(a: Duplex, b: Duplex, opts?: RelayOptions): Promise<RelayResult> {
+export function relay(a: Endpoint, b: Endpoint, opts?: RelayOptions): Promise<RelayResult> {
   return new Relay(a, b, opts).done;
 }
 
@@ -254,8 +260,8 @@ function isCleanClose(side: Side): boolean {
   return side.readEnded && !side.s.errored;
 }
 
-function closeError(s: Duplex): Error {
-  if (isH2Stream(s) && s.rstCode !== undefined && s.rstCode !== h2.NGHTTP2_NO_ERROR) {
+function closeError(s: Endpoint): Error {
+  if (isH2Stream(s) && s.rstCode !== undefined && s.rstCode !== ErrorCode.NO_ERROR) {
     return new ProxyError("HBONE_STREAM_RESET", `HTTP/2 stream reset by peer (code ${s.rstCode})`);
   }
   return new Error("connection closed before both directions ended");
@@ -263,10 +269,10 @@ function closeError(s: Duplex): Error {
 
 const GRACE_MS = 1_000;
 
-function closeGracefully(s: Duplex): void {
+function closeGracefully(s: Endpoint): void {
   if (s.destroyed) return;
   if (isH2Stream(s)) {
-    if (!s.closed) s.close(h2.NGHTTP2_NO_ERROR);
+    if (!s.closed) s.close(ErrorCode.NO_ERROR);
     return;
   }
   s.end();
@@ -274,11 +280,11 @@ function closeGracefully(s: Duplex): void {
   setTimeout(() => s.destroy(), GRACE_MS).unref();
 }
 
-function reset(s: Duplex): void {
+function reset(s: Endpoint): void {
   if (s.destroyed && !(isH2Stream(s))) return;
   if (isH2Stream(s)) {
     // RFC 9113 8.5: a TCP-level failure on the far side surfaces as CONNECT_ERROR.
-    if (!s.closed) s.close(h2.NGHTTP2_CONNECT_ERROR);
+    if (!s.closed) s.close(ErrorCode.CONNECT_ERROR);
     return;
   }
   if (s instanceof Socket) {
@@ -292,7 +298,6 @@ function reset(s: Duplex): void {
   s.destroy();
 }
 
-// node:http2 does not export the stream class; its streams are recognisable by rstCode.
-function isH2Stream(s: Duplex): s is Duplex & Http2Stream {
-  return "rstCode" in s && "session" in s;
+function isH2Stream(s: Endpoint): s is H2Stream {
+  return s instanceof H2Stream;
 }

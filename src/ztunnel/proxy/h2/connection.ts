@@ -100,6 +100,11 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     return this.state.t === "closed";
   }
 
+  /** The peer's SETTINGS as they stand (defaults until its first SETTINGS frame). */
+  get remoteSettings(): Readonly<PeerSettings> {
+    return this.peer;
+  }
+
   /** Input bytes held waiting for the rest of a frame (at most one frame). */
   get bufferedInput(): number {
     return this.reader.pendingBytes;

@@ -41,13 +41,15 @@ export interface H2StreamEvents {
   end: [];
   drain: [];
   finish: [];
-  close: [];
+  /** As net.Socket's: whether the stream ended in an error (a reset with a code, or its connection failing). */
+  close: [hadError: boolean];
   error: [err: H2StreamError];
   response: [headers: readonly HeaderField[]];
+  newListener: [event: string | symbol, listener: unknown];
 }
 
 /** Queued outbound bytes past which write() asks the caller to wait for 'drain'. */
-export const STREAM_HIGH_WATER = 512 * 1024;
+export const STREAM_HIGH_WATER = 128 * 1024;
 
 export class H2Stream extends EventEmitter<H2StreamEvents> {
   state: StreamState = { t: "open" };
@@ -69,8 +71,12 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
   private readonly held: Buffer[] = [];
   private heldBytes = 0;
   private heldEnd = false;
-  /** Like a Readable: nothing is emitted until the consumer calls resume(). */
+  private closeAfterEnd = false;
+  /** Like a Readable: nothing is emitted until the consumer resumes or listens for 'data'. */
   private paused = true;
+  private pausedByCaller = false;
+  /** Why the stream failed, once it did. */
+  errored: H2StreamError | null = null;
 
   constructor(
     readonly id: number,
@@ -81,6 +87,10 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     super();
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
+    // As with a Readable, a 'data' listener starts the flow (after it is attached).
+    this.on("newListener", (event: string | symbol) => {
+      if (event === "data" && !this.pausedByCaller) queueMicrotask(() => this.resume());
+    });
   }
 
   /** RST_STREAM code when the stream was reset (either side), else undefined. */
@@ -120,8 +130,9 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
   }
 
   /** Queues bytes (no copy: the buffer must not be reused). False: wait for 'drain'. */
-  write(chunk: Buffer): boolean {
+  write(data: Buffer | string): boolean {
     if (this.endQueued || this.closed) return false;
+    const chunk = typeof data === "string" ? Buffer.from(data) : data;
     if (chunk.length > 0) {
       this.out.push(chunk);
       this.outBytes += chunk.length;
@@ -133,7 +144,7 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
   }
 
   /** Half-close: END_STREAM after whatever is queued. */
-  end(chunk?: Buffer): void {
+  end(chunk?: Buffer | string): void {
     if (chunk !== undefined) this.write(chunk);
     if (this.endQueued || this.closed) return;
     this.endQueued = true;
@@ -150,18 +161,25 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     }
   }
 
-  /** RST_STREAM with `code` (CANCEL by default) and close now. */
-  close(code: number = ErrorCode.CANCEL): void {
+  /** RST_STREAM with `code` (NO_ERROR by default, as node:http2) and close now. */
+  close(code: number = ErrorCode.NO_ERROR): void {
     if (this.closed) return;
     this.host.sendReset(this, code);
     this.toClosed(code, "local-reset");
   }
 
+  /** Abandon the stream: RST_STREAM(CANCEL). */
+  destroy(): void {
+    this.close(ErrorCode.CANCEL);
+  }
+
   pause(): void {
     this.paused = true;
+    this.pausedByCaller = true;
   }
 
   resume(): void {
+    this.pausedByCaller = false;
     if (!this.paused) return;
     this.paused = false;
     // Deliver what arrived while paused, unless the consumer pauses again meanwhile.
@@ -173,6 +191,10 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     if (!this.paused && this.heldEnd) {
       this.heldEnd = false;
       this.emit("end");
+      if (this.closeAfterEnd) {
+        this.closeAfterEnd = false;
+        queueMicrotask(this.emitClose);
+      }
     }
   }
 
@@ -190,11 +212,12 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
 
   /** @internal the peer's END_STREAM. */
   receiveEnd(): void {
+    const deferred = this.paused || this.held.length > 0;
+    if (deferred) this.heldEnd = true;
     const t = this.state.t;
     if (t === "open") this.state = { t: "half-closed-remote" };
     else if (t === "half-closed-local") this.toClosed(ErrorCode.NO_ERROR, "end");
-    if (this.paused || this.held.length > 0) this.heldEnd = true;
-    else this.emit("end");
+    if (!deferred) this.emit("end");
   }
 
   /** @internal our END_STREAM went out. */
@@ -222,6 +245,7 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
 
   /** @internal 'error' for whoever listens; a stream nobody took yet just closes. */
   fail(err: H2StreamError): void {
+    this.errored ??= err;
     if (this.listenerCount("error") > 0) this.emit("error", err);
   }
 
@@ -240,7 +264,13 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
       this.heldBytes = 0;
     }
     this.host.streamClosed(this);
-    // After the current frame's handlers: 'close' is always the last event.
-    queueMicrotask(() => this.emit("close"));
+    // 'close' is always the last event: after the current frame's handlers and, for a clean
+    // end, after the data still held for a paused consumer and its 'end'.
+    if (by === "end" && (this.held.length > 0 || this.heldEnd)) this.closeAfterEnd = true;
+    else queueMicrotask(this.emitClose);
   }
+
+  private readonly emitClose = (): void => {
+    this.emit("close", this.errored !== null);
+  };
 }

@@ -1,26 +1,29 @@
-import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import { errorMessage } from "../../../shared/errors.js";
 import { formatHostPort } from "../../state/ip.js";
 import { ProxyError } from "../errors.js";
+import { ErrorCode } from "../h2/frames.js";
+import { headerObject } from "../h2/headers.js";
+import type { HeaderField } from "../h2/hpack-table.js";
+import type { H2Stream } from "../h2/stream.js";
 import type { HboneRequest } from "./types.js";
 
 // One CONNECT stream (DESIGN §8): the request headers for a tunnelled connection and the wait
 // for the peer's answer (200 then bytes; anything else is a ProxyError carrying the status).
 
-export function connectHeaders(req: HboneRequest): Record<string, string> {
+export function connectHeaders(req: HboneRequest): HeaderField[] {
   let forwarded = `for="${formatHostPort(req.client.ip, req.client.port)}"`;
   if (req.serviceHost !== undefined) forwarded += `;host=${req.serviceHost}`;
-  const headers: Record<string, string> = {
-    [h2.HTTP2_HEADER_METHOD]: h2.HTTP2_METHOD_CONNECT,
-    [h2.HTTP2_HEADER_AUTHORITY]: formatHostPort(req.target.ip, req.target.port),
-    forwarded,
-  };
-  if (req.traceparent !== undefined) headers.traceparent = req.traceparent;
-  if (req.baggage !== undefined) headers.baggage = req.baggage;
+  const headers: HeaderField[] = [
+    [":method", "CONNECT"],
+    [":authority", formatHostPort(req.target.ip, req.target.port)],
+    ["forwarded", forwarded],
+  ];
+  if (req.traceparent !== undefined) headers.push(["traceparent", req.traceparent]);
+  if (req.baggage !== undefined) headers.push(["baggage", req.baggage]);
   return headers;
 }
 
-export function awaitResponse(stream: ClientHttp2Stream, req: HboneRequest): Promise<IncomingHttpHeaders> {
+export function awaitResponse(stream: H2Stream, req: HboneRequest): Promise<Record<string, string>> {
   const target = formatHostPort(req.target.ip, req.target.port);
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => {
@@ -31,14 +34,15 @@ export function awaitResponse(stream: ClientHttp2Stream, req: HboneRequest): Pro
       cleanup();
       reject(new ProxyError("HBONE_STREAM_RESET", `CONNECT ${target}: stream closed before a response (code ${stream.rstCode ?? "none"})`));
     };
-    const onResponse = (headers: IncomingHttpHeaders): void => {
+    const onResponse = (fields: readonly HeaderField[]): void => {
       cleanup();
-      const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
+      const headers = headerObject(fields);
+      const status = Number(headers[":status"]);
       if (status === 200) {
         resolve(headers);
         return;
       }
-      stream.close(h2.NGHTTP2_CANCEL);
+      stream.close(ErrorCode.CANCEL);
       reject(new ProxyError("HBONE_STATUS", `CONNECT ${target} answered ${status}`, { peerStatus: status }));
     };
     const cleanup = (): void => {

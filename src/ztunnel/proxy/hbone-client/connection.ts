@@ -1,4 +1,4 @@
-import type { ClientHttp2Session } from "node:http2";
+import type { H2Connection } from "../h2/connection.js";
 import type { Logger } from "../../../shared/log.js";
 import { formatHostPort } from "../../state/ip.js";
 import { ProxyError } from "../errors.js";
@@ -11,9 +11,9 @@ import type { CertSource, HboneRequest } from "./types.js";
 // is ready); PING keepalive and the idle release timer hang off the ready states.
 
 export type ConnState =
-  | { readonly t: "connecting"; readonly ready: Promise<ClientHttp2Session> }
-  | { readonly t: "ready"; readonly session: ClientHttp2Session }
-  | { readonly t: "draining"; readonly session: ClientHttp2Session; readonly reason: string }
+  | { readonly t: "connecting"; readonly ready: Promise<H2Connection> }
+  | { readonly t: "ready"; readonly session: H2Connection }
+  | { readonly t: "draining"; readonly session: H2Connection; readonly reason: string }
   | { readonly t: "closed"; readonly error: Error | undefined };
 
 /** What a connection needs from the pool that owns it. */
@@ -90,7 +90,7 @@ export class PooledConnection {
     this.idleTimer.unref();
   }
 
-  async session(): Promise<ClientHttp2Session> {
+  async session(): Promise<H2Connection> {
     const s = this.state;
     switch (s.t) {
       case "connecting":
@@ -129,7 +129,7 @@ export class PooledConnection {
     this.pool.forget(this);
   }
 
-  private async establish(req: HboneRequest): Promise<ClientHttp2Session> {
+  private async establish(req: HboneRequest): Promise<H2Connection> {
     const p = this.pool;
     const addr = formatHostPort(req.hboneAddress.ip, req.hboneAddress.port);
     try {
@@ -148,7 +148,7 @@ export class PooledConnection {
   }
 
   /** The server's SETTINGS arrived: take streams, unless the pool gave up on us meanwhile. */
-  private toReady(session: ClientHttp2Session): Error | undefined {
+  private toReady(session: H2Connection): Error | undefined {
     if (this.state.t !== "connecting") return new ProxyError("POOL_CLOSED", "pool closed while connecting");
     this.state = { t: "ready", session };
     session.on("goaway", (code: number) => this.drainOnGoaway(code));
@@ -167,7 +167,7 @@ export class PooledConnection {
     }
   }
 
-  private startPing(session: ClientHttp2Session): void {
+  private startPing(session: H2Connection): void {
     const p = this.pool;
     if (p.pingIntervalMs <= 0) return;
     this.pingTimer = setInterval(() => {

@@ -62,7 +62,7 @@ export class HbonePool implements PoolHost {
           release();
           continue;
         }
-        const stream = session.request(connectHeaders(req), { endStream: false });
+        const stream = session.request(connectHeaders(req));
         stream.once("close", release);
         // Whoever takes the stream attaches its own handler; this one only keeps a late reset
         // from crashing the process in between.

@@ -1,11 +1,11 @@
-import { connect as h2connect, type ClientHttp2Session } from "node:http2";
 import type { TLSSocket } from "node:tls";
+import { H2Connection } from "../h2/connection.js";
 import { ProxyError } from "../errors.js";
-import { CONNECTION_WINDOW, hboneSettings, MAX_SESSION_MEMORY_MB } from "../h2-options.js";
+import { CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW } from "../h2-options.js";
 
-// The HTTP/2 layer on top of a secured HBONE socket. The pool only needs a session that has
-// seen the server's SETTINGS; this is the one place that knows how it is made, so another
-// HTTP/2 implementation plugs in here.
+// The HTTP/2 layer on top of a secured HBONE socket: our lean HBONE HTTP/2 (proxy/h2/), not
+// node:http2. The pool only needs a connection that has seen the server's SETTINGS; this is the
+// one place that knows how it is made.
 
 export interface SessionOptions {
   readonly handshakeTimeoutMs: number;
@@ -14,42 +14,39 @@ export interface SessionOptions {
    * Called synchronously once the server's SETTINGS arrived, before anyone can open a stream.
    * Returning an error refuses the session (it is destroyed and the promise rejects with it).
    */
-  readonly adopt: (session: ClientHttp2Session) => Error | undefined;
-  /** Errors after the session is up (each stream reports its own). */
+  readonly adopt: (session: H2Connection) => Error | undefined;
+  /** Why the connection failed after it was up (each stream reports its own). */
   readonly onError: (err: Error) => void;
 }
 
-export function startSession(socket: TLSSocket, addr: string, o: SessionOptions): Promise<ClientHttp2Session> {
+export function startSession(socket: TLSSocket, addr: string, o: SessionOptions): Promise<H2Connection> {
   return new Promise((resolve, reject) => {
-    const session = h2connect(`https://${addr}`, {
-      createConnection: () => socket,
-      settings: hboneSettings(o.maxHeaderListSize),
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      maxHeaderListPairs: 64,
+    const session = new H2Connection(socket, {
+      role: "client",
+      settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME_SIZE, maxHeaderListSize: o.maxHeaderListSize },
+      connectionWindow: CONNECTION_WINDOW,
     });
-    session.setLocalWindowSize(CONNECTION_WINDOW);
-    let timer: NodeJS.Timeout | undefined;
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      session.destroy();
-      reject(new ProxyError("HBONE_HANDSHAKE_FAILED", `HTTP/2 with ${addr} failed: ${err.message}`, { cause: err }));
-    };
-    session.once("error", fail);
     // A server that refuses our certificate (TLS 1.3 verifies the client after our side of
     // the handshake completed) just closes: no SETTINGS ever arrive.
-    const early = (): void => fail(new Error("closed by the server before HTTP/2 settings (client certificate refused?)"));
+    const early = (err: Error | undefined): void => {
+      clearTimeout(timer);
+      const why = err?.message ?? "closed by the server before HTTP/2 settings (client certificate refused?)";
+      reject(new ProxyError("HBONE_HANDSHAKE_FAILED", `HTTP/2 with ${addr} failed: ${why}`, { cause: err }));
+    };
     session.once("close", early);
-    timer = setTimeout(() => {
+    const timer = setTimeout(() => {
+      session.off("close", early);
       session.destroy();
       reject(new ProxyError("HBONE_HANDSHAKE_TIMEOUT", `no HTTP/2 settings from ${addr} within ${o.handshakeTimeoutMs} ms`));
     }, o.handshakeTimeoutMs);
-    // Streams may be opened before the server's SETTINGS arrive; waiting for them lets the
-    // pool respect the server's SETTINGS_MAX_CONCURRENT_STREAMS from the first stream.
+    // Waiting for the server's SETTINGS lets the pool respect its SETTINGS_MAX_CONCURRENT_STREAMS
+    // from the first stream.
     session.once("remoteSettings", () => {
       clearTimeout(timer);
-      session.off("error", fail);
       session.off("close", early);
-      session.on("error", o.onError);
+      session.once("close", (err) => {
+        if (err !== undefined) o.onError(err);
+      });
       const refused = o.adopt(session);
       if (refused !== undefined) {
         session.destroy();

@@ -1,4 +1,4 @@
-import type { ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
+import type { H2Stream } from "../h2/stream.js";
 import type { Logger } from "../../../shared/log.js";
 import type { SocketFactory } from "../../../sockets/socket-factory.js";
 import type { WorkloadCert } from "../../tls/ca.js";
@@ -50,8 +50,9 @@ export interface HboneClientOptions {
 }
 
 export interface HboneStream {
-  readonly stream: ClientHttp2Stream;
-  readonly headers: IncomingHttpHeaders;
+  readonly stream: H2Stream;
+  /** The response headers (name → value). */
+  readonly headers: Readonly<Record<string, string>>;
   /** Which pooled connection carries it (tests and metrics). */
   readonly connectionId: number;
 }
