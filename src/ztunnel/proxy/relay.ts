@@ -105,7 +105,7 @@ export class Relay {
       waiting = false;
       src.resume();
     };
-    // An HTTP/2 stream hands us at most 16 KiB per chunk (one DATA frame); writing each to the
+    // An HBONE stream hands us DATA as it arrives (one view per TLS read); writing each to the
     // socket on its own costs a syscall apiece. Corked until the event loop's check phase, the
     // chunks of one read leave in a single writev.
     const batch = dst instanceof Socket ? new WriteBatch(dst) : undefined;
@@ -136,9 +136,8 @@ export class Relay {
     from.onEnd = onEnd;
     src.once("end", () => {
       if (!isH2Stream(src)) return onEnd();
-      // A reset stream also ends its readable side, and Node emits that 'end' before it marks
-      // the stream aborted. Look one turn later so a reset reaches the peer as a reset
-      // (via 'error'/'close'), never as a clean FIN.
+      // A reset that arrives right behind END_STREAM must reach the peer as a reset (via
+      // 'error'/'close'), never as a clean FIN: look one turn later.
       setImmediate(() => {
         if (src.rstCode !== undefined && src.rstCode !== ErrorCode.NO_ERROR) return;
         onEnd();
@@ -157,8 +156,8 @@ export class Relay {
       side.closed = true;
       if (this.finished) return;
       if (isH2Stream(s) && (s.rstCode === undefined || s.rstCode === ErrorCode.NO_ERROR)) {
-        // Closed with NO_ERROR: END_STREAM both ways (Node may destroy the stream before its
-        // 'finish' or our deferred end runs), or the peer's RST_STREAM(NO_ERROR), "done, stop
+        // Closed with NO_ERROR: END_STREAM both ways (the stream may close before our deferred
+        // end runs), or the peer's RST_STREAM(NO_ERROR), "done, stop
         // sending". Either way: end the other side cleanly, forward nothing more to this one.
         side.onEnd();
         side.writeFinished = true;
