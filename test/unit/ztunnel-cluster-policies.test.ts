@@ -7,6 +7,7 @@ import type { KubeAuthorizationPolicy } from "../../src/ztunnel/cluster/authz-tr
 import { buildState } from "../../src/ztunnel/cluster/model.js";
 import type { KubePeerAuthentication } from "../../src/ztunnel/cluster/peer-authn.js";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
+import { WorkloadStore } from "../../src/ztunnel/state/store.js";
 import type { StateData, Workload } from "../../src/ztunnel/state/types.js";
 import { makeIdentity } from "../../src/ztunnel/tls/identity.js";
 
@@ -296,5 +297,28 @@ describe("one logical policy set, two sources, one compiled result (property)", 
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe("Istio's use-waypoint labels change where traffic must go: fail closed", () => {
+  it("a pod, a namespace or a service labelled istio.io/use-waypoint is refused with the reason; `none` opts out", () => {
+    const labelled = (name: string, ns: string, ip: string, labels: Record<string, string>): V1Pod => pod(name, ns, ip, labels);
+    const { data } = buildState(
+      {
+        pods: [labelled("w1", "ns-a", "10.0.1.1", { "istio.io/use-waypoint": "wp" }), labelled("w2", "ns-b", "10.0.1.2", {}), labelled("w3", "ns-b", "10.0.1.3", { "istio.io/use-waypoint": "none" })],
+        services: [{ metadata: { name: "s", namespace: "ns-a", labels: { "istio.io/use-waypoint": "swp", "istio.io/use-waypoint-namespace": "gw" } }, spec: { clusterIP: "10.96.0.1", ports: [{ port: 80 }] } }],
+        endpointSlices: [],
+        namespaces: [{ metadata: { name: "ns-b", labels: { "istio.io/use-waypoint": "nswp" } } }],
+      },
+      OPTS,
+    );
+    const store = new WorkloadStore();
+    store.replace(data, "test");
+    const w = (name: string) => store.state.workloads.find((x) => x.name === name);
+    expect(w("w1")?.failClosed).toMatch(/waypoint ns-a\/wp\.ns-a\.svc\.cluster\.local/);
+    expect(w("w2")?.failClosed).toMatch(/waypoint ns-b\/nswp\.ns-b\.svc\.cluster\.local/);
+    expect(w("w3")?.failClosed).toBeUndefined();
+    expect(store.serviceByVip("10.96.0.1")?.failClosed).toMatch(/waypoint gw\/swp\.gw\.svc\.cluster\.local/);
+    expect(store.state.notices.filter((n) => n.effect === "fails-closed").map((n) => n.object).sort()).toEqual(["service ns-a/s.ns-a.svc.cluster.local", "workload ns-a/w1", "workload ns-b/w2"]);
   });
 });

@@ -3,6 +3,7 @@ import { canonicalIp } from "../state/ip.js";
 import type { KubeAuthorizationPolicy } from "./authz-translate.js";
 import type { KubePeerAuthentication } from "./peer-authn.js";
 import { buildPolicies } from "./policies.js";
+import { waypointOf } from "./waypoints.js";
 import { serviceKey, type Service, type StateData, type Workload } from "../state/types.js";
 
 // Kubernetes objects → the same workload/service model the local config file gives (pure, so
@@ -95,7 +96,9 @@ function containerPort(pod: V1Pod, name: string): number | undefined {
 
 export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResult {
   const nsNetwork = new Map<string, string>();
+  const nsLabels = new Map<string, Readonly<Record<string, string>>>();
   for (const ns of objs.namespaces) {
+    if (ns.metadata?.name !== undefined) nsLabels.set(ns.metadata.name, ns.metadata.labels ?? {});
     const net = ns.metadata?.labels?.[NETWORK_LABEL];
     if (ns.metadata?.name !== undefined && net !== undefined) nsNetwork.set(ns.metadata.name, net);
   }
@@ -120,6 +123,7 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
         vips,
         ports: servicePortMap(svc),
         subjectAltNames: [],
+        ...optional("waypoint", waypointOf(svc.metadata?.labels, nsLabels.get(namespace), namespace, opts.clusterDomain)),
       },
     });
   }
@@ -206,6 +210,7 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
       status: readyCondition?.status === "False" || notReady.has(pKey) ? "Unhealthy" : "Healthy",
       services: membership.get(pKey) ?? {},
       labels: { ...(meta.labels ?? {}) },
+      ...optional("waypoint", waypointOf(meta.labels, nsLabels.get(namespace), namespace, opts.clusterDomain)),
       authorizationPolicies: [],
     });
   }
@@ -218,4 +223,8 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
