@@ -23,7 +23,8 @@ function parseUpstream(s: string): Upstream {
   const v4 = /^([0-9.]+)(?::(\d+))?$/.exec(s);
   const m = bracketed ?? v4;
   const host = m === null ? s : (m[1] ?? "");
-  const address = canonicalIp(host);
+  // A scoped IPv6 address (fe80::1%eth0) names an interface of ztunnel's netns, not the pod's.
+  const address = host.includes("%") ? undefined : canonicalIp(host);
   if (address === undefined) throw new Error(`"${s}" is not ip[:port] or [ipv6]:port`);
   const port = m?.[2] === undefined ? DNS_PORT : Number(m[2]);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`"${s}": port out of range 1..65535`);
@@ -37,7 +38,8 @@ export function nameservers(text: string): Upstream[] {
     const m = /^\s*nameserver\s+(\S+)/.exec(line);
     if (m === null) continue;
     // A scoped IPv6 address (fe80::1%eth0) cannot be reached from a pod's netns.
-    const address = canonicalIp(m[1] ?? "");
+    const raw = m[1] ?? "";
+    const address = raw.includes("%") ? undefined : canonicalIp(raw);
     if (address !== undefined) out.push({ address, port: DNS_PORT });
   }
   return out;
