@@ -38,7 +38,7 @@ provide g++ g++
 provide gcc gcc
 provide make make
 provide openssl openssl
-provide util-linux nsenter setpriv
+provide util-linux nsenter setpriv prlimit
 provide mount umount mount
 provide gnuplot-nox gnuplot
 provide time /usr/bin/time

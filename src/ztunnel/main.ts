@@ -15,6 +15,8 @@ import { ConfigError, loadConfig, unknownVariables, ztunnelHelp, type ZtunnelCon
 import { InPodManager } from "./inpod/manager.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
+import { fdBudget } from "./proxy/budget.js";
+import { raiseNofile } from "./proxy/rlimit.js";
 import { Readiness } from "./readiness.js";
 import { WorkloadStore } from "./state/store.js";
 import { DnsMetrics } from "./dns/metrics.js";
@@ -52,6 +54,10 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const store = new WorkloadStore(Math.random, logger("ztunnel.state", root));
   const dns = await dnsSettingsFrom(config);
   if (dns !== undefined) log.info({ upstreams: dns.upstreams.map(formatUpstream), clusterDomain: dns.clusterDomain }, "DNS proxy on 15053 in every enrolled pod");
+  const nofile = raiseNofile();
+  if (nofile.error !== undefined) log.warn({ err: nofile.error, soft: nofile.limit.soft, hard: nofile.limit.hard }, "cannot raise the fd limit to the hard limit; budgeting from the soft one");
+  const fds = fdBudget(Number.isFinite(nofile.limit.soft) ? nofile.limit.soft : 1_048_576, config.workerThreads);
+  log.info({ fdLimit: fds.limit, reserve: fds.reserve, perWorkerConnections: fds.perWorkerConnections, perWorkerHandshakes: fds.perWorkerHandshakes }, "file descriptor budget");
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),
@@ -65,6 +71,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
       poolIdleMs: config.poolUnusedReleaseTimeoutMs,
       flushIntervalMs: 1_000,
       ...(dns !== undefined ? { dns } : {}),
+      fdBudget: fds,
     },
     snapshot: () => store.snapshot(),
     log,

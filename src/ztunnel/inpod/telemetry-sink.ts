@@ -32,5 +32,9 @@ export class TelemetrySink {
       }
     }
     for (const summary of t.access) this.accessLog.emit(summary, worker);
+    if (t.limits !== undefined) {
+      for (const [reason, n] of Object.entries(t.limits.shed)) if (n > 0) this.metrics.connectionsShed.inc({ reason }, n);
+      if (t.limits.fdExhausted > 0) this.metrics.fdExhausted.inc(t.limits.fdExhausted);
+    }
   }
 }

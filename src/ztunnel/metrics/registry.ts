@@ -26,6 +26,10 @@ export class ZtunnelMetrics {
   readonly pendingProxies: Gauge;
   readonly proxiesStarted: Counter;
   readonly proxiesStopped: Counter;
+  /** New connections refused by the fd budget, by reason (proxy/budget.ts ShedReason). */
+  readonly connectionsShed: Counter<"reason">;
+  /** Times a worker found the process out of file descriptors (EMFILE/ENFILE). */
+  readonly fdExhausted: Counter;
   /** Series a worker sent that were malformed and dropped (should stay 0). */
   rejectedSeries = 0;
 
@@ -43,6 +47,8 @@ export class ZtunnelMetrics {
     this.pendingProxies = new Gauge({ name: "workload_manager_pending_proxy_count", help: "The total number current workloads with pending proxies", registers });
     this.proxiesStarted = new Counter({ name: "workload_manager_proxies_started_total", help: "The total number of proxies that were started", registers });
     this.proxiesStopped = new Counter({ name: "workload_manager_proxies_stopped_total", help: "The total number of proxies that were stopped", registers });
+    this.connectionsShed = new Counter({ name: "ztunnel_connections_shed_total", help: "New connections refused to keep file descriptors for every pod, by reason", labelNames: ["reason"], registers });
+    this.fdExhausted = new Counter({ name: "ztunnel_fd_exhausted_total", help: "Times ztunnel ran out of file descriptors (EMFILE/ENFILE)", registers });
     if (opts.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -14,6 +14,7 @@ import { ErrorCode } from "./h2/frames.js";
 import { headerObject } from "./h2/headers.js";
 import type { H2Stream } from "./h2/stream.js";
 import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, MAX_FRAME_SIZE, PROXY_KEEPALIVE, STREAM_WINDOW } from "./h2-options.js";
+import { UNLIMITED, type PodAdmission } from "./budget.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
@@ -73,6 +74,8 @@ export interface HboneServerOptions {
   /** Bind the upstream connection to the HBONE peer's IP (source preservation). Default true. */
   preserveSource?: boolean;
   maxConnections?: number;
+  /** The pod's share of the worker's fd budget: connections, upstreams, pending handshakes. */
+  admission?: PodAdmission;
   handshakeTimeoutMs?: number;
   /** Connecting to the app; past it the CONNECT is answered 503. Default 10 s. */
   upstreamConnectTimeoutMs?: number;
@@ -114,6 +117,9 @@ export class HboneServer {
   private readonly tlsFailures: ThrottledLog;
   private readonly podIps: ReadonlySet<string>;
   private readonly authorizer: Authorizer;
+  private readonly admission: PodAdmission;
+  /** Handshake slots by peer address:port (the TLS socket reports its wrapped socket's). */
+  private readonly handshaking = new Map<string, () => void>();
   private unsubscribeRenew: (() => void) | undefined;
 
   constructor(private readonly opts: HboneServerOptions) {
@@ -123,6 +129,7 @@ export class HboneServer {
     this.limiter = new ConnectionLimiter(opts.maxConnections ?? 10_000);
     this.podIps = new Set(opts.podIps.map((ip) => canonicalIp(ip) ?? ip));
     this.authorizer = opts.authorizer ?? ALLOW_ALL;
+    this.admission = opts.admission ?? UNLIMITED;
     this.h2 = {
       role: "server",
       settings: {
@@ -148,7 +155,7 @@ export class HboneServer {
     });
     const server = await this.opts.socketFactory.listenTcp({ address: this.opts.listen.address, port: this.opts.listen.port });
     this.listener = server;
-    guardAcceptErrors(server, this.throttled, `hbone ${formatIdentity(this.opts.identity)}`);
+    guardAcceptErrors(server, this.throttled, `hbone ${formatIdentity(this.opts.identity)}`, (code) => this.admission.exhausted(code, "HBONE accept"));
     server.on("connection", (sock: Socket) => this.onConnection(sock));
   }
 
@@ -192,7 +199,24 @@ export class HboneServer {
       sock.destroy();
       return;
     }
-    sock.once("close", release);
+    // The connection's descriptor counts against the pod's share; until its handshake is done
+    // it also holds one of the bounded handshake slots (unfinished TLS holds buffers).
+    const admitted = this.admission.connection("inbound");
+    const handshaking = admitted === undefined ? undefined : this.admission.handshake();
+    if (admitted === undefined || handshaking === undefined) {
+      release();
+      admitted?.();
+      sock.destroy();
+      return;
+    }
+    const key = `${sock.remoteAddress ?? ""}|${sock.remotePort ?? 0}`;
+    this.handshaking.set(key, handshaking);
+    sock.once("close", () => {
+      if (this.handshaking.get(key) === handshaking) this.handshaking.delete(key);
+      release();
+      admitted();
+      handshaking();
+    });
     // The TLS socket inherits this. HBONE half-closes per stream (END_STREAM), never on the
     // transport: a FIN from the client must close the connection, not leave it half-open.
     sock.allowHalfOpen = false;
@@ -228,7 +252,12 @@ export class HboneServer {
       );
       return undefined;
     }
-    tls.on("secureConnection", (sock: TLSSocket) => this.onSecure(sock));
+    tls.on("secureConnection", (sock: TLSSocket) => {
+      const key = `${sock.remoteAddress ?? ""}|${sock.remotePort ?? 0}`;
+      this.handshaking.get(key)?.();
+      this.handshaking.delete(key);
+      this.onSecure(sock);
+    });
     tls.on("tlsClientError", (err: Error, sock: TLSSocket) => {
       this.log.debug({ peer: sock.remoteAddress, err: err.message }, "HBONE TLS handshake failed");
       // With a listener attached, Node leaves the socket open: close it ourselves.
@@ -296,6 +325,10 @@ export class HboneServer {
     if (!decision.allow) return refuse(new ProxyError("AUTHORIZATION_DENIED", `${formatIdentity(source)} → ${authority}: ${decision.reason}`));
     if (stream.closed) return;
 
+    // The upstream socket is one more descriptor of this pod.
+    const admitted = this.admission.connection("inbound");
+    if (admitted === undefined) return refuse(new ProxyError("CONNECTION_LIMIT", `${authority}: the pod's connection budget is used up`));
+    stream.once("close", admitted);
     const upstream = this.opts.socketFactory.connectTcp({
       host: target.ip,
       port: target.port,

@@ -64,9 +64,10 @@ export class ThrottledLog {
  * On EMFILE libuv itself refuses the pending connections (it frees a reserved descriptor,
  * accepts and closes) and reports only what that trick could not absorb.
  */
-export function guardAcceptErrors(server: Server, log: ThrottledLog, what: string): void {
+export function guardAcceptErrors(server: Server, log: ThrottledLog, what: string, onExhausted?: (code: string) => void): void {
   server.on("error", (err: NodeJS.ErrnoException) => {
     const code = err.code ?? "";
+    if (code === "EMFILE" || code === "ENFILE") onExhausted?.(code);
     const hint = FD_EXHAUSTED.has(code) ? "out of file descriptors or memory; new connections are refused until some close" : "accept failed";
     log.warn({ listener: what, code, err: err.message }, hint);
   });

@@ -10,6 +10,8 @@ import type { FromWorker, OpenConnection, ToWorker, WorkerSettings } from "./mes
 import { PodProxy } from "./pod-proxy.js";
 import { WorkerTelemetry } from "./telemetry.js";
 import { WorkerDns } from "../dns/worker-dns.js";
+import { probeFds, WorkerBudget } from "../proxy/budget.js";
+import { ThrottledLog } from "../proxy/limits.js";
 
 // Entry of a proxy worker thread (DESIGN §1). The main thread sends pods, state snapshots and
 // certificates; this thread creates its own listeners in each pod's netns (setns happens on
@@ -31,7 +33,15 @@ const post = (m: FromWorker): void => port.postMessage(m);
 const store = new WorkloadStore();
 store.applySnapshot(init.snapshot);
 const certs = new WorkerCerts();
-const telemetry = new WorkerTelemetry((t) => post({ t: "telemetry", ...t }), init.settings.flushIntervalMs);
+const budget = new WorkerBudget(init.settings.fdBudget, new ThrottledLog(log));
+const telemetry = new WorkerTelemetry((t) => post({ t: "telemetry", ...t }), init.settings.flushIntervalMs, { limits: () => budget.takeCounters() });
+// libuv absorbs EMFILE on accept (it drops the pending connections itself and tells nobody),
+// so fd exhaustion is also looked for once a second: one open/close of /dev/null.
+const probe = setInterval(() => {
+  const code = probeFds();
+  if (code !== undefined) budget.exhausted(code, "probe");
+}, 1_000);
+probe.unref();
 const pods = new Map<string, PodProxy>();
 const authorizer = new PolicyAuthorizer({
   policies: () => store.state.policies,
@@ -50,6 +60,7 @@ const deps = {
   store,
   certs,
   telemetry,
+  budget,
   authorizer,
   log,
   fdOpened: (fd: number) => post({ t: "fdOpened", fd }),

@@ -2,6 +2,7 @@ import type { ConnectionSummary } from "../accesslog/record.js";
 import type { MetricsDelta } from "../metrics/accumulator.js";
 import type { DnsMetricsDelta } from "../dns/metrics.js";
 import type { DnsSettings } from "../dns/settings.js";
+import type { BudgetCounters, FdBudget } from "../proxy/budget.js";
 import type { StateSnapshot } from "../state/types.js";
 import type { WorkloadCert } from "../tls/ca.js";
 import type { Identity } from "../tls/identity.js";
@@ -23,6 +24,8 @@ export interface WorkerSettings {
   readonly flushIntervalMs: number;
   /** The DNS proxy on 15053 in every pod; undefined: off. */
   readonly dns?: DnsSettings;
+  /** This worker's share of the process's file descriptors (proxy/budget.ts). */
+  readonly fdBudget: FdBudget;
 }
 
 /** One pod as a worker proxies it. */
@@ -83,6 +86,8 @@ export interface Telemetry {
   readonly eventLoopLagMs: number;
   /** istio_dns_* counts since the last flush. */
   readonly dns?: DnsMetricsDelta;
+  /** Shed connections and fd exhaustion seen since the last flush (none: undefined). */
+  readonly limits?: BudgetCounters;
 }
 
 /** An open connection as an operator sees it in /config_dump. */

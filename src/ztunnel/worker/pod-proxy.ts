@@ -6,7 +6,8 @@ import { InPodSocketFactory } from "../../sockets/index.js";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
 import { HbonePool } from "../proxy/hbone-client.js";
 import { HboneServer } from "../proxy/hbone-server.js";
-import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../proxy/limits.js";
+import { isFdExhaustion, type PodAdmission, type WorkerBudget } from "../proxy/budget.js";
+import { guardAcceptErrors, ThrottledLog } from "../proxy/limits.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { WorkerCerts } from "./certs.js";
 import type { PolicyAuthorizer } from "../authz/authorizer.js";
@@ -29,14 +30,14 @@ import type { RunningPodDns, WorkerDns } from "../dns/worker-dns.js";
 export const OUTBOUND_PORT = 15001;
 export const INBOUND_PLAINTEXT_PORT = 15006;
 const CLOSE_WAIT_MS = 2_000;
-/** Per pod and worker, for each of outbound+plaintext inbound and HBONE inbound. */
-const MAX_CONNECTIONS_PER_POD = 10_000;
 
 export interface PodProxyDeps {
   readonly settings: WorkerSettings;
   readonly store: WorkloadStore;
   readonly certs: WorkerCerts;
   readonly telemetry: WorkerTelemetry;
+  /** This worker's fd budget; the pod gets a share of it. */
+  readonly budget: WorkerBudget;
   /** The worker's policy engine (follows the state's policies). */
   readonly authorizer: PolicyAuthorizer;
   readonly log: Logger;
@@ -56,8 +57,8 @@ export class PodProxy {
   private pool: HbonePool | undefined;
   private readonly downstreams = new Set<Socket>();
   private retained = false;
-  /** Cap on this pod's plain TCP connections on this worker (15001 + 15006). */
-  private readonly limiter = new ConnectionLimiter(MAX_CONNECTIONS_PER_POD);
+  /** This pod's share of the worker's descriptors (every listener and upstream). */
+  private readonly admission: PodAdmission;
   private readonly throttled: ThrottledLog;
   private closed = false;
   /** Open connections of this pod on this worker (config_dump, policy re-checks). */
@@ -71,6 +72,7 @@ export class PodProxy {
     private readonly deps: PodProxyDeps,
   ) {
     this.throttled = new ThrottledLog(deps.log);
+    this.admission = deps.budget.addPod(spec.uid, `${spec.namespace}/${spec.name}`);
   }
 
   async start(): Promise<readonly ListenerInfo[]> {
@@ -79,7 +81,7 @@ export class PodProxy {
       const fd = dupFd(this.spec.netnsFd);
       this.deps.fdOpened(fd);
       this.netns = NetnsHandle.fromFd(fd);
-      const factory = new InPodSocketFactory(this.netns, { mark: settings.packetMark, reusePort: settings.reusePort });
+      const factory = watchFdExhaustion(new InPodSocketFactory(this.netns, { mark: settings.packetMark, reusePort: settings.reusePort }), this.admission);
       this.factory = factory;
       certs.retain(this.spec.cert);
       this.retained = true;
@@ -95,7 +97,7 @@ export class PodProxy {
         podIps: this.spec.ips,
         socketFactory: factory,
         listen: { address, port: HBONE_PORT },
-        maxConnections: MAX_CONNECTIONS_PER_POD,
+        admission: this.admission,
         authorizer: this.deps.authorizer,
         onRecord: (rec) => recordHboneInbound(rec, this.context(), rec.stream === undefined ? undefined : this.hboneMeters.get(rec.stream)),
         onOpen: (o) => {
@@ -202,6 +204,7 @@ export class PodProxy {
   }
 
   private closeNetns(): void {
+    this.admission.leave();
     if (this.retained) {
       this.deps.certs.release(this.spec.identity);
       this.retained = false;
@@ -218,12 +221,12 @@ export class PodProxy {
   private adopt(server: Server, role: ListenerInfo["role"], handler: (s: Socket) => void): void {
     this.servers.push(server);
     // EMFILE and friends: logged once per interval, the listener keeps running.
-    guardAcceptErrors(server, this.throttled, `${role} ${this.spec.namespace}/${this.spec.name}`);
+    guardAcceptErrors(server, this.throttled, `${role} ${this.spec.namespace}/${this.spec.name}`, (code) => this.admission.exhausted(code, `${role} accept`));
     server.on("connection", (s: Socket) => {
       this.deps.telemetry.accepted();
-      const release = this.closed ? undefined : this.limiter.tryAcquire();
+      // Two descriptors per proxied connection; the budget counts the pair as one admission.
+      const release = this.closed ? undefined : this.admission.connection(role === "outbound" ? "outbound" : "inbound");
       if (release === undefined) {
-        if (!this.closed) this.throttled.warn({ uid: this.spec.uid, max: this.limiter.max }, "connection limit of the pod reached; refusing connections");
         s.resetAndDestroy();
         return;
       }
@@ -260,4 +263,25 @@ export class PodProxy {
     const protocol = role === "inbound-hbone" ? "HBONE" : role === "dns-udp" ? "UDP" : "TCP";
     return { address, port, protocol, role, worker: settings.index, mark: settings.packetMark };
   }
+}
+
+/** Reports EMFILE/ENFILE on every socket the pod's proxies open (upstreams, HBONE, passthrough). */
+function watchFdExhaustion(inner: SocketFactory, admission: PodAdmission): SocketFactory {
+  const report = (err: unknown): void => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (isFdExhaustion(code)) admission.exhausted(code ?? "", "connect");
+  };
+  return {
+    listenTcp: (o) => inner.listenTcp(o),
+    connectTcp: (o) => {
+      try {
+        const s = inner.connectTcp(o);
+        s.once("error", report);
+        return s;
+      } catch (err) {
+        report(err);
+        throw err;
+      }
+    },
+  };
 }

@@ -3,6 +3,7 @@ import { rootLogger } from "../../shared/log.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import { MetricsAccumulator, startFlushLoop, type FlushLoop, type MetricsDelta } from "../metrics/accumulator.js";
 import type { DnsMetricsDelta } from "../dns/metrics.js";
+import type { BudgetCounters } from "../proxy/budget.js";
 import type { Telemetry } from "./messages.js";
 
 // A worker's telemetry toward the main thread: Istio metric deltas (MetricsAccumulator, flushed
@@ -22,6 +23,8 @@ export interface WorkerTelemetryOptions {
    * thread keeps equal to its own.
    */
   wantsAccess?: (failed: boolean) => boolean;
+  /** Budget counters since the last flush (shed connections, fd exhaustion). */
+  limits?: () => BudgetCounters | undefined;
 }
 
 export class WorkerTelemetry {
@@ -35,6 +38,7 @@ export class WorkerTelemetry {
   private readonly wantsAccess: (failed: boolean) => boolean;
   /** The DNS proxy's counts since the last flush; they ride on every telemetry message. */
   dnsSource: (() => DnsMetricsDelta | undefined) | undefined;
+  private readonly limits: () => BudgetCounters | undefined;
 
   constructor(
     private readonly post: (t: Telemetry) => void,
@@ -42,6 +46,7 @@ export class WorkerTelemetry {
     opts: WorkerTelemetryOptions = {},
   ) {
     this.wantsAccess = opts.wantsAccess ?? ((failed) => rootLogger().isLevelEnabled(failed ? "warn" : "info"));
+    this.limits = opts.limits ?? (() => undefined);
     this.lag = monitorEventLoopDelay({ resolution: 20 });
     this.lag.enable();
     this.loop = startFlushLoop(this.metrics, (d) => this.send(d), { intervalMs, closeFlushDelayMs: opts.closeFlushDelayMs ?? CLOSE_FLUSH_DELAY_MS });
@@ -88,6 +93,7 @@ export class WorkerTelemetry {
     const lagMs = this.lag.count > 0 ? this.lag.max / 1e6 : 0;
     if (metrics === undefined) this.lag.reset();
     const dns = this.dnsSource?.();
-    this.post({ metrics, access, accepted, active: this.activeConns, eventLoopLagMs: Math.round(lagMs * 100) / 100, ...(dns !== undefined ? { dns } : {}) });
+    const limits = this.limits();
+    this.post({ metrics, access, accepted, active: this.activeConns, eventLoopLagMs: Math.round(lagMs * 100) / 100, ...(dns !== undefined ? { dns } : {}), ...(limits !== undefined ? { limits } : {}) });
   }
 }

@@ -1,0 +1,184 @@
+import { closeSync, openSync } from "node:fs";
+import type { ThrottledLog } from "./limits.js";
+
+// File-descriptor budgets (issue 16): the process's fd limit is split into a reserve for the
+// node-level endpoints (admin, metrics, readiness, ZDS, the pods' netns copies) and an equal
+// budget per worker. Within a worker every pod gets a share that leaves room for one more pod
+// (budget / (pods + 1)), so one pod holding connections up to its share never takes the
+// descriptors another pod needs. Outbound and inbound have a share each, so a pod that used up
+// its outbound share can still be reached. Unfinished TLS handshakes are bounded per pod and per worker
+// (each holds buffers until the handshake timeout). When the process does run out of fds
+// (EMFILE/ENFILE, seen on a connect or by the probe, since libuv absorbs it on accept), new
+// connections of pods above half their share are shed first until the pressure is gone.
+
+/** One proxied connection holds about two descriptors: the client side and the upstream. */
+const FDS_PER_CONNECTION = 2;
+
+export interface FdBudget {
+  /** RLIMIT_NOFILE (soft, after raising it to the hard limit). */
+  readonly limit: number;
+  /** Kept back for everything that is not a proxied connection. */
+  readonly reserve: number;
+  /** Proxied connections one worker may hold (all pods together). */
+  readonly perWorkerConnections: number;
+  /** Unfinished inbound TLS handshakes per worker, and per pod on a worker. */
+  readonly perWorkerHandshakes: number;
+  readonly perPodHandshakes: number;
+}
+
+export function fdBudget(limit: number, workers: number): FdBudget {
+  const reserve = Math.max(256, Math.floor(limit * 0.1));
+  const perWorkerConnections = Math.max(16, Math.floor((limit - reserve) / FDS_PER_CONNECTION / Math.max(1, workers)));
+  const perWorkerHandshakes = Math.max(8, Math.min(1024, Math.floor(perWorkerConnections / 8)));
+  return { limit, reserve, perWorkerConnections, perWorkerHandshakes, perPodHandshakes: Math.max(4, Math.floor(perWorkerHandshakes / 4)) };
+}
+
+export type ShedReason = "pod_share" | "worker_budget" | "handshakes" | "fd_pressure";
+
+export interface BudgetCounters {
+  shed: Record<ShedReason, number>;
+  fdExhausted: number;
+}
+
+export type Direction = "outbound" | "inbound";
+
+interface PodUsage {
+  connections: Record<Direction, number>;
+  handshakes: number;
+}
+
+/** Admission for one pod on one worker (what its listeners and HBONE server ask). */
+export interface PodAdmission {
+  /** A proxied connection or an inbound stream's upstream; undefined = refuse it. */
+  connection(direction: Direction): (() => void) | undefined;
+  /** An unfinished inbound TLS handshake; undefined = refuse the connection. */
+  handshake(): (() => void) | undefined;
+  /** The process ran out of descriptors on one of this pod's paths. */
+  exhausted(code: string, where: string): void;
+  /** The pod left this worker: its share goes back to the others. */
+  leave(): void;
+}
+
+/** Admits everything (a server used outside a worker, e.g. in tests). */
+export const UNLIMITED: PodAdmission = { connection: () => () => undefined, handshake: () => () => undefined, exhausted: () => undefined, leave: () => undefined };
+
+export class WorkerBudget {
+  private readonly pods = new Map<string, PodUsage>();
+  private connections = 0;
+  private handshakes = 0;
+  private pressureUntil = -Infinity;
+  private counters: BudgetCounters = emptyCounters();
+
+  constructor(
+    readonly budget: FdBudget,
+    private readonly log: ThrottledLog,
+    private readonly now: () => number = Date.now,
+    /** How long one EMFILE keeps the shedding on. */
+    private readonly pressureMs = 5_000,
+  ) {}
+
+  /** A pod's share of this worker's connections per direction: room for one more pod always stays. */
+  podShare(): number {
+    return Math.max(1, Math.floor(this.budget.perWorkerConnections / 2 / (this.pods.size + 1)));
+  }
+
+  addPod(uid: string, name: string): PodAdmission {
+    const usage: PodUsage = { connections: { outbound: 0, inbound: 0 }, handshakes: 0 };
+    this.pods.set(uid, usage);
+    return {
+      connection: (direction) => this.admitConnection(uid, name, usage, direction),
+      handshake: () => this.admitHandshake(uid, name, usage),
+      exhausted: (code, where) => this.exhausted(code, `${where} of ${name}`),
+      leave: () => {
+        if (this.pods.get(uid) === usage) this.pods.delete(uid);
+      },
+    };
+  }
+
+  /** EMFILE/ENFILE (or ENOBUFS/ENOMEM) somewhere in this worker: warn, count, start shedding. */
+  exhausted(code: string, where: string): void {
+    this.counters.fdExhausted++;
+    this.pressureUntil = this.now() + this.pressureMs;
+    this.log.warn({ code, where, limit: this.budget.limit, open: this.connections, share: this.podShare() }, "ztunnel is out of file descriptors; shedding new connections of the pods holding the most");
+  }
+
+  get underPressure(): boolean {
+    return this.now() < this.pressureUntil;
+  }
+
+  /** Counts since the last call (sent to the main thread with the telemetry). */
+  takeCounters(): BudgetCounters | undefined {
+    const c = this.counters;
+    if (c.fdExhausted === 0 && Object.values(c.shed).every((n) => n === 0)) return undefined;
+    this.counters = emptyCounters();
+    return c;
+  }
+
+  get stats(): { connections: number; handshakes: number; pods: number; share: number } {
+    return { connections: this.connections, handshakes: this.handshakes, pods: this.pods.size, share: this.podShare() };
+  }
+
+  private admitConnection(uid: string, name: string, usage: PodUsage, direction: Direction): (() => void) | undefined {
+    const share = this.podShare();
+    const mine = usage.connections[direction];
+    let reason: ShedReason | undefined;
+    if (this.connections >= this.budget.perWorkerConnections) reason = "worker_budget";
+    else if (mine >= share) reason = "pod_share";
+    else if (this.underPressure && mine >= share / 2) reason = "fd_pressure";
+    if (reason !== undefined) {
+      this.counters.shed[reason]++;
+      this.log.warn({ pod: name, uid, direction, reason, podConnections: mine, share, workerConnections: this.connections, workerBudget: this.budget.perWorkerConnections }, "connection budget reached; refusing the pod's new connections");
+      return undefined;
+    }
+    usage.connections[direction]++;
+    this.connections++;
+    return once(() => {
+      usage.connections[direction]--;
+      this.connections--;
+    });
+  }
+
+  private admitHandshake(uid: string, name: string, usage: PodUsage): (() => void) | undefined {
+    if (this.handshakes >= this.budget.perWorkerHandshakes || usage.handshakes >= this.budget.perPodHandshakes) {
+      this.counters.shed.handshakes++;
+      this.log.warn({ pod: name, uid, podHandshakes: usage.handshakes, workerHandshakes: this.handshakes, perPod: this.budget.perPodHandshakes, perWorker: this.budget.perWorkerHandshakes }, "too many unfinished HBONE handshakes; refusing new ones");
+      return undefined;
+    }
+    usage.handshakes++;
+    this.handshakes++;
+    return once(() => {
+      usage.handshakes--;
+      this.handshakes--;
+    });
+  }
+}
+
+function emptyCounters(): BudgetCounters {
+  return { shed: { pod_share: 0, worker_budget: 0, handshakes: 0, fd_pressure: 0 }, fdExhausted: 0 };
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}
+
+const FD_EXHAUSTED: ReadonlySet<string> = new Set(["EMFILE", "ENFILE"]);
+
+export function isFdExhaustion(code: string | undefined): boolean {
+  return code !== undefined && FD_EXHAUSTED.has(code);
+}
+
+/** EMFILE/ENFILE when the process cannot open one more descriptor right now, else undefined. */
+export function probeFds(): string | undefined {
+  try {
+    closeSync(openSync("/dev/null", "r"));
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return isFdExhaustion(code) ? code : undefined;
+  }
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it } from "vitest";
+import { fdBudget, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
+import { ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
+import { parseNofile } from "../../src/ztunnel/proxy/rlimit.js";
+import { captureLogs } from "../fixtures/log-capture.js";
+
+// The fd budget (issue 16 item 3): derived from the real limit, a reserve kept back, and per
+// pod a share that always leaves room for another pod.
+
+function setup(limit = 1024, workers = 2) {
+  const { log, lines } = captureLogs("warn");
+  let t = 0;
+  const b = new WorkerBudget(fdBudget(limit, workers), new ThrottledLog(log, 10_000, () => t), () => t, 5_000);
+  return { b, lines, advance: (ms: number) => (t += ms) };
+}
+
+describe("fd budget", () => {
+  it("keeps a reserve and splits the rest over the workers, two descriptors per connection", () => {
+    const f = fdBudget(20_000, 2);
+    expect(f.reserve).toBe(2_000);
+    expect(f.perWorkerConnections).toBe(4_500);
+    expect(f.perPodHandshakes).toBeLessThan(f.perWorkerHandshakes);
+    expect(fdBudget(1024, 2)).toMatchObject({ reserve: 256, perWorkerConnections: 192 });
+  });
+
+  it("reads the soft and hard limits of /proc/self/limits", () => {
+    expect(parseNofile("Limit Soft Limit Hard Limit Units\nMax open files            1024                 524288               files\n")).toEqual({ soft: 1024, hard: 524288 });
+    expect(parseNofile("Max open files            unlimited            unlimited            files\n")).toEqual({ soft: Infinity, hard: Infinity });
+    expect(() => parseNofile("nothing")).toThrow(/Max open files/);
+  });
+
+  it("one pod at its share is refused (warned once, counted) while another pod still gets in", () => {
+    const { b, lines } = setup();
+    const greedy = b.addPod("g", "ns/greedy");
+    const other = b.addPod("o", "ns/other");
+    const share = b.podShare();
+    expect(share).toBe(32); // 192 / 2 directions / (2 pods + 1)
+    // The greedy pod's inbound side is its own share: it can still be reached.
+    expect(greedy.connection("inbound")).toBeDefined();
+    const held = [];
+    for (let i = 0; i < share; i++) held.push(greedy.connection("outbound"));
+    expect(held.every((r) => r !== undefined)).toBe(true);
+    expect(greedy.connection("outbound")).toBeUndefined();
+    expect(greedy.connection("outbound")).toBeUndefined();
+    expect(other.connection("outbound")).toBeDefined();
+    const warnings = lines().filter((l) => l.msg === "connection budget reached; refusing the pod's new connections");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ pod: "ns/greedy", reason: "pod_share" });
+    expect(b.takeCounters()).toEqual({ shed: { pod_share: 2, worker_budget: 0, handshakes: 0, fd_pressure: 0 }, fdExhausted: 0 });
+    expect(b.takeCounters()).toBeUndefined();
+    // Released connections are admitted again; a pod that leaves gives its share back.
+    held[0]!();
+    held[0]!(); // idempotent
+    expect(greedy.connection("outbound")).toBeDefined();
+    other.leave();
+    expect(b.podShare()).toBe(48);
+  });
+
+  it("under fd pressure the pods holding the most are shed first, small ones still get in, and it ends", () => {
+    const { b, lines, advance } = setup();
+    const big = b.addPod("b", "ns/big");
+    const small = b.addPod("s", "ns/small");
+    for (let i = 0; i < 20; i++) big.connection("outbound");
+    b.exhausted("EMFILE", "probe");
+    expect(lines().some((l) => l.code === "EMFILE" && String(l.msg).includes("out of file descriptors"))).toBe(true);
+    expect(big.connection("outbound")).toBeUndefined();
+    expect(small.connection("outbound")).toBeDefined();
+    expect(b.takeCounters()).toMatchObject({ shed: { fd_pressure: 1 }, fdExhausted: 1 });
+    advance(5_001);
+    expect(big.connection("outbound")).toBeDefined();
+  });
+
+  it("bounds unfinished handshakes per pod and per worker", () => {
+    const { b } = setup();
+    const p = b.addPod("p", "ns/p");
+    const q = b.addPod("q", "ns/q");
+    const per = fdBudget(1024, 2).perPodHandshakes;
+    const slots = Array.from({ length: per }, () => p.handshake());
+    expect(slots.every((s) => s !== undefined)).toBe(true);
+    expect(p.handshake()).toBeUndefined();
+    expect(q.handshake()).toBeDefined();
+    slots[0]!();
+    expect(p.handshake()).toBeDefined();
+    expect(b.stats.handshakes).toBe(per + 1);
+  });
+});
