@@ -322,3 +322,30 @@ describe("Istio's use-waypoint labels change where traffic must go: fail closed"
     expect(store.state.notices.filter((n) => n.effect === "fails-closed").map((n) => n.object).sort()).toEqual(["service ns-a/s.ns-a.svc.cluster.local", "workload ns-a/w1", "workload ns-b/w2"]);
   });
 });
+
+describe("Service fields kube-proxy would act on are reported or fail closed", () => {
+  it("ExternalName and ClientIP affinity are reported; internalTrafficPolicy Local fails closed", () => {
+    const { data } = buildState(
+      {
+        pods: [],
+        services: [
+          { metadata: { name: "ext", namespace: "ns-a" }, spec: { type: "ExternalName", externalName: "example.com" } },
+          { metadata: { name: "sticky", namespace: "ns-a" }, spec: { clusterIP: "10.96.0.2", sessionAffinity: "ClientIP", ports: [{ port: 80 }] } },
+          { metadata: { name: "local", namespace: "ns-a" }, spec: { clusterIP: "10.96.0.3", internalTrafficPolicy: "Local", ports: [{ port: 80 }] } },
+        ],
+        endpointSlices: [],
+        namespaces: [],
+      },
+      OPTS,
+    );
+    const store = new WorkloadStore();
+    store.replace(data, "test");
+    expect(store.state.notices.map((n) => [n.object, n.field, n.effect])).toEqual([
+      ["service ns-a/ext", "spec.type", "not-enforced"],
+      ["service ns-a/sticky", "spec.sessionAffinity", "not-enforced"],
+      ["service ns-a/local.ns-a.svc.cluster.local", "internalTrafficPolicy", "fails-closed"],
+    ]);
+    expect(store.serviceByVip("10.96.0.3")?.failClosed).toMatch(/internalTrafficPolicy: Local/);
+    expect(store.serviceByVip("10.96.0.2")?.failClosed).toBeUndefined();
+  });
+});

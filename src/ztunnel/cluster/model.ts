@@ -3,8 +3,9 @@ import { canonicalIp } from "../state/ip.js";
 import type { KubeAuthorizationPolicy } from "./authz-translate.js";
 import type { KubePeerAuthentication } from "./peer-authn.js";
 import { buildPolicies } from "./policies.js";
+import { nodeLocalOnly, serviceNotices } from "./service-notices.js";
 import { waypointOf } from "./waypoints.js";
-import { serviceKey, type Service, type StateData, type Workload } from "../state/types.js";
+import { serviceKey, type ConfigNotice, type Service, type StateData, type Workload } from "../state/types.js";
 
 // Kubernetes objects → the same workload/service model the local config file gives (pure, so
 // the cluster source and its tests share one definition). Objects may come from a list
@@ -105,6 +106,8 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
 
   // Services (ExternalName ones have no VIP and no endpoints ztunnel could use).
   const services = new Map<string, { svc: V1Service; model: Service }>();
+  const notices: ConfigNotice[] = [];
+  for (const svc of objs.services) notices.push(...serviceNotices(svc));
   for (const svc of objs.services) {
     const name = svc.metadata?.name;
     const namespace = svc.metadata?.namespace;
@@ -124,6 +127,7 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
         ports: servicePortMap(svc),
         subjectAltNames: [],
         ...optional("waypoint", waypointOf(svc.metadata?.labels, nsLabels.get(namespace), namespace, opts.clusterDomain)),
+        ...optional("loadBalancerMode", nodeLocalOnly(svc) ? "NodeLocal" : undefined),
       },
     });
   }
@@ -218,7 +222,7 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
   workloads.sort((a, b) => compare(key(a.namespace, a.name), key(b.namespace, b.name)));
   const serviceList = [...services.values()].map((s) => s.model).sort((a, b) => compare(key(a.namespace, a.name), key(b.namespace, b.name)));
   const authz = buildPolicies(objs.authorizationPolicies ?? [], objs.peerAuthentications ?? [], workloads, opts.rootNamespace);
-  return { data: { workloads: authz.workloads, services: serviceList, policies: authz.policies, notices: authz.notices }, conflicts: conflicts.sort() };
+  return { data: { workloads: authz.workloads, services: serviceList, policies: authz.policies, notices: [...notices, ...authz.notices] }, conflicts: conflicts.sort() };
 }
 
 function compare(a: string, b: string): number {

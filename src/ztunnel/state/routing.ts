@@ -31,6 +31,9 @@ export function unsupportedServiceRouting(s: Service): { field: string; reason: 
   if (s.waypoint !== undefined) {
     return { field: "waypoint", reason: `service ${s.hostname} must be reached through waypoint ${describeGateway(s.waypoint)}, which this ztunnel does not route through yet: connections to it are refused rather than bypassing the waypoint` };
   }
+  if (s.loadBalancerMode === "NodeLocal") {
+    return { field: "internalTrafficPolicy", reason: `service ${s.hostname} allows only endpoints on the client's node (internalTrafficPolicy: Local), which this ztunnel does not implement: connections to it are refused rather than sent to another node` };
+  }
   if (s.loadBalancerMode === "Strict" || s.loadBalancerMode === "Passthrough") {
     return { field: "loadBalancer.mode", reason: `service ${s.hostname} asks for load-balancing mode ${s.loadBalancerMode}, which this ztunnel does not implement: connections to it are refused rather than sent to an endpoint it would not choose` };
   }

@@ -66,7 +66,7 @@ export interface Service {
   /** Single-stack services answer only A or only AAAA (ztunnel's ipFamilies); absent: both. */
   readonly ipFamilies?: "IPv4" | "IPv6";
   readonly waypoint?: GatewayAddress | undefined;
-  /** Load-balancing mode when it changes where traffic may go (Strict, Passthrough). */
+  /** Load-balancing mode when it changes where traffic may go (Strict, Passthrough; NodeLocal from internalTrafficPolicy: Local). */
   readonly loadBalancerMode?: string | undefined;
   /** As Workload.failClosed, for connections addressed to the service. */
   readonly failClosed?: string | undefined;
