@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { createSocket } from "../../src/native/index.js";
 import { ADDRESS_TYPE_URL } from "../../src/ztunnel/xds/proto.js";
 import { Mesh, readAll, waitFor } from "../fixtures/ztunnel-e2e-cluster.js";
-import { FakeIstiod, serviceAddress, workloadAddress } from "../harness/fake-istiod/index.js";
+import { FakeIstiod, FakeWaypoint, hboneConnect, serviceAddress, workloadAddress, workloadCerts } from "../harness/fake-istiod/index.js";
 import { killAndWait } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
 import type { PodInfo } from "../harness/topology.js";
@@ -32,6 +32,7 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
   let a1: PodInfo; // node 0
   let b0: PodInfo; // node 1
   let b1: PodInfo; // node 1
+  let waypoint: FakeWaypoint | undefined;
 
   const m = (): Mesh => mesh!;
   const fake = (): FakeIstiod => istiod!;
@@ -80,7 +81,8 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     await writeFile(join(dir, "token-n0"), "token-node0\n");
     await writeFile(join(dir, "token-n1"), "token-node1\n");
     await writeFile(join(dir, "token-wrong"), "not-a-token\n");
-    mesh = await Mesh.create({ istiod: istiodEnv, env: { TRUST_DOMAIN } });
+    // One uncaptured pod on node 1 (its own netns) plays the waypoint.
+    mesh = await Mesh.create({ istiod: istiodEnv, env: { TRUST_DOMAIN }, uncaptured: 1 });
     for (const node of mesh.topo.nodes) {
       const fd = createSocket(mesh.netns(node.netnsPath), { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 0 }, listen: { backlog: 64 } });
       ports.set(node.index, await istiod.addListener({ fd }));
@@ -99,6 +101,7 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
   }, 60_000);
 
   afterAll(async () => {
+    waypoint?.close();
     await mesh?.destroy();
     await istiod?.stop();
     if (dir !== "") await rm(dir, { recursive: true, force: true });
@@ -232,6 +235,65 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     // And after the renewal, still fine.
     expect(await whoAnswers(a0, b0.ip, APP_PORT)).toBe(b0.name);
   }, 40_000);
+
+  it("waypoints: service and workload traffic goes to the waypoint over HBONE with the original destination as authority and the waypoint's identity; bypassing it is refused", async () => {
+    const wpPod = m().uncaptured[0]!;
+    const wpId = `spiffe://${TRUST_DOMAIN}/ns/default/sa/waypoint`;
+    const vip = "10.96.9.9";
+    const host = "shop.default.svc.cluster.local";
+    const certs = workloadCerts(fake().pki, wpId);
+    // The waypoint knows where the service's endpoint and the pods are (as Envoy would).
+    waypoint = await FakeWaypoint.start(m().factory(wpPod.netnsPath), 15008, certs, (authority) => {
+      if (authority === `${vip}:80`) return { host: b0.ip, port: 15008, authority: `${b0.ip}:${APP_PORT}` };
+      const pod = m().captured.find((p) => authority === `${p.ip}:${APP_PORT}`);
+      return pod === undefined ? undefined : { host: pod.ip, port: 15008, authority };
+    });
+    fake().setAddress("Kubernetes//Pod/default/waypoint", workloadAddress({ uid: "Kubernetes//Pod/default/waypoint", name: "waypoint", namespace: "default", serviceAccount: "waypoint", ips: [wpPod.ip], node: "node1" }));
+    fake().setAddress(`default/${host}`, serviceAddress({ name: "shop", namespace: "default", hostname: host, vips: [vip], ports: [{ servicePort: 80, targetPort: APP_PORT }], waypoint: { ip: wpPod.ip } }));
+    fake().setAddress(uidOf(b0), workloadAddress({ uid: uidOf(b0), name: b0.name, namespace: "default", serviceAccount: `sa-${b0.name}`, ips: [b0.ip], node: "node1", services: { [`default/${host}`]: [{ servicePort: 80, targetPort: APP_PORT }] } }));
+    fake().setAddress(uidOf(b1), workloadAddress({ uid: uidOf(b1), name: b1.name, namespace: "default", serviceAccount: `sa-${b1.name}`, ips: [b1.ip], node: "node1", waypoint: { ip: wpPod.ip } }));
+    fake().push();
+    await waitFor(
+      async () => ((await m().configDump(0)) as unknown as { services: Array<{ hostname: string; waypointRoute?: unknown }> }).services.some((s) => s.hostname === host && s.waypointRoute !== undefined),
+      5_000,
+      () => "waypoint service not routed on node 0",
+    );
+    await waitFor(
+      async () => ((await m().configDump(1)) as unknown as { workloads: Array<{ uid: string; waypointRoute?: unknown }> }).workloads.some((w) => w.uid === uidOf(b1) && w.waypointRoute !== undefined),
+      5_000,
+      () => "b1's waypoint not routed on node 1",
+    );
+    await new Promise((r) => setTimeout(r, 100));
+
+    // Service traffic: to the waypoint, authority = the service address as dialled.
+    const before = m().accessLog(0).length;
+    expect(await whoAnswers(a0, vip, 80)).toBe(b0.name);
+    expect(waypoint.records.at(-1)).toEqual({ authority: `${vip}:80`, peer: idOf(a0) });
+    await waitFor(
+      () => m().accessLog(0).slice(before).some((r) => r.direction === "outbound" && r["dst.hbone_addr"] === `${wpPod.ip}:15008`),
+      3_000,
+      () => `no outbound record through the waypoint\n${m().logs(0, 10)}`,
+    );
+    // Workload traffic: to its waypoint, authority = the pod address; the waypoint's forward is accepted.
+    expect(await whoAnswers(a0, b1.ip, APP_PORT)).toBe(b1.name);
+    expect(waypoint.records.at(-1)).toEqual({ authority: `${b1.ip}:${APP_PORT}`, peer: idOf(a0) });
+    await waitFor(() => m().accessLog(1).some((r) => r.direction === "inbound" && r["src.identity"] === wpId), 3_000, () => "b1's ztunnel logged no inbound from the waypoint");
+    // Straight to b1's ztunnel with another identity: refused (it would bypass the waypoint).
+    const intruder = await hboneConnect(m().factory(wpPod.netnsPath), { host: b1.ip, port: 15008 }, `${b1.ip}:${APP_PORT}`, workloadCerts(fake().pki, `spiffe://${TRUST_DOMAIN}/ns/default/sa/intruder`));
+    expect(intruder.status).toBe(401);
+    intruder.session.destroy();
+
+    // Back to no waypoint for the tests that follow.
+    fake().setAddress(uidOf(b1), workloadAddress({ uid: uidOf(b1), name: b1.name, namespace: "default", serviceAccount: `sa-${b1.name}`, ips: [b1.ip], node: "node1" }));
+    fake().push();
+    await waitFor(
+      async () => ((await m().configDump(0)) as unknown as { workloads: Array<{ uid: string; waypointRoute?: unknown }> }).workloads.some((w) => w.uid === uidOf(b1) && w.waypointRoute === undefined),
+      5_000,
+      () => "b1 still behind the waypoint",
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await whoAnswers(a0, b1.ip, APP_PORT)).toBe(b1.name);
+  });
 
   it("istiod unreachable at start: the node's pods are not served and readiness says why", async () => {
     await restartNode(1, { XDS_ADDRESS: "https://127.0.0.1:1" }, false);

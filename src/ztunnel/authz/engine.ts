@@ -72,6 +72,14 @@ export class AuthzEngine {
   evaluate(conn: ConnectionInfo): AuthzDecision {
     const blocked = conn.destination.failClosed;
     if (blocked !== undefined) return { allow: false, policy: undefined, reason: blocked };
+    // Behind a waypoint, only the waypoint may connect: anything else bypassed it.
+    const wp = conn.destination.waypointRoute?.identity;
+    if (wp !== undefined) {
+      const src = conn.sourceIdentity;
+      if (src === undefined || src.trustDomain !== wp.trustDomain || src.namespace !== wp.namespace || src.serviceAccount !== wp.serviceAccount) {
+        return { allow: false, policy: undefined, reason: `destination is behind waypoint spiffe://${wp.trustDomain}/ns/${wp.namespace}/sa/${wp.serviceAccount}; traffic must come through it` };
+      }
+    }
     const a = this.applicable(conn.destination);
     if (a === EMPTY) return NO_POLICIES;
     const ctx = new EvalContext(conn);

@@ -83,6 +83,8 @@ export interface DestinationWorkload {
    * see state/routing.ts): every connection to it is denied with this reason.
    */
   readonly failClosed?: string | undefined;
+  /** Its waypoint (state/waypoints.ts): inbound traffic must come from it. */
+  readonly waypointRoute?: { readonly identity: { readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string } } | undefined;
 }
 
 /** One connection to authorize. */

@@ -1,12 +1,13 @@
 import type { ConfigNotice, GatewayAddress, Service, StateData, Workload } from "./types.js";
+import { withWaypointRoutes } from "./waypoints.js";
 
 // The seam for fields that change WHERE traffic must go (a waypoint, a network gateway, a
 // load-balancing mode that restricts or bypasses endpoint choice). This data plane does not
 // route through them yet, and bypassing them would skip the waypoint's policies or send
 // traffic where it must not go. So the store marks such a workload or service `failClosed`:
 // outbound to it is refused (worker/resolve.ts) and inbound to it is denied (authz engine),
-// with the reason below. Honouring waypoints (istiod mode) means answering undefined here for
-// what the proxy then routes, and routing it in resolve.ts.
+// with the reason below. A waypoint that resolves (waypoints.ts) is routed through by the
+// outbound route (worker/outbound-route.ts) and is not a reason to fail closed.
 
 const DEFAULT_HBONE_PORT = 15008;
 
@@ -18,8 +19,8 @@ export function describeGateway(g: GatewayAddress): string {
 
 /** Why traffic to this workload cannot be sent as addressed; undefined when it can. */
 export function unsupportedWorkloadRouting(w: Workload): { field: string; reason: string } | undefined {
-  if (w.waypoint !== undefined) {
-    return { field: "waypoint", reason: `workload ${w.namespace}/${w.name} must be reached through waypoint ${describeGateway(w.waypoint)}, which this ztunnel does not route through yet: its traffic is refused rather than bypassing the waypoint` };
+  if (w.waypoint !== undefined && w.waypointRoute === undefined) {
+    return { field: "waypoint", reason: `workload ${w.namespace}/${w.name} must be reached through waypoint ${describeGateway(w.waypoint)}, which is not in the state: its traffic is refused rather than bypassing the waypoint` };
   }
   if (w.networkGateway !== undefined) {
     return { field: "networkGateway", reason: `workload ${w.namespace}/${w.name} is on network "${w.network}" behind gateway ${describeGateway(w.networkGateway)}, which this ztunnel does not route through: its traffic is refused` };
@@ -28,8 +29,8 @@ export function unsupportedWorkloadRouting(w: Workload): { field: string; reason
 }
 
 export function unsupportedServiceRouting(s: Service): { field: string; reason: string } | undefined {
-  if (s.waypoint !== undefined) {
-    return { field: "waypoint", reason: `service ${s.hostname} must be reached through waypoint ${describeGateway(s.waypoint)}, which this ztunnel does not route through yet: connections to it are refused rather than bypassing the waypoint` };
+  if (s.waypoint !== undefined && s.waypointRoute === undefined) {
+    return { field: "waypoint", reason: `service ${s.hostname} must be reached through waypoint ${describeGateway(s.waypoint)}, which is not in the state: connections to it are refused rather than bypassing the waypoint` };
   }
   if (s.loadBalancerMode === "NodeLocal") {
     return { field: "internalTrafficPolicy", reason: `service ${s.hostname} allows only endpoints on the client's node (internalTrafficPolicy: Local), which this ztunnel does not implement: connections to it are refused rather than sent to another node` };
@@ -41,7 +42,8 @@ export function unsupportedServiceRouting(s: Service): { field: string; reason: 
 }
 
 /** Marks what cannot be routed as given `failClosed`, and reports each once (a notice). */
-export function withRoutingChecks(data: StateData): StateData {
+export function withRoutingChecks(input: StateData): StateData {
+  const data = withWaypointRoutes(input);
   const notices: ConfigNotice[] = [];
   const workloads = data.workloads.map((w) => {
     const r = unsupportedWorkloadRouting(w);
@@ -55,6 +57,6 @@ export function withRoutingChecks(data: StateData): StateData {
     notices.push({ object: `service ${s.namespace}/${s.hostname}`, field: r.field, effect: "fails-closed", reason: r.reason });
     return { ...s, failClosed: r.reason };
   });
-  if (notices.length === 0) return data;
+  if (notices.length === 0) return data === input ? input : data;
   return { ...data, workloads, services, notices: [...data.notices, ...notices] };
 }

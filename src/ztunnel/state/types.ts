@@ -20,6 +20,13 @@ export interface GatewayAddress {
   readonly hboneMtlsPort: number;
 }
 
+/** Where a waypoint is reached: its HBONE address and the identity it must present. */
+export interface WaypointRoute {
+  readonly ip: string;
+  readonly port: number;
+  readonly identity: { readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string };
+}
+
 export interface Workload {
   readonly uid: string;
   readonly name: string;
@@ -42,6 +49,8 @@ export interface Workload {
   readonly authorizationPolicies: readonly string[];
   /** Traffic to this workload must go through this waypoint (see routing.ts). */
   readonly waypoint?: GatewayAddress | undefined;
+  /** Set by the store (waypoints.ts) from `waypoint` when it resolves; absent = no route. */
+  readonly waypointRoute?: WaypointRoute | undefined;
   /** This workload is reached through this gateway (another network; see routing.ts). */
   readonly networkGateway?: GatewayAddress | undefined;
   /**
@@ -66,6 +75,8 @@ export interface Service {
   /** Single-stack services answer only A or only AAAA (ztunnel's ipFamilies); absent: both. */
   readonly ipFamilies?: "IPv4" | "IPv6";
   readonly waypoint?: GatewayAddress | undefined;
+  /** Set by the store (waypoints.ts) from `waypoint` when it resolves; absent = no route. */
+  readonly waypointRoute?: WaypointRoute | undefined;
   /** Load-balancing mode when it changes where traffic may go (Strict, Passthrough; NodeLocal from internalTrafficPolicy: Local). */
   readonly loadBalancerMode?: string | undefined;
   /** As Workload.failClosed, for connections addressed to the service. */
