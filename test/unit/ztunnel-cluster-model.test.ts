@@ -45,6 +45,23 @@ describe("cluster model", () => {
     expect(data.workloads[0]).toMatchObject({ workloadIps: ["10.0.0.1", "fd00::1"], trustDomain: "td.example", services: { "ns/s.ns.svc.cluster.local": { "80": 8080 } } });
   });
 
+  it("what the DNS proxy needs: TCP port names (SRV), a single-stack family, and pod hostname with subdomain", () => {
+    const headless: V1Service = {
+      metadata: { name: "s", namespace: "ns" },
+      spec: { clusterIP: "None", ipFamilies: ["IPv4"], ports: [{ name: "http", port: 80, targetPort: "web" }, { name: "dns", port: 53, protocol: "UDP" }] },
+    };
+    const named = pod("a", "u1", "10.0.0.1");
+    named.spec = { ...named.spec!, hostname: "a-0", subdomain: "s" };
+    const plain = pod("b", "u2", "10.0.0.2");
+    plain.spec = { ...plain.spec!, hostname: "b-0" };
+    const { data } = buildState({ pods: [named, plain], services: [headless], endpointSlices: [slice("v4", "IPv4", { name: "a" }, 8080)], namespaces: [] }, OPTS);
+    expect(data.services[0]).toMatchObject({ vips: [], portNames: { "80": "http" }, ipFamilies: "IPv4" });
+    expect(data.workloads.find((w) => w.name === "a")?.hostname).toBe("a-0");
+    // No subdomain: Kubernetes gives the pod no DNS name of its own.
+    expect(data.workloads.find((w) => w.name === "b")?.hostname).toBeUndefined();
+    expect(buildState({ pods: [], services: [svc], endpointSlices: [], namespaces: [] }, OPTS).data.services[0]?.ipFamilies).toBeUndefined();
+  });
+
   it("an endpoint whose targetRef uid is another incarnation, an FQDN slice or an unknown pod adds no membership", () => {
     const { data } = buildState(
       {

@@ -137,7 +137,7 @@ describe("Kubernetes workload source", () => {
           { uid: starting.metadata.uid, name: "starting", namespace: "mesh", protocol: "HBONE", node: "node-a" },
         ],
         services: [
-          { name: "web", namespace: "mesh", hostname: "web.mesh.svc.cluster.local", vips: ["10.96.0.10"], ports: { 80: 0, 9090: 9091 } },
+          { name: "web", namespace: "mesh", hostname: "web.mesh.svc.cluster.local", vips: ["10.96.0.10"], ports: { 80: 0, 9090: 9091 }, portNames: { 80: "http", 9090: "metrics" } },
           { name: "db", namespace: "plain", hostname: "db.plain.svc.cluster.local", vips: ["10.96.0.20"], ports: { 5432: 5432 } },
           { name: "headless", namespace: "mesh", hostname: "headless.mesh.svc.cluster.local", ports: { 80: 8080 } },
         ],

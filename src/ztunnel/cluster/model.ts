@@ -88,6 +88,19 @@ function servicePortMap(svc: V1Service): Record<string, number> {
   return out;
 }
 
+/** servicePort → port name (the DNS proxy's SRV records); undefined when no port is named. */
+function portNames(svc: V1Service): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const p of tcpPorts(svc)) if (p.name !== undefined && p.name !== "") out[String(p.port)] = p.name;
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+/** A single-stack service answers only its family's DNS records. */
+function singleFamily(svc: V1Service): "IPv4" | "IPv6" | undefined {
+  const f = svc.spec?.ipFamilies ?? [];
+  return f.length === 1 && (f[0] === "IPv4" || f[0] === "IPv6") ? f[0] : undefined;
+}
+
 function containerPort(pod: V1Pod, name: string): number | undefined {
   for (const c of pod.spec?.containers ?? []) {
     for (const p of c.ports ?? []) if (p.name === name && (p.protocol ?? "TCP") === "TCP") return p.containerPort;
@@ -126,6 +139,8 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
         vips,
         ports: servicePortMap(svc),
         subjectAltNames: [],
+        ...optional("portNames", portNames(svc)),
+        ...optional("ipFamilies", singleFamily(svc)),
         ...optional("waypoint", waypointOf(svc.metadata?.labels, nsLabels.get(namespace), namespace, opts.clusterDomain)),
         ...optional("loadBalancerMode", nodeLocalOnly(svc) ? "NodeLocal" : undefined),
       },
@@ -214,6 +229,8 @@ export function buildState(objs: ClusterObjects, opts: ModelOptions): BuildResul
       status: readyCondition?.status === "False" || notReady.has(pKey) ? "Unhealthy" : "Healthy",
       services: membership.get(pKey) ?? {},
       labels: { ...(meta.labels ?? {}) },
+      // Kubernetes DNS names a pod `<hostname>.<subdomain>...` only when both are set.
+      ...optional("hostname", pod.spec?.subdomain !== undefined && pod.spec.subdomain !== "" && pod.spec.hostname !== "" ? pod.spec?.hostname : undefined),
       ...optional("waypoint", waypointOf(meta.labels, nsLabels.get(namespace), namespace, opts.clusterDomain)),
       authorizationPolicies: [],
     });
