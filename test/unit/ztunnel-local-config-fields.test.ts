@@ -85,6 +85,8 @@ describe("every LocalConfig field is honoured, reported or fails closed", () => 
     };
     expect(refused("10.1.0.11", 5432)).toMatch(/waypoint/);
     expect(by("api")?.failClosed).toMatch(/gateway istio-system\/eastwest.*refused/);
+    // On another network, but its IP is not reached directly either (no gateway bypass).
+    expect(refused("10.9.0.5", 80)).toMatch(/gateway istio-system\/eastwest/);
     expect(refused("10.96.1.2", 80)).toMatch(/Strict/);
     expect(refused("10.96.1.3", 80)).toMatch(/waypoint shop\/waypoint/);
     expect(refused("10.1.0.10", 8080)).toBe("hbone");

@@ -31,6 +31,8 @@ interface Indexes {
   readonly byVip: Map<string, Service>;
   /** serviceKey → workloads that back it. */
   readonly members: Map<string, Workload[]>;
+  /** IP (any network) → why a fail-closed workload there must not be reached directly. */
+  readonly failClosedIps: Map<string, string>;
 }
 
 export class WorkloadStore implements StateSink {
@@ -108,6 +110,15 @@ export class WorkloadStore implements StateSink {
     return c === undefined ? undefined : this.idx.byIp.get(`${network}/${c}`);
   }
 
+  /**
+   * Why a fail-closed workload on any network holds this IP (e.g. one behind a network gateway
+   * on another network): a direct connection there would bypass what it must go through.
+   */
+  failClosedAt(ip: string): string | undefined {
+    const c = canonicalIp(ip);
+    return c === undefined ? undefined : this.idx.failClosedIps.get(c);
+  }
+
   serviceByVip(ip: string, network = ""): Service | undefined {
     const c = canonicalIp(ip);
     return c === undefined ? undefined : this.idx.byVip.get(`${network}/${c}`);
@@ -161,8 +172,10 @@ function buildIndexes(data: StateData): Indexes {
   const byUid = new Map<string, Workload>();
   const byVip = new Map<string, Service>();
   const members = new Map<string, Workload[]>();
+  const failClosedIps = new Map<string, string>();
   for (const w of data.workloads) {
     byUid.set(w.uid, w);
+    if (w.failClosed !== undefined) for (const ip of w.workloadIps) failClosedIps.set(ip, w.failClosed);
     for (const ip of w.workloadIps) byIp.set(`${w.network}/${ip}`, w);
     for (const key of Object.keys(w.services)) {
       const list = members.get(key) ?? [];
@@ -171,5 +184,5 @@ function buildIndexes(data: StateData): Indexes {
     }
   }
   for (const s of data.services) for (const v of s.vips) byVip.set(`${v.network}/${v.address}`, s);
-  return { byIp, byUid, byVip, members };
+  return { byIp, byUid, byVip, members, failClosedIps };
 }

@@ -39,7 +39,9 @@ export const refuseSelfLoop: OutboundPolicyStep = (plan, { dst }) => {
  */
 export const refuseUnhonouredRouting: OutboundPolicyStep = (plan, { store, dst }) => {
   // The service's own reason first: it explains a refusal better than "no healthy endpoint".
-  const reason = store.serviceByVip(dst.ip)?.failClosed ?? (plan.t === "refuse" ? undefined : plan.workload?.failClosed);
+  const reason =
+    store.serviceByVip(dst.ip)?.failClosed ??
+    (plan.t === "refuse" ? undefined : (plan.workload?.failClosed ?? (plan.t === "passthrough" && plan.workload === undefined ? store.failClosedAt(dst.ip) : undefined)));
   return reason === undefined ? plan : { t: "refuse", error: new ProxyError("UNKNOWN_DESTINATION", reason) };
 };
 
