@@ -14,7 +14,8 @@ import { Datapath, show, type PathName } from "./lib/datapath.js";
 import { BenchUsageError } from "./lib/errors.js";
 import { setFigure, type Figures } from "./lib/figures.js";
 import { describeMachine, describeRevision, loadAverage } from "./lib/machine.js";
-import { parseOptions, type BenchOptions, type Row } from "./lib/options.js";
+import { compareSideArgs, parseOptions, type BenchOptions, type Row } from "./lib/options.js";
+import { runCompare } from "./compare-run.js";
 import { mergeRounds } from "./lib/rounds.js";
 import { evaluate, renderMarkdown, TARGETS, type ReportInput } from "./lib/report.js";
 import { scaleRow } from "./lib/scale.js";
@@ -116,6 +117,15 @@ async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     process.stderr.write("npm run bench needs root (it creates network namespaces, veth links and iptables rules)\n");
     return 2;
+  }
+  if (opts.compare !== undefined) {
+    try {
+      return await runCompare(REPO, { ref: opts.compare, args: compareSideArgs(process.argv.slice(2)), rounds: opts.rounds, outDir: opts.outDir, needsCni: opts.rows.has("cni-add") }, log);
+    } catch (err) {
+      process.stderr.write(`bench --compare: ${errorMessage(err)}
+`);
+      return 1;
+    }
   }
   const teardown = new Teardown();
   let interrupted = false;

@@ -23,14 +23,18 @@ export interface BenchOptions {
   quick: boolean;
   /** Parent of the per-run result directory. */
   outDir: string;
+  /** --compare: the git ref of the baseline build to run against this one. */
+  compare?: string;
 }
 
-export const USAGE = `usage: npm run bench -- [--only <row,...>] [--duration <s>] [--rounds <n>] [--quick] [--out <dir>]
+export const USAGE = `usage: npm run bench -- [--only <row,...>] [--duration <s>] [--rounds <n>] [--quick] [--out <dir>] [--compare <git ref>]
   rows: ${ROWS.join(", ")}
   --duration  seconds per throughput / connection-rate run (default 10, --quick 3)
   --rounds    rounds of the throughput / latency / connection-rate rows, median reported (default 3, --quick 1)
   --quick     short runs everywhere (smoke check, numbers are rough)
-  --out       results parent directory (default bench/results)`;
+  --out       results parent directory (default bench/results)
+  --compare   build <git ref> in a temporary worktree and run it and this build round by round
+              (baseline first), then print each figure's ratio this / baseline`;
 
 export function parseOptions(argv: readonly string[], defaultOutDir: string): BenchOptions {
   let only: string | undefined;
@@ -38,6 +42,7 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
   let roundsArg: string | undefined;
   let quick = false;
   let outDir = defaultOutDir;
+  let compare: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
@@ -61,6 +66,9 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
         break;
       case "--out":
         outDir = value();
+        break;
+      case "--compare":
+        compare = value();
         break;
       case "--help":
       case "-h":
@@ -96,5 +104,22 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     cniRuns: quick ? 20 : 100,
     quick,
     outDir,
+    ...(compare !== undefined ? { compare } : {}),
   };
+}
+
+/** The arguments each side of --compare runs with: the user's, less what the comparison owns. */
+export function compareSideArgs(argv: readonly string[]): string[] {
+  const owned = new Set(["--compare", "--rounds", "--out"]);
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const flag = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg;
+    if (owned.has(flag)) {
+      if (!arg.includes("=")) i++; // its value
+      continue;
+    }
+    out.push(arg);
+  }
+  return out;
 }
