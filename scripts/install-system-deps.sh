@@ -43,6 +43,7 @@ provide mount umount mount
 provide gnuplot-nox gnuplot
 provide time /usr/bin/time
 provide git git
+provide binutils strip
 provide python3-minimal /usr/bin/python3
 provide mmdebstrap mmdebstrap
 if ! /usr/bin/python3 -c 'import h2' >/dev/null 2>&1; then need+=(python3-h2); fi

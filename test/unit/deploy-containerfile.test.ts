@@ -6,9 +6,10 @@ import { dirname, join, posix, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { LocalCa } from "../../src/ztunnel/tls/ca.js";
+import { nameOf, render, type DaemonSetObj } from "../fixtures/deploy-render.js";
 
-// deploy/Containerfile cannot be built here (no base images offline), so its references are
-// checked statically: the stages, every file it copies from the repository or from the build,
+// deploy/Containerfile is built for real by scripts/image.sh (root, minutes); here its references
+// are checked statically: the stages, every file it copies from the repository or from the build,
 // the npm scripts it runs, the native-addon header trick, and the packages behind the commands
 // the agent runs. The README's mesh-root commands are run for real and the result loaded by
 // ztunnel's CA.
@@ -71,9 +72,8 @@ describe("deploy/Containerfile", () => {
 
   it("the image tag the manifests use is the package version", () => {
     const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
-    const k = readFileSync(join(ROOT, "deploy", "kustomization.yaml"), "utf8");
-    expect(k).toContain(`newTag: ${version}`);
-    for (const f of ["cni-node-daemonset.yaml", "ztunnel-daemonset.yaml", "uninstall/cni-cleanup-daemonset.yaml"]) {
+    for (const k of ["base/kustomization.yaml", "uninstall/kustomization.yaml"]) expect(readFileSync(join(ROOT, "deploy", k), "utf8")).toContain(`newTag: ${version}`);
+    for (const f of ["base/cni-node-daemonset.yaml", "base/ztunnel-daemonset.yaml", "uninstall/cni-cleanup-daemonset.yaml"]) {
       expect(readFileSync(join(ROOT, "deploy", f), "utf8")).toContain(`image: ambient-node:${version}`);
     }
   });
@@ -161,8 +161,7 @@ describe("deploy/Containerfile", () => {
     const srcs = fromStages.map((c) => `${c.from}:${c.src}`).sort();
     expect(srcs).toEqual(
       [
-        "build:/src/dist/cni-plugin/ambient-cni",
-        "build:/src/dist/src/",
+        "build:/out/dist/",
         "build:/src/native/build/Release/ambient_native.node",
         "build:/src/package.json",
         "deps:/src/node_modules/",
@@ -179,6 +178,32 @@ describe("deploy/Containerfile", () => {
     // package.json ("type": "module") makes dist/**/*.js ES modules at run time.
     expect(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).type).toBe("module");
     expect(RUNTIME.lines).toContain("WORKDIR /app");
+  });
+
+  it("the runtime holds every module the entry points import (the agent imports the plugin's shared modules)", () => {
+    // The build stage stages the runtime's dist/ in /out/dist with `cp -r <dirs> /out/dist/`.
+    const cp = /cp -r ((?:dist\/[\w-]+\s+)+)\/out\/dist\//.exec(runs(BUILD));
+    expect(cp, "the build stage stages dist/ dirs into /out/dist/").not.toBeNull();
+    const staged = cp![1]!.trim().split(/\s+/).map((d) => `${d}/`);
+    const inImage = (dist: string): boolean => staged.some((d) => dist.startsWith(d));
+    const seen = new Set<string>();
+    const queue = ["src/agent/main.ts", "src/ztunnel/main.ts", "src/cli/main.ts", "src/demo/selfcheck.ts"];
+    while (queue.length > 0) {
+      const f = queue.shift()!;
+      if (seen.has(f)) continue;
+      seen.add(f);
+      const text = readFileSync(join(ROOT, f), "utf8");
+      for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|new URL\(\s*)["'](\.{1,2}\/[^"']+\.js)["']/g)) {
+        const target = posix.normalize(posix.join(posix.dirname(f), m[1]!)).replace(/\.js$/, ".ts");
+        if (existsSync(join(ROOT, target))) queue.push(target);
+      }
+    }
+    expect([...seen].some((f) => f.startsWith("cni-plugin/")), "the agent imports plugin modules (the case this test exists for)").toBe(true);
+    const missing = [...seen].map((f) => `dist/${f.replace(/\.ts$/, ".js")}`).filter((d) => !inImage(d));
+    expect(missing).toEqual([]);
+    // And the cleanup script's imports, relative to /app/deploy/uninstall.
+    const cleanup = readFileSync(join(ROOT, "deploy/uninstall/cni-cleanup.mjs"), "utf8");
+    for (const m of cleanup.matchAll(/from "(\.\.\/[^"]+)"/g)) expect(inImage(posix.join("deploy/uninstall", m[1]!)), m[1]).toBe(true);
   });
 
   it("the runtime has the programs the agent runs", () => {
@@ -224,9 +249,12 @@ describe("deploy/README.md mesh root commands", () => {
 
   it("create the Secret the ztunnel DaemonSet mounts, with the file names the CA reads", () => {
     const secret = lines.find((l) => l.includes("create secret"));
-    expect(secret).toBe("kubectl -n istio-system create secret generic ambient-mesh-root --from-file=root-cert.pem --from-file=ca-key.pem");
-    const ds = readFileSync(join(ROOT, "deploy", "ztunnel-daemonset.yaml"), "utf8");
-    expect(ds).toMatch(/secretName: ambient-mesh-root/);
-    expect(ds).toMatch(/namespace: istio-system/);
+    expect(secret).toBe("kubectl -n ambient-system create secret generic ambient-mesh-root --from-file=root-cert.pem --from-file=ca-key.pem");
+    // The namespace is created first, and it is the one the standalone overlay's ztunnel runs in.
+    expect(lines.indexOf("kubectl create namespace ambient-system")).toBeGreaterThanOrEqual(0);
+    expect(lines.indexOf("kubectl create namespace ambient-system")).toBeLessThan(lines.indexOf(secret!));
+    const zt = render("overlays/standalone").find((o) => o.kind === "DaemonSet" && nameOf(o) === "ambient-ztunnel") as unknown as DaemonSetObj;
+    expect(zt.metadata.namespace).toBe("ambient-system");
+    expect(zt.spec.template.spec.volumes?.some((v) => v.secret?.secretName === "ambient-mesh-root")).toBe(true);
   });
 });

@@ -32,9 +32,9 @@ interface Rule {
 
 /** A ClusterRole's rules flattened to one entry per (apiGroup, resource), verbs sorted. */
 function granted(file: string, role: string): RbacUse[] {
-  const docs = parseAllDocuments(readFileSync(join(ROOT, "deploy", file), "utf8")).map((d) => d.toJS() as { kind: string; metadata: { name: string }; rules?: Rule[] });
+  const docs = parseAllDocuments(readFileSync(join(ROOT, "deploy", "base", file), "utf8")).map((d) => d.toJS() as { kind: string; metadata: { name: string }; rules?: Rule[] });
   const cr = docs.find((d) => d.kind === "ClusterRole" && d.metadata.name === role);
-  if (!cr) throw new Error(`no ClusterRole ${role} in deploy/${file}`);
+  if (!cr) throw new Error(`no ClusterRole ${role} in deploy/base/${file}`);
   const m = new Map<string, Set<string>>();
   for (const r of cr.rules ?? []) {
     // Wildcards, resourceNames and non-resource URLs would make the comparison meaningless.
@@ -130,7 +130,7 @@ describe("RBAC of deploy/ against the calls the code makes (fake API server)", (
     const used = rbacUsage(server.requests);
     // Sanity: the scenario exercised every kind of call the code has.
     expect(used).toContainEqual({ apiGroup: "", resource: "pods/status", verbs: ["patch"] });
-    expect(granted("cni-node-rbac.yaml", "ambient-istio-cni")).toEqual(used);
+    expect(granted("cni-node-rbac.yaml", "cni-node")).toEqual(used);
   });
 
   it("ztunnel's ClusterRole = what its cluster state source calls", async () => {
@@ -163,11 +163,11 @@ describe("RBAC of deploy/ against the calls the code makes (fake API server)", (
     expect(server.requests.filter((r) => r.status === 401 || r.status === 403)).toEqual([]);
     const used = rbacUsage(server.requests);
     expect(used.map((u) => u.resource).sort()).toEqual(["authorizationpolicies", "endpointslices", "namespaces", "peerauthentications", "pods", "services"]);
-    expect(granted("ztunnel-rbac.yaml", "ambient-ztunnel")).toEqual(used);
+    expect(granted("ztunnel-rbac.yaml", "ztunnel")).toEqual(used);
   });
 
   it("the comparison fails when a rule grants a verb the code never uses", () => {
     const used: RbacUse[] = [{ apiGroup: "", resource: "pods", verbs: ["list", "watch"] }];
-    expect(granted("cni-node-rbac.yaml", "ambient-istio-cni")).not.toEqual(used);
+    expect(granted("cni-node-rbac.yaml", "cni-node")).not.toEqual(used);
   });
 });

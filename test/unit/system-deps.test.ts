@@ -16,7 +16,9 @@ const SCRIPT = readFileSync(join(ROOT, "scripts", "install-system-deps.sh"), "ut
 const BASE = new Map<string, string>([
   ["sh", "dash (essential)"], ["/bin/sh", "dash (essential)"], ["bash", "bash (essential)"],
   ["true", "coreutils (essential)"], ["sleep", "coreutils (essential)"], ["cat", "coreutils (essential)"],
-  ["id", "coreutils (essential)"], ["dirname", "coreutils (essential)"], ["env", "coreutils (essential)"], ["mkdir", "coreutils (essential)"],
+  ["id", "coreutils (essential)"], ["dirname", "coreutils (essential)"], ["cut", "coreutils (essential)"],
+  ["date", "coreutils (essential)"], ["mktemp", "coreutils (essential)"], ["sort", "coreutils (essential)"],
+  ["ln", "coreutils (essential)"], ["grep", "grep (essential)"], ["sed", "sed (essential)"], ["awk", "mawk (required)"], ["env", "coreutils (essential)"], ["mkdir", "coreutils (essential)"],
   ["rm", "coreutils (essential)"], ["cp", "coreutils (essential)"], ["du", "coreutils (essential)"], ["tar", "tar (essential)"],
   ["sysctl", "procps (required)"], ["getent", "libc-bin (essential)"], ["apt-get", "apt (required)"], ["debconf-set-selections", "debconf (essential)"], ["dpkg-query", "dpkg (essential)"],
   ["node", "the machine's Node 20 toolchain"], ["npm", "the machine's Node 20 toolchain"], ["npx", "the machine's Node 20 toolchain"],
@@ -39,10 +41,11 @@ function provider(program: string, provided: Map<string, string>): string | unde
 describe("system dependencies of a fresh machine", () => {
   it("the scan sees the programs we know are spawned (it cannot silently find nothing)", () => {
     const names = USES.map((u) => u.program);
-    for (const p of ["tshark", "iptables-save", "podman", "stunnel4", "ss", "nsenter", "openssl", "/usr/bin/time", "ipset", "busybox", "iperf3", "gnuplot"]) {
+    for (const p of ["tshark", "iptables-save", "podman", "stunnel4", "ss", "nsenter", "openssl", "/usr/bin/time", "ipset", "busybox", "iperf3", "gnuplot", "mmdebstrap", "strip"]) {
       expect(names, p).toContain(p);
     }
     expect(shellCommands('ulimit -n 64 && exec "$X" a; FOO=1 tshark -r x | grep y')).toEqual(["tshark", "grep"]);
+    expect(shellCommands('cd "$(dirname "$0")/.." # ls\necho "not (a command)" \'nor this\' && mmdebstrap --x \\\n  bookworm out')).toEqual(["dirname", "mmdebstrap"]);
   });
 
   it("every spawned program comes from a package scripts/install-system-deps.sh provides, or the base system", () => {
