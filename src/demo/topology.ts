@@ -1,18 +1,11 @@
 import type { ChildProcess, SpawnOptions } from "node:child_process";
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import {
-  deleteNetns,
-  execIn,
-  killAndWait,
-  netnsPath,
-  run,
-  runId,
-  spawnIn,
-  type ExecResult,
-} from "./netns.js";
+import { deleteNetns, execIn, killAndWait, netnsPath, run, runId, spawnIn, type ExecResult } from "./netns.js";
+import { addressingFor, checkName, MAX_NODES, MAX_PODS_PER_NODE, v6, type Addressing } from "./topology-names.js";
+import { cleanupStale, ignoreGone, killProcessesIn, removeOwnerRecord, TOPOLOGY_PREFIX, TOPOLOGY_STATE_DIR, writeOwnerRecord } from "./topology-owner.js";
+import type { NodeInfo, PodInfo, TopologyExecOptions, TopologySpec } from "./topology-types.js";
+
+export { cleanupStale, TOPOLOGY_PREFIX, TOPOLOGY_STATE_DIR } from "./topology-owner.js";
+export type { NodeInfo, PodInfo, TopologyExecOptions, TopologySpec } from "./topology-types.js";
 
 // A test cluster without a cluster (DESIGN §11): a bridge in a "network" netns, one netns per
 // node attached to it by veth, pod netns joined to their node netns by veth. Pods are routed
@@ -21,146 +14,7 @@ import {
 // object lives inside namespaces this class creates; the machine's root netns only gets the
 // netns files under /var/run/netns.
 
-export interface TopologySpec {
-  nodes: number;
-  podsPerNode: number;
-  ipv6?: boolean;
-  /** Run id used in every name (1-6 chars of [0-9a-z]); random when absent. */
-  id?: string;
-  /** Prefix of every netns name (default TOPOLOGY_PREFIX); the demo uses its own so test sweeps never touch it. */
-  prefix?: string;
-  /** Where the owner record goes (default TOPOLOGY_STATE_DIR). */
-  stateDir?: string;
-}
-
-export interface NodeInfo {
-  index: number;
-  ns: string;
-  netnsPath: string;
-  ip: string;
-  ip6?: string;
-  podCidr: string;
-  podCidr6?: string;
-  /** Node-side IP facing its pods (the pods' default gateway). */
-  gateway: string;
-  gateway6?: string;
-}
-
-export interface PodInfo {
-  name: string;
-  node: number;
-  ns: string;
-  netnsPath: string;
-  ip: string;
-  ip6?: string;
-  /** The pod's veth end inside the node netns. */
-  hostVeth: string;
-}
-
-export interface TopologyExecOptions {
-  input?: string;
-}
-
-/** Default prefix of every netns a Topology creates; `cleanupStale` only ever touches this prefix. */
-export const TOPOLOGY_PREFIX = "a-";
-
-/** Where each live topology records its owner, so a later run can tell crashed runs from live ones. */
-export const TOPOLOGY_STATE_DIR = "/run/ambient-test-topology";
-
-const MAX_IFNAME = 15;
 let staleSweep: Promise<string[]> | undefined;
-const MAX_NODES = 99;
-const MAX_PODS_PER_NODE = 250;
-
-interface OwnerRecord {
-  id: string;
-  pid: number;
-  /** Process start time (clock ticks since boot) guards against pid reuse. */
-  startTime: string;
-  created: number;
-}
-
-interface Addressing {
-  /** Second octet of pod CIDRs (10.<x>.<node>.0/24) and third octet of node IPs (192.168.<x>.<n>). */
-  x: number;
-  /** ULA /48-ish base such as "fd3a:91c2:" used for every IPv6 address of this topology. */
-  v6: string;
-}
-
-function addressingFor(id: string): Addressing {
-  const h = createHash("sha256").update(id).digest();
-  const x = (h[0]! % 250) + 1;
-  const v6 = `fd${h[1]!.toString(16).padStart(2, "0")}:${h.readUInt16BE(2).toString(16)}:${h.readUInt16BE(4).toString(16)}:`;
-  return { x, v6 };
-}
-
-/** Canonical (RFC 5952) text of an IPv6 address, as the kernel and `ip` print it. */
-function v6(addr: string): string {
-  return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
-}
-
-function checkName(name: string): string {
-  if (name.length > MAX_IFNAME) {
-    throw new Error(`topology name "${name}" is longer than ${MAX_IFNAME} characters; use a shorter id`);
-  }
-  return name;
-}
-
-async function processStartTime(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // Field 22 (starttime); the command name (field 2) may contain spaces, so split after ")".
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return rest[19];
-  } catch {
-    return undefined;
-  }
-}
-
-async function ignoreGone(p: Promise<unknown>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    if (!/No such|Cannot find|does not exist|not found|Invalid argument|Cannot open/i.test(String(err))) throw err;
-  }
-}
-
-/** Kills every process still inside a netns this harness created (children of tracked processes, leftovers). */
-async function killProcessesIn(ns: string): Promise<void> {
-  let out: ExecResult;
-  try {
-    out = await run("ip", ["netns", "pids", ns]);
-  } catch {
-    return;
-  }
-  const pids = out.stdout
-    .split(/\s+/)
-    .filter((s) => /^\d+$/.test(s))
-    .map(Number)
-    .filter((pid) => pid !== process.pid);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  // Wait until they are reaped so their fds no longer pin the netns.
-  const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline && pids.some((pid) => isAlive(pid))) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Alive = exists and is not a zombie (a zombie has already released its namespaces). */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
 
 export class Topology {
   readonly id: string;
@@ -336,7 +190,7 @@ export class Topology {
     this.createdNs.length = 0;
     this.pods.length = 0;
     this.destroyed = true;
-    if (this.ownsRecord) await rm(join(this.stateDir, `${this.id}.json`), { force: true });
+    if (this.ownsRecord) await removeOwnerRecord(this.stateDir, this.id);
     if (errors.length > 0) {
       throw new AggregateError(errors, `topology ${this.id}: cleanup left errors: ${errors.map(String).join("; ")}`);
     }
@@ -375,29 +229,9 @@ export class Topology {
   }
 
   private async writeOwner(): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-    const rec: OwnerRecord = {
-      id: this.id,
-      pid: process.pid,
-      startTime: (await processStartTime(process.pid)) ?? "",
-      created: Date.now(),
-    };
     // Written before any netns exists, so a crash mid-creation still leaves a record to clean by.
-    const path = join(this.stateDir, `${this.id}.json`);
-    const write = (): Promise<void> => writeFile(path, JSON.stringify(rec), { flag: "wx" });
-    try {
-      await write();
-      this.ownsRecord = true;
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      // The id's previous owner may have crashed: sweep, then try once more.
-      await cleanupStale(this.prefix, this.stateDir);
-      await write().catch(() => {
-        throw new Error(`topology id ${this.id} is already in use by a live process (record in ${this.stateDir})`);
-      });
-      this.ownsRecord = true;
-    }
+    await writeOwnerRecord(this.stateDir, this.prefix, this.id);
+    this.ownsRecord = true;
   }
 
   private async createNetwork(): Promise<void> {
@@ -459,43 +293,4 @@ export async function withTopology<T>(spec: TopologySpec, fn: (topo: Topology) =
   } finally {
     await topo.destroy();
   }
-}
-
-/**
- * Safety net for crashed runs: deletes netns named `<prefix><id>-...` whose owning process (from
- * TOPOLOGY_STATE_DIR) is gone. Live topologies (of this or a concurrent run) and netns without an
- * owner record (not ours) are left alone. Returns the netns it removed.
- */
-export async function cleanupStale(prefix: string = TOPOLOGY_PREFIX, stateDir: string = TOPOLOGY_STATE_DIR): Promise<string[]> {
-  let files: string[];
-  try {
-    files = await readdir(stateDir);
-  } catch {
-    return [];
-  }
-  const stale = new Set<string>();
-  for (const f of files.filter((n) => n.endsWith(".json"))) {
-    const path = join(stateDir, f);
-    let rec: OwnerRecord;
-    try {
-      rec = JSON.parse(await readFile(path, "utf8")) as OwnerRecord;
-    } catch {
-      continue;
-    }
-    const alive = (await processStartTime(rec.pid)) === rec.startTime && rec.startTime !== "";
-    if (!alive) stale.add(rec.id);
-  }
-  const { stdout } = await run("ip", ["netns", "list"]);
-  const removed: string[] = [];
-  for (const line of stdout.split("\n")) {
-    const ns = line.split(" ")[0] ?? "";
-    if (!ns.startsWith(prefix)) continue;
-    const id = ns.slice(prefix.length).split("-")[0] ?? "";
-    if (!stale.has(id)) continue;
-    await killProcessesIn(ns);
-    await deleteNetns(ns);
-    removed.push(ns);
-  }
-  for (const id of stale) await rm(join(stateDir, `${id}.json`), { force: true });
-  return removed;
 }
