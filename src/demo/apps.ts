@@ -28,6 +28,7 @@ export class PodApps {
   private readonly handles = new Map<string, NetnsHandle>();
   private readonly servers: Server[] = [];
   private readonly sockets = new Set<Socket>();
+  private readonly accepted = new Map<string, number>();
 
   private factory(netnsPath: string): NativeSocketFactory {
     let h = this.handles.get(netnsPath);
@@ -48,12 +49,18 @@ export class PodApps {
     const server = await this.factory(netnsPath).listenTcp({ address: "0.0.0.0", port: APP_PORT });
     server.on("connection", (s: Socket) => {
       this.track(s);
+      this.accepted.set(label, (this.accepted.get(label) ?? 0) + 1);
       s.on("error", () => undefined);
       let n = 0;
       s.on("data", (c: Buffer) => (n += c.length));
       s.once("end", () => s.end(`${label} received ${n} bytes from ${s.remoteAddress ?? "?"}:${s.remotePort ?? "?"}\n`));
     });
     this.servers.push(server);
+  }
+
+  /** Connections the app of `label` has accepted so far (what it saw, not what was attempted). */
+  connectionsSeen(label: string): number {
+    return this.accepted.get(label) ?? 0;
   }
 
   /**

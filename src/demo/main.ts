@@ -9,6 +9,7 @@ import { LEGACY_NAMESPACE, MESH_NAMESPACE, nodeName, podKey } from "./layout.js"
 import { logRecords, startTimeOf } from "./processes.js";
 import { connectionsTable, hboneTable, listenersTable, metricsTable, transfersTable } from "./report.js";
 import { COUNT_PATH, podmanMissing } from "./podman.js";
+import { denyPolicyFor, showDenial } from "./policy.js";
 import { AGENT_MAIN, AGENT_PORT, DemoRun, ZTUNNEL_MAIN, type PodsMode } from "./run.js";
 import { DEMO_PREFIX, keptIsRunning, readKept, STATE_FILE, tearDownKept, writeKept } from "./state.js";
 
@@ -174,6 +175,13 @@ async function runDemo(keep: boolean, mode: PodsMode, why: string): Promise<numb
     step("Traffic between pods (every byte counted by the receiving app)");
     const transfers = await traffic(run);
     out(indent(transfersTable(transfers)));
+    run.check();
+
+    const target = run.pod(MESH_NAMESPACE, "backend-1");
+    const client = run.pod(MESH_NAMESPACE, "frontend-0");
+    const policy = denyPolicyFor(target, client);
+    step(`Authorization: a Deny policy on ${podKey(target)} for the identity ${policy.principal}; ${podKey(client)} tries again`);
+    out(indent(await showDenial(run, client, target, policy)));
     run.check();
     // Workers flush telemetry every second and on close.
     await new Promise((r) => setTimeout(r, 1_500));

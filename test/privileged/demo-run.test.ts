@@ -150,6 +150,12 @@ describePrivileged("local demo (npm run demo)", () => {
     if (mode === "harness") expect(Number(row![1])).toBe(1048576);
     else expect(Number(row![1])).toBeGreaterThan(1048576);
     expect(Number(row![1])).toBeLessThan(1048576 + 200);
+    // The policy step: the destination ztunnel refuses the CONNECT with 401; the app never sees it.
+    const policy = out.slice(out.indexOf("Authorization: a Deny policy on demo/backend-1"), out.indexOf("Connections ztunnel carried"));
+    expect(policy).toMatch(/node0 outbound: CONNECT 10\.\d+\.1\.3:8080 answered 401/);
+    expect(policy).toMatch(/node1 inbound: .*denied by policy demo\/deny-frontend/);
+    if (mode === "harness") expect(policy).toContain("demo/backend-1 saw no connection");
+    expect(out).toMatch(/node0\s+outbound\s+demo\/frontend-0\s+demo\/backend-1\s+HBONE \(mTLS\)\s+CONNECT \S+ answered 401/);
     // Plaintext both ways with the pod outside the mesh.
     expect(out).toMatch(/legacy\/legacy-0 received 16384 bytes/);
     expect(out).toMatch(/node0\s+inbound\s+legacy\/legacy-1\s+demo\/backend-0\s+plaintext/);
