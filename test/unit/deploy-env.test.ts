@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join, posix, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_RUN_DIR } from "../../cni-plugin/config.js";
@@ -15,6 +16,17 @@ import { hostPathOf, only, OVERLAYS, render, Rendered, resolveEnv, ROOT, SAMPLE_
 
 const R = Object.fromEntries(OVERLAYS.map((o) => [o, new Rendered(o, render(`overlays/${o}`))])) as Record<(typeof OVERLAYS)[number], Rendered>;
 const CLEANUP = Object.fromEntries(OVERLAYS.map((o) => [o, render(`overlays/${o}/uninstall`)[0] as unknown as DaemonSetObj])) as Record<(typeof OVERLAYS)[number], DaemonSetObj>;
+
+/** The variable names a compiled entry point's `--help` lists (`npm test` builds dist/ first). */
+function helpVariables(main: string): Set<string> {
+  const path = join(ROOT, main);
+  if (!existsSync(path)) throw new Error(`${main} is missing: run npm run build first`);
+  const text = execFileSync(process.execPath, [path, "--help"], { encoding: "utf8", env: { PATH: process.env.PATH ?? "" } });
+  const names = new Set([...text.matchAll(/^ {2}([A-Z][A-Z0-9_]+)\b/gm)].map((m) => m[1]!));
+  // "Also read: LOG_LEVEL, …": variables read outside the configuration schema.
+  for (const m of text.matchAll(/^Also read: (.+)$/gm)) for (const n of m[1]!.split(/[,.\s]+/)) if (/^[A-Z][A-Z0-9_]+$/.test(n)) names.add(n);
+  return names;
+}
 
 describe("reading the code finds the variables (sanity: the extraction itself works)", () => {
   it("finds known names in both binaries and not the other's", () => {
@@ -39,6 +51,16 @@ describe.each(OVERLAYS)("deploy/overlays/%s: environment", (o) => {
     const names = (only(r[which]).env ?? []).map((e) => e.name);
     expect(names.filter((n) => !reads.has(n))).toEqual([]);
     expect(new Set(names).size).toBe(names.length);
+  });
+
+  it.each([
+    ["agent", "dist/src/agent/main.js"],
+    ["ztunnel", "dist/src/ztunnel/main.js"],
+  ] as const)("every variable the %s's manifest sets is one its binary's own --help lists", (which, main) => {
+    const help = helpVariables(main);
+    expect(help.size, `${main} --help lists no variables`).toBeGreaterThan(5);
+    const names = (only(r[which]).env ?? []).map((e) => e.name);
+    expect(names.filter((n) => !help.has(n))).toEqual([]);
   });
 
   it("the agent's env loads, with the node name and namespace from the downward API", () => {
