@@ -275,6 +275,16 @@ describe("Kubernetes workload source", () => {
     expect(server.requests.filter((r) => r.resource === "services" && r.verb === "list").map((r) => r.status)).toEqual([503, 503, 200]);
   });
 
+  it("a cluster without Istio's CRDs (404 on security.istio.io/v1) starts with no such policies, not as a problem", async () => {
+    server.failNext("GET", /^\/apis\/security\.istio\.io\/v1\//, 404, { times: 2 });
+    server.store.create("pods", pod({ ns: "mesh", name: "a", ips: ["10.244.1.30"] }));
+    const store = await startSource();
+    expect(wl(store, "mesh", "a")).toBeDefined();
+    expect(store.state.policies).toEqual([]);
+    expect(source?.problems()).toEqual([]);
+    expect(server.requests.filter((r) => r.resource === "authorizationpolicies" && r.verb === "list").map((r) => r.status)).toEqual([404]);
+  });
+
   it("start fails at once with an actionable error when RBAC forbids listing", async () => {
     server.failNext("GET", "/apis/discovery.k8s.io/v1/endpointslices", 403, { times: 100 });
     const err = await startSource().catch((e: unknown) => e);
