@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Registry } from "prom-client";
 import type { Logger } from "../../shared/log.js";
 import type { NetnsHandle } from "../../native/index.js";
@@ -11,7 +13,7 @@ import { DeltaXdsClient } from "./delta-client.js";
 import { XdsError } from "./errors.js";
 import { IstiodCa } from "./istiod-ca.js";
 import { registerBuildInfo, XdsMetrics } from "./metrics.js";
-import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, xdsTypes } from "./proto.js";
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, protoDir, xdsTypes } from "./proto.js";
 import { stringStruct } from "./struct.js";
 import { XdsResources, XdsStateSource } from "./xds-source.js";
 
@@ -95,11 +97,21 @@ export function istiodMode(config: IstiodConfig, opts: IstiodModeOptions): Istio
     }),
     registerMetrics: (registry) => {
       metrics.register(registry);
-      registerBuildInfo(registry, opts.version ?? "unknown");
+      registerBuildInfo(registry, opts.version ?? packageVersion());
     },
     close: async () => {
       client?.close();
       ca.close();
     },
   };
+}
+
+/** The installation's package version (package.json next to proto/), for istio_build. */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(join(dirname(protoDir()), "package.json"), "utf8")) as { version?: unknown };
+    return typeof pkg.version === "string" ? pkg.version : "unknown";
+  } catch {
+    return "unknown";
+  }
 }

@@ -58,6 +58,8 @@ export class FakeWaypoint {
     const wp = new FakeWaypoint(listener);
     listener.on("connection", (s: Socket) => h2.emit("connection", s));
     h2.on("stream", (stream: ServerHttp2Stream, headers) => {
+      // Either side may be reset by its peer (a refused or closed connection): not a test failure.
+      stream.on("error", () => undefined);
       const authority = String(headers[":authority"] ?? "");
       const peer = String((stream.session?.socket as TLSSocket | undefined)?.getPeerCertificate().subjectaltname ?? "").replace(/^URI:/, "");
       wp.records.push({ authority, peer });
@@ -70,6 +72,7 @@ export class FakeWaypoint {
       hboneConnect(factory, next, next.authority, certs).then(
         ({ status, stream: up, session }) => {
           wp.sessions.add(session);
+          up.on("error", () => stream.close());
           stream.respond({ ":status": status });
           if (status !== 200) {
             stream.end();
