@@ -330,6 +330,28 @@ describePrivileged("one policy model from every source, through real HBONE", () 
           expect(mesh.logs(1, 400)).toMatch(/configuration not applied as given/);
           kube.store.delete("authorizationpolicies", "get-only", "dest");
           await servedKeys([]);
+          // DENY with paths denies the whole port; CUSTOM denies everything it applies to.
+          const before = await versions();
+          kube.store.create("authorizationpolicies", {
+            metadata: { name: "no-admin", namespace: "dest" },
+            spec: { selector: { matchLabels: { app: "target" } }, action: "DENY", rules: [{ to: [{ operation: { ports: [String(PORT2)], paths: ["/admin"] } }] }] },
+          } as unknown as KubeObject);
+          kube.store.create("authorizationpolicies", {
+            metadata: { name: "ext-authz", namespace: "dest" },
+            spec: { selector: { matchLabels: { app: "other" } }, action: "CUSTOM", provider: { name: "opa" }, rules: [{ to: [{ operation: { paths: ["/x"] } }] }] },
+          } as unknown as KubeObject);
+          await servedKeys(["dest/ext-authz", "dest/no-admin"], before);
+          expect(await attempt(a0, target, PORT2)).toBe("deny");
+          expect(await attempt(a0, target, PORT)).toBe("allow");
+          expect(await attempt(a0, other, PORT)).toBe("deny");
+          const after = await mesh.configDump(1);
+          expect(after.notices.map((n) => `${n.object} ${n.field} ${n.effect}`).sort()).toEqual([
+            "AuthorizationPolicy dest/ext-authz action translated",
+            "AuthorizationPolicy dest/no-admin rules[0] to.operation.paths translated",
+          ]);
+          kube.store.delete("authorizationpolicies", "no-admin", "dest");
+          kube.store.delete("authorizationpolicies", "ext-authz", "dest");
+          await servedKeys([]);
         } else {
           // A field not acted on is reported; a waypoint (not routed through yet) fails closed.
           const key = "dest/web.dest.svc.cluster.local";
