@@ -4,6 +4,7 @@ import { CniCode, CniError } from "./cni/errors.js";
 import { HttpReplyReader, type HttpReply } from "./http-reply.js";
 import {
   ADD_PATH,
+  CONTAINER_ID_HEADER,
   DEL_PATH,
   HEALTH_PATH,
   LOG_PATH,
@@ -47,9 +48,11 @@ export function unixRequest(
   path: string,
   body: string | undefined,
   timeoutMs: number,
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<HttpReply> {
   return new Promise<HttpReply>((resolve, reject) => {
     let head = `${method} ${path} HTTP/1.1\r\nHost: unix\r\nConnection: close\r\n`;
+    for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
     if (body !== undefined) head += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
     const reader = new HttpReplyReader();
     let settled = false;
@@ -94,7 +97,9 @@ export async function postAdd(runDir: string, ev: CmdAddEvent, timeoutMs = ADD_T
   const socket = eventSocket(runDir);
   let reply: HttpReply;
   try {
-    reply = await unixRequest(socket, "POST", ADD_PATH, encodeAddEvent(ev), timeoutMs);
+    const headers: Record<string, string> = {};
+    if (ev.containerId !== undefined && ev.containerId !== "") headers[CONTAINER_ID_HEADER] = ev.containerId;
+    reply = await unixRequest(socket, "POST", ADD_PATH, encodeAddEvent(ev), timeoutMs, headers);
   } catch (err) {
     throw new AgentUnreachableError(socket, err);
   }

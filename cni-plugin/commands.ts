@@ -66,7 +66,7 @@ export async function cmdAdd({ env, conf, log }: Invocation): Promise<string> {
   }
   // Without a kubeconfig the agent holds the inventory and decides; with one, the pod is ambient.
   const ips = eventIps(result);
-  const reply = await postAdd(conf.runDir, { netns: env.netns, podName, podNamespace, ips });
+  const reply = await postAdd(conf.runDir, { netns: env.netns, podName, podNamespace, ips, containerId: env.containerId });
   log.info("agent accepted pod", { ...pod, netns: env.netns, ips: ips.map((i) => i.address), reply: reply.trim() });
   return output;
 }

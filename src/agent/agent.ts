@@ -23,8 +23,8 @@ import type { NetnsOpener } from "./netns/ops.js";
 import { NetnsPathStore } from "./netns/store.js";
 import { startPluginEventServer, type PluginEventServer } from "./pluginevent/server.js";
 import { PodRedirector, hostRunner, netnsRunner, type CommandRunner, type IptablesVariant } from "./redirect/index.js";
-import { Verifier, type ZtunnelView } from "./verify/verifier.js";
-import { AdminZtunnelView } from "./verify/ztunnel-admin.js";
+import { KernelProxyProbe, type ExpectedListener, type ProxyProbe } from "./verify/kernel-listeners.js";
+import { Verifier } from "./verify/verifier.js";
 
 /** Seams for tests (and for running the agent on behalf of another netns). */
 export interface AgentDeps {
@@ -36,7 +36,8 @@ export interface AgentDeps {
   hostNetnsPath?: string;
   kubeConfig?: KubeConfig;
   opener?: NetnsOpener;
-  ztunnel?: ZtunnelView;
+  /** ztunnel's listeners in a pod (default: read from the pod's kernel with ss). */
+  proxies?: ProxyProbe;
   iptablesVariant?: IptablesVariant;
   /** Base delay of the retry queue (default 200 ms). */
   retryBaseMs?: number;
@@ -134,10 +135,27 @@ export class Agent {
       lifecycle: this.lifecycle,
       redirector: this.redirector,
       zds: zdsSink,
-      ...(deps.ztunnel ? { ztunnel: deps.ztunnel } : config.ztunnelAdminUrl ? { ztunnel: new AdminZtunnelView(config.ztunnelAdminUrl, { log: this.scoped("ztunnel-view") }) } : {}),
+      ...(config.verifyProxies ? { proxies: deps.proxies ?? this.kernelProbe() } : {}),
+      onUnhealthy: (pods) => this.metrics.unhealthyPods.set(pods.length),
+      dnsCapture: config.dnsCapture,
       intervalMs: config.verifyIntervalMs,
       onRepair: (kind) => this.metrics.verifierRepairs.inc({ kind }),
       onRun: () => this.metrics.verifierRuns.inc(),
+    });
+  }
+
+  /** ztunnel's in-pod listeners as the pod's kernel lists them. */
+  private kernelProbe(): ProxyProbe {
+    const o = this.redirector.options;
+    return new KernelProxyProbe({
+      mark: o.mark,
+      markMask: o.markMask,
+      expected: (dns) => {
+        const want: ExpectedListener[] = [o.ports.outbound, o.ports.inboundPlaintext, o.ports.inboundHbone].map((port) => ({ proto: "tcp", port }));
+        // 15053 is bound only once DNS capture is on (DESIGN §7).
+        if (dns) want.push({ proto: "udp", port: o.ports.dns });
+        return want;
+      },
     });
   }
 
@@ -181,6 +199,8 @@ export class Agent {
     if (!this.zds) out.push("ZDS server not listening");
     if (!this.plugin) out.push("CNI plugin event server not listening");
     if (this.config.cniInstall && this.installState !== "") out.push(this.installState);
+    // A pod whose rules lead nowhere (or whose listeners are not redirected to) is not served.
+    for (const p of this.verifier.unhealthy()) out.push(`pod ${p.pod} not served: ${p.problems.join("; ")}`);
     return out;
   }
 

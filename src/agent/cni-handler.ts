@@ -1,7 +1,7 @@
 import { errorMessage } from "../shared/errors.js";
 import { logger, type Logger } from "../shared/log.js";
 import { decideEnrollment, type DecideOptions } from "./enroll/decide.js";
-import type { PodLifecycle } from "./enroll/lifecycle.js";
+import type { EnrolledPod, PodLifecycle } from "./enroll/lifecycle.js";
 import type { EnrollmentSource } from "./enroll/source.js";
 import type { AddDecision, PluginEventHandler } from "./pluginevent/handler.js";
 import type { CmdAddEvent, CmdDelEvent } from "../cni-contract/index.js";
@@ -66,28 +66,41 @@ export class CniEventHandler implements PluginEventHandler {
     const d = decideEnrollment(pod, source.namespaceLabels(pod.namespace), this.deps.decide);
     if (!d.enroll) return { outcome: "not-enrolled", reason: d.reason };
     try {
-      const e = await lifecycle.enroll(
-        pod,
-        { path: ev.netns },
-        ev.ips.map((ip) => ip.address),
-        { annotatePending: false },
-      );
-      if (e.state !== "enabled") throw new Error("ztunnel has not acknowledged the pod yet");
+      // All or nothing, and only for this sandbox: a failed ADD (a netns that does not exist,
+      // ztunnel not acking) undoes what this ADD created and never an enrollment the pod
+      // already has in a running sandbox.
+      await lifecycle.enroll(pod, { path: ev.netns }, ev.ips.map((ip) => ip.address), {
+        annotatePending: false,
+        atomic: true,
+        ...(ev.containerId !== undefined && ev.containerId !== "" ? { containerId: ev.containerId } : {}),
+      });
       return { outcome: "enrolled" };
     } catch (err) {
-      // The sandbox will be torn down: forget it so no snapshot names a dead netns.
-      await lifecycle.unenroll(pod.uid, { podGone: true }).catch((e: unknown) => this.log.warn({ uid: pod.uid, err: errorMessage(e) }, "rollback after a failed ADD incomplete"));
       return { outcome: "refused", reason: `pod ${who} could not be added to the ambient mesh: ${errorMessage(err)}` };
     }
   }
 
   private async del(ev: CmdDelEvent): Promise<void> {
     // In Kubernetes the informer owns removal (a DEL may precede a sandbox re-creation of the
-    // same pod); a cluster-free node has no informer, so the DEL releases the pod.
+    // same pod); a cluster-free node has no informer, so the DEL releases the pod, but only
+    // when it names the enrolled sandbox: the pod's name alone is not its identity (a stale DEL
+    // of an old container must not blackhole the running one).
     if (this.deps.source.kind === "kubernetes") return;
-    const match = this.deps.lifecycle.all().find((p) => (ev.netns !== "" && p.origin === ev.netns) || (ev.podName !== "" && p.pod.name === ev.podName && (ev.podNamespace === "" || p.pod.namespace === ev.podNamespace)));
-    if (!match) return;
+    const match = this.deps.lifecycle.all().find((p) => sameSandbox(p, ev));
+    if (!match) {
+      this.log.info({ pod: ev.podName, containerId: ev.containerId, netns: ev.netns }, "CNI DEL for a sandbox that is not enrolled: nothing to do");
+      return;
+    }
     this.log.info({ uid: match.pod.uid, pod: ev.podName, containerId: ev.containerId }, "CNI DEL: releasing the pod");
     await this.deps.lifecycle.unenroll(match.pod.uid, { podGone: true });
   }
+}
+
+/**
+ * Whether a DEL names this enrolled sandbox: by container id when the ADD gave one (unique per
+ * sandbox), else by the netns path it was enrolled from.
+ */
+export function sameSandbox(p: EnrolledPod, ev: CmdDelEvent): boolean {
+  if (p.containerId !== undefined) return ev.containerId === p.containerId;
+  return ev.netns !== "" && ev.netns === p.origin;
 }

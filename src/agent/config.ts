@@ -41,8 +41,8 @@ export interface AgentConfig {
   inventoryPath: string | undefined;
   /** VERIFY_INTERVAL (ours): period of the rules/ztunnel verifier; 0 disables it. */
   verifyIntervalMs: number;
-  /** ZTUNNEL_ADMIN_URL (ours): ztunnel's admin base URL; lets the verifier ask which pods it serves. */
-  ztunnelAdminUrl: string | undefined;
+  /** VERIFY_PROXIES (ours): the verifier also checks ztunnel's listeners in each pod netns (ss). */
+  verifyProxies: boolean;
   /** AGENT_HTTP_ADDRESS (ours): host:port of /healthz, /readyz and /metrics (port 0 = any). */
   httpHost: string;
   httpPort: number;
@@ -106,7 +106,7 @@ export const AGENT_ENV = {
   KUBECONFIG: optional("kubeconfig of the API server", c.path, "in-cluster service account"),
   LOCAL_INVENTORY_PATH: optional("cluster-free mode: enrollment from this YAML file", c.path),
   VERIFY_INTERVAL: variable("period of the rules/ztunnel verifier; 0 disables it", c.duration(), 5000, "5s"),
-  ZTUNNEL_ADMIN_URL: optional("ztunnel's admin base URL (lets the verifier ask which pods it serves)", c.httpUrl),
+  VERIFY_PROXIES: variable("the verifier also checks, in each pod netns, that ztunnel's listeners (15001/15006/15008, 15053 with DNS capture) are there and marked", c.bool, true),
   AGENT_HTTP_ADDRESS: variable("listen address of /healthz, /readyz and /metrics (port 0 = any)", c.address("0.0.0.0"), { host: "0.0.0.0", port: 8000 }),
   ZDS_ACK_TIMEOUT: variable("deadline of each ZDS write + Ack", c.duration(1), 5000, "5s"),
   RECONCILE_MAX_BACKOFF: variable("cap of the retry queue's exponential backoff", c.duration(1), 30_000, "30s"),
@@ -164,7 +164,7 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     kubeconfig: v.KUBECONFIG,
     inventoryPath: v.LOCAL_INVENTORY_PATH,
     verifyIntervalMs: v.VERIFY_INTERVAL,
-    ztunnelAdminUrl: v.ZTUNNEL_ADMIN_URL,
+    verifyProxies: v.VERIFY_PROXIES,
     httpHost: v.AGENT_HTTP_ADDRESS.host,
     httpPort: v.AGENT_HTTP_ADDRESS.port,
     zdsAckTimeoutMs: v.ZDS_ACK_TIMEOUT,

@@ -10,6 +10,11 @@ export const ADD_PATH = "/cmdadd";
 export const DEL_PATH = "/cmddel";
 export const HEALTH_PATH = "/healthz";
 export const LOG_PATH = "/log";
+/**
+ * Our extension, as a header so the ADD body stays byte-for-byte Istio's: the sandbox's
+ * CNI_CONTAINERID. Istio's plugin does not send it; Istio's agent ignores it.
+ */
+export const CONTAINER_ID_HEADER = "x-cni-container-id";
 
 export interface PodIp {
   /** Index into the CNI result's interfaces; null when the result did not say. */
@@ -24,6 +29,12 @@ export interface CmdAddEvent {
   podName: string;
   podNamespace: string;
   ips: PodIp[];
+  /**
+   * The sandbox's CNI_CONTAINERID, carried in the CONTAINER_ID_HEADER (not the body). With the
+   * netns it is the pod's identity in this contract, so a DEL for another sandbox of the same
+   * pod is told apart. Absent from Istio's plugin.
+   */
+  containerId?: string;
 }
 
 /** Our extension (Istio has none): DEL tells a cluster-free agent the container is gone. */
@@ -164,6 +175,14 @@ function decodeIp(v: unknown, i: number): PodIp {
   // A 16-byte mask on an IPv4 address (Go's To16 form) keeps the low 32 bits.
   const prefix = family === 4 && mask.length === 16 ? prefixFromMask(mask.subarray(12)) : prefixFromMask(mask);
   return { interface: typeof iface === "number" ? iface : null, address: ip, prefixLength: prefix, gateway: gw === "" ? null : gw };
+}
+
+/** The container id header's value, validated (CNI: letters, digits, '_', '.', '-'); undefined when absent. */
+export function decodeContainerId(raw: string | string[] | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const v = Array.isArray(raw) ? raw[0] ?? "" : raw;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,1023}$/.test(v)) throw new PluginEventDecodeError(`${CONTAINER_ID_HEADER} "${v.slice(0, 80)}" is not a container id`);
+  return v;
 }
 
 /** Decodes and validates an ADD body (ours or Istio's plugin's). */

@@ -162,7 +162,6 @@ export class DemoRun {
         MOUNTED_CNI_BIN_DIR: join(dir, "bin"),
         AMBIENT_IPV6: "false",
         AGENT_HTTP_ADDRESS: `127.0.0.1:${AGENT_PORT}`,
-        ZTUNNEL_ADMIN_URL: "http://127.0.0.1:15000",
         VERIFY_INTERVAL: "5s",
         NODE_NAME: nodeName(n),
         LOG_LEVEL: "info",

@@ -101,6 +101,8 @@ describePrivileged("node agent: Kubernetes enrollment, redirection, ZDS handoff,
       CNI_INSTALL: "false",
       AGENT_HTTP_ADDRESS: "127.0.0.1:0",
       VERIFY_INTERVAL: "1s",
+      // The stand-in "ztunnel" here binds unmarked 15001/15006 only: check the rules, not the listeners.
+      VERIFY_PROXIES: "false",
       ZDS_ACK_TIMEOUT: "2s",
       RECONCILE_MAX_BACKOFF: "1s",
     });

@@ -114,4 +114,42 @@ describe("CNI event handler (the agent's answer to the plugin)", () => {
     expect(log.steps.slice(-2)).toEqual(["ipset-del 10.0.0.5", "zds-del u1"]);
     expect(results.filter((r) => r.startsWith("del"))).toEqual(["del 200", "del 200"]);
   });
+
+  // Issue 16 defect 2: the sandbox (container id + netns) is the pod's identity, not its name.
+  it("a stale DEL for another container of the same pod is a no-op; the enrolled sandbox's own DEL releases it", async () => {
+    const h = handler("inventory");
+    expect(await h.onAdd({ ...add("web", ""), containerId: "c-new" })).toEqual({ outcome: "enrolled" });
+    log.clear();
+    await h.onDel({ containerId: "c-old", netns: "/run/netns/old", podName: "web", podNamespace: "" });
+    await h.onDel({ containerId: "c-old", netns: "", podName: "web", podNamespace: "" });
+    expect(lifecycle.get("u1")).toMatchObject({ state: "enabled", containerId: "c-new", origin: "/run/netns/a" });
+    expect(zds.added.has("u1")).toBe(true);
+    expect(log.steps).toEqual([]);
+    await h.onDel({ containerId: "c-new", netns: "/run/netns/a", podName: "web", podNamespace: "" });
+    expect(lifecycle.get("u1")).toBeUndefined();
+    expect(log.steps).toEqual(["ipset-del 10.0.0.5", "zds-del u1"]);
+  });
+
+  it("a failed ADD (CNI_NETNS that does not exist) for a running enrolled pod rolls back nothing of that pod", async () => {
+    const h = handler("inventory");
+    expect(await h.onAdd({ ...add("web", ""), containerId: "c1" })).toEqual({ outcome: "enrolled" });
+    log.clear();
+    const d = await h.onAdd({ ...add("web", "", "/run/netns/does-not-exist"), containerId: "c2" });
+    expect(d.outcome).toBe("refused");
+    expect(d.outcome === "refused" && d.reason).toMatch(/no netns at \/run\/netns\/does-not-exist/);
+    expect(lifecycle.get("u1")).toMatchObject({ state: "enabled", containerId: "c1", origin: "/run/netns/a" });
+    expect(zds.added.has("u1")).toBe(true);
+    expect(log.steps).toEqual([]);
+    expect(opener.openCount()).toBe(1);
+  });
+
+  it("a failed ADD of a new sandbox undoes only that sandbox", async () => {
+    opener.ids.set("/run/netns/b", "B");
+    const h = handler("inventory");
+    zds.down = true;
+    expect((await h.onAdd({ ...add("web", "", "/run/netns/b"), containerId: "c1" })).outcome).toBe("refused");
+    expect(lifecycle.get("u1")).toBeUndefined();
+    expect(opener.openCount()).toBe(0);
+    expect(log.steps).toEqual(["rules-apply", "zds-add-fail u1", "ipset-del 10.0.0.5", "zds-del u1"]);
+  });
 });

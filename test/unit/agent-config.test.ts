@@ -62,7 +62,7 @@ describe("agent configuration from the environment", () => {
     ["EXCLUDE_NAMESPACES", "kube-system,Bad_Name"],
     ["CNI_CONF_NAME", "../etc/x.conflist"],
     ["ZDS_ACK_TIMEOUT", "0"],
-    ["ZTUNNEL_ADMIN_URL", "localhost:15000"],
+    ["VERIFY_PROXIES", "sometimes"],
   ])("%s=%s is an error naming the variable", (name, value) => {
     const env = { NODE_NAME: "n", [name]: value };
     expect(() => loadAgentConfig(env)).toThrow(AgentConfigError);

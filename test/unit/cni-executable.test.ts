@@ -123,6 +123,8 @@ describe("ambient-cni executable, every command × every cniVersion", () => {
         podName: "web-1",
         podNamespace: "shop",
         ips: [{ interface: 0, address: "10.244.1.5", prefixLength: 24, gateway: "10.244.1.1" }],
+        // The sandbox identity rides in a header, the body stays Istio's.
+        containerId: "0123abcd",
       });
 
       const noPrev = await runCni(env("ADD"), conf(v, runDir, { prevResult: undefined }));

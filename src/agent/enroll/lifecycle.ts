@@ -34,8 +34,10 @@ export interface HostSide {
 
 /** Where persisted uid → netns paths go (NetnsPathStore). */
 export interface PathStore {
-  set(uid: string, path: string): Promise<void>;
+  set(uid: string, path: string, containerId?: string): Promise<void>;
   delete(uid: string): Promise<void>;
+  /** The sandbox's container id recorded with the path, if a CNI ADD named it. */
+  containerId?(uid: string): string | undefined;
 }
 
 export interface LifecycleDeps {
@@ -64,12 +66,33 @@ export interface EnrolledPod {
   origin: string;
   ips: string[];
   state: RedirectionState;
+  /**
+   * The sandbox's CNI container id when a CNI ADD named it (or it was persisted with the path).
+   * With the netns it is the pod's identity towards the plugin: a DEL for another container
+   * never touches this pod.
+   */
+  containerId?: string;
 }
 
 export interface EnrollOptions {
   /** Record `pending` on the pod when ztunnel does not ack (default true; a CNI ADD that
    *  fails is rolled back instead, so there is nothing pending to record). */
   annotatePending?: boolean;
+  /** The sandbox's CNI container id (a CNI ADD). */
+  containerId?: string;
+  /**
+   * All or nothing (a CNI ADD): unless the pod ends `enabled`, undo exactly what this call
+   * created (a new sandbox entry) and throw; a pod that was already enrolled in another
+   * sandbox, or in this one, is left as it was.
+   */
+  atomic?: boolean;
+}
+
+/** An atomic enroll that did not complete; whatever it created has been undone. */
+export class EnrollAbortedError extends AmbientError {
+  constructor(uid: string, reason: string, options?: { cause?: unknown }) {
+    super("AGENT_ENROLL_ABORTED", `pod ${uid}: ${reason}`, options);
+  }
 }
 
 /** The netns of a pod being enrolled: a path to open, or a handle the caller hands over. */
@@ -154,6 +177,28 @@ export class PodLifecycle implements PodInventory {
   }
 
   private async doEnroll(pod: PodView, source: NetnsSource, givenIps: readonly string[] | undefined, opts: EnrollOptions): Promise<EnrolledPod> {
+    if (!opts.atomic) return await this.enrollSteps(pod, source, givenIps, opts, () => undefined);
+    let created: EnrolledPod | undefined;
+    try {
+      const e = await this.enrollSteps(pod, source, givenIps, opts, (fresh) => (created = fresh));
+      if (e.state !== "enabled") throw new EnrollAbortedError(pod.uid, "ztunnel has not acknowledged the pod yet");
+      return e;
+    } catch (err) {
+      // Roll back only the sandbox this call added: never an enrollment that was there before.
+      if (created !== undefined && this.pods.get(pod.uid) === created) {
+        await this.doUnenroll(pod.uid, true).catch((e: unknown) => this.log.warn({ uid: pod.uid, err: errorMessage(e) }, "rollback of a failed add incomplete"));
+      }
+      throw err;
+    }
+  }
+
+  private async enrollSteps(
+    pod: PodView,
+    source: NetnsSource,
+    givenIps: readonly string[] | undefined,
+    opts: EnrollOptions,
+    onCreated: (e: EnrolledPod) => void,
+  ): Promise<EnrolledPod> {
     const existing = this.pods.get(pod.uid);
     const incoming = "ref" in source ? source.ref : this.deps.opener.open(source.path);
     const origin = "ref" in source ? source.origin : source.path;
@@ -163,6 +208,10 @@ export class PodLifecycle implements PodInventory {
       if (incoming !== existing.netns) incoming.close();
       const before = podRedirectOverrides(existing.pod.annotations);
       existing.pod = pod;
+      if (opts.containerId !== undefined && opts.containerId !== existing.containerId) {
+        existing.containerId = opts.containerId;
+        if (this.deps.store && !this.isProcPath(existing.origin)) await this.deps.store.set(pod.uid, existing.origin, opts.containerId);
+      }
       entry = existing;
       // A running pod's DNS capture annotation changed: its rules follow now (idempotent apply).
       if (!sameOverrides(before, podRedirectOverrides(pod.annotations)) && !existing.netns.closed) {
@@ -184,11 +233,14 @@ export class PodLifecycle implements PodInventory {
         incoming.close();
         throw err;
       }
-      entry = { pod, netns: incoming, origin, ips, state: "pending" };
+      // A pod found again after a restart (persisted path) keeps the container id recorded with it.
+      const containerId = opts.containerId ?? ("ref" in source && !this.isProcPath(origin) ? this.deps.store?.containerId?.(pod.uid) : undefined);
+      entry = { pod, netns: incoming, origin, ips, state: "pending", ...(containerId !== undefined ? { containerId } : {}) };
       fresh = true;
       // Recorded before the ZDS Add: from here on the pod is part of every snapshot.
       this.pods.set(pod.uid, entry);
-      if (this.deps.store && !this.isProcPath(origin)) await this.deps.store.set(pod.uid, origin);
+      onCreated(entry);
+      if (this.deps.store && !this.isProcPath(origin)) await this.deps.store.set(pod.uid, origin, containerId);
     }
     if (entry.state === "enabled") return entry;
     if (this.deps.zdsDeferred?.()) return entry;

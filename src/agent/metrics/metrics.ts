@@ -10,6 +10,7 @@ export class AgentMetrics {
   readonly enrolledPods: Gauge<"state">;
   readonly verifierRepairs: Counter<"kind">;
   readonly verifierRuns: Counter;
+  readonly unhealthyPods: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -24,8 +25,13 @@ export class AgentMetrics {
     this.enrolledPods = new Gauge({ name: "enrolled_pods", help: "Pods in the mesh on this node, by redirection state", labelNames: ["state"], registers });
     this.verifierRepairs = new Counter({
       name: "verifier_repairs_total",
-      help: "Repairs made by the periodic verifier: rules re-applied, Add re-sent to ztunnel",
+      help: "Repairs made by the periodic verifier: rules re-applied (kind=rules), Add re-sent because ztunnel's listeners were missing (kind=proxies)",
       labelNames: ["kind"],
+      registers,
+    });
+    this.unhealthyPods = new Gauge({
+      name: "verifier_unhealthy_pods",
+      help: "Enrolled pods the verifier found without their in-pod rules or ztunnel listeners and has not repaired yet",
       registers,
     });
     this.verifierRuns = new Counter({ name: "verifier_runs_total", help: "Verifier passes over all enrolled pods", registers });

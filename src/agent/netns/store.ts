@@ -14,6 +14,8 @@ export const NETNS_MAP_FILE = "pod-netns.json";
 export class NetnsPathStore {
   private readonly path: string;
   private map = new Map<string, string>();
+  /** uid → the sandbox's CNI container id, when a CNI ADD told us (the DEL identity). */
+  private containers = new Map<string, string>();
   private chain: Promise<void> = Promise.resolve();
 
   constructor(
@@ -32,15 +34,24 @@ export class NetnsPathStore {
   async load(): Promise<void> {
     try {
       const parsed: unknown = JSON.parse(await readFile(this.path, "utf8"));
-      const pods = (parsed as { pods?: unknown }).pods;
+      const { pods, containers } = parsed as { pods?: unknown; containers?: unknown };
       this.map = new Map();
+      this.containers = new Map();
       if (typeof pods === "object" && pods !== null) {
         for (const [uid, p] of Object.entries(pods)) if (typeof p === "string") this.map.set(uid, p);
+      }
+      if (typeof containers === "object" && containers !== null) {
+        for (const [uid, c] of Object.entries(containers)) if (typeof c === "string" && this.map.has(uid)) this.containers.set(uid, c);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ file: this.path, err: errorMessage(err) }, "ignoring unreadable netns map");
       this.map = new Map();
+      this.containers = new Map();
     }
+  }
+
+  containerId(uid: string): string | undefined {
+    return this.containers.get(uid);
   }
 
   get(uid: string): string | undefined {
@@ -51,20 +62,25 @@ export class NetnsPathStore {
     return [...this.map];
   }
 
-  set(uid: string, path: string): Promise<void> {
-    if (this.map.get(uid) === path) return this.chain;
+  set(uid: string, path: string, containerId?: string): Promise<void> {
+    if (this.map.get(uid) === path && (containerId === undefined || this.containers.get(uid) === containerId)) return this.chain;
+    if (this.map.get(uid) !== path) this.containers.delete(uid);
     this.map.set(uid, path);
+    if (containerId !== undefined) this.containers.set(uid, containerId);
     return this.flush();
   }
 
   delete(uid: string): Promise<void> {
     if (!this.map.has(uid)) return this.chain;
     this.map.delete(uid);
+    this.containers.delete(uid);
     return this.flush();
   }
 
   private flush(): Promise<void> {
-    const content = JSON.stringify({ pods: Object.fromEntries([...this.map].sort()) }, null, 2) + "\n";
+    const doc: Record<string, unknown> = { pods: Object.fromEntries([...this.map].sort()) };
+    if (this.containers.size > 0) doc.containers = Object.fromEntries([...this.containers].sort());
+    const content = JSON.stringify(doc, null, 2) + "\n";
     const run = this.chain.then(async () => {
       await mkdir(join(this.path, ".."), { recursive: true, mode: 0o700 });
       await writeFileAtomic(this.path, content, 0o600);

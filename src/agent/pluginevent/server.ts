@@ -9,12 +9,15 @@ import {
   DEL_PATH,
   HEALTH_PATH,
   PLUGIN_EVENT_SOCKET,
+  CONTAINER_ID_HEADER,
   decodeAddEvent,
+  decodeContainerId,
   decodeDelEvent,
 } from "../../cni-contract/index.js";
 
 // Events are a few hundred bytes; anything bigger is not from our plugin.
 export const MAX_BODY_BYTES = 64 * 1024;
+export const DEFAULT_MAX_CONNECTIONS = 64;
 
 export class BodyTooLargeError extends AmbientError {
   constructor() {
@@ -23,6 +26,8 @@ export class BodyTooLargeError extends AmbientError {
 }
 
 export interface PluginEventServerOptions {
+  /** Connections served at once (the plugin opens one per command); more are closed at accept. Default 64. */
+  maxConnections?: number;
   /** Where this component logs (default: a child of the process root). */
   log?: Logger;
   /** Directory holding pluginevent.sock (the plugin's cni_agent_run_dir). */
@@ -67,7 +72,8 @@ async function handleAdd(handler: PluginEventHandler, req: IncomingMessage, res:
   }
   let event;
   try {
-    event = decodeAddEvent(body);
+    const containerId = decodeContainerId(req.headers[CONTAINER_ID_HEADER]);
+    event = { ...decodeAddEvent(body), ...(containerId !== undefined ? { containerId } : {}) };
   } catch (err) {
     log.warn({ err: errorMessage(err) }, "bad CNI ADD event");
     reply(res, 400, `bad CNI ADD event: ${errorMessage(err)}\n`);
@@ -154,6 +160,16 @@ export async function closeServer(server: Server, socketPath: string): Promise<v
 export async function startPluginEventServer(opts: PluginEventServerOptions): Promise<PluginEventServer> {
   const log = opts.log ?? logger("pluginevent");
   const server = createServer((req, res) => route(opts.handler, req, res, log));
+  // Bounded: a runaway caller on the node cannot hold the agent's fds or its event loop
+  // (issue 16 item 3). Node closes connections beyond maxConnections at accept; a request
+  // that does not arrive whole in time is answered 408 and closed.
+  server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  let dropped = 0;
+  server.on("drop", () => {
+    if (dropped++ % 100 === 0) log.warn({ maxConnections: server.maxConnections, dropped }, "plugin event socket at its connection cap; closing new connections");
+  });
   const socketPath = await listenUnix(server, opts.runDir, PLUGIN_EVENT_SOCKET);
   log.info({ socket: socketPath }, "listening for CNI plugin events");
   return { socketPath, close: () => closeServer(server, socketPath) };
