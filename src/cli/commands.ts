@@ -23,12 +23,12 @@ export async function fetchDump(n: NodeTarget): Promise<ConfigDump> {
   return parseConfigDump(await getJson(nodeOf(n), "/config_dump"));
 }
 
-interface PerNode<T> {
+export interface PerNode<T> {
   ok: Array<{ node: NodeTarget; value: T }>;
   errors: Array<{ node: string; error: string }>;
 }
 
-async function eachNode<T>(nodes: NodeTarget[], fn: (n: NodeTarget) => Promise<T>): Promise<PerNode<T>> {
+export async function eachNode<T>(nodes: NodeTarget[], fn: (n: NodeTarget) => Promise<T>): Promise<PerNode<T>> {
   const res = await Promise.all(nodes.map(async (node) => {
     try {
       return { node, value: await fn(node) };
@@ -44,13 +44,13 @@ async function eachNode<T>(nodes: NodeTarget[], fn: (n: NodeTarget) => Promise<T
   return out;
 }
 
-function unreachable(errors: PerNode<unknown>["errors"], allFailed: boolean): UnreachableError | undefined {
+export function unreachable(errors: PerNode<unknown>["errors"], allFailed: boolean): UnreachableError | undefined {
   if (errors.length === 0) return undefined;
   const text = errors.map((e) => `${e.node}: ${e.error}`).join("; ");
   return new UnreachableError(`${allFailed ? "" : "some nodes unreachable: "}${text}`);
 }
 
-const multi = (nodes: NodeTarget[]): boolean => nodes.length > 1;
+export const multi = (nodes: NodeTarget[]): boolean => nodes.length > 1;
 
 export async function workloads(nodes: NodeTarget[]): Promise<CommandOutput> {
   const r = await eachNode(nodes, fetchDump);
@@ -160,11 +160,14 @@ function establishedByPort(view: unknown): Map<number, number> {
 function kernelTable(view: unknown): string {
   const sockets = asObj(asObj(view).kernel).sockets;
   if (!Array.isArray(sockets)) return `${typeof view === "string" ? view : JSON.stringify(view, null, 2)}\n`;
+  const num = (v: unknown, unit = ""): string => (typeof v === "number" ? `${v}${unit}` : "-");
   return table(
-    ["state", "local", "peer", "mark", "recv-q", "send-q"],
+    ["state", "local", "peer", "mark", "recv-q", "send-q", "rtt", "retrans"],
     sockets.map((x: unknown) => {
       const o = asObj(x);
-      return [String(o.state ?? "?"), endpoint(o.local), endpoint(o.peer), typeof o.mark === "number" ? hexMark(o.mark) : "-", String(o.recvQ ?? "-"), String(o.sendQ ?? "-")];
+      // TCP_INFO: smoothed rtt, and retransmitted segments in total (now unacked in brackets).
+      const retrans = typeof o.totalRetransmits === "number" ? `${o.totalRetransmits}${typeof o.retransmits === "number" && o.retransmits > 0 ? ` (${o.retransmits})` : ""}` : "-";
+      return [String(o.state ?? "?"), endpoint(o.local), endpoint(o.peer), typeof o.mark === "number" ? hexMark(o.mark) : "-", String(o.recvQ ?? "-"), String(o.sendQ ?? "-"), num(o.rttMs, "ms"), retrans];
     }),
   );
 }

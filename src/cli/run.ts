@@ -5,6 +5,7 @@ import { resolveContext, type CliContext } from "./context.js";
 import { checkNamespace, enrollKube, enrollLocal, findKubeconfig, loadKubeConfig, type EnrollResult } from "./enroll.js";
 import { EXIT, UsageError, exitCodeOf, type ExitCode } from "./errors.js";
 import { parseFormat, render } from "./format.js";
+import { parseConfigType, ztunnelConfig } from "./ztunnel-config.js";
 
 // ambientctl: inspect and steer the node data plane (ztunnel and agent endpoints; namespace
 // enrollment through Kubernetes or the local inventory). Exit codes: 0 ok, 1 the thing asked
@@ -17,6 +18,8 @@ commands:
   workloads                  workloads ztunnel knows, with protocol and in-pod state
   listeners [<ns>/<pod>]     per-pod listeners on every worker (mark, connections, kernel view)
   certificates               workload certificates ztunnel holds
+  ztunnel-config <type>      as istioctl ztunnel-config: workloads, services, policies, certificates,
+                             connections, all; log [<level>] shows (sets) ztunnel's log level
   enroll <namespace>         label istio.io/dataplane-mode=ambient (Kubernetes or local inventory)
   unenroll <namespace>       remove that label
 
@@ -83,7 +86,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<ExitCode> {
     io.out(USAGE);
     return EXIT.ok;
   }
-  if (cmd === undefined) throw new UsageError("missing command (status, workloads, listeners, certificates, enroll, unenroll)");
+  if (cmd === undefined) throw new UsageError("missing command (status, workloads, listeners, certificates, ztunnel-config, enroll, unenroll)");
   const format = parseFormat(v.output);
   const ctx = (): CliContext =>
     resolveContext({ context: v.context, netns: v.netns, admin: v.admin, agent: v.agent, inventory: v.inventory, localConfig: v["local-config"], node: v.node }, io.env);
@@ -106,6 +109,12 @@ async function dispatch(argv: string[], io: CliIo): Promise<ExitCode> {
       const pod = rest[0];
       if (pod !== undefined && !/^[a-z0-9-.]+\/[A-Za-z0-9-.]+$/.test(pod)) throw new UsageError(`listeners: "${pod}" is not <namespace>/<pod>`);
       out = await listeners(ctx().nodes, pod);
+      break;
+    }
+    case "ztunnel-config":
+    case "zc": {
+      const [type, ...args] = rest;
+      out = await ztunnelConfig(ctx().nodes, parseConfigType(type), args);
       break;
     }
     case "certificates":

@@ -109,6 +109,7 @@ describePrivileged("ambientctl against a running local mesh", () => {
     expect(data.kernel?.["node1:demo/backend-1"]).toBeDefined();
     expect(table.out).toContain("kernel view of node1:demo/backend-1");
     expect(table.out).toMatch(/LISTEN\s+0\.0\.0\.0:15008\s+\S+\s+0x539/);
+    expect(table.out).toMatch(/STATE\s+LOCAL\s+PEER\s+MARK\s+RECV-Q\s+SEND-Q\s+RTT\s+RETRANS/);
     // What `ss` in the pod netns shows agrees: the three ports are listening there.
     const ss = execFileSync("ip", ["netns", "exec", `ad-${id}-n1p1`, "ss", "-Htln"], { encoding: "utf8" });
     for (const p of ["15001", "15006", "15008"]) expect(ss).toContain(`0.0.0.0:${p}`);
@@ -136,12 +137,41 @@ describePrivileged("ambientctl against a running local mesh", () => {
       await expect.poll(() => open("demo/backend-0", "inbound-hbone"), { timeout: 10_000, interval: 300 }).toBe(1);
       expect(await open("demo/frontend-1", "outbound")).toBe(1);
       expect(await open("demo/backend-0", "inbound-plaintext")).toBe(0);
+      // ztunnel-config connections: the same connection, from both ends, with the client's identity inbound.
+      const conns = JSON.parse((await ctl(["--context", ctx, "ztunnel-config", "connections", "-o", "json"])).out) as Array<Record<string, unknown>>;
+      expect(conns).toContainEqual(expect.objectContaining({ node: "node0", pod: "demo/backend-0", direction: "inbound", listener: "inbound-hbone", sourceIdentity: expect.stringContaining("/sa/frontend") }));
+      expect(conns).toContainEqual(expect.objectContaining({ node: "node1", pod: "demo/frontend-1", direction: "outbound" }));
     } finally {
       client?.destroy();
       for (const a of accepted) a.destroy();
       await new Promise<void>((r) => (server !== undefined ? server.close(() => r()) : r()));
       for (const h of handles) h.close();
     }
+  });
+
+  it("ztunnel-config as istioctl's: workloads, services, policies (the demo's deny policy), certificates, all, and the log level", async () => {
+    const zc = async (...a: string[]): Promise<CliResult> => await ctl(["--context", ctx, "ztunnel-config", ...a]);
+    const w = await zc("workloads", "-o", "json");
+    expect(w.code, w.err).toBe(0);
+    expect(JSON.parse(w.out)).toEqual(JSON.parse((await ctl(["--context", ctx, "workloads", "-o", "json"])).out));
+    expect(JSON.parse((await zc("services", "-o", "json")).out)).toEqual([]);
+    const pol = JSON.parse((await zc("policies", "-o", "json")).out) as Array<Record<string, unknown>>;
+    expect(pol).toEqual(["node0", "node1"].map((node) => ({ node, namespace: "demo", name: "deny-frontend", scope: "WorkloadSelector", action: "Deny", rules: 1, dryRun: false })));
+    expect((await zc("policies")).out).toMatch(/node1\s+demo\s+deny-frontend\s+Deny\s+WorkloadSelector\s+1\s+no/);
+    expect(JSON.parse((await zc("certs", "-o", "json")).out)).toEqual(JSON.parse((await ctl(["--context", ctx, "certificates", "-o", "json"])).out));
+    const all = await zc("all", "-o", "json");
+    expect(Object.keys(JSON.parse(all.out) as object)).toEqual(["workloads", "services", "policies", "certificates", "connections"]);
+    expect((await zc("all")).out).toMatch(/^WORKLOADS\n[\s\S]*\nPOLICIES\n[\s\S]*deny-frontend/);
+    expect(JSON.parse((await zc("log", "-o", "json")).out)).toEqual([{ node: "node0", level: "info" }, { node: "node1", level: "info" }]);
+    expect((await ctl(["--context", ctx, "--node", "node1", "ztunnel-config", "log", "debug"])).code).toBe(0);
+    expect(JSON.parse((await zc("log", "-o", "json")).out)).toEqual([{ node: "node0", level: "info" }, { node: "node1", level: "debug" }]);
+    expect((await ctl(["--context", ctx, "--node", "node1", "ztunnel-config", "log", "info"])).code).toBe(0);
+    const bad = await zc("log", "loud");
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/loud/);
+    const unknown = await zc("clusters");
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/unknown type "clusters" \(one of workloads, services, policies, certificates, connections, all, log\)/);
   });
 
   it("listeners of a pod no ztunnel serves fail with exit 1 and a hint", async () => {
