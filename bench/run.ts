@@ -10,6 +10,7 @@ import { errorMessage } from "../src/shared/errors.js";
 import { rootLogger } from "../src/shared/log.js";
 import { renderChart } from "./lib/chart.js";
 import { cniAdd } from "./lib/cni.js";
+import { dnsRow } from "./lib/dns.js";
 import { Datapath, show, type PathName } from "./lib/datapath.js";
 import { BenchUsageError } from "./lib/errors.js";
 import { setFigure, type Figures } from "./lib/figures.js";
@@ -92,6 +93,15 @@ async function measure(opts: BenchOptions, figures: Figures, details: Record<str
       setFigure(figures, "zds.addAckP99Ms", asError(err), "ms");
     }
     log(`zds Add→Ack p99: ${show(figures["zds.addAckP99Ms"])}`);
+  }
+  if (opts.rows.has("dns")) {
+    try {
+      details.dns = await withTimeout("dns row", 120_000 + opts.durationS * 2_000, dnsRow({ durationS: opts.durationS, meshQueries: opts.quick ? 1_000 : 5_000 }, figures, teardown, log));
+    } catch (err) {
+      setFigure(figures, "dns.proxyRatio", asError(err), "x");
+      log(`dns row failed: ${errorMessage(err)}`);
+    }
+    log(`DNS through the proxy / direct: ${show(figures["dns.proxyRatio"])}, mesh-name p99 ${show(figures["dns.meshP99Us"])}`);
   }
   if (opts.rows.has("cni-add")) {
     try {
@@ -177,6 +187,7 @@ async function main(): Promise<number> {
   if (ran("latency", "connrate")) notes.push(`Latency: ${opts.roundTrips} round trips of 1 KiB over one connection after 200 warm-up; connection rate: ${CONN_CONCURRENCY} concurrent loops of connect / 1 byte each way / server closes first, tcp_tw_reuse=1 in the pods.`);
   if (ran("idle-memory")) notes.push(`Idle memory: ${opts.idleConnections} connections client pod → server pod through HBONE, each after one byte each way; RSS growth of both ztunnels divided by the count.`);
   if (ran("scale")) notes.push(`Scale: ${opts.scalePods} bare pod netns, each with its own service account (one certificate per pod), Adds one by one; enrollSeconds = first Add to last Ack (every Ack waits for the listeners on both workers); config_dump confirmed 6 listeners per pod.`);
+  if (ran("dns")) notes.push("DNS: UDP queries from a captured pod, 32 in flight, through ztunnel's proxy to an upstream of ours (dns-packet, in another pod's netns, same process as the load) vs straight to it with capture off; the mesh-name p99 is sequential queries answered from ztunnel's state. The per-pod rate limit is off (DNS_POD_QUERY_RATE=0).");
   if (ran("cni-add")) notes.push(`CNI ADD: dist/cni-plugin/ambient-cni exec'd ${opts.cniRuns} times with CNI_* env against a running plugin event server that answers at once (the agent's rules and ZDS work are in the other rows).`);
   const dir = join(opts.outDir, stamp);
   await mkdir(dir, { recursive: true });

@@ -3,7 +3,7 @@ import { BenchUsageError } from "./errors.js";
 // Command line of `npm run bench`, validated once into a fully defaulted object.
 
 /** Measurement groups, in the order they run. */
-export const ROWS = ["idle-memory", "throughput", "latency", "connrate", "scale", "zds-ack", "cni-add"] as const;
+export const ROWS = ["idle-memory", "throughput", "latency", "connrate", "scale", "zds-ack", "cni-add", "dns"] as const;
 export type Row = (typeof ROWS)[number];
 
 export interface BenchOptions {

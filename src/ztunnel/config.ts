@@ -51,6 +51,8 @@ export interface ZtunnelConfig {
   readonly dnsUpstreams: readonly Upstream[] | undefined;
   readonly dnsResolvConf: string;
   readonly dnsUpstreamTimeoutMs: number;
+  /** DNS queries per second per pod and worker; 0 = no limit. */
+  readonly dnsPodQueryRate: number;
   readonly clusterDomain: string;
 }
 
@@ -91,6 +93,7 @@ export const ZTUNNEL_ENV = {
   DNS_UPSTREAMS: optional("resolvers for names outside the mesh (ip[:port], comma-separated); unset: DNS_RESOLV_CONF's nameservers", upstreamList),
   DNS_RESOLV_CONF: variable("resolv.conf whose nameservers are the default DNS upstreams", c.path, "/etc/resolv.conf"),
   DNS_UPSTREAM_TIMEOUT: variable("a forwarded DNS query's deadline, retries included (SERVFAIL after it)", c.duration(100), 5_000, "5s"),
+  DNS_POD_QUERY_RATE: variable("DNS queries per second one pod may send per worker thread, twice that as a burst (0: no limit)", c.integer(0, 1_000_000), 5_000),
 } as const;
 
 export const ENV_NAMES = Object.keys(ZTUNNEL_ENV) as readonly (keyof typeof ZTUNNEL_ENV)[];
@@ -139,6 +142,7 @@ export function loadConfig(env: Env = process.env): ZtunnelConfig {
     dnsUpstreams: v.DNS_UPSTREAMS,
     dnsResolvConf: v.DNS_RESOLV_CONF,
     dnsUpstreamTimeoutMs: v.DNS_UPSTREAM_TIMEOUT,
+    dnsPodQueryRate: v.DNS_POD_QUERY_RATE,
     clusterDomain: v.CLUSTER_DOMAIN,
   });
 }

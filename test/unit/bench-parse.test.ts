@@ -103,7 +103,7 @@ describe("bench/zds-add-ack output", () => {
 describe("command line", () => {
   it("defaults run every row for 10 s; --quick shortens", () => {
     const o = parseOptions([], "/r");
-    expect([...o.rows]).toEqual(["idle-memory", "throughput", "latency", "connrate", "scale", "zds-ack", "cni-add"]);
+    expect([...o.rows]).toEqual(["idle-memory", "throughput", "latency", "connrate", "scale", "zds-ack", "cni-add", "dns"]);
     expect(o).toMatchObject({ durationS: 10, scalePods: 1000, quick: false, outDir: "/r" });
     expect(parseOptions(["--quick"], "/r")).toMatchObject({ durationS: 3, scalePods: 200, quick: true });
   });

@@ -28,6 +28,7 @@ describe("ztunnel config from env", () => {
       dnsUpstreams: undefined,
       dnsResolvConf: "/etc/resolv.conf",
       dnsUpstreamTimeoutMs: 5_000,
+      dnsPodQueryRate: 5_000,
       clusterDomain: "cluster.local",
     });
     expect(Object.isFrozen(cfg)).toBe(true);

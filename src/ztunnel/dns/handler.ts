@@ -23,7 +23,8 @@ export interface DnsHandlerDeps {
   /** Used while the pod is not in the state: its namespace from ZDS. */
   readonly namespace: string;
   readonly forwarder: Forwarder;
-  readonly rate: TokenBucket;
+  /** undefined: no rate limit (DNS_POD_QUERY_RATE=0). */
+  readonly rate: TokenBucket | undefined;
   readonly upstreamInFlight: ConnectionLimiter;
   readonly metrics: DnsMetricsAccumulator;
   readonly throttled: ThrottledLog;
@@ -41,7 +42,7 @@ export class DnsHandler {
       return parsed.reply;
     }
     const q = parsed.query;
-    if (!this.deps.rate.tryTake()) {
+    if (this.deps.rate !== undefined && !this.deps.rate.tryTake()) {
       this.deps.throttled.warn({ pod: this.deps.namespace, protocol }, "DNS query rate limit of the pod reached; queries are dropped (udp) or refused (tcp)");
       return protocol === "udp" ? undefined : buildResponse(q, { rcode: "REFUSED" });
     }

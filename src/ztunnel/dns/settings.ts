@@ -14,7 +14,7 @@ export interface DnsSettings {
   readonly upstreamDeadlineMs: number;
   /** One UDP attempt to one upstream. */
   readonly upstreamAttemptMs: number;
-  /** Queries per second per pod and worker (token bucket), and the burst above it. */
+  /** Queries per second per pod and worker (token bucket; 0 = no limit), and the burst. */
   readonly queriesPerSecond: number;
   readonly burst: number;
   /** Upstream queries in flight per pod and worker. */
@@ -27,8 +27,6 @@ export interface DnsSettings {
 
 export const DEFAULT_DNS_LIMITS = {
   upstreamAttemptMs: 1_000,
-  queriesPerSecond: 2_000,
-  burst: 4_000,
   maxUpstreamInFlight: 256,
   maxTcpConnections: 256,
   tcpIdleMs: 10_000,
@@ -44,5 +42,7 @@ export async function dnsSettingsFrom(config: ZtunnelConfig): Promise<DnsSetting
     upstreamDeadlineMs: config.dnsUpstreamTimeoutMs,
     ...DEFAULT_DNS_LIMITS,
     upstreamAttemptMs: Math.min(DEFAULT_DNS_LIMITS.upstreamAttemptMs, config.dnsUpstreamTimeoutMs),
+    queriesPerSecond: config.dnsPodQueryRate,
+    burst: config.dnsPodQueryRate * 2,
   };
 }

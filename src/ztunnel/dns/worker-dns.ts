@@ -67,7 +67,7 @@ export class WorkerDns {
       client: () => store.workloadByUid(pod.uid),
       namespace: pod.namespace,
       forwarder,
-      rate: new TokenBucket(settings.queriesPerSecond, settings.burst),
+      rate: settings.queriesPerSecond > 0 ? new TokenBucket(settings.queriesPerSecond, settings.burst) : undefined,
       upstreamInFlight: new ConnectionLimiter(settings.maxUpstreamInFlight),
       metrics: this.metrics,
       throttled,
