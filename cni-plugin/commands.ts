@@ -40,11 +40,26 @@ function localSkip(conf: PluginConfig, podName: string, podNamespace: string): S
   return excluded === undefined ? { skip: false } : { skip: true, reason: excluded };
 }
 
+/** Fail closed: a pod we cannot identify, or whose CNI_ARGS is garbage, must not start unprotected. */
+function malformedArgs(problems: readonly string[], what: string): CniError {
+  return new CniError(
+    CniCode.InvalidEnv,
+    `malformed CNI_ARGS: ${problems.join("; ")}`,
+    `${what}; the pod is not started unprotected (the runtime writes K8S_POD_NAME=<name>;K8S_POD_NAMESPACE=<namespace>)`,
+  );
+}
+
 export async function cmdAdd({ env, conf, log }: Invocation): Promise<string> {
   const result = prevResult(conf);
   const output = JSON.stringify(formatResult(result, conf.cniVersion));
-  const { podName, podNamespace } = podArgs(env.args);
+  const args = podArgs(env.args);
+  const { podName, podNamespace } = args;
   const pod = { pod: podName, namespace: podNamespace, containerId: env.containerId };
+  if (conf.ambientEnabled && args.identityProblems.length > 0) {
+    // Only a namespace we can read and that never enrolls lets such a sandbox through.
+    const excluded = args.namespaceSound && podNamespace !== "" ? namespaceExclusion(podNamespace, { excludeNamespaces: conf.excludeNamespaces, agentNamespace: conf.podNamespace }) : undefined;
+    if (excluded === undefined) throw malformedArgs(args.identityProblems, "cannot tell which pod this sandbox belongs to");
+  }
   const local = localSkip(conf, podName, podNamespace);
   if (local.skip) {
     log.debug("pass through", { ...pod, reason: local.reason });
@@ -65,6 +80,7 @@ export async function cmdAdd({ env, conf, log }: Invocation): Promise<string> {
     }
   }
   // Without a kubeconfig the agent holds the inventory and decides; with one, the pod is ambient.
+  if (args.otherProblems.length > 0) throw malformedArgs(args.otherProblems, `pod ${podNamespace}/${podName} would be enrolled`);
   const ips = eventIps(result);
   const reply = await postAdd(conf.runDir, { netns: env.netns, podName, podNamespace, ips, containerId: env.containerId });
   log.info("agent accepted pod", { ...pod, netns: env.netns, ips: ips.map((i) => i.address), reply: reply.trim() });

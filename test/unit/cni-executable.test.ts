@@ -227,6 +227,21 @@ describe("ambient-cni executable, every command × every cniVersion", () => {
     expect(agent.adds.length).toBe(before);
   });
 
+  // Issue 16 item 4: a garbled CNI_ARGS used to let the pod start unenrolled.
+  it("a garbled CNI_ARGS fails the ADD closed with a CNI error naming what is wrong, unless the namespace never enrolls", async () => {
+    const before = agent.adds.length;
+    for (const args of ["K8S_POD_NAMESPACE=shop;K8S_POD_NAME", "K8S_POD_NAMESPACE=shop; K8S_POD_NAME=web-1", "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1;junk"]) {
+      const r = await runCni(env("ADD", { CNI_ARGS: args }), conf("1.0.0", runDir));
+      expect(r.code, args).not.toBe(0);
+      expect(cniError(r), args).toMatchObject({ cniVersion: "1.0.0", code: 4, msg: expect.stringMatching(/^malformed CNI_ARGS: .*(not KEY=VALUE|is not K8S_POD_NAME)/) });
+    }
+    expect(agent.adds.length).toBe(before);
+    // kube-system never enrolls: a garbled name there is not our business.
+    const ok = await runCni(env("ADD", { CNI_ARGS: "K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME" }), conf("1.0.0", runDir));
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(agent.adds.length).toBe(before);
+  });
+
   it("reads the whole config from a non-blocking stdin that fills late", async () => {
     // The plugin reads stdin synchronously; on a non-blocking stdin that runs dry (EAGAIN) the
     // bytes read before must not be lost. Node's spawn makes a child's stdio blocking, so a

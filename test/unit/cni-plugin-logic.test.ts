@@ -114,10 +114,27 @@ describe("CNI environment", () => {
   });
 
   it("parses CNI_ARGS as runtimes send them", () => {
-    expect(podArgs("IgnoreUnknown=1;K8S_POD_NAME=web")).toEqual({ podName: "web", podNamespace: "", podUid: "", infraContainerId: "" });
+    const clean = { identityProblems: [], otherProblems: [], namespaceSound: true };
+    expect(podArgs("IgnoreUnknown=1;K8S_POD_NAME=web")).toEqual({ podName: "web", podNamespace: "", podUid: "", infraContainerId: "", ...clean });
     const k = podArgs("K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1");
-    expect(k).toEqual({ podName: "p", podNamespace: "ns", podUid: "u-1", infraContainerId: "abc" });
+    expect(k).toEqual({ podName: "p", podNamespace: "ns", podUid: "u-1", infraContainerId: "abc", ...clean });
     expect(parseCniArgs("A=1;;junk;B=x=y").get("B")).toBe("x=y");
+  });
+
+  it.each([
+    ["K8S_POD_NAMESPACE=mesh;K8S_POD_NAME", /"K8S_POD_NAME" is not KEY=VALUE/],
+    ["K8S_POD_NAMESPACE=mesh; K8S_POD_NAME=web", /key " K8S_POD_NAME" is not K8S_POD_NAME/],
+    ["K8S_POD_NAMESPACE=mesh;K8S_POD_NAME=web;K8S_POD_NAME=db", /K8S_POD_NAME is given twice/],
+    ["K8S_POD_NAMESPACE=mesh;K8S_POD_NAME=we b", /K8S_POD_NAME="we b" is not a pod name/],
+    ["K8S_POD_NAMESPACE=Mesh!;K8S_POD_NAME=web", /K8S_POD_NAMESPACE="Mesh!" is not a namespace name/],
+  ])("a garbled identity in %j is reported, not guessed around", (raw, problem) => {
+    const a = podArgs(raw);
+    expect(a.identityProblems.join("; ")).toMatch(problem);
+  });
+
+  it("other malformed pairs are reported apart from the identity", () => {
+    const a = podArgs("K8S_POD_NAMESPACE=mesh;K8S_POD_NAME=web;junk");
+    expect(a).toMatchObject({ podName: "web", podNamespace: "mesh", identityProblems: [], otherProblems: ['"junk" is not KEY=VALUE'], namespaceSound: true });
   });
 });
 
