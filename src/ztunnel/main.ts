@@ -13,6 +13,7 @@ import { pendingPods, podState } from "./inpod/pod-status.js";
 import { startAdminServer, startMetricsServer, startReadinessServer } from "./admin/server.js";
 import { ConfigError, loadConfig, unknownVariables, ztunnelHelp, type ZtunnelConfig } from "./config.js";
 import { InPodManager } from "./inpod/manager.js";
+import { enableMigrateReq } from "./inpod/migrate-req.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
 import { fdBudget } from "./proxy/budget.js";
@@ -94,7 +95,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
     if (t.dns !== undefined) dnsMetrics.apply(t.dns);
   });
 
-  const manager = new InPodManager({ pool, store, certs, log, counters: metrics });
+  const manager = new InPodManager({ pool, store, certs, log, counters: metrics, prepareNetns: enableMigrateReq() });
   store.onChange(() => void manager.refresh());
   const zds = createZdsClient(mesh.gate(manager), { socketPath: config.inpodUds, log: logger("zds-client", root) });
   let draining = false;

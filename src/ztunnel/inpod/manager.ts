@@ -55,6 +55,12 @@ export interface InPodManagerOptions {
   readonly log: Logger;
   /** workload_manager_proxies_started/stopped_total. */
   readonly counters?: { proxyStarted(): void; proxyStopped(): void };
+  /**
+   * Called with the pod's netns fd before its listeners are placed (e.g. enableMigrateReq, so
+   * an upgrade's listener handoff keeps queued connections). A failure is logged, not fatal:
+   * it only matters during an upgrade.
+   */
+  readonly prepareNetns?: (netnsFd: number) => Promise<void>;
 }
 
 function describe(p: Pod): PodPlacement {
@@ -95,6 +101,11 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
         spec: { uid, name: info.name, namespace: info.namespace, identity: resolved.identity, ips: resolved.ips },
         placed: new Map(),
       };
+      if (this.opts.prepareNetns !== undefined) {
+        await this.opts.prepareNetns(netns.usableFd("pod netns set-up")).catch((err: unknown) =>
+          this.opts.log.warn({ uid, err: errorMessage(err) }, "pod netns set-up failed; an upgrade of ztunnel may reset connections queued on this pod's listeners"),
+        );
+      }
       this.pods.set(uid, pod);
       this.trackIdentity(pod.spec.identity);
       try {

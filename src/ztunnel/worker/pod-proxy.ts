@@ -158,7 +158,8 @@ export class PodProxy {
     this.servers.length = 0;
     void this.hbone?.drain();
     this.dns?.stopAccepting();
-    this.pool?.drain();
+    // The outbound pool stays usable: connections accepted before the listeners closed still
+    // need their tunnels (a refused stream is retried on a new connection). close() ends it.
   }
 
   /**

@@ -7,6 +7,15 @@ import { awaitResponse, connectHeaders } from "./connect-stream.js";
 import { PooledConnection, type ConnState, type PoolHost } from "./connection.js";
 import type { CertSource, HboneClientOptions, HboneRequest, HboneStream } from "./types.js";
 
+/** RFC 9113 error code: the stream was refused before any processing. */
+const REFUSED_STREAM = 0x7;
+
+/** The HTTP/2 error code an error carries (H2StreamError and friends), if any. */
+function codeOf(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "number" ? code : undefined;
+}
+
 // HBONE client pool: pooled mTLS HTTP/2 connections carrying one CONNECT stream per proxied TCP
 // connection. A connection belongs to exactly one (source pod, source identity, destination
 // identities, destination address): its socket lives in the source pod's netns, so two pods
@@ -56,8 +65,13 @@ export class HbonePool implements PoolHost {
           conn.release();
         }
       };
+      let refused = false;
       try {
-        const session = await conn.session();
+        const session = await conn.session().catch((err: unknown) => {
+          // Picked just as it began to drain (GOAWAY raced us): nothing was sent yet.
+          refused = conn.state.t === "draining";
+          throw err;
+        });
         if (conn.overRemoteLimit() && attempt < 3) {
           release();
           continue;
@@ -67,10 +81,22 @@ export class HbonePool implements PoolHost {
         // Whoever takes the stream attaches its own handler; this one only keeps a late reset
         // from crashing the process in between.
         stream.on("error", (err) => this.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
-        const headers = await awaitResponse(stream, req);
-        return { stream, headers, connectionId: conn.id };
+        try {
+          const headers = await awaitResponse(stream, req);
+          return { stream, headers, connectionId: conn.id };
+        } catch (err) {
+          // REFUSED_STREAM (also what streams above a GOAWAY's last-stream-id get): the server
+          // never processed the CONNECT and the client's bytes are still held back, so another
+          // connection may carry it (RFC 9113 §8.7). This is what a peer ztunnel's upgrade does.
+          refused = stream.rstCode === REFUSED_STREAM || codeOf((err as Error).cause) === REFUSED_STREAM;
+          throw err;
+        }
       } catch (err) {
         release();
+        if (refused && attempt < 3 && !this.closed) {
+          this.log.debug({ conn: conn.id, attempt }, "CONNECT refused by a draining connection; retrying on another");
+          continue;
+        }
         throw err;
       }
     }
