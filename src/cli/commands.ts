@@ -184,7 +184,12 @@ export async function certificates(nodes: NodeTarget[]): Promise<CommandOutput> 
   const r = await eachNode(nodes, fetchDump);
   const now = Date.now();
   const rows = r.ok.flatMap(({ node, value }) =>
-    value.certificates.map((c) => ({ node: node.name, identity: c.identity, notBefore: c.notBefore, notAfter: c.notAfter, valid: Date.parse(c.notBefore) <= now && now < Date.parse(c.notAfter) })),
+    value.certificates.map((c) => {
+      const valid = Date.parse(c.notBefore) <= now && now < Date.parse(c.notAfter);
+      // Issued and in its validity: Active; otherwise what ztunnel says (Initializing, Unavailable: why).
+      const state = c.notBefore !== "" && valid ? "Active" : c.state !== "" && c.state !== "Available" ? `${c.state}${c.error !== "" ? `: ${c.error}` : ""}` : "Expired";
+      return { node: node.name, identity: c.identity, notBefore: c.notBefore, notAfter: c.notAfter, valid, state };
+    }),
   );
   const problem = unreachable(r.errors, r.ok.length === 0);
   return {
@@ -192,7 +197,7 @@ export async function certificates(nodes: NodeTarget[]): Promise<CommandOutput> 
     table: () =>
       table(
         [...(multi(nodes) ? ["node"] : []), "certificate name", "state", "not before", "not after"],
-        rows.map((c) => [...(multi(nodes) ? [c.node] : []), c.identity, c.valid ? "Active" : "Expired", c.notBefore, c.notAfter]),
+        rows.map((c) => [...(multi(nodes) ? [c.node] : []), c.identity, c.state, c.notBefore, c.notAfter]),
       ),
     ...(problem !== undefined ? { problem } : {}),
   };

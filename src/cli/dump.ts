@@ -38,6 +38,10 @@ export interface DumpCertificate {
   identity: string;
   notBefore: string;
   notAfter: string;
+  /** ztunnel's state for it (Available, Initializing, Unavailable); "" from older ztunnels. */
+  state: string;
+  /** Why the last issuance failed, "" when it did not. */
+  error: string;
 }
 
 export interface DumpCounters {
@@ -135,7 +139,7 @@ export function parseConfigDump(raw: unknown): ConfigDump {
     pods,
     certificates: arr(root.certificates).map((c) => {
       const o = obj(c);
-      return { identity: str(o.identity), notBefore: str(o.notBefore), notAfter: str(o.notAfter) };
+      return { identity: str(o.identity), notBefore: str(o.notBefore), notAfter: str(o.notAfter), state: str(o.state), error: str(o.error) };
     }),
     workers: arr(root.workers).map((w) => {
       const o = obj(w);

@@ -300,6 +300,34 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     expect(await whoAnswers(a0, b1.ip, APP_PORT)).toBe(b1.name);
   });
 
+  it("a pod added while istiod's CA is down is not served (fail closed), config_dump says why, and it is served once the CA is back", async () => {
+    fake().caDown = true;
+    const late = await m().addCapturedPod(0, "late");
+    m().setUid(late, uidOf(late));
+    fake().setAddress(uidOf(late), workloadAddress({ uid: uidOf(late), name: late.name, namespace: "default", serviceAccount: `sa-${late.name}`, ips: [late.ip], node: "node0" }));
+    fake().push();
+    await m().app(late, APP_PORT, (s) => s.end(`${late.name}\n`));
+    await waitFor(async () => ((await m().configDump(0)) as unknown as { workloads: Array<{ uid: string }> }).workloads.some((w) => w.uid === uidOf(late)), 5_000, () => "late not in the state");
+    try {
+      await m().enroll(late).catch(() => undefined);
+      let state: { state?: string; lastError?: string } | undefined;
+      await waitFor(
+        async () => {
+          state = ((await m().configDump(0)) as unknown as { workloadState: Record<string, { state?: string; lastError?: string }> }).workloadState[uidOf(late)];
+          return state !== undefined && state.state !== "Up" && (state.lastError ?? "").includes("UNAVAILABLE");
+        },
+        15_000,
+        () => `config_dump does not say why late is not served: ${JSON.stringify(state)}`,
+      );
+      // Fail closed: nothing serves it, no other identity, no plaintext.
+      expect(await whoAnswers(b0, late.ip, APP_PORT).catch(() => "")).toBe("");
+    } finally {
+      fake().caDown = false;
+    }
+    await waitFor(async () => (await whoAnswers(b0, late.ip, APP_PORT).catch(() => "")) === late.name, 30_000, () => `late not served after the CA came back\n${m().logs(0, 10)}`);
+    expect(fake().caRequests.some((r) => r.ok && r.identity === idOf(late) && r.node === "node0")).toBe(true);
+  }, 60_000);
+
   it("istiod unreachable at start: the node's pods are not served and readiness says why", async () => {
     await restartNode(1, { XDS_ADDRESS: "https://127.0.0.1:1" }, false);
     let body = "";

@@ -6,7 +6,6 @@ import type { WorkerStatus } from "../inpod/worker-pool.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { WorkloadCert } from "../tls/ca.js";
 import type { CertManager } from "../tls/cert-manager.js";
-import { formatIdentity } from "../tls/identity.js";
 import { X509Certificate } from "node:crypto";
 import type { Direction, DirectionCounters, OpenConnection } from "../worker/messages.js";
 
@@ -63,12 +62,20 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     policies: s.store.state.policies,
     // What a source gave that is not applied as given (DESIGN §14: nothing dropped silently).
     notices: s.store.state.notices,
-    certificates: s.certs.list().map((c) => ({
-      identity: formatIdentity(c.identity),
-      serial: serialOf(c),
-      notBefore: c.notBefore.toISOString(),
-      notAfter: c.notAfter.toISOString(),
-      expiring: c.notAfter.getTime() - Date.now() < (s.expiringWithinMs ?? DEFAULT_EXPIRING_MS),
+    // Every identity with its state (Available / Initializing / Unavailable and why), issued or not.
+    certificates: s.certs.states().map(({ identity, state, error, cert: c }) => ({
+      identity,
+      state,
+      ...(error !== undefined ? { error } : {}),
+      ...(c !== undefined
+        ? {
+            serial: serialOf(c),
+            notBefore: c.notBefore.toISOString(),
+            notAfter: c.notAfter.toISOString(),
+            expiring: c.notAfter.getTime() - Date.now() < (s.expiringWithinMs ?? DEFAULT_EXPIRING_MS),
+            chainLength: (c.certPem.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length,
+          }
+        : {}),
     })),
     zds: { connected: s.zdsConnected },
     workloadState,

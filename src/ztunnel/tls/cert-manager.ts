@@ -16,8 +16,19 @@ export interface CertIssuer {
 
 export type CertListener = (cert: WorkloadCert) => void;
 
+/** One identity's certificate as operators see it (config_dump, ambientctl certificates). */
+export interface CertState {
+  readonly identity: string;
+  /** Available: a valid certificate is held; Initializing: the first one is being issued; Unavailable: the last attempt failed. */
+  readonly state: "Available" | "Initializing" | "Unavailable";
+  /** Why the last issuance failed (a held certificate stays in use while renewal retries). */
+  readonly error?: string;
+  readonly cert?: WorkloadCert;
+}
+
 interface Entry {
   cert: WorkloadCert | undefined;
+  lastError: string | undefined;
   pending: Promise<WorkloadCert> | undefined;
   timer: NodeJS.Timeout | undefined;
   listeners: Set<CertListener>;
@@ -75,6 +86,16 @@ export class CertManager {
     return out;
   }
 
+  /** Every identity's certificate state, issued or not (for /config_dump). */
+  states(): CertState[] {
+    const now = Date.now();
+    return [...this.entries].map(([identity, e]) => {
+      const valid = e.cert !== undefined && e.cert.notAfter.getTime() > now;
+      const state = valid ? "Available" : e.pending !== undefined && e.lastError === undefined ? "Initializing" : e.lastError !== undefined ? "Unavailable" : "Initializing";
+      return { identity, state, ...(e.lastError !== undefined ? { error: e.lastError } : {}), ...(e.cert !== undefined ? { cert: e.cert } : {}) };
+    });
+  }
+
   close(): void {
     this.closed = true;
     for (const e of this.entries.values()) clearTimeout(e.timer);
@@ -84,7 +105,7 @@ export class CertManager {
   private entryFor(key: string): Entry {
     let entry = this.entries.get(key);
     if (entry === undefined) {
-      entry = { cert: undefined, pending: undefined, timer: undefined, listeners: new Set() };
+      entry = { cert: undefined, lastError: undefined, pending: undefined, timer: undefined, listeners: new Set() };
       this.entries.set(key, entry);
     }
     return entry;
@@ -98,6 +119,7 @@ export class CertManager {
         if (this.closed || this.entries.get(key) !== entry) return cert;
         const renewed = entry.cert !== undefined;
         entry.cert = cert;
+        entry.lastError = undefined;
         // Half of the validity left from now, not from notBefore: issuers backdate notBefore
         // for clock skew, which would otherwise pull renewal early (or into a renewal loop
         // for short-lived certificates). Never sooner than MIN_RENEW_MS.
@@ -111,6 +133,7 @@ export class CertManager {
       },
       (err: unknown) => {
         entry.pending = undefined;
+        entry.lastError = errorMessage(err);
         throw err;
       },
     );
