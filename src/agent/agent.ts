@@ -244,6 +244,7 @@ export class Agent {
         const p = this.pending().filter((x) => !x.startsWith("CNI plugin event"));
         return p.length === 0 ? undefined : p.join("; ");
       },
+      onPodReady: (seconds) => this.metrics.podReady.observe(seconds),
       onResult: (type, code) => {
         this.metrics.pluginRequests.inc({ type, code: String(code) });
         this.updatePodGauge();

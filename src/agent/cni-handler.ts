@@ -14,6 +14,8 @@ export interface CniHandlerDeps {
   decide: DecideOptions;
   /** Undefined when ADDs can be served; else why not (the plugin's STATUS). */
   notReadyReason(): string | undefined;
+  /** Metrics hook: seconds from receiving an ADD to ztunnel's Ack for the pod. */
+  onPodReady?(seconds: number): void;
   /** Metrics hook: the HTTP code the plugin event server answers. */
   onResult?(type: "add" | "del", code: number): void;
 }
@@ -56,6 +58,7 @@ export class CniEventHandler implements PluginEventHandler {
   }
 
   private async add(ev: CmdAddEvent): Promise<AddDecision> {
+    const received = performance.now();
     const { source, lifecycle } = this.deps;
     const pod = await source.lookup(ev.podNamespace, ev.podName);
     const who = ev.podNamespace === "" ? ev.podName : `${ev.podNamespace}/${ev.podName}`;
@@ -72,6 +75,7 @@ export class CniEventHandler implements PluginEventHandler {
       await lifecycle.enroll(pod, { path: ev.netns }, ev.ips.map((ip) => ip.address), {
         annotatePending: false,
         atomic: true,
+        onZdsAck: () => this.deps.onPodReady?.((performance.now() - received) / 1000),
         ...(ev.containerId !== undefined && ev.containerId !== "" ? { containerId: ev.containerId } : {}),
       });
       return { outcome: "enrolled" };

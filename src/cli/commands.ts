@@ -3,6 +3,7 @@ import type { NodeTarget } from "./context.js";
 import { metricValue, parseConfigDump, type ConfigDump, type DumpCounters } from "./dump.js";
 import { CommandFailedError, UnreachableError } from "./errors.js";
 import { hexMark, table } from "./format.js";
+import { histogramSummary, type HistogramSummary } from "./histogram.js";
 import { getJson, httpCall } from "./http.js";
 
 // The read-only commands. Each returns rows (for -o json|yaml) and a table renderer; reaching a
@@ -210,6 +211,10 @@ export interface NodeStatus {
   agentZtunnelConnected: boolean | null;
   /** Pods the agent has redirected but ztunnel has not acknowledged yet (enrolled_pods{state="pending"}). */
   agentPendingPods: number | null;
+  /** What the agent's /readyz names (e.g. pods whose rules or listeners the verifier could not repair). */
+  agentNotReady: string[];
+  /** CNI ADD → ztunnel Ack per pod (the agent's istio_cni_pod_ready_seconds). */
+  podReady: HistogramSummary | null;
   ztunnelReady: boolean | null;
   ztunnelPending: string[];
   zdsConnected: boolean | null;
@@ -227,7 +232,7 @@ async function probe(url: string, netns: string | undefined, path: string): Prom
 }
 
 export async function nodeStatus(n: NodeTarget): Promise<NodeStatus> {
-  const s: NodeStatus = { node: n.name, agentHealthy: null, agentReady: null, agentZtunnelConnected: null, agentPendingPods: null, ztunnelReady: null, ztunnelPending: [], zdsConnected: null, pods: { up: 0, pending: 0 }, counters: null, errors: [] };
+  const s: NodeStatus = { node: n.name, agentHealthy: null, agentReady: null, agentZtunnelConnected: null, agentPendingPods: null, agentNotReady: [], podReady: null, ztunnelReady: null, ztunnelPending: [], zdsConnected: null, pods: { up: 0, pending: 0 }, counters: null, errors: [] };
   const [healthz, readyz, metrics, ready, dump] = await Promise.all([
     probe(n.agent, n.netns, "/healthz"),
     probe(n.agent, n.netns, "/readyz"),
@@ -237,12 +242,16 @@ export async function nodeStatus(n: NodeTarget): Promise<NodeStatus> {
   ]);
   if (typeof healthz === "string") s.errors.push(`agent ${n.agent}: ${healthz}`);
   else s.agentHealthy = healthz.status === 200;
-  if (typeof readyz !== "string") s.agentReady = readyz.status === 200;
+  if (typeof readyz !== "string") {
+    s.agentReady = readyz.status === 200;
+    if (!s.agentReady) s.agentNotReady = readyz.body.split("\n").filter((l) => l.startsWith("- ")).map((l) => l.slice(2));
+  }
   if (typeof metrics !== "string" && metrics.status === 200) {
     const v = metricValue(metrics.body, "ztunnel_connected");
     if (v !== undefined) s.agentZtunnelConnected = v > 0;
     const pending = /^enrolled_pods\{[^}]*state="pending"[^}]*\}\s+(\S+)/m.exec(metrics.body);
     s.agentPendingPods = pending !== null ? Number(pending[1]) : 0;
+    s.podReady = histogramSummary(metrics.body, "istio_cni_pod_ready_seconds") ?? null;
   }
   if (typeof ready === "string") s.errors.push(`ztunnel readiness ${n.ztunnelReadiness}: ${ready}`);
   else {
@@ -277,7 +286,10 @@ export async function status(nodes: NodeTarget[]): Promise<CommandOutput> {
         ["node", "agent healthy", "agent ready", "agent→ztunnel", "agent pending", "ztunnel ready", "zds connected", "pods up", "pods pending"],
         rows.map((r) => [r.node, yn(r.agentHealthy), yn(r.agentReady), yn(r.agentZtunnelConnected), r.agentPendingPods ?? "-", yn(r.ztunnelReady), yn(r.zdsConnected), r.pods.up, r.pods.pending]),
       );
+      const ms = (v: number | undefined): string => (v === undefined ? "-" : `${Math.round(v * 1000)}ms`);
       for (const r of rows) {
+        if (r.podReady !== null && r.podReady.count > 0) out += `${r.node}: pod start (CNI ADD → ztunnel ack): p50 ${ms(r.podReady.p50)} p99 ${ms(r.podReady.p99)} over ${r.podReady.count} pods\n`;
+        for (const p of r.agentNotReady) out += `${r.node}: agent not ready: ${p}\n`;
         for (const p of r.ztunnelPending) out += `${r.node}: pending: ${p}\n`;
         for (const e of r.errors) out += `${r.node}: ${e}\n`;
       }

@@ -152,4 +152,17 @@ describe("CNI event handler (the agent's answer to the plugin)", () => {
     expect(opener.openCount()).toBe(0);
     expect(log.steps).toEqual(["rules-apply", "zds-add-fail u1", "ipset-del 10.0.0.5", "zds-del u1"]);
   });
+
+  it("measures CNI ADD received → ztunnel ack once per enrolled pod, never for a refused one", async () => {
+    const seen: number[] = [];
+    const source = new StaticSource("inventory", [fakePod("u1", { name: "web", namespace: "mesh" })], { mesh: { "istio.io/dataplane-mode": "ambient" } });
+    const h = new CniEventHandler({ source, lifecycle, decide: { excludeNamespaces: [], agentNamespace: "istio-system" }, notReadyReason: () => undefined, onPodReady: (s) => seen.push(s) });
+    zds.down = true;
+    expect((await h.onAdd(add("web", ""))).outcome).toBe("refused");
+    expect(seen).toEqual([]);
+    zds.down = false;
+    expect(await h.onAdd(add("web", ""))).toEqual({ outcome: "enrolled" });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toBeGreaterThanOrEqual(0);
+  });
 });

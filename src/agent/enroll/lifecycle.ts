@@ -80,6 +80,8 @@ export interface EnrollOptions {
   annotatePending?: boolean;
   /** The sandbox's CNI container id (a CNI ADD). */
   containerId?: string;
+  /** Called once ztunnel acked this call's Add (the pod's listeners are up). */
+  onZdsAck?: () => void;
   /**
    * All or nothing (a CNI ADD): unless the pod ends `enabled`, undo exactly what this call
    * created (a new sandbox entry) and throw; a pod that was already enrolled in another
@@ -252,6 +254,7 @@ export class PodLifecycle implements PodInventory {
       if (opts.annotatePending !== false) await this.deps.annotate(pod, "pending").catch((e: unknown) => this.log.warn({ uid: pod.uid, err: errorMessage(e) }, "cannot annotate pod pending"));
       throw new ZdsPendingError(pod.uid, err);
     }
+    opts.onZdsAck?.();
     await this.deps.host?.addPod(entry.ips);
     await this.deps.annotate(pod, "enabled");
     entry.state = "enabled";

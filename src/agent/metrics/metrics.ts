@@ -1,7 +1,9 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 // The agent's Prometheus metrics (DESIGN §9): one registry per agent instance, so tests can run
 // several agents in one process without sharing counters.
+export const POD_READY_METRIC = "istio_cni_pod_ready_seconds";
+
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly ztunnelConnected: Gauge;
@@ -11,6 +13,7 @@ export class AgentMetrics {
   readonly verifierRepairs: Counter<"kind">;
   readonly verifierRuns: Counter;
   readonly unhealthyPods: Gauge;
+  readonly podReady: Histogram;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -32,6 +35,12 @@ export class AgentMetrics {
     this.unhealthyPods = new Gauge({
       name: "verifier_unhealthy_pods",
       help: "Enrolled pods the verifier found without their in-pod rules or ztunnel listeners and has not repaired yet",
+      registers,
+    });
+    this.podReady = new Histogram({
+      name: POD_READY_METRIC,
+      help: "Pod start latency through the mesh: CNI ADD received by the agent until ztunnel acked the pod (its listeners are up)",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
     this.verifierRuns = new Counter({ name: "verifier_runs_total", help: "Verifier passes over all enrolled pods", registers });
