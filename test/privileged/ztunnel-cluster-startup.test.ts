@@ -26,7 +26,7 @@ describePrivileged("ztunnel start-up: choosing the workload state source", () =>
   it("neither LOCAL_XDS_PATH nor Kubernetes credentials: refuses, naming what to set", async () => {
     const r = await runZtunnel(base());
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^ztunnel: no workload state source: LOCAL_XDS_PATH is not set and no Kubernetes credentials were found .*set KUBECONFIG$/m);
+    expect(r.stderr).toMatch(/^ztunnel: no workload state source: LOCAL_XDS_PATH is not set, no XDS_ADDRESS or istiod token, and no Kubernetes credentials were found .*set KUBECONFIG$/m);
   });
 
   it("KUBECONFIG without NODE_NAME: refuses, naming NODE_NAME", async () => {
