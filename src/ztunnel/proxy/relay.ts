@@ -143,6 +143,9 @@ export class Relay {
         onEnd();
       });
     });
+    // A paused socket still emits 'end' once its FIN is read and nothing is buffered: a client
+    // that half-closes while its tunnel is being set up has ended before we listened.
+    if (!isH2Stream(src) && src.readableEnded) queueMicrotask(onEnd);
   }
 
   private watch(side: Side, other: Side): void {
