@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
 import { errorMessage } from "../shared/errors.js";
 import { certificates, listeners, status, workloads, type CommandOutput } from "./commands.js";
-import { resolveContext, type CliContext } from "./context.js";
+import { resolveContext, type CliContext, type NodeTarget } from "./context.js";
+import { kubeTargets, type KubeTargets } from "./kube-targets.js";
 import { checkNamespace, enrollKube, enrollLocal, findKubeconfig, loadKubeConfig, type EnrollResult } from "./enroll.js";
 import { EXIT, UsageError, exitCodeOf, type ExitCode } from "./errors.js";
 import { parseFormat, render } from "./format.js";
@@ -30,7 +31,10 @@ flags:
   --admin <host:port>        ztunnel admin (default 127.0.0.1:15000)        env AMBIENTCTL_ZTUNNEL_ADMIN
   --agent <host:port>        agent health/metrics (default 127.0.0.1:8000)  env AMBIENTCTL_AGENT
   --node <name>              only this node of the context
-  --kubeconfig <file>        enroll via Kubernetes (default: KUBECONFIG, ~/.kube/config)
+  --kubeconfig <file>        inspect: find each node's ztunnel/agent pod through the API server and
+                             reach its admin ports by port-forward (as istioctl);
+                             enroll: label the Namespace (default: KUBECONFIG, ~/.kube/config)
+  -n, --namespace <ns>       with --kubeconfig: look for the pods only in this namespace
   --local                    enroll via the local inventory even if a kubeconfig exists
   --inventory <file>         agent inventory to edit (repeatable)           env AMBIENTCTL_INVENTORY (comma list)
   --local-config <file>      ztunnel local config: namespace workloads become HBONE/TCP
@@ -71,6 +75,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<ExitCode> {
         agent: { type: "string" },
         node: { type: "string" },
         kubeconfig: { type: "string" },
+        namespace: { type: "string", short: "n" },
         local: { type: "boolean" },
         inventory: { type: "string", multiple: true },
         "local-config": { type: "string" },
@@ -90,6 +95,32 @@ async function dispatch(argv: string[], io: CliIo): Promise<ExitCode> {
   const format = parseFormat(v.output);
   const ctx = (): CliContext =>
     resolveContext({ context: v.context, netns: v.netns, admin: v.admin, agent: v.agent, inventory: v.inventory, localConfig: v["local-config"], node: v.node }, io.env);
+  // Inspection from a workstation: --kubeconfig finds the pods and port-forwards to them.
+  let kube: KubeTargets | undefined;
+  const nodes = async (): Promise<NodeTarget[]> => {
+    if (v.kubeconfig === undefined) return ctx().nodes;
+    if (v.context !== undefined || v.netns !== undefined) throw new UsageError("--kubeconfig reaches the nodes through the API server; it does not combine with --context or --netns");
+    kube ??= await kubeTargets(loadKubeConfig(v.kubeconfig), { node: v.node, namespace: v.namespace });
+    return kube.nodes;
+  };
+  try {
+    return await dispatchCommand(cmd, rest, format, v, io, ctx, nodes);
+  } finally {
+    await kube?.close();
+  }
+}
+
+type Values = { kubeconfig?: string | undefined; local?: boolean | undefined };
+
+async function dispatchCommand(
+  cmd: string,
+  rest: string[],
+  format: ReturnType<typeof parseFormat>,
+  v: Values,
+  io: CliIo,
+  ctx: () => CliContext,
+  nodes: () => Promise<NodeTarget[]>,
+): Promise<ExitCode> {
   const maxArgs = (n: number): void => {
     if (rest.length > n) throw new UsageError(`${cmd}: unexpected argument "${rest[n]}"`);
   };
@@ -98,29 +129,29 @@ async function dispatch(argv: string[], io: CliIo): Promise<ExitCode> {
   switch (cmd) {
     case "status":
       maxArgs(0);
-      out = await status(ctx().nodes);
+      out = await status(await nodes());
       break;
     case "workloads":
       maxArgs(0);
-      out = await workloads(ctx().nodes);
+      out = await workloads(await nodes());
       break;
     case "listeners": {
       maxArgs(1);
       const pod = rest[0];
       if (pod !== undefined && !/^[a-z0-9-.]+\/[A-Za-z0-9-.]+$/.test(pod)) throw new UsageError(`listeners: "${pod}" is not <namespace>/<pod>`);
-      out = await listeners(ctx().nodes, pod);
+      out = await listeners(await nodes(), pod);
       break;
     }
     case "ztunnel-config":
     case "zc": {
       const [type, ...args] = rest;
-      out = await ztunnelConfig(ctx().nodes, parseConfigType(type), args);
+      out = await ztunnelConfig(await nodes(), parseConfigType(type), args);
       break;
     }
     case "certificates":
     case "certs":
       maxArgs(0);
-      out = await certificates(ctx().nodes);
+      out = await certificates(await nodes());
       break;
     case "enroll":
     case "unenroll": {

@@ -9,6 +9,8 @@ import { NetnsHandle } from "../../src/native/index.js";
 import { NativeSocketFactory } from "../../src/sockets/index.js";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { describePrivileged } from "../harness/privileged.js";
+import { FakeKubeServer, writeKubeconfig } from "../harness/fake-kube/index.js";
+import type { Duplex } from "node:stream";
 
 // ambientctl (compiled, as a user runs it) against a running local mesh: the demo kept with
 // --keep (2 nodes, an agent and a ztunnel each, 4 enrolled pods), then torn down with --down.
@@ -172,6 +174,51 @@ describePrivileged("ambientctl against a running local mesh", () => {
     const unknown = await zc("clusters");
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/unknown type "clusters" \(one of workloads, services, policies, certificates, connections, all, log\)/);
+  });
+
+  it("--kubeconfig: each node's ztunnel and agent pod found through the API server, reached by port-forward (WebSocket)", async () => {
+    // The "kubelet" of the fake API server dials the pod's port inside the node's netns.
+    const netnsOf = (pod: string): string => `/var/run/netns/ad-${id}-n${pod.endsWith("node1") ? 1 : 0}`;
+    const handles: NetnsHandle[] = [];
+    const dial = async (_ns: string, pod: string, port: number): Promise<Duplex> => {
+      const h = NetnsHandle.open(netnsOf(pod));
+      handles.push(h);
+      const sock = new NativeSocketFactory({ netns: h, mark: undefined, reusePort: false, spoofSource: false }).connectTcp({ host: "127.0.0.1", port });
+      await new Promise<void>((resolve, reject) => {
+        sock.once("connect", () => resolve());
+        sock.once("error", reject);
+      });
+      return sock;
+    };
+    const kube = await FakeKubeServer.start({ portForward: dial });
+    try {
+      for (const n of ["node0", "node1"]) {
+        kube.store.create("pods", { metadata: { name: `ztunnel-${n}`, namespace: "istio-system", labels: { app: "ztunnel" } }, spec: { nodeName: n, containers: [{ name: "ztunnel", image: "x" }] }, status: { phase: "Running" } });
+        kube.store.create("pods", {
+          metadata: { name: `istio-cni-node-${n}`, namespace: "istio-system", labels: { "k8s-app": "istio-cni-node" } },
+          spec: { nodeName: n, hostNetwork: true, containers: [{ name: "cni-agent", image: "x", ports: [{ name: "http-monitoring", containerPort: 15990 }] }] },
+          status: { phase: "Running" },
+        });
+      }
+      const kc = await writeKubeconfig({ url: kube.url, token: kube.token }, join(root, "kubeconfig"));
+      const viaKube = await ctl(["--kubeconfig", kc, "ztunnel-config", "workloads", "-o", "json"]);
+      expect(viaKube.code, viaKube.err).toBe(0);
+      expect(JSON.parse(viaKube.out)).toEqual(JSON.parse((await ctl(["--context", ctx, "workloads", "-o", "json"])).out));
+      const st = await ctl(["--kubeconfig", kc, "--node", "node1", "status", "-o", "json"]);
+      expect(st.code, st.err).toBe(0);
+      expect(JSON.parse(st.out)).toEqual([expect.objectContaining({ node: "node1", agentHealthy: true, ztunnelReady: true, zdsConnected: true, pods: { up: 2, pending: 0 } })]);
+      // The requests were pods/portforward on the named pods (RBAC: create on pods/portforward).
+      const pf = kube.requests.filter((r) => r.subresource === "portforward");
+      expect(pf.length).toBeGreaterThan(0);
+      expect(new Set(pf.map((r) => `${r.verb} ${r.namespace}/${r.name}:${r.query.ports}`))).toContain("create istio-system/ztunnel-node1:15000");
+      expect(pf.filter((r) => r.name === "istio-cni-node-node1").map((r) => r.query.ports)).toContain("15990");
+      const none = await ctl(["--kubeconfig", kc, "--node", "node7", "workloads"]);
+      expect(none.code).toBe(1);
+      expect(none.err).toMatch(/no running ztunnel pod \(label app=ztunnel\) on node node7/);
+    } finally {
+      await kube.stop();
+      for (const h of handles) h.close();
+    }
   });
 
   it("listeners of a pod no ztunnel serves fail with exit 1 and a hint", async () => {

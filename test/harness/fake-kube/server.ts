@@ -8,6 +8,7 @@ import { parseRoute, type ResourceRoute, type Route } from "./router.js";
 import { WatchSession, type WireEvent } from "./watch.js";
 import { RequestLog, type RequestPredicate, type RequestRecord, type RbacVerb } from "./requests.js";
 import { discoveryBody } from "./discovery.js";
+import { servePortForward, type PortForwardDial } from "./portforward.js";
 import { createFromBody, deleteCollection, deleteFromRequest, listBody, patchFromBody, updateFromBody, watchFilter } from "./rest.js";
 
 // A Kubernetes API server in one process, over plain HTTP on 127.0.0.1, for tests that run
@@ -30,6 +31,8 @@ export interface FakeKubeOptions {
   gracefulPodDeletion?: boolean;
   /** Where to listen; default 127.0.0.1 on a kernel-chosen port. */
   listen?: ListenSpec;
+  /** pods/portforward: how the "kubelet" reaches a pod's port (a test dials into the pod's netns). */
+  portForward?: PortForwardDial;
 }
 
 export type ListenSpec = { host: string; port?: number } | { fd: number };
@@ -122,6 +125,11 @@ export class FakeKubeServer {
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) res.writeHead(500).end(String(err));
       });
+    });
+    srv.on("upgrade", (req: IncomingMessage, socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+      void this.#upgrade(req, socket);
     });
     srv.on("connection", (sock: Socket) => {
       this.#sockets.add(sock);
@@ -238,6 +246,8 @@ export class FakeKubeServer {
     for (const w of [...this.#watches]) w.destroy();
     for (const h of this.#held) h.res.destroy();
     this.#held = [];
+    // Upgraded (port-forward) sockets are no longer the HTTP server's to close.
+    for (const s of this.#sockets) s.destroy();
     await Promise.all(
       this.#servers.map(
         (srv) =>
@@ -250,6 +260,23 @@ export class FakeKubeServer {
   }
 
   // ---- request handling ----
+
+  /** WebSocket upgrades: only pods/portforward (RBAC: create on pods/portforward, as since 1.32). */
+  async #upgrade(req: IncomingMessage, socket: Socket): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://fake-kube");
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/portforward$/.exec(url.pathname);
+    this.#log.add({ method: (req.method ?? "GET").toUpperCase(), path: url.pathname, query: Object.fromEntries(url.searchParams), verb: "create", apiGroup: "", resource: "pods", subresource: "portforward", ...(m ? { namespace: m[1]!, name: m[2]! } : {}) });
+    if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    if (!m) {
+      socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    const [ns, name] = [decodeURIComponent(m[1]!), decodeURIComponent(m[2]!)];
+    await servePortForward(req, socket, ns, name, this.store.get("pods", name, ns) !== undefined, this.#opts.portForward);
+  }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://fake-kube");
