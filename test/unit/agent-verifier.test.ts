@@ -59,7 +59,7 @@ describe("periodic verifier", () => {
     const proxies: ProxyProbe = { check: async (p) => ({ problems: p === u2 && !up ? ["tcp/15008 not marked 0x539"] : [] }) };
     const v = new Verifier({ lifecycle, redirector, zds, intervalMs: 0, proxies });
     await v.runOnce();
-    expect(v.unhealthy()).toEqual([{ uid: "u2", pod: "mesh/pod-u2", problems: ["ztunnel listener tcp/15008 not marked 0x539 after re-sending Add"] }]);
+    expect(v.unhealthy()).toEqual([{ uid: "u2", pod: "mesh/pod-u2", problems: ["ztunnel listener tcp/15008 not marked 0x539 after re-creating the pod"] }]);
     zds.down = true; // ztunnel gone: the repair itself fails, the pod stays listed
     await v.runOnce();
     expect(v.unhealthy()).toHaveLength(1);
@@ -67,6 +67,27 @@ describe("periodic verifier", () => {
     zds.down = false;
     up = true;
     await v.runOnce();
+    expect(v.unhealthy()).toEqual([]);
+  });
+
+  it("listeners still missing after an Add (ztunnel thinks the pod runs): the pod is re-created in ztunnel (Del, Add)", async () => {
+    const { log, zds, redirector, lifecycle } = await setup();
+    const u1 = handlePath(lifecycle.get("u1")!.netns);
+    let rebuilt = false;
+    const proxies: ProxyProbe = { check: async (p) => ({ problems: p === u1 && !rebuilt ? ["tcp/15006 missing"] : [] }) };
+    zds.onAdd = (uid) => {
+      // Like ztunnel: an Add of a running pod changes nothing; after a Del it builds the pod again.
+      if (uid === "u1" && !zds.added.has("u1-was-deleted")) return;
+      rebuilt = true;
+    };
+    const del = zds.podDeleted.bind(zds);
+    zds.podDeleted = async (uid) => {
+      zds.added.set(`${uid}-was-deleted`, "");
+      await del(uid);
+    };
+    const v = new Verifier({ lifecycle, redirector, zds, intervalMs: 0, proxies });
+    expect(await v.runOnce()).toEqual([{ uid: "u1", kind: "proxies" }]);
+    expect(log.steps).toEqual(["zds-add u1", "zds-del u1", "zds-add u1"]);
     expect(v.unhealthy()).toEqual([]);
   });
 

@@ -124,8 +124,16 @@ export class Verifier {
         await this.deps.zds.podAdded(uid, infoOf(cur.pod), cur.netns);
         repairs.push({ uid, kind: "proxies" });
         this.deps.onRepair?.("proxies", uid);
-        const again = await this.deps.proxies.check(path, dns);
-        if (again !== undefined && again.problems.length > 0) left.push(...again.problems.map((x) => `ztunnel listener ${x} after re-sending Add`));
+        let again = await this.deps.proxies.check(path, dns);
+        if (again !== undefined && again.problems.length > 0) {
+          // ztunnel still counts the pod as running (an Add of a running pod is a no-op), yet its
+          // listeners are gone: have it rebuild the pod (ack = listeners up again).
+          this.log.warn({ uid, pod, problems: again.problems }, "listeners still missing after Add; re-creating the pod in ztunnel (Del, Add)");
+          await this.deps.zds.podDeleted(uid);
+          await this.deps.zds.podAdded(uid, infoOf(cur.pod), cur.netns);
+          again = await this.deps.proxies.check(path, dns);
+        }
+        if (again !== undefined && again.problems.length > 0) left.push(...again.problems.map((x) => `ztunnel listener ${x} after re-creating the pod`));
       }
     }
     return left;
