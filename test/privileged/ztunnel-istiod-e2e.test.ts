@@ -36,6 +36,8 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
 
   const m = (): Mesh => mesh!;
   const fake = (): FakeIstiod => istiod!;
+  // istiod's uid for a pod; ZDS carries another (the fixture's, as Kubernetes' pod UID would be):
+  // ztunnel matches them by namespace/name.
   const uidOf = (p: PodInfo): string => `Kubernetes//Pod/default/${p.name}`;
   const idOf = (p: PodInfo): string => `spiffe://${TRUST_DOMAIN}/ns/default/sa/sa-${p.name}`;
 
@@ -92,7 +94,6 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     b0 = mesh.topo.pod(1, 0);
     b1 = mesh.topo.pod(1, 1);
     for (const pod of mesh.captured) {
-      mesh.setUid(pod, uidOf(pod));
       istiod.setAddress(uidOf(pod), workloadAddress({ uid: uidOf(pod), name: pod.name, namespace: "default", serviceAccount: `sa-${pod.name}`, ips: [pod.ip], node: `node${pod.node}` }));
       await mesh.app(pod, APP_PORT, (s) => s.end(`${pod.name}\n`));
     }
@@ -136,6 +137,12 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
       () => `no outbound HBONE record\n${m().logs(0, 20)}`,
     );
     await waitFor(() => m().accessLog(1).some((r) => r.direction === "inbound" && r["src.identity"] === idOf(a0)), 3_000, () => "no inbound record with a0's identity");
+    // The source pod's own workload is found though ZDS and istiod name it by different uids.
+    await waitFor(
+      async () => /istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*source_workload="n0p0"/.test((await m().http(0, 15020, "/metrics")).body),
+      3_000,
+      () => "no source metrics labelled with the source workload",
+    );
   });
 
   it("a pushed Service VIP is routed to its endpoint", async () => {
@@ -303,7 +310,6 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
   it("a pod added while istiod's CA is down is not served (fail closed), config_dump says why, and it is served once the CA is back", async () => {
     fake().caDown = true;
     const late = await m().addCapturedPod(0, "late");
-    m().setUid(late, uidOf(late));
     fake().setAddress(uidOf(late), workloadAddress({ uid: uidOf(late), name: late.name, namespace: "default", serviceAccount: `sa-${late.name}`, ips: [late.ip], node: "node0" }));
     fake().push();
     await m().app(late, APP_PORT, (s) => s.end(`${late.name}\n`));
@@ -313,7 +319,7 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
       let state: { state?: string; lastError?: string } | undefined;
       await waitFor(
         async () => {
-          state = ((await m().configDump(0)) as unknown as { workloadState: Record<string, { state?: string; lastError?: string }> }).workloadState[uidOf(late)];
+          state = ((await m().configDump(0)) as unknown as { workloadState: Record<string, { state?: string; lastError?: string }> }).workloadState[m().uid(late)];
           return state !== undefined && state.state !== "Up" && (state.lastError ?? "").includes("UNAVAILABLE");
         },
         15_000,
@@ -343,7 +349,7 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     // Fail closed: nothing listens for b0 on node 1, so a0 cannot reach it.
     expect(await whoAnswers(a0, b0.ip, APP_PORT).catch(() => "")).toBe("");
     const dump = (await m().configDump(1)) as unknown as { workloadState: Record<string, { state: string; lastError?: string }> };
-    expect(dump.workloadState[uidOf(b0)]?.state).not.toBe("Up");
+    expect(dump.workloadState[m().uid(b0)]?.state).not.toBe("Up");
     await restartNode(1);
     expect(await whoAnswers(a0, b0.ip, APP_PORT)).toBe(b0.name);
   }, 60_000);

@@ -39,7 +39,7 @@ export function buildConfigDump(s: ConfigDumpSources): unknown {
     const p = pods.get(z.uid);
     workloadState[z.uid] = {
       state: podState(z),
-      info: p === undefined ? undefined : { name: p.name, namespace: p.namespace, identity: p.identity, workload: s.store.workloadByUid(z.uid) },
+      info: p === undefined ? undefined : { name: p.name, namespace: p.namespace, identity: p.identity, workload: s.store.podWorkload(z.uid, p.namespace, p.name) },
       ...(p !== undefined ? { name: p.name, namespace: p.namespace, identity: p.identity } : {}),
       lastError: z.lastError,
       listeners: p?.listeners ?? [],

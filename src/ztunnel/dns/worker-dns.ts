@@ -64,7 +64,7 @@ export class WorkerDns {
     const handler = new DnsHandler({
       resolver: this.resolver,
       directory: () => this.directory.get(),
-      client: () => store.workloadByUid(pod.uid),
+      client: () => store.podWorkload(pod.uid, pod.namespace, pod.name),
       namespace: pod.namespace,
       forwarder,
       rate: settings.queriesPerSecond > 0 ? new TokenBucket(settings.queriesPerSecond, settings.burst) : undefined,

@@ -15,9 +15,7 @@ export interface PodIdentity {
 }
 
 export function findWorkload(store: WorkloadStore, uid: string, info: WorkloadInfo): Workload | undefined {
-  const byUid = store.workloadByUid(uid);
-  if (byUid !== undefined) return byUid;
-  return store.state.workloads.find((w) => w.namespace === info.namespace && w.name === info.name);
+  return store.podWorkload(uid, info.namespace, info.name);
 }
 
 export function resolvePod(store: WorkloadStore, uid: string, info: WorkloadInfo): PodIdentity {

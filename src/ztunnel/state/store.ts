@@ -28,6 +28,8 @@ export type ChangeListener = (version: number) => void;
 interface Indexes {
   readonly byIp: Map<string, Workload>;
   readonly byUid: Map<string, Workload>;
+  /** "namespace/name" → workload (istiod keys pods by `<cluster>//Pod/<ns>/<name>`, ZDS by the pod UID). */
+  readonly byName: Map<string, Workload>;
   readonly byVip: Map<string, Service>;
   /** serviceKey → workloads that back it. */
   readonly members: Map<string, Workload[]>;
@@ -105,6 +107,14 @@ export class WorkloadStore implements StateSink {
     return this.idx.byUid.get(uid);
   }
 
+  /**
+   * A pod's own workload: by its ZDS uid, else by namespace/name (the uid istiod gives a pod,
+   * `<cluster>//Pod/<ns>/<name>`, is not the Kubernetes UID ZDS carries).
+   */
+  podWorkload(uid: string, namespace: string, name: string): Workload | undefined {
+    return this.idx.byUid.get(uid) ?? this.idx.byName.get(`${namespace}/${name}`);
+  }
+
   workloadByIp(ip: string, network = ""): Workload | undefined {
     const c = canonicalIp(ip);
     return c === undefined ? undefined : this.idx.byIp.get(`${network}/${c}`);
@@ -170,11 +180,13 @@ function targetPort(service: Service, w: Workload, key: string, port: number): n
 function buildIndexes(data: StateData): Indexes {
   const byIp = new Map<string, Workload>();
   const byUid = new Map<string, Workload>();
+  const byName = new Map<string, Workload>();
   const byVip = new Map<string, Service>();
   const members = new Map<string, Workload[]>();
   const failClosedIps = new Map<string, string>();
   for (const w of data.workloads) {
     byUid.set(w.uid, w);
+    if (w.name !== "") byName.set(`${w.namespace}/${w.name}`, w);
     if (w.failClosed !== undefined) for (const ip of w.workloadIps) failClosedIps.set(ip, w.failClosed);
     for (const ip of w.workloadIps) byIp.set(`${w.network}/${ip}`, w);
     for (const key of Object.keys(w.services)) {
@@ -184,5 +196,5 @@ function buildIndexes(data: StateData): Indexes {
     }
   }
   for (const s of data.services) for (const v of s.vips) byVip.set(`${v.network}/${v.address}`, s);
-  return { byIp, byUid, byVip, members, failClosedIps };
+  return { byIp, byUid, byName, byVip, members, failClosedIps };
 }

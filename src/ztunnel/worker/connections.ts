@@ -59,7 +59,7 @@ export function inCluster(ctx: ConnectionContext, w: Workload | undefined): Metr
 
 /** The pod's own workload in the current state (labels for metrics). */
 export function selfWorkload(ctx: ConnectionContext): Workload | undefined {
-  return ctx.store.workloadByUid(ctx.spec.uid);
+  return ctx.store.podWorkload(ctx.spec.uid, ctx.spec.namespace, ctx.spec.name);
 }
 
 export function describeService(s: Service | undefined): ServiceDescription | undefined {

@@ -169,7 +169,7 @@ export class PodProxy {
    * Returns how many were closed.
    */
   recheck(): number {
-    const self = this.deps.store.workloadByUid(this.spec.uid);
+    const self = this.deps.store.podWorkload(this.spec.uid, this.spec.namespace, this.spec.name);
     const inbound = [...this.open].filter((c) => c.authz !== undefined);
     const denied = this.deps.authorizer.recheck(inbound, (c) => ({ sourceIdentity: c.sourceIdentity, ...(c.authz ?? { sourceIp: "", destinationIp: "", destinationPort: 0 }), ...(self !== undefined ? { destination: self } : {}) }));
     for (const { connection: c, decision: d } of denied) {
