@@ -67,6 +67,9 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
     ZTUNNEL_WORKER_THREADS: String(WORKERS),
     NODE_NAME: "node0",
     LOG_LEVEL: "warn",
+    // The bare netns have lo down, so there is no 127.0.0.1 for the DNS proxy's listeners (a
+    // real pod always has lo up); this row measures the three proxy listeners per worker.
+    DNS_PROXY: "false",
   };
   const netns = NetnsHandle.open(node.netnsPath);
   teardown.add("scale node netns handle", async () => netns.close());
