@@ -289,7 +289,12 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     // Workload traffic: to its waypoint, authority = the pod address; the waypoint's forward is accepted.
     expect(await whoAnswers(a0, b1.ip, APP_PORT)).toBe(b1.name);
     expect(waypoint.records.at(-1)).toEqual({ authority: `${b1.ip}:${APP_PORT}`, peer: idOf(a0) });
-    // (b1 answered through the waypoint: its ztunnel accepted the waypoint's HBONE stream.)
+    // b1 answered through the waypoint: its ztunnel accepted the waypoint's HBONE stream, as the waypoint.
+    await waitFor(
+      () => m().accessLog(1).some((r) => r.direction === "inbound" && r["src.identity"] === wpId && r["dst.workload"] === b1.name && r.error === undefined),
+      10_000,
+      () => `b1's ztunnel logged no inbound from the waypoint\n${m().logs(1, 10)}`,
+    );
     // Straight to b1's ztunnel with another identity: refused (it would bypass the waypoint).
     const intruder = await hboneConnect(m().factory(wpPod.netnsPath), { host: b1.ip, port: 15008 }, `${b1.ip}:${APP_PORT}`, workloadCerts(fake().pki, `spiffe://${TRUST_DOMAIN}/ns/default/sa/intruder`));
     expect(intruder.status).toBe(401);
