@@ -148,26 +148,39 @@ export class DemoRun {
   }
 
   async startNode(n: number): Promise<void> {
+    await this.startAgent(n);
+    await this.startZtunnel(n);
+  }
+
+  /** The node's agent, started (or started again after a crash: the tests and the soak restart it) and healthy. */
+  async startAgent(n: number): Promise<NodeProcess> {
     const dir = join(this.runDir, nodeName(n));
     const zdsSock = join(dir, "zds", "ztunnel.sock");
     const ns = this.nodeNs(n);
     this.check();
-    this.processes.push(
-      spawnInNetns(ns, "agent", n, AGENT_MAIN, {
-        LOCAL_INVENTORY_PATH: this.inventoryPath(n),
-        CNI_AGENT_RUN_DIR: join(dir, "cni"),
-        ZTUNNEL_UDS_ADDRESS: zdsSock,
-        CNI_INSTALL: "false",
-        MOUNTED_CNI_NET_DIR: join(dir, "net.d"),
-        MOUNTED_CNI_BIN_DIR: join(dir, "bin"),
-        AMBIENT_IPV6: "false",
-        AGENT_HTTP_ADDRESS: `127.0.0.1:${AGENT_PORT}`,
-        VERIFY_INTERVAL: "5s",
-        NODE_NAME: nodeName(n),
-        LOG_LEVEL: "info",
-      }, join(dir, "agent.log")),
-    );
+    const agent = spawnInNetns(ns, "agent", n, AGENT_MAIN, {
+      LOCAL_INVENTORY_PATH: this.inventoryPath(n),
+      CNI_AGENT_RUN_DIR: join(dir, "cni"),
+      ZTUNNEL_UDS_ADDRESS: zdsSock,
+      CNI_INSTALL: "false",
+      MOUNTED_CNI_NET_DIR: join(dir, "net.d"),
+      MOUNTED_CNI_BIN_DIR: join(dir, "bin"),
+      AMBIENT_IPV6: "false",
+      AGENT_HTTP_ADDRESS: `127.0.0.1:${AGENT_PORT}`,
+      VERIFY_INTERVAL: "5s",
+      NODE_NAME: nodeName(n),
+      LOG_LEVEL: "info",
+    }, join(dir, "agent.log"));
+    this.processes.push(agent);
     await this.waitFor(`agent on ${nodeName(n)} healthy`, n, "agent", async () => (await httpCall({ url: `http://127.0.0.1:${AGENT_PORT}`, netns: ns }, "/healthz", "GET", 1_000)).status === 200);
+    return agent;
+  }
+
+  /** The node's ztunnel, started and ready. */
+  async startZtunnel(n: number): Promise<void> {
+    const dir = join(this.runDir, nodeName(n));
+    const zdsSock = join(dir, "zds", "ztunnel.sock");
+    const ns = this.nodeNs(n);
     this.check();
     this.processes.push(
       spawnInNetns(ns, "ztunnel", n, ZTUNNEL_MAIN, {
@@ -258,7 +271,8 @@ export class DemoRun {
     let last = "";
     for (;;) {
       this.check();
-      const p = this.processes.find((x) => x.node === n && x.what === proc);
+      // The newest one: a restarted process follows the one that died.
+      const p = this.processes.findLast((x) => x.node === n && x.what === proc);
       if (p?.child !== undefined && (p.child.exitCode !== null || p.child.signalCode !== null)) {
         throw new DemoError(`${proc} on ${nodeName(n)} exited; its log ${p.log} ends with:\n${tail(p.log)}`);
       }
