@@ -88,7 +88,9 @@ export class Verifier {
       } catch (err) {
         this.log.error({ uid, err: errorMessage(err) }, "verification or repair failed; will try again next pass");
         const prev = this.broken.get(uid);
-        this.broken.set(uid, { uid, pod: `${p.pod.namespace}/${p.pod.name}`, problems: [...(prev?.problems ?? []), `repair failed: ${errorMessage(err)}`].slice(-4) });
+        // Keep what was found; only the latest repair error is shown with it.
+        const found = (prev?.problems ?? []).filter((x) => !x.startsWith("repair failed: "));
+        this.broken.set(uid, { uid, pod: `${p.pod.namespace}/${p.pod.name}`, problems: [...found, `repair failed: ${errorMessage(err)}`] });
       }
     }
     for (const uid of this.broken.keys()) if (!seen.has(uid)) this.broken.delete(uid);
