@@ -68,6 +68,8 @@ describe("istiod mode against a fake istiod", () => {
     expect(first.map((r) => r.typeUrl)).toEqual([ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL]);
     expect(first[0]?.nodeId).toBe("ztunnel~10.0.0.9~ztunnel-abc.istio-system~istio-system.svc.cluster.local");
     expect(first.every((r) => r.subscribe.length === 0)).toBe(true);
+    expect(first[0]?.nodeMeta).toMatchObject({ FOO: "bar", CLUSTER_ID: "Kubernetes", NODE_NAME: "node0" });
+    expect(first[0]?.headers).toMatchObject({ authorization: "Bearer tok-node0", clusterid: "Kubernetes", x_test: "yes" });
     await waitFor(() => istiod.requests.filter((r) => r.nonce !== "").length >= 2, 5_000, () => "no ACKs");
     expect(istiod.nacks()).toEqual([]);
     expect(store.workloadByIp("10.1.0.2")?.uid).toBe("Kubernetes//Pod/default/a");

@@ -24,6 +24,10 @@ export interface RecordedRequest {
   readonly initialVersions: Record<string, string>;
   readonly subscribe: string[];
   readonly nodeId: string | undefined;
+  /** String fields of the node metadata Struct (first request of a stream). */
+  readonly nodeMeta: Record<string, string>;
+  /** The stream's call metadata (headers), first value of each. */
+  readonly headers: Record<string, string>;
 }
 
 export interface CaRequestRecord {
@@ -209,6 +213,8 @@ export class FakeIstiod {
         initialVersions: (m.initial_resource_versions as Record<string, string> | undefined) ?? {},
         subscribe: (m.resource_names_subscribe as string[] | undefined) ?? [],
         nodeId: (m.node as { id?: string } | undefined)?.id,
+        nodeMeta: structStrings((m.node as { metadata?: unknown } | undefined)?.metadata),
+        headers: Object.fromEntries(Object.entries(call.metadata.getMap()).map(([k, v]) => [k, String(v)])),
       };
       this.requests.push(rec);
       if (rec.nonce === "" && !session.known.has(typeUrl)) {
