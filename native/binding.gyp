@@ -12,7 +12,9 @@
         "src/netns.c",
         "src/sockets.c",
         "src/seqpacket.c",
-        "src/poll.c"
+        "src/poll.c",
+        "src/splice.c",
+        "src/splice_dir.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]

@@ -32,6 +32,7 @@ static void async_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
     st->home_netns_fd = -1;
   }
   poll_teardown(st);
+  splice_teardown(st);
   state_release_if_idle(st);
 }
 
@@ -44,7 +45,8 @@ static void noop_finalize(napi_env env, void *data, void *hint) {
 static napi_status register_all(napi_env env, napi_value exports) {
   napi_status s;
   if ((s = register_netns(env, exports)) != napi_ok || (s = register_sockets(env, exports)) != napi_ok ||
-      (s = register_seqpacket(env, exports)) != napi_ok || (s = register_poll(env, exports)) != napi_ok)
+      (s = register_seqpacket(env, exports)) != napi_ok || (s = register_poll(env, exports)) != napi_ok ||
+      (s = register_splice(env, exports)) != napi_ok)
     return s;
   return export_fn(env, exports, "init", js_init);
 }

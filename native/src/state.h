@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 struct poller;
+struct splicer;
 
 /* Freed when the last uv handle of the environment has closed, not by an instance-data
  * finalizer, because uv close callbacks may run after Node-API tore the env down. */
@@ -13,6 +14,7 @@ typedef struct addon_state {
   napi_ref make_error;            /* JS function(context, errno, syscall, strerror) -> Error */
   int home_netns_fd;              /* this thread's own netns, opened on first switch */
   struct poller *pollers;         /* live (not yet closing) pollers */
+  struct splicer *splicers;       /* live (not yet closing) splice relays */
   int pending_handles;            /* uv handles not yet through their close callback */
   int tearing_down;
   napi_async_cleanup_hook_handle cleanup_handle;

@@ -21,6 +21,15 @@ export interface RawDatagram {
 /** Opaque uv_poll handle owned by the addon. */
 export type Poller = { readonly __poller: unique symbol };
 
+/** Opaque splice relay owned by the addon (native/src/splice.c). */
+export type Splicer = { readonly __splicer: unique symbol };
+
+/** Events of a splice relay's callback (first argument). */
+export const SPLICE_A_TO_B_ENDED = 1;
+export const SPLICE_B_TO_A_ENDED = 2;
+export const SPLICE_COMPLETE = 3;
+export const SPLICE_ERROR = 4;
+
 /** The functions of native/build/Release/ambient_native.node (see native/src/*.c). */
 export interface NativeBinding {
   init(makeError: typeof makeNativeError): void;
@@ -47,6 +56,15 @@ export interface NativeBinding {
   pollUpdate(poller: Poller, events: number): void;
   pollRef(poller: Poller, ref: boolean): void;
   pollClose(poller: Poller): void;
+  spliceStart(
+    fdA: number,
+    fdB: number,
+    prefixAtoB: Uint8Array,
+    prefixBtoA: Uint8Array,
+    cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
+  ): Splicer;
+  spliceStats(splicer: Splicer): { aToB: number; bToA: number };
+  spliceClose(splicer: Splicer, reset: boolean): void;
 }
 
 export const POLL_READABLE = 1;

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { native, type Poller } from "../../src/native/binding.js";
+import { native, type Poller, type Splicer } from "../../src/native/binding.js";
 
 // Every function the addon exports, with its arguments in order: a kind, and a valid value to
 // put in that position while a later argument is being tested. Each argument is read and
 // checked before any syscall, so these calls have no effect. A new export without an entry
 // here fails the first test.
-type Kind = "int" | "bool" | "string" | "bytes" | "function" | "object" | "poller";
+type Kind = "int" | "bool" | "string" | "bytes" | "function" | "object" | "poller" | "splicer";
 type Arg = { name: string; kind: Kind };
 
 const SIGNATURES: Record<string, Arg[]> = {
@@ -63,6 +63,18 @@ const SIGNATURES: Record<string, Arg[]> = {
     { name: "ref", kind: "bool" },
   ],
   pollClose: [{ name: "poller", kind: "poller" }],
+  spliceStart: [
+    { name: "fdA", kind: "int" },
+    { name: "fdB", kind: "int" },
+    { name: "prefixAtoB", kind: "bytes" },
+    { name: "prefixBtoA", kind: "bytes" },
+    { name: "callback", kind: "function" },
+  ],
+  spliceStats: [{ name: "splicer", kind: "splicer" }],
+  spliceClose: [
+    { name: "splicer", kind: "splicer" },
+    { name: "reset", kind: "bool" },
+  ],
 };
 
 // Values of the wrong JS type for each kind (each must be refused).
@@ -74,6 +86,7 @@ const WRONG: Record<Kind, unknown[]> = {
   function: [{}, "f", null],
   object: [1, "spec", null],
   poller: [{}, 1, null, "poller"],
+  splicer: [{}, 1, null, "splicer"],
 };
 
 const exported = Object.keys(native as unknown as Record<string, unknown>);
@@ -82,6 +95,8 @@ const call = (fn: string, args: unknown[]): unknown =>
 
 let poller: Poller;
 let pollerFd = -1;
+let splicer: Splicer;
+let splicerOpen = false;
 
 // A valid value for a position, used while a later argument is under test.
 function valid(kind: Kind): unknown {
@@ -100,6 +115,8 @@ function valid(kind: Kind): unknown {
       return {};
     case "poller":
       return poller;
+    case "splicer":
+      return splicer;
   }
 }
 
@@ -122,10 +139,17 @@ beforeAll(() => {
   // A real poller to stand in for the poller argument (a UDP socket in this netns, no privilege).
   pollerFd = native.createSocket(-1, { family: 4, type: "udp" });
   poller = native.pollStart(pollerFd, () => {});
+  // A real splicer for the splicer argument: a relay between two unconnected TCP sockets,
+  // which never becomes readable; closing it closes both.
+  const tcpA = native.createSocket(-1, { family: 4, type: "tcp" });
+  const tcpB = native.createSocket(-1, { family: 4, type: "tcp" });
+  splicer = native.spliceStart(tcpA, tcpB, new Uint8Array(0), new Uint8Array(0), () => {});
+  splicerOpen = true;
 });
 
 afterAll(() => {
   if (pollerFd >= 0) native.pollClose(poller); // closes pollerFd too
+  if (splicerOpen) native.spliceClose(splicer, false); // closes both fds
 });
 
 describe("native addon argument checks", () => {
