@@ -114,6 +114,14 @@ describe("istiod mode against a fake istiod", () => {
     expect(store.workloadByIp("10.1.0.2")?.name).toBe("a");
   });
 
+  it("an undecodable response message: the stream is dropped and re-made, the state kept", async () => {
+    const streamsBefore = new Set(istiod.requests.map((r) => r.stream)).size;
+    istiod.sendRaw(Buffer.from([0x12, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+    await waitFor(() => new Set(istiod.requests.map((r) => r.stream)).size > streamsBefore, 10_000, () => "no new stream after a garbage message");
+    expect(store.workloadByIp("10.1.0.2")?.name).toBe("a");
+    await waitFor(() => mesh!.notReady().length === 0, 5_000, () => mesh!.notReady().join("; "));
+  });
+
   it("the CA signs a pod identity on this node: leaf for our id, intermediate sent, chain to the root", async () => {
     const issuer = mesh!.issuer(undefined);
     const cert = await issuer.issue(makeIdentity("cluster.local", "default", "sa-a"));

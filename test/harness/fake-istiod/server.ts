@@ -140,6 +140,11 @@ export class FakeIstiod {
     for (const s of this.sessions) for (const t of TYPES) if (s.known.has(t)) this.sendDiff(s, t, false);
   }
 
+  /** Writes raw bytes as a response message on every open stream (malformed on purpose). */
+  sendRaw(bytes: Buffer): void {
+    for (const s of this.sessions) s.call.write(bytes);
+  }
+
   /** NACKs (requests with error_detail) seen so far. */
   nacks(): RecordedRequest[] {
     return this.requests.filter((r) => r.errorDetail !== undefined);
