@@ -5,6 +5,7 @@ import { buildConfigDump, type ConfigDumpSources } from "../../src/ztunnel/admin
 import { CaError, generateRoot, LocalCa, type WorkloadCert } from "../../src/ztunnel/tls/ca.js";
 import { children, contextTag, DerError, issuerFields, oid, readElement, TAG, time, tlv, unsignedInteger, whole } from "../../src/ztunnel/tls/der.js";
 import { LeafSigner, toPem } from "../../src/ztunnel/tls/leaf.js";
+import { formatIdentity } from "../../src/ztunnel/tls/identity.js";
 import { x509 } from "../../src/ztunnel/tls/x509.js";
 import { id } from "../fixtures/ztunnel-pki.js";
 
@@ -147,7 +148,7 @@ describe("config_dump certificates", () => {
     const sources = {
       config: { inpodUds: "", packetMark: 1337, workerThreads: 2, clusterId: "Kubernetes", trustDomain: "cluster.local" },
       store: { version: 1, state: { workloads: [], services: [], policies: [] }, workloadByUid: () => undefined },
-      certs: { list: () => certs },
+      certs: { list: () => certs, states: () => certs.map((cert) => ({ identity: formatIdentity(cert.identity), state: "Available" as const, cert })) },
       zdsConnected: true,
       zdsWorkloads: [],
       pods: [],
