@@ -39,3 +39,39 @@ describe("logging is injected and quiet in unit tests", () => {
     expect(lines()[1]).toMatchObject({ level: 40 });
   });
 });
+
+describe("plugin event socket connection cap (issue 16 item 3, agent side)", () => {
+  it("connections beyond the cap are closed at accept, warned once, and the socket serves again when load drops", async () => {
+    const { connect } = await import("node:net");
+    const { log, lines } = captureLogs("info");
+    const capDir = mkdtempSync(join(tmpdir(), "agent-cap-"));
+    const server = await startPluginEventServer({
+      runDir: capDir,
+      handler: { onAdd: () => Promise.resolve({ outcome: "enrolled" }), onDel: () => Promise.resolve() },
+      log,
+      maxConnections: 2,
+    });
+    const idle = await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<import("node:net").Socket>((resolve, reject) => {
+            const s = connect(server.socketPath, () => resolve(s));
+            s.on("error", reject);
+          }),
+      ),
+    );
+    try {
+      // The third is accepted by the kernel and closed by the server without an answer.
+      const third = connect(server.socketPath);
+      third.on("error", () => undefined);
+      await new Promise<void>((resolve) => third.on("close", () => resolve()));
+      expect(lines().filter((l) => l.msg === "plugin event socket at its connection cap; closing new connections")).toHaveLength(1);
+      for (const s of idle) s.destroy();
+      await expect.poll(async () => (await unixRequest(server.socketPath, "GET", "/healthz", undefined, 2000).catch(() => ({ status: 0 }))).status).toBe(200);
+    } finally {
+      for (const s of idle) s.destroy();
+      await server.close();
+      rmSync(capDir, { recursive: true, force: true });
+    }
+  });
+});
