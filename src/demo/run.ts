@@ -222,6 +222,11 @@ export class DemoRun {
   /** A container runtime starting the pod: the app, then our CNI plugin's ADD (after bridge/host-local). */
   private async startHarnessPod(p: RunPod): Promise<string> {
     await this.apps.serve(p.netnsPath, podKey(p));
+    return await this.cni(p, "ADD");
+  }
+
+  /** Our CNI plugin run for a harness pod as a runtime would (the soak bench churns pods with ADD/DEL). */
+  async cni(p: RunPod, command: "ADD" | "DEL"): Promise<string> {
     const node = this.topology.node(p.node);
     const conf = {
       cniVersion: "1.0.0",
@@ -240,7 +245,7 @@ export class DemoRun {
     const [cmd, args] = existsSync(exe) ? [exe, []] : [process.execPath, [join(CNI_DIR, "main.js")]];
     const env = {
       ...process.env,
-      CNI_COMMAND: "ADD",
+      CNI_COMMAND: command,
       CNI_CONTAINERID: createContainerId(p),
       CNI_NETNS: p.netnsPath,
       CNI_IFNAME: "eth0",
@@ -249,7 +254,7 @@ export class DemoRun {
     };
     return await new Promise<string>((resolve, reject) => {
       const child = execFile(cmd, args, { env, timeout: 15_000 }, (err, stdout, stderr) => {
-        if (err !== null) reject(new DemoError(`CNI ADD of ${podKey(p)} failed: ${stdout.trim() || stderr.trim() || err.message}`));
+        if (err !== null) reject(new DemoError(`CNI ${command} of ${podKey(p)} failed: ${stdout.trim() || stderr.trim() || err.message}`));
         else resolve(stdout);
       });
       child.stdin?.end(JSON.stringify(conf));
