@@ -182,4 +182,23 @@ pods:
     // The pods are still served end to end: an outbound connection from a lands on ztunnel's 15001.
     expect([...zt!.manager.running.keys()].sort()).toEqual([UID_A, UID_B].sort());
   });
+
+  it("a pod whose netns was recreated while the agent was down (same path, new namespace) is enrolled in the new one at start", async () => {
+    agent!.kill("SIGTERM");
+    await killAndWait(agent!);
+    const calls = zt!.manager.calls.length;
+    // The sandbox's netns file now names a fresh namespace: no rules, no listeners.
+    execFileSync("ip", ["netns", "del", a.ns]);
+    execFileSync("ip", ["netns", "add", a.ns]);
+    expect(await rulesIn(a)).toBe(false);
+    expect(await markedListeners(a)).toEqual([]);
+    agent = startAgent();
+    await until(async () => (await http("/readyz")).status === 200, `restarted agent ready (stderr: ${stderr.slice(-2000)})`, 30_000);
+    await until(async () => (await markedListeners(a)).length === 4, `ztunnel's listeners in the new netns (ztunnel was told: ${zt!.manager.calls.slice(calls).join(", ")})`, 15_000);
+    expect(await markedListeners(a)).toEqual([15001, 15006, 15008, 15053]);
+    expect(await rulesIn(a)).toBe(true);
+    // ztunnel was told: the old proxy stopped, a new one started in the new namespace.
+    expect(zt!.manager.calls.slice(calls)).toEqual([`stop ${UID_A}`, `start ${UID_A}`]);
+    expect(await rulesIn(b)).toBe(true);
+  });
 });
