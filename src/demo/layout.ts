@@ -7,6 +7,8 @@ export const NODES = 2;
 export const MESH_NAMESPACE = "demo";
 export const LEGACY_NAMESPACE = "legacy";
 export const TRUST_DOMAIN = "cluster.local";
+/** The demo's one Service: only resolved by name (step "DNS"); its VIP is never dialled. */
+export const BACKEND_SERVICE = { name: "backend", hostname: "backend.demo.svc.cluster.local", vip: "10.96.0.10" } as const;
 
 export interface DemoPod {
   name: string;
@@ -63,5 +65,14 @@ export function localConfigYaml(pods: readonly DemoPod[], ips: ReadonlyMap<strin
       `    node: ${nodeName(p.node)}`,
     );
   }
+  // A Service, so a mesh name resolves inside the pods (ztunnel's DNS proxy answers its VIP).
+  lines.push(
+    "services:",
+    `  - name: ${BACKEND_SERVICE.name}`,
+    `    namespace: ${MESH_NAMESPACE}`,
+    `    hostname: ${BACKEND_SERVICE.hostname}`,
+    `    vips: ["${BACKEND_SERVICE.vip}"]`,
+    `    ports: { "8080": 8080 }`,
+  );
   return `${lines.join("\n")}\n`;
 }

@@ -10,6 +10,7 @@ import { logRecords, startTimeOf } from "./processes.js";
 import { connectionsTable, hboneTable, listenersTable, metricsTable, transfersTable } from "./report.js";
 import { COUNT_PATH, podmanMissing } from "./podman.js";
 import { denyPolicyFor, showDenial } from "./policy.js";
+import { showDns } from "./dns.js";
 import { AGENT_MAIN, AGENT_PORT, DemoRun, ZTUNNEL_MAIN, type PodsMode } from "./run.js";
 import { DEMO_PREFIX, keptIsRunning, readKept, STATE_FILE, tearDownKept, writeKept } from "./state.js";
 
@@ -182,6 +183,9 @@ async function runDemo(keep: boolean, mode: PodsMode, why: string): Promise<numb
     const policy = denyPolicyFor(target, client);
     step(`Authorization: a Deny policy on ${podKey(target)} for the identity ${policy.principal}; ${podKey(client)} tries again`);
     out(indent(await showDenial(run, client, target, policy)));
+    run.check();
+    step("DNS: a mesh name resolved inside a pod by ztunnel's DNS proxy");
+    out(indent(await showDns(run, client)));
     run.check();
     // Workers flush telemetry every second and on close.
     await new Promise((r) => setTimeout(r, 1_500));

@@ -156,7 +156,9 @@ describePrivileged("ambientctl against a running local mesh", () => {
     const w = await zc("workloads", "-o", "json");
     expect(w.code, w.err).toBe(0);
     expect(JSON.parse(w.out)).toEqual(JSON.parse((await ctl(["--context", ctx, "workloads", "-o", "json"])).out));
-    expect(JSON.parse((await zc("services", "-o", "json")).out)).toEqual([]);
+    expect(JSON.parse((await zc("services", "-o", "json")).out)).toEqual(
+      ["node0", "node1"].map((node) => ({ node, namespace: "demo", name: "backend", hostname: "backend.demo.svc.cluster.local", vips: ["10.96.0.10"], ports: ["8080→8080"], waypoint: "None" })),
+    );
     const pol = JSON.parse((await zc("policies", "-o", "json")).out) as Array<Record<string, unknown>>;
     expect(pol).toEqual(["node0", "node1"].map((node) => ({ node, namespace: "demo", name: "deny-frontend", scope: "WorkloadSelector", action: "Deny", rules: 1, dryRun: false })));
     expect((await zc("policies")).out).toMatch(/node1\s+demo\s+deny-frontend\s+Deny\s+WorkloadSelector\s+1\s+no/);

@@ -156,6 +156,8 @@ describePrivileged("local demo (npm run demo)", () => {
     expect(policy).toMatch(/node1 inbound: .*denied by policy demo\/deny-frontend/);
     if (mode === "harness") expect(policy).toContain("demo/backend-1 saw no connection");
     expect(out).toMatch(/node0\s+outbound\s+demo\/frontend-0\s+demo\/backend-1\s+HBONE \(mTLS\)\s+CONNECT \S+ answered 401/);
+    // DNS: the mesh Service's name resolved inside frontend-0 by ztunnel's proxy (captured UDP 53).
+    expect(out).toMatch(/answer\s+10\.96\.0\.10\s+\(Service backend\.demo's VIP/);
     // Plaintext both ways with the pod outside the mesh.
     expect(out).toMatch(/legacy\/legacy-0 received 16384 bytes/);
     expect(out).toMatch(/node0\s+inbound\s+legacy\/legacy-1\s+demo\/backend-0\s+plaintext/);
