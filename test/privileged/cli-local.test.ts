@@ -77,6 +77,9 @@ describePrivileged("ambientctl against a running local mesh", () => {
     const table = await ctl(["--context", ctx, "status"]);
     expect(table.out).toMatch(/^NODE\s+AGENT HEALTHY/);
     expect(table.out).toMatch(/node1\s+yes\s+yes\s+yes\s+0\s+yes\s+yes\s+2\s+0/);
+    // Pod start latency (issue 21 item 4): each node's two pods went CNI ADD → ztunnel ack.
+    for (const x of rows) expect(x.podReady).toMatchObject({ count: 2, p50: expect.any(Number), p99: expect.any(Number) });
+    expect(table.out).toMatch(/^node0: pod start \(CNI ADD → ztunnel ack\): p50 \d+ms p99 \d+ms over 2 pods$/m);
   });
 
   it("workloads: the six pods, demo ones HBONE and Up in their node's ztunnel, legacy ones TCP", async () => {
