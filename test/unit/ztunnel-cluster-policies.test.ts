@@ -1,5 +1,6 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import fc from "fast-check";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { AuthzEngine, compilePolicies, type ConnectionInfo } from "../../src/ztunnel/authz/index.js";
@@ -10,6 +11,10 @@ import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { WorkloadStore } from "../../src/ztunnel/state/store.js";
 import type { StateData, Workload } from "../../src/ztunnel/state/types.js";
 import { makeIdentity } from "../../src/ztunnel/tls/identity.js";
+import { ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, encodeAs, xdsTypes } from "../../src/ztunnel/xds/proto.js";
+import { XdsResources } from "../../src/ztunnel/xds/xds-source.js";
+import { policySet, selectedKeys, toKube, toLocal, toXds, type LogicalSet } from "../fixtures/policy-logical-sets.js";
+import { workloadAddress } from "../harness/fake-istiod/index.js";
 
 // Kubernetes mode's policies (issue 15 item 3): Istio's AuthorizationPolicy and
 // PeerAuthentication become the one model as istiod translates them for ztunnel; L7 and CUSTOM
@@ -194,82 +199,7 @@ describe("PeerAuthentication", () => {
 
 const WORKLOAD_LABELS = { web: { app: "web" }, db: { app: "db" }, api: { app: "web" } } as const;
 
-interface Logical {
-  name: string;
-  namespace: "ns-a" | "ns-b" | "istio-system";
-  selector: string | undefined;
-  action: "ALLOW" | "DENY";
-  dryRun: boolean;
-  rules: { from?: Record<string, string[]>[]; to?: Record<string, string[]>[]; when?: { key: string; values: string[] }[] }[];
-}
-
-const principal = fc.constantFrom("cluster.local/ns/ns-a/sa/client", "*", "cluster.local/ns/ns-b/*", "*/sa/db");
-const nsValue = fc.constantFrom("ns-a", "ns-b", "ns-*", "*");
-const cidr = fc.constantFrom("10.0.0.0/8", "10.0.0.1", "192.168.0.0/16", "fd00::/8");
-const port = fc.integer({ min: 1, max: 65535 }).map(String);
-const list = <T>(a: fc.Arbitrary<T>) => fc.array(a, { minLength: 1, maxLength: 3 });
-const source = fc
-  .record({ principals: list(principal), notPrincipals: list(principal), namespaces: list(nsValue), notNamespaces: list(nsValue), ipBlocks: list(cidr), notIpBlocks: list(cidr) }, { requiredKeys: [] })
-  .filter((s) => Object.keys(s).length > 0);
-const operation = fc.record({ ports: list(port), notPorts: list(port) }, { requiredKeys: [] }).filter((o) => Object.keys(o).length > 0);
-const when = fc.record({ key: fc.constantFrom("source.ip", "source.namespace", "source.principal", "destination.port", "destination.ip"), values: list(fc.constantFrom("10.0.0.1", "ns-a", "8080")) });
-const rule = fc.record({ from: fc.array(source, { maxLength: 2 }), to: fc.array(operation, { maxLength: 2 }), when: fc.array(when, { maxLength: 1 }) }, { requiredKeys: [] });
-const logical = fc.record({
-  namespace: fc.constantFrom("ns-a" as const, "ns-b" as const, "istio-system" as const),
-  selector: fc.option(fc.constantFrom("web", "db"), { nil: undefined }),
-  action: fc.constantFrom("ALLOW" as const, "DENY" as const),
-  dryRun: fc.boolean(),
-  rules: fc.array(rule, { maxLength: 3 }),
-});
-const policySet = fc.array(logical, { maxLength: 5 }).map((ps) => ps.map((p, i): Logical => ({ ...p, name: `p${i}` })));
-
-/** `when` values that do not fit the key's type are skipped (they would fail differently). */
-function whenFits(w: { key: string; values: string[] }): boolean {
-  if (w.key === "destination.port") return w.values.every((v) => /^\d+$/.test(v));
-  if (w.key.endsWith(".ip")) return w.values.every((v) => v.includes("."));
-  return true;
-}
-
-function toKube(p: Logical): KubeAuthorizationPolicy {
-  return ap(
-    p.name,
-    p.namespace,
-    {
-      ...(p.selector !== undefined ? { selector: { matchLabels: { app: p.selector } } } : {}),
-      action: p.action,
-      rules: p.rules.map((r) => ({
-        ...(r.from !== undefined && r.from.length > 0 ? { from: r.from.map((source) => ({ source })) } : {}),
-        ...(r.to !== undefined && r.to.length > 0 ? { to: r.to.map((operation) => ({ operation })) } : {}),
-        ...(r.when !== undefined ? { when: r.when.filter(whenFits) } : {}),
-      })),
-    },
-    p.dryRun ? { "istio.io/dry-run": "true" } : undefined,
-  );
-}
-
-const SOURCE_FIELD: Record<string, string> = { principals: "principals", notPrincipals: "notPrincipals", namespaces: "namespaces", notNamespaces: "notNamespaces", ipBlocks: "sourceIps", notIpBlocks: "notSourceIps" };
-const WHEN_FIELD: Record<string, string> = { "source.ip": "sourceIps", "source.namespace": "namespaces", "source.principal": "principals", "destination.port": "destinationPorts", "destination.ip": "destinationIps" };
-
-/** The same policy written by hand in the local file's (Istio LocalConfig) shape. */
-function toLocal(p: Logical): Record<string, unknown> {
-  const rename = (o: Record<string, string[]>, map: Record<string, string>): Record<string, unknown> =>
-    Object.fromEntries(Object.entries(o).map(([k, v]) => [map[k] ?? k, map[k] === undefined || k.toLowerCase().includes("port") ? v.map(Number) : v]));
-  return {
-    name: p.name,
-    namespace: p.namespace,
-    scope: p.selector !== undefined ? "WorkloadSelector" : p.namespace === "istio-system" ? "Global" : "Namespace",
-    action: p.action === "ALLOW" ? "Allow" : "Deny",
-    dryRun: p.dryRun,
-    ...(p.selector !== undefined ? { selector: { matchLabels: { app: p.selector } } } : {}),
-    rules: p.rules.map((r) => [
-      ...(r.from !== undefined && r.from.length > 0 ? [r.from.map((s) => rename(s, SOURCE_FIELD))] : []),
-      ...(r.to !== undefined && r.to.length > 0 ? [r.to.map((o) => rename(o, { ports: "destinationPorts", notPorts: "notDestinationPorts" }))] : []),
-      ...(r.when ?? []).filter(whenFits).map((w) => [{ [WHEN_FIELD[w.key] ?? w.key]: w.key === "destination.port" ? w.values.map(Number) : w.values }]),
-    ]),
-  };
-}
-
-function localFile(ps: Logical[]): string {
+function localFile(ps: LogicalSet[]): string {
   const workloads = PODS.map((p) => ({
     uid: p.metadata?.uid,
     name: p.metadata?.name,
@@ -284,19 +214,68 @@ function localFile(ps: Logical[]): string {
 
 const selectedBy = (ws: readonly Workload[]) => Object.fromEntries(ws.map((w) => [w.name, w.authorizationPolicies]));
 
-describe("one logical policy set, two sources, one compiled result (property)", () => {
-  it("the local file and the Kubernetes translation compile identically and select the same workloads", () => {
+/** The state istiod's xDS makes of the set: Address and Authorization resources through the real client code (wire bytes). */
+function fromXds(ps: LogicalSet[]): StateData {
+  let data: StateData | undefined;
+  const resources = new XdsResources({ replace: (d) => (data = d) }, "property", pino({ level: "silent" }));
+  const respond = (typeUrl: string, items: Array<{ name: string; bytes: Buffer }>): void => {
+    const rejected = resources.apply({ typeUrl, nonce: "1", systemVersionInfo: "", removed: [], resources: items.map((i) => ({ name: i.name, version: "1", typeUrl, value: i.bytes })) });
+    expect(rejected).toEqual([]);
+  };
+  respond(
+    ADDRESS_TYPE_URL,
+    PODS.map((p) => {
+      const name = p.metadata?.name ?? "";
+      const namespace = p.metadata?.namespace ?? "";
+      const labels = WORKLOAD_LABELS[name as keyof typeof WORKLOAD_LABELS];
+      const uid = `uid-${name}`;
+      const address = workloadAddress({ uid, name, namespace, serviceAccount: `sa-${name}`, ips: [p.status?.podIPs?.[0]?.ip ?? ""], node: "n1", authorizationPolicies: selectedKeys(ps, { namespace, labels }) });
+      return { name: uid, bytes: encodeAs(xdsTypes().address, address) };
+    }),
+  );
+  respond(
+    AUTHORIZATION_TYPE_URL,
+    ps.map((p) => ({ name: `${p.namespace}/${p.name}`, bytes: encodeAs(xdsTypes().authorization, toXds(p)) })),
+  );
+  if (data === undefined) throw new Error("the xDS client published no state");
+  return data;
+}
+
+/**
+ * The one textual difference: a policy written by hand keeps an address as written ("10.0.0.1"),
+ * xDS carries bytes and a prefix length, so a host route reads "10.0.0.1/32". Same words, same
+ * masks; only the text for messages and dumps differs, and that is all this erases.
+ */
+function hostRoutesBare<T>(x: T): T {
+  return JSON.parse(JSON.stringify(x, (_k, v: unknown) => (typeof v === "string" ? v.replace(/^([0-9.]+)\/32$|^([0-9a-f:]+)\/128$/, "$1$2") : v))) as T;
+}
+
+describe("one logical policy set, three sources, one compiled result (property)", () => {
+  it("the local file, the Kubernetes translation and istiod's xDS compile identically and select the same workloads", () => {
     fc.assert(
       fc.property(policySet, (ps) => {
         const fromKube = cluster(ps.map(toKube));
         const fromFile = parseLocalConfig(localFile(ps), "generated.yaml");
+        const viaXds = fromXds(ps);
         expect(fromKube.notices).toEqual([]);
+        expect(viaXds.notices.filter((n) => n.object.includes("Authorization"))).toEqual([]);
         const byKey = (d: StateData) => compilePolicies(d.policies).sort((a, b) => a.key.localeCompare(b.key));
         expect(byKey(fromFile)).toEqual(byKey(fromKube));
+        expect(hostRoutesBare(byKey(viaXds))).toEqual(hostRoutesBare(byKey(fromKube)));
         expect(selectedBy(fromFile.workloads)).toEqual(selectedBy(fromKube.workloads));
+        expect(selectedBy(viaXds.workloads)).toEqual(selectedBy(fromKube.workloads));
       }),
       { numRuns: 200 },
     );
+  });
+
+  it("the xDS path is exercised: a selector policy and an IPv6 block arrive as sent", () => {
+    const ps: LogicalSet[] = [{ name: "p0", namespace: "ns-a", selector: "web", action: "DENY", dryRun: false, rules: [{ from: [{ ipBlocks: ["fd00::/8"], namespaces: ["ns-*"] }] }] }];
+    const viaXds = fromXds(ps);
+    expect(selectedBy(viaXds.workloads)).toEqual({ web: ["ns-a/p0"], db: [], api: [] });
+    expect(viaXds.policies).toEqual([
+      { name: "p0", namespace: "ns-a", scope: "WorkloadSelector", action: "Deny", dryRun: false, rules: [[[{ namespaces: [{ kind: "prefix", value: "ns-" }], sourceIps: ["fd00::/8"] }]]] },
+    ]);
   });
 });
 
