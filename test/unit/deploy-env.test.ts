@@ -4,10 +4,12 @@ import { join, posix, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_RUN_DIR } from "../../cni-plugin/config.js";
 import { loadAgentConfig } from "../../src/agent/config.js";
+import { istiodReason } from "../../src/ztunnel/cluster/select.js";
 import { ENV_NAMES, loadConfig, parseDuration } from "../../src/ztunnel/config.js";
+import { DEFAULT_ROOT_CA, DEFAULT_TOKEN_PATH, DEFAULT_XDS_ADDRESS, loadIstiodConfig, nodeId } from "../../src/ztunnel/xds/config.js";
 import { ROOT_CERT_FILE, ROOT_KEY_FILE } from "../../src/ztunnel/tls/ca.js";
 import { AGENT_READS, envReadBy, ZTUNNEL_READS } from "../fixtures/deploy-env-reads.js";
-import { hostPathOf, only, OVERLAYS, render, Rendered, resolveEnv, ROOT, SAMPLE_NODE, type DaemonSetObj } from "../fixtures/deploy-render.js";
+import { hostPathOf, only, OVERLAYS, render, Rendered, resolveEnv, ROOT, SAMPLE_NODE, SAMPLE_POD, SAMPLE_POD_IP, volumeAt, type DaemonSetObj } from "../fixtures/deploy-render.js";
 
 // The rendered overlays against the binaries' own configuration: env names are exactly those
 // the binaries read and load into a valid config, host paths are where the code looks (Istio's
@@ -31,7 +33,7 @@ function helpVariables(main: string): Set<string> {
 describe("reading the code finds the variables (sanity: the extraction itself works)", () => {
   it("finds known names in both binaries and not the other's", () => {
     for (const n of ["NODE_NAME", "POD_NAMESPACE", "CNI_AGENT_RUN_DIR", "PROC_ROOT", "LOG_LEVEL", "KUBERNETES_SERVICE_HOST"]) expect(AGENT_READS).toContain(n);
-    for (const n of ["NODE_NAME", "CA_ROOT_DIR", "INPOD_UDS", "TRUST_DOMAIN", "LOG_LEVEL", "ZTUNNEL_DEBUG_ENDPOINTS"]) expect(ZTUNNEL_READS).toContain(n);
+    for (const n of ["NODE_NAME", "CA_ROOT_DIR", "INPOD_UDS", "TRUST_DOMAIN", "LOG_LEVEL", "ZTUNNEL_DEBUG_ENDPOINTS", "XDS_ADDRESS", "POD_NAME", "POD_NAMESPACE", "INSTANCE_IP"]) expect(ZTUNNEL_READS).toContain(n);
     // The exported list is found by reading the source, too.
     const fromSource = envReadBy("src/ztunnel/main.ts", []);
     for (const n of ENV_NAMES) expect(fromSource).toContain(n);
@@ -75,23 +77,100 @@ describe.each(OVERLAYS)("deploy/overlays/%s: environment", (o) => {
     expect(() => loadAgentConfig(withoutNode)).toThrow(/NODE_NAME is required/);
   });
 
-  it("ztunnel's env loads, names its node, and points CA_ROOT_DIR at the mounted mesh root", () => {
+  // standalone: ztunnel signs with the mesh root every node shares (Secret ambient-mesh-root).
+  if (o === "standalone") {
+    it("ztunnel's env loads, names its node, and points CA_ROOT_DIR at the mounted mesh root", () => {
+      const c = only(ZTUNNEL);
+      const cfg = loadConfig(resolveEnv(r, ZTUNNEL, c));
+      expect(cfg.nodeName).toBe(SAMPLE_NODE);
+      expect(cfg.localXdsPath).toBeUndefined();
+      expect(cfg.caRootGenerate).toBe(false); // every node must share the mounted root
+      expect(cfg.caRootDir).toBeDefined();
+      const mount = (c.volumeMounts ?? []).find((m) => m.mountPath === cfg.caRootDir);
+      expect(mount?.readOnly).toBe(true);
+      const vol = ZTUNNEL.spec.template.spec.volumes?.find((v) => v.name === mount?.name);
+      expect(vol?.secret?.secretName).toBe("ambient-mesh-root");
+      expect(vol?.secret?.items?.map((i) => [i.key, i.path]).sort()).toEqual([
+        [ROOT_KEY_FILE, ROOT_KEY_FILE],
+        [ROOT_CERT_FILE, ROOT_CERT_FILE],
+      ].sort());
+      expect(readFileSync(join(ROOT, "src/ztunnel/main.ts"), "utf8")).toMatch(/ConfigError\("CA_ROOT_DIR", "is required/);
+      // Not istiod mode: nothing selects it (no XDS_ADDRESS, no istio-ca token mounted).
+      expect((c.env ?? []).map((e) => e.name)).not.toContain("XDS_ADDRESS");
+      expect(volumeAt(ZTUNNEL, c, DEFAULT_TOKEN_PATH)).toBeUndefined();
+    });
+  }
+
+  // istio: istiod mode (src/ztunnel/xds/README.md), as Istio's ztunnel chart runs it.
+  if (o === "istio") {
     const c = only(ZTUNNEL);
-    const cfg = loadConfig(resolveEnv(r, ZTUNNEL, c));
-    expect(cfg.nodeName).toBe(SAMPLE_NODE);
-    expect(cfg.localXdsPath).toBeUndefined();
-    expect(cfg.caRootGenerate).toBe(false); // every node must share the mounted root
-    expect(cfg.caRootDir).toBeDefined();
-    const mount = (c.volumeMounts ?? []).find((m) => m.mountPath === cfg.caRootDir);
-    expect(mount?.readOnly).toBe(true);
-    const vol = ZTUNNEL.spec.template.spec.volumes?.find((v) => v.name === mount?.name);
-    expect(vol?.secret?.secretName).toBe("ambient-mesh-root");
-    expect(vol?.secret?.items?.map((i) => [i.key, i.path]).sort()).toEqual([
-      [ROOT_KEY_FILE, ROOT_KEY_FILE],
-      [ROOT_CERT_FILE, ROOT_CERT_FILE],
-    ].sort());
-    expect(readFileSync(join(ROOT, "src/ztunnel/main.ts"), "utf8")).toMatch(/ConfigError\("CA_ROOT_DIR", "is required/);
-  });
+    const env = resolveEnv(r, ZTUNNEL, c);
+    const cfg = loadConfig(env);
+
+    it("ztunnel runs in istiod mode: XDS_ADDRESS is istiod's, no local state source, no CA_ROOT_DIR and no mesh-root Secret", () => {
+      expect(env.XDS_ADDRESS).toBe(DEFAULT_XDS_ADDRESS);
+      expect(istiodReason(cfg, env)).toBe(`no LOCAL_XDS_PATH; XDS_ADDRESS=${DEFAULT_XDS_ADDRESS}`);
+      expect(cfg.localXdsPath).toBeUndefined();
+      expect(cfg.caRootDir).toBeUndefined();
+      expect(cfg.caRootGenerate).toBe(false);
+      expect(Object.keys(env)).not.toContain("CA_ROOT_DIR");
+      expect((ZTUNNEL.spec.template.spec.volumes ?? []).filter((v) => v.secret !== undefined)).toEqual([]);
+      // main.ts asks for a local root only outside istiod mode.
+      expect(readFileSync(join(ROOT, "src/ztunnel/main.ts"), "utf8")).toMatch(/if \(!istiod && config\.caRootDir === undefined\)/);
+      // It never calls the Kubernetes API: no API token is mounted.
+      expect(ZTUNNEL.spec.template.spec.automountServiceAccountToken).toBe(false);
+    });
+
+    it("the xDS node id comes from the downward API: POD_NAME, POD_NAMESPACE, INSTANCE_IP (and NODE_NAME)", () => {
+      const byName = new Map((c.env ?? []).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
+      expect(Object.fromEntries(["POD_NAME", "POD_NAMESPACE", "INSTANCE_IP", "NODE_NAME"].map((n) => [n, byName.get(n)]))).toEqual({
+        POD_NAME: "metadata.name",
+        POD_NAMESPACE: "metadata.namespace",
+        INSTANCE_IP: "status.podIP",
+        NODE_NAME: "spec.nodeName",
+      });
+      const ic = loadIstiodConfig(env, cfg);
+      expect(ic).toMatchObject({ podName: SAMPLE_POD, podNamespace: "istio-system", instanceIp: SAMPLE_POD_IP, nodeName: SAMPLE_NODE, clusterId: "Kubernetes", trustDomain: "cluster.local" });
+      expect(nodeId(ic)).toBe(`ztunnel~${SAMPLE_POD_IP}~${SAMPLE_POD}.istio-system~istio-system.svc.cluster.local`);
+      // Without any of the three, istiod mode refuses to start and names the variable.
+      for (const n of ["POD_NAME", "POD_NAMESPACE", "INSTANCE_IP"]) {
+        const { [n]: _, ...without } = env;
+        expect(() => loadIstiodConfig(without, cfg)).toThrow(new RegExp(`${n}: is required with istiod`));
+      }
+    });
+
+    it("the token istiod checks is a projected service account token, audience istio-ca, at the path ztunnel reads", () => {
+      const ic = loadIstiodConfig(env, cfg);
+      expect(ic.tokenPath).toBe(DEFAULT_TOKEN_PATH);
+      expect(DEFAULT_TOKEN_PATH).toBe("/var/run/secrets/tokens/istio-token");
+      const at = volumeAt(ZTUNNEL, c, ic.tokenPath);
+      expect(at?.mount.readOnly).toBe(true);
+      const sources = at?.volume.projected?.sources ?? [];
+      expect(sources).toHaveLength(1);
+      expect(sources[0]?.serviceAccountToken).toMatchObject({ audience: "istio-ca", path: at?.rest });
+      // The kubelet rotates it; ztunnel re-reads the file (xds/credentials.ts).
+      expect(sources[0]?.serviceAccountToken?.expirationSeconds).toBeGreaterThanOrEqual(600);
+    });
+
+    it("istiod's root comes from the istio-ca-root-cert ConfigMap (root-cert.pem), for both xDS and the CA", () => {
+      const ic = loadIstiodConfig(env, cfg);
+      expect(ic.xds.rootCaPath).toBe(DEFAULT_ROOT_CA);
+      expect(ic.ca.rootCaPath).toBe(DEFAULT_ROOT_CA);
+      expect(ic.ca.url).toBe(ic.xds.url);
+      const at = volumeAt(ZTUNNEL, c, ic.xds.rootCaPath);
+      expect(at?.mount.mountPath).toBe("/var/run/secrets/istio");
+      expect(at?.mount.readOnly).toBe(true);
+      // No items: every key is a file named after it, and istiod publishes the key root-cert.pem.
+      expect(at?.volume.configMap).toEqual({ name: "istio-ca-root-cert" });
+      expect(at?.rest).toBe("root-cert.pem");
+    });
+
+    it("it runs as service account ztunnel in istio-system: the account istiod's CA lets impersonate pods on its node", () => {
+      expect(ZTUNNEL.metadata.namespace).toBe("istio-system");
+      expect(ZTUNNEL.spec.template.spec.serviceAccountName).toBe("ztunnel");
+      expect(r.find("ServiceAccount", "ztunnel")).toMatchObject({ metadata: { namespace: "istio-system" } });
+    });
+  }
 
   it("mesh settings come from the overlay's ConfigMap and are valid values", () => {
     const cm = r.find("ConfigMap", "ambient-mesh") as { data: Record<string, string> };

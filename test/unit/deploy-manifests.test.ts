@@ -21,10 +21,9 @@ const NAMES = {
     ["ConfigMap", "ambient-mesh", "istio-system"],
     ["ServiceAccount", "istio-cni", "istio-system"],
     ["ServiceAccount", "ztunnel", "istio-system"],
+    // ztunnel in istiod mode calls no Kubernetes API: no ClusterRole, as in Istio's chart.
     ["ClusterRole", "ambient-istio-cni", ""],
-    ["ClusterRole", "ambient-istio-ztunnel", ""],
     ["ClusterRoleBinding", "ambient-istio-cni", ""],
-    ["ClusterRoleBinding", "ambient-istio-ztunnel", ""],
     ["DaemonSet", "istio-cni-node", "istio-system"],
     ["DaemonSet", "ztunnel", "istio-system"],
   ],
@@ -181,8 +180,14 @@ describe.each(OVERLAYS)("deploy/overlays/%s: node placement and privileges", (o)
     expect(readFileSync(join(DEPLOY, "Containerfile"), "utf8")).toMatch(/^USER 65532:65532$/m);
   });
 
-  it("each DaemonSet's service account is the subject of its ClusterRoleBinding", () => {
-    for (const d of [r.agent, r.ztunnel]) {
+  it("each DaemonSet's service account is the subject of its ClusterRoleBinding (istio: ztunnel has none, it reads no API)", () => {
+    if (o === "istio") {
+      const sa = r.ztunnel.spec.template.spec.serviceAccountName!;
+      expect(r.find("ServiceAccount", sa)).toMatchObject({ metadata: { namespace: r.ztunnel.metadata.namespace } });
+      expect(r.docs.filter((x) => x.kind === "ClusterRoleBinding" && (x.subjects as { name: string }[]).some((s) => s.name === sa))).toEqual([]);
+      expect(r.ztunnel.spec.template.spec.automountServiceAccountToken).toBe(false);
+    }
+    for (const d of o === "istio" ? [r.agent] : [r.agent, r.ztunnel]) {
       const sa = d.spec.template.spec.serviceAccountName!;
       expect(r.find("ServiceAccount", sa)).toMatchObject({ metadata: { namespace: d.metadata.namespace } });
       const bindings = r.docs.filter((x) => x.kind === "ClusterRoleBinding" && (x.subjects as { name: string }[]).some((s) => s.name === sa));
@@ -190,6 +195,18 @@ describe.each(OVERLAYS)("deploy/overlays/%s: node placement and privileges", (o)
       const b = bindings[0] as { roleRef: { apiGroup: string; kind: string; name: string }; subjects: unknown[] };
       expect(b).toMatchObject({ roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole" }, subjects: [{ kind: "ServiceAccount", name: sa, namespace: d.metadata.namespace }] });
       r.find("ClusterRole", b.roleRef.name);
+    }
+  });
+
+  it("ztunnel has Istio's ztunnel chart names, so istioctl finds it (istio); its own names (standalone)", () => {
+    const z = r.ztunnel;
+    expect(z.spec.selector.matchLabels).toEqual({ app: "ztunnel" });
+    expect(z.spec.template.metadata.labels.app).toBe("ztunnel");
+    if (o === "istio") {
+      expect([z.metadata.name, z.metadata.namespace, z.spec.template.spec.serviceAccountName]).toEqual(["ztunnel", "istio-system", "ztunnel"]);
+      expect((z as unknown as { metadata: { labels: Record<string, string> } }).metadata.labels.app).toBe("ztunnel");
+    } else {
+      expect([z.metadata.name, z.metadata.namespace, z.spec.template.spec.serviceAccountName]).toEqual(["ambient-ztunnel", "ambient-system", "ambient-ztunnel"]);
     }
   });
 });
