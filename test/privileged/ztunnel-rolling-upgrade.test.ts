@@ -1,9 +1,10 @@
 import type { ChildProcess } from "node:child_process";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { describePrivileged } from "../harness/privileged.js";
 import { killAndWait } from "../harness/netns.js";
 import type { PodInfo } from "../harness/topology.js";
-import { Mesh, readAll, waitFor, writeAll } from "../fixtures/ztunnel-e2e-cluster.js";
+import { readAll, waitFor, writeAll } from "../fixtures/ztunnel-e2e-cluster.js";
+import { useMesh } from "../fixtures/ztunnel-e2e-suite.js";
 
 // Issue 16 item 5: a rolling upgrade refuses nothing. A second ztunnel starts beside the first
 // on node 0 (same ZDS socket; its node-level endpoints on other ports, as a second pod would
@@ -18,29 +19,11 @@ const CONCURRENCY = 16;
 const LONG_AFTER_SIGTERM_MS = 1_500;
 
 describePrivileged("ztunnel rolling upgrade", () => {
-  let mesh: Mesh;
-  let a0: PodInfo;
-  let a1: PodInfo;
-  let b0: PodInfo;
-  let b1: PodInfo;
-
-  beforeAll(async () => {
-    mesh = await Mesh.create({ env: { CONNECTION_TERMINATION_DEADLINE: "10s" } });
-    a0 = mesh.topo.pod(0, 0);
-    a1 = mesh.topo.pod(0, 1);
-    b0 = mesh.topo.pod(1, 0);
-    b1 = mesh.topo.pod(1, 1);
-    for (const pod of mesh.captured) await mesh.app(pod, APP_PORT, (s) => s.pipe(s));
-    await Promise.all([mesh.startZtunnel(0), mesh.startZtunnel(1)]);
-  });
-
-  afterAll(async () => {
-    await mesh?.destroy();
-  });
+  const t = useMesh(APP_PORT, { env: { CONNECTION_TERMINATION_DEADLINE: "10s" } });
 
   async function short(from: PodInfo, to: PodInfo, i: number): Promise<string | undefined> {
     try {
-      const c = await mesh.dial(from, to.ip, APP_PORT);
+      const c = await t.mesh.dial(from, to.ip, APP_PORT);
       const failed = new Promise<string>((resolve) => c.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message)));
       const msg = Buffer.from(`short ${i}`);
       const got = readAll(c);
@@ -57,7 +40,7 @@ describePrivileged("ztunnel rolling upgrade", () => {
 
   /** Streams until LONG_AFTER_SIGTERM_MS after the handoff, echoed back in full. */
   async function long(from: PodInfo, to: PodInfo): Promise<number> {
-    const c = await mesh.dial(from, to.ip, APP_PORT);
+    const c = await t.mesh.dial(from, to.ip, APP_PORT);
     const got = readAll(c);
     let sent = 0;
     while (sigtermAt === undefined || Date.now() < sigtermAt + LONG_AFTER_SIGTERM_MS) {
@@ -72,14 +55,14 @@ describePrivileged("ztunnel rolling upgrade", () => {
   }
 
   it("≥5,000 short connections and 4 long transfers during the handoff: nothing refused or reset", async () => {
-    const old = mesh.node(0).ztunnel as ChildProcess;
+    const old = t.mesh.node(0).ztunnel as ChildProcess;
     const failures: string[] = [];
     let done = 0;
     let stop = false;
     const pairs: Array<[PodInfo, PodInfo]> = [
-      [a0, b0], // outbound on node 0
-      [b1, a1], // inbound HBONE on node 0
-      [a1, a0], // both on node 0
+      [t.a0, t.b0], // outbound on node 0
+      [t.b1, t.a1], // inbound HBONE on node 0
+      [t.a1, t.a0], // both on node 0
     ];
     const loop = (async () => {
       let i = 0;
@@ -97,14 +80,14 @@ describePrivileged("ztunnel rolling upgrade", () => {
     })();
     // Traffic is flowing through the old ztunnel; start the long transfers and the new one beside it.
     await waitFor(() => done > 200, 20_000, () => `no traffic: ${failures.slice(0, 3).join("; ")}`);
-    const longs = Promise.all([long(a0, b0), long(a1, b1), long(b0, a0), long(b1, a1)]);
-    mesh.node(0).ztunnel = undefined;
-    const next = await mesh.startZtunnel(0, { ADMIN_ADDR: "127.0.0.1:16000", STATS_ADDR: "0.0.0.0:16020", READINESS_ADDR: "0.0.0.0:16021" }, false);
-    await waitFor(async () => (await mesh.http(0, 16021, "/healthz/ready").catch(() => ({ status: 0 }))).status === 200, 20_000, () => "new ztunnel not ready");
+    const longs = Promise.all([long(t.a0, t.b0), long(t.a1, t.b1), long(t.b0, t.a0), long(t.b1, t.a1)]);
+    t.mesh.node(0).ztunnel = undefined;
+    const next = await t.mesh.startZtunnel(0, { ADMIN_ADDR: "127.0.0.1:16000", STATS_ADDR: "0.0.0.0:16020", READINESS_ADDR: "0.0.0.0:16021" }, false);
+    await waitFor(async () => (await t.mesh.http(0, 16021, "/healthz/ready").catch(() => ({ status: 0 }))).status === 200, 20_000, () => "new ztunnel not ready");
     // Both have every pod's listeners now (SO_REUSEPORT): 2 workers × 2 processes.
-    expect((await mesh.listenersOn(a0, 15001)).length).toBe(4);
+    expect((await t.mesh.listenersOn(t.a0, 15001)).length).toBe(4);
     // The kernel hands the old listeners' queued connections to the new ones (tcp_migrate_req).
-    const { stdout } = await mesh.topo.exec(a0.ns, "sysctl", ["-n", "net.ipv4.tcp_migrate_req"]);
+    const { stdout } = await t.mesh.topo.exec(t.a0.ns, "sysctl", ["-n", "net.ipv4.tcp_migrate_req"]);
     expect(stdout.trim()).toBe("1");
     const handoffAt = done;
     sigtermAt = Date.now();
@@ -120,11 +103,11 @@ describePrivileged("ztunnel rolling upgrade", () => {
     expect(done - handoffAt).toBeGreaterThan(0);
     const errors = (): string =>
       [0, 1]
-        .flatMap((n) => mesh.accessLog(n).filter((l) => l.error !== undefined).map((l) => `node ${n}: ${String(l["src.workload"])}→${String(l["dst.addr"])} ${String(l.direction)} ${String(l.error)}`))
+        .flatMap((n) => t.mesh.accessLog(n).filter((l) => l.error !== undefined).map((l) => `node ${n}: ${String(l["src.workload"])}→${String(l["dst.addr"])} ${String(l.direction)} ${String(l.error)}`))
         .slice(0, 10)
         .join("\n");
     expect(failures, `${failures.length} of ${done} failed (handoff at ${handoffAt}, old exited at ${afterOld}): ${failures.slice(0, 5).join("; ")}\n${errors()}`).toEqual([]);
     expect(next.exitCode).toBeNull();
-    expect((await mesh.listenersOn(a0, 15001)).length).toBe(2);
+    expect((await t.mesh.listenersOn(t.a0, 15001)).length).toBe(2);
   });
 });

@@ -1,9 +1,10 @@
 import { readdir } from "node:fs/promises";
 import type { Socket } from "node:net";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { describePrivileged } from "../harness/privileged.js";
 import type { PodInfo } from "../harness/topology.js";
-import { Mesh, readAll, waitFor, writeAll } from "../fixtures/ztunnel-e2e-cluster.js";
+import { waitFor } from "../fixtures/ztunnel-e2e-cluster.js";
+import { useMesh } from "../fixtures/ztunnel-e2e-suite.js";
 
 // Issue 16 defect 1 (self-loop): an enrolled pod dialling 127.0.0.1:15001 itself made ztunnel
 // pass the connection through to its own outbound listener, marked, again and again (20,000
@@ -14,33 +15,15 @@ const APP_PORT = 8080;
 const ATTEMPTS = 5;
 
 describePrivileged("ztunnel self-loop protection", () => {
-  let mesh: Mesh;
-  let a0: PodInfo;
-  let a1: PodInfo;
-  let b0: PodInfo;
-
-  beforeAll(async () => {
-    mesh = await Mesh.create();
-    a0 = mesh.topo.pod(0, 0);
-    a1 = mesh.topo.pod(0, 1);
-    b0 = mesh.topo.pod(1, 0);
-    for (const pod of mesh.captured) await mesh.app(pod, APP_PORT, (s) => s.pipe(s));
-    await Promise.all([mesh.startZtunnel(0), mesh.startZtunnel(1)]);
-  });
-
-  afterAll(async () => {
-    await mesh?.destroy();
-  });
+  const t = useMesh(APP_PORT);
 
   async function fdCount(node: number): Promise<number> {
-    const pid = mesh.node(node).ztunnel?.pid;
-    if (pid === undefined) throw new Error(`no ztunnel on node ${node}`);
-    return (await readdir(`/proc/${pid}/fd`)).length;
+    return (await readdir(`/proc/${t.pidOf(node)}/fd`)).length;
   }
 
   /** Dials from a pod; resolves with how the connection ended and what it received. */
   async function attempt(from: PodInfo, host: string, port: number): Promise<{ error: string | undefined; bytes: number }> {
-    const s: Socket = mesh.factory(from.netnsPath).connectTcp({ host, port });
+    const s: Socket = t.mesh.factory(from.netnsPath).connectTcp({ host, port });
     let bytes = 0;
     s.on("data", (d: Buffer) => (bytes += d.length));
     const error = await new Promise<string | undefined>((resolve) => {
@@ -52,24 +35,16 @@ describePrivileged("ztunnel self-loop protection", () => {
     return { error, bytes };
   }
 
-  async function echo(from: PodInfo, to: PodInfo): Promise<void> {
-    const c = await mesh.dial(from, to.ip, APP_PORT);
-    const got = readAll(c);
-    await writeAll(c, Buffer.from(`ping from ${from.name}`));
-    c.end();
-    expect((await got).toString()).toBe(`ping from ${from.name}`);
-  }
-
   it("a pod dialling 127.0.0.1:15001 is refused with one access line per attempt; fds stay bounded; neighbours on both nodes keep working", async () => {
     const fdsBefore = await fdCount(0);
-    const linesBefore = mesh.accessLog(0).length;
+    const linesBefore = t.mesh.accessLog(0).length;
     // Neighbour traffic runs while the loop attempts are made.
     const neighbours = (async () => {
-      for (let i = 0; i < 10; i++) await Promise.all([echo(a1, b0), echo(b0, a1), echo(a1, a0)]);
+      for (let i = 0; i < 10; i++) await Promise.all([t.echo(t.a1, t.b0), t.echo(t.b0, t.a1), t.echo(t.a1, t.a0)]);
     })();
     const started = Date.now();
     for (let i = 0; i < ATTEMPTS; i++) {
-      const r = await attempt(a0, "127.0.0.1", 15001);
+      const r = await attempt(t.a0, "127.0.0.1", 15001);
       expect(r.bytes).toBe(0);
       expect(r.error).toBe("ECONNRESET");
     }
@@ -77,24 +52,24 @@ describePrivileged("ztunnel self-loop protection", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     await neighbours;
     await waitFor(
-      () => mesh.accessLog(0).filter((l) => String(l.error ?? "").includes("self-loop")).length >= ATTEMPTS,
+      () => t.mesh.accessLog(0).filter((l) => String(l.error ?? "").includes("self-loop")).length >= ATTEMPTS,
       5_000,
-      () => `no self-loop access lines:\n${mesh.logs(0, 20)}`,
+      () => `no self-loop access lines:\n${t.mesh.logs(0, 20)}`,
     );
-    const loops = mesh.accessLog(0).filter((l) => String(l.error ?? "").includes("self-loop"));
+    const loops = t.mesh.accessLog(0).filter((l) => String(l.error ?? "").includes("self-loop"));
     expect(loops).toHaveLength(ATTEMPTS);
-    for (const l of loops) expect(l).toMatchObject({ direction: "outbound", "src.workload": a0.name, "dst.addr": "127.0.0.1:15001", response_flags: "DPE" });
+    for (const l of loops) expect(l).toMatchObject({ direction: "outbound", "src.workload": t.a0.name, "dst.addr": "127.0.0.1:15001", response_flags: "DPE" });
     // One line per attempt from a0 (no recursion), plus the neighbours' own lines.
-    const fromA0 = mesh.accessLog(0).slice(linesBefore).filter((l) => l["src.workload"] === a0.name && l.direction === "outbound");
+    const fromA0 = t.mesh.accessLog(0).slice(linesBefore).filter((l) => l["src.workload"] === t.a0.name && l.direction === "outbound");
     expect(fromA0).toHaveLength(ATTEMPTS);
     expect(await fdCount(0)).toBeLessThan(fdsBefore + 50);
     // The refusal is counted once per attempt (connections_failed, source reporter, flag DPE).
     const metrics = async (): Promise<number> => {
-      const body = (await mesh.http(0, 15020, "/metrics")).body;
+      const body = (await t.mesh.http(0, 15020, "/metrics")).body;
       let sum = 0;
       for (const line of body.split("\n")) {
         if (!line.startsWith("istio_tcp_connections_failed_total{")) continue;
-        if (!line.includes(`source_workload="${a0.name}"`) || !line.includes('response_flags="DPE"')) continue;
+        if (!line.includes(`source_workload="${t.a0.name}"`) || !line.includes('response_flags="DPE"')) continue;
         sum += Number(line.slice(line.lastIndexOf(" ") + 1));
       }
       return sum;
@@ -106,12 +81,12 @@ describePrivileged("ztunnel self-loop protection", () => {
   it("the pod's own IP on 15001 and loopback on 15006 are refused too; the pod itself keeps working", async () => {
     // (15008 on loopback reaches the HBONE server, which wants mTLS with a mesh certificate
     // before anything is forwarded: no loop there.)
-    for (const [host, port] of [[a0.ip, 15001], ["127.0.0.1", 15006]] as const) {
-      const r = await attempt(a0, host, port);
+    for (const [host, port] of [[t.a0.ip, 15001], ["127.0.0.1", 15006]] as const) {
+      const r = await attempt(t.a0, host, port);
       expect(r.error, `${host}:${port}`).toBe("ECONNRESET");
       expect(r.bytes).toBe(0);
     }
-    await echo(a0, b0);
-    await echo(a0, a1);
+    await t.echo(t.a0, t.b0);
+    await t.echo(t.a0, t.a1);
   });
 });
