@@ -3,7 +3,7 @@ import type { NodeTarget } from "./context.js";
 import { metricValue, parseConfigDump, type ConfigDump, type DumpCounters } from "./dump.js";
 import { CommandFailedError, UnreachableError } from "./errors.js";
 import { hexMark, table } from "./format.js";
-import { histogramSummary, type HistogramSummary } from "./histogram.js";
+import { formatPodStart, histogramSummary, POD_START_HISTOGRAM, POD_START_LABEL, type HistogramSummary } from "./histogram.js";
 import { getJson, httpCall } from "./http.js";
 
 // The read-only commands. Each returns rows (for -o json|yaml) and a table renderer; reaching a
@@ -251,7 +251,7 @@ export async function nodeStatus(n: NodeTarget): Promise<NodeStatus> {
     if (v !== undefined) s.agentZtunnelConnected = v > 0;
     const pending = /^enrolled_pods\{[^}]*state="pending"[^}]*\}\s+(\S+)/m.exec(metrics.body);
     s.agentPendingPods = pending !== null ? Number(pending[1]) : 0;
-    s.podReady = histogramSummary(metrics.body, "istio_cni_pod_ready_seconds") ?? null;
+    s.podReady = histogramSummary(metrics.body, POD_START_HISTOGRAM) ?? null;
   }
   if (typeof ready === "string") s.errors.push(`ztunnel readiness ${n.ztunnelReadiness}: ${ready}`);
   else {
@@ -286,9 +286,8 @@ export async function status(nodes: NodeTarget[]): Promise<CommandOutput> {
         ["node", "agent healthy", "agent ready", "agent→ztunnel", "agent pending", "ztunnel ready", "zds connected", "pods up", "pods pending"],
         rows.map((r) => [r.node, yn(r.agentHealthy), yn(r.agentReady), yn(r.agentZtunnelConnected), r.agentPendingPods ?? "-", yn(r.ztunnelReady), yn(r.zdsConnected), r.pods.up, r.pods.pending]),
       );
-      const ms = (v: number | undefined): string => (v === undefined ? "-" : `${Math.round(v * 1000)}ms`);
       for (const r of rows) {
-        if (r.podReady !== null && r.podReady.count > 0) out += `${r.node}: pod start (CNI ADD → ztunnel ack): p50 ${ms(r.podReady.p50)} p99 ${ms(r.podReady.p99)} over ${r.podReady.count} pods\n`;
+        if (r.podReady !== null && r.podReady.count > 0) out += `${r.node}: ${POD_START_LABEL}: ${formatPodStart(r.podReady)}\n`;
         for (const p of r.agentNotReady) out += `${r.node}: agent not ready: ${p}\n`;
         for (const p of r.ztunnelPending) out += `${r.node}: pending: ${p}\n`;
         for (const e of r.errors) out += `${r.node}: ${e}\n`;

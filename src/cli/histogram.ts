@@ -34,3 +34,13 @@ function quantile(buckets: readonly { le: number; count: number }[], total: numb
   }
   return lower;
 }
+
+/** The agent's pod start histogram (CNI ADD received → ztunnel Ack), as ambientctl status and the demo name it. */
+export const POD_START_HISTOGRAM = "istio_cni_pod_ready_seconds";
+export const POD_START_LABEL = "pod start (CNI ADD → ztunnel ack)";
+
+/** "p50 12ms p99 30ms over 4 pods": one wording wherever pod start latency is shown. */
+export function formatPodStart(s: HistogramSummary): string {
+  const ms = (v: number | undefined): string => (v === undefined ? "-" : `${Math.round(v * 1000)}ms`);
+  return `p50 ${ms(s.p50)} p99 ${ms(s.p99)} over ${s.count} pods`;
+}

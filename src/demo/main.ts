@@ -11,6 +11,7 @@ import { connectionsTable, hboneTable, listenersTable, metricsTable, transfersTa
 import { COUNT_PATH, podmanMissing } from "./podman.js";
 import { denyPolicyFor, showDenial } from "./policy.js";
 import { showDns } from "./dns.js";
+import { podStartLatency } from "./latency.js";
 import { AGENT_MAIN, AGENT_PORT, DemoRun, ZTUNNEL_MAIN, type PodsMode } from "./run.js";
 import { DEMO_PREFIX, keptIsRunning, readKept, STATE_FILE, tearDownKept, writeKept } from "./state.js";
 
@@ -167,6 +168,7 @@ async function runDemo(keep: boolean, mode: PodsMode, why: string): Promise<numb
       for (const p of run.pods) await startOne(p);
     }
     await run.waitPodsUp();
+    detail(await podStartLatency(run));
 
     const dumps = async (): Promise<Array<{ node: string; dump: Awaited<ReturnType<typeof fetchDump>> }>> =>
       await Promise.all([0, 1].map(async (n) => ({ node: nodeName(n), dump: await fetchDump(run.nodeTarget(n)) })));

@@ -140,6 +140,11 @@ describePrivileged("local demo (npm run demo)", () => {
       for (const port of ["15001", "15006", "15008"]) expect(out).toMatch(new RegExp(`${pod}\\s+spiffe://cluster\\.local/ns/demo/sa/\\w+\\s+0\\.0\\.0\\.0:${port}\\s+\\S+\\s+\\S+\\s+0x539\\s+0,1`));
     }
     expect(out).not.toMatch(/legacy\/legacy-\d\s+spiffe/);
+    // Pod start latency (issue 21 item 4): each agent's CNI ADD → ztunnel ack histogram, both enrolled pods of each node.
+    const heading = "pod start (CNI ADD → ztunnel ack), from each node agent's istio_cni_pod_ready_seconds (p50/p99 estimated from its buckets):";
+    expect(out).toContain(heading);
+    const latency = out.slice(out.indexOf(heading));
+    for (const node of ["node0", "node1"]) expect(latency).toMatch(new RegExp(`^\\s+${node}: p50 \\d+ms p99 \\d+ms over 2 pods$`, "m"));
     // The cross-node transfer arrived whole, and the app saw the client's own address.
     expect(out).toMatch(/demo\/backend-1 received 1048576 bytes from 10\.\d+\.0\.2:/);
     // HBONE section: client and server identities of the cross-node connection, on node1's ztunnel.

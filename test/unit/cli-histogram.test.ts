@@ -1,7 +1,7 @@
 import { Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { POD_READY_METRIC } from "../../src/agent/metrics/metrics.js";
-import { histogramSummary } from "../../src/cli/histogram.js";
+import { formatPodStart, histogramSummary, POD_START_HISTOGRAM } from "../../src/cli/histogram.js";
 
 describe("pod start latency quantiles from the agent's /metrics", () => {
   it("p50 and p99 as histogram_quantile estimates them", async () => {
@@ -22,5 +22,11 @@ describe("pod start latency quantiles from the agent's /metrics", () => {
     new Histogram({ name: POD_READY_METRIC, help: "x", buckets: [1], registers: [registry] });
     expect(histogramSummary(await registry.metrics(), POD_READY_METRIC)).toEqual({ count: 0, p50: undefined, p99: undefined });
     expect(histogramSummary("other_metric 1\n", POD_READY_METRIC)).toBeUndefined();
+  });
+
+  it("one wording for ambientctl status and the demo: milliseconds, rounded; '-' without observations; the agent's metric name", () => {
+    expect(POD_START_HISTOGRAM).toBe(POD_READY_METRIC);
+    expect(formatPodStart({ count: 4, p50: 0.0123, p99: 0.0996 })).toBe("p50 12ms p99 100ms over 4 pods");
+    expect(formatPodStart({ count: 0, p50: undefined, p99: undefined })).toBe("p50 - p99 - over 0 pods");
   });
 });
