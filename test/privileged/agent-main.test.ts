@@ -1,12 +1,11 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { encodeAddEvent, encodeDelEvent } from "../../src/cni-contract/index.js";
-import { PodCgroups, pidOf, postUnix, startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
-import { SYSTEM_PYTHON, TAG_SERVER, waitForLine } from "../harness/child-output.js";
-import { killAndWait } from "../harness/netns.js";
+import { PodCgroups, postUnix, startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
+import { agentHttp, hasRedirectRules, meshInventory, runPodProcess, spawnAgent, teardownAgentTest } from "../fixtures/agent-process.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { Topology, type PodInfo } from "../harness/topology.js";
 
@@ -33,33 +32,17 @@ describePrivileged("cni-agent binary on a cluster-free node", () => {
 
   function startAgent(): ChildProcess {
     stderr = "";
-    const child = topo.spawnNode(topo.node(0).ns, MAIN, [], env);
-    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-    return child;
+    return spawnAgent(topo, env, (chunk) => (stderr += chunk));
   }
 
-  async function http(path: string): Promise<{ status: number; body: string }> {
-    const script = `import urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen("http://127.0.0.1:${PORT}${path}", timeout=3)
-    print(r.status); print(r.read().decode(), end="")
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode(), end="")
-except Exception as e:
-    print(0); print(e)`;
-    const out = (await topo.exec(topo.node(0).ns, SYSTEM_PYTHON, ["-c", script])).stdout;
-    const nl = out.indexOf("\n");
-    return { status: Number(out.slice(0, nl)), body: out.slice(nl + 1) };
-  }
+  const http = (path: string) => agentHttp(topo, PORT, path);
 
   async function exitOf(child: ChildProcess): Promise<number | null> {
     if (child.exitCode !== null) return child.exitCode;
     return await new Promise((resolve) => child.once("exit", (code) => resolve(code)));
   }
 
-  async function rulesIn(p: PodInfo): Promise<boolean> {
-    return (await topo.exec(p.ns, "iptables-save", [])).stdout.includes("-j REDIRECT --to-ports 15001");
-  }
+  const rulesIn = (p: PodInfo) => hasRedirectRules(topo, p);
 
   beforeAll(async () => {
     // `npm test` builds before running; build here only when run on its own from a clean tree.
@@ -80,19 +63,14 @@ except Exception as e:
     writeFileSync(join(dir, "plugin-exe"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     writeFileSync(
       join(dir, "inventory.yaml"),
-      `namespaces:
-  - name: mesh
-    labels: { istio.io/dataplane-mode: ambient }
-pods:
-  - { name: a, namespace: mesh, uid: ${UID_A}, serviceAccount: sa-a }
-  - { name: b, namespace: mesh, uid: ${UID_B}, serviceAccount: sa-b, ips: [${b.ip}] }
-  - { name: c, namespace: other, uid: c0c0c0c0-0000-4000-8000-00000000000c }
-`,
+      meshInventory([
+        `{ name: a, namespace: mesh, uid: ${UID_A}, serviceAccount: sa-a }`,
+        `{ name: b, namespace: mesh, uid: ${UID_B}, serviceAccount: sa-b, ips: [${b.ip}] }`,
+        `{ name: c, namespace: other, uid: c0c0c0c0-0000-4000-8000-00000000000c }`,
+      ]),
     );
     // Pod b already runs: a process in its pod cgroup, inside its netns.
-    const inB = topo.spawnNode(b.ns, TAG_SERVER, ["b", "0.0.0.0:8080"]);
-    await waitForLine(inB, "ready");
-    cgroups.place(pidOf(inB), UID_B);
+    await runPodProcess(topo, cgroups, b, UID_B, "b");
     env = {
       LOCAL_INVENTORY_PATH: join(dir, "inventory.yaml"),
       CNI_AGENT_RUN_DIR: join(dir, "run"),
@@ -112,16 +90,7 @@ pods:
     zt = startTestZtunnel(env.ZTUNNEL_UDS_ADDRESS!);
   }, 180_000);
 
-  afterAll(async () => {
-    try {
-      if (agent) await killAndWait(agent);
-      await zt?.close();
-    } finally {
-      await topo?.destroy();
-      cgroups?.cleanup();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => teardownAgentTest({ agent, zt, topo, cgroups, dir }), 60_000);
 
   it("serves health, chains the plugin, finds the running pod by /proc scan and hands it to ztunnel", async () => {
     expect(await http("/healthz")).toEqual({ status: 200, body: "ok\n" });

@@ -8,6 +8,7 @@ import { loadAgentConfig } from "../../src/agent/config.js";
 import { netnsRunner } from "../../src/agent/redirect/index.js";
 import type { NetnsHandle } from "../../src/native/index.js";
 import { startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
+import { meshInventory } from "../fixtures/agent-process.js";
 import { PLUGIN_EXECUTABLE } from "../fixtures/cni-exec.js";
 import { PodmanSandbox } from "../fixtures/podman-sandbox.js";
 import { createNetns, deleteNetns, netnsPath, run, runId } from "../harness/netns.js";
@@ -63,12 +64,9 @@ describePrivileged("podman → plugin → agent → in-pod rules → ZDS Add to 
     rootfs = sandbox.rootfs;
     writeFileSync(
       join(dir, "inventory.yaml"),
-      `namespaces:
-  - name: mesh
-    labels: { istio.io/dataplane-mode: ambient }
-pods:
-  - { name: web-${id}, namespace: mesh, uid: 5e5e5e5e-0000-4000-8000-0000${id}, serviceAccount: web }
-`,
+      meshInventory([
+        `{ name: web-${id}, namespace: mesh, uid: 5e5e5e5e-0000-4000-8000-0000${id}, serviceAccount: web }`,
+      ]),
     );
     await createNetns(ns);
     const cfg = loadAgentConfig({

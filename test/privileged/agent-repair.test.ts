@@ -1,11 +1,11 @@
 import { execFileSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { CONTAINER_ID_HEADER, encodeAddEvent, encodeDelEvent } from "../../src/cni-contract/index.js";
-import { PodCgroups, pidOf, postUnixWith, startListeningZtunnel, until, type ListeningManager, type TestZtunnel } from "../fixtures/agent-env.js";
-import { SYSTEM_PYTHON, TAG_SERVER, waitForLine } from "../harness/child-output.js";
+import { PodCgroups, postUnixWith, startListeningZtunnel, until, type ListeningManager, type TestZtunnel } from "../fixtures/agent-env.js";
+import { agentHttp, hasRedirectRules, meshInventory, runPodProcess, spawnAgent, teardownAgentTest } from "../fixtures/agent-process.js";
 import { killAndWait } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { Topology, type PodInfo } from "../harness/topology.js";
@@ -36,28 +36,12 @@ describePrivileged("cni-agent keeps pods served: sandbox identity, kernel verifi
 
   function startAgent(): ChildProcess {
     stderr = "";
-    const child = topo.spawnNode(topo.node(0).ns, MAIN, [], env);
-    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-    return child;
+    return spawnAgent(topo, env, (chunk) => (stderr += chunk));
   }
 
-  async function http(path: string): Promise<{ status: number; body: string }> {
-    const script = `import urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen("http://127.0.0.1:${PORT}${path}", timeout=3)
-    print(r.status); print(r.read().decode(), end="")
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode(), end="")
-except Exception as e:
-    print(0); print(e)`;
-    const out = (await topo.exec(topo.node(0).ns, SYSTEM_PYTHON, ["-c", script])).stdout;
-    const nl = out.indexOf("\n");
-    return { status: Number(out.slice(0, nl)), body: out.slice(nl + 1) };
-  }
+  const http = (path: string) => agentHttp(topo, PORT, path);
 
-  async function rulesIn(p: PodInfo): Promise<boolean> {
-    return (await topo.exec(p.ns, "iptables-save", [])).stdout.includes("-j REDIRECT --to-ports 15001");
-  }
+  const rulesIn = (p: PodInfo) => hasRedirectRules(topo, p);
 
   /** ztunnel's marked listeners as the pod's kernel lists them. */
   async function markedListeners(p: PodInfo): Promise<number[]> {
@@ -77,17 +61,12 @@ except Exception as e:
     dir = mkdtempSync(join(tmpdir(), "agent-repair-"));
     writeFileSync(
       join(dir, "inventory.yaml"),
-      `namespaces:
-  - name: mesh
-    labels: { istio.io/dataplane-mode: ambient }
-pods:
-  - { name: a, namespace: mesh, uid: ${UID_A}, serviceAccount: sa-a }
-  - { name: b, namespace: mesh, uid: ${UID_B}, serviceAccount: sa-b, ips: [${b.ip}] }
-`,
+      meshInventory([
+        `{ name: a, namespace: mesh, uid: ${UID_A}, serviceAccount: sa-a }`,
+        `{ name: b, namespace: mesh, uid: ${UID_B}, serviceAccount: sa-b, ips: [${b.ip}] }`,
+      ]),
     );
-    const inB = topo.spawnNode(b.ns, TAG_SERVER, ["b", "0.0.0.0:8080"]);
-    await waitForLine(inB, "ready");
-    cgroups.place(pidOf(inB), UID_B);
+    await runPodProcess(topo, cgroups, b, UID_B, "b");
     mkdirSync(join(dir, "zt"));
     env = {
       LOCAL_INVENTORY_PATH: join(dir, "inventory.yaml"),
@@ -109,16 +88,7 @@ pods:
     expect(add.status, add.body).toBe(200);
   }, 180_000);
 
-  afterAll(async () => {
-    try {
-      if (agent) await killAndWait(agent);
-      await zt?.close();
-    } finally {
-      await topo?.destroy();
-      cgroups?.cleanup();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => teardownAgentTest({ agent, zt, topo, cgroups, dir }), 60_000);
 
   it("both pods are served: rules in, ztunnel's marked listeners in, ready, nothing unhealthy", async () => {
     expect(await rulesIn(a)).toBe(true);
