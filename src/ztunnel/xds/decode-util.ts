@@ -1,4 +1,5 @@
 import { ResourceError } from "./errors.js";
+import { canonicalIp } from "../state/ip.js";
 
 // Helpers for reading protobufjs's decoded plain objects, which we treat as untrusted input:
 // every accessor checks the type it gets and names the field when it is wrong.
@@ -38,15 +39,8 @@ export function ipFromBytes(v: unknown, resource: string, field: string): string
     const groups: string[] = [];
     for (let i = 0; i < 16; i += 2) groups.push((((v[i] ?? 0) << 8) | (v[i + 1] ?? 0)).toString(16));
     const text = groups.join(":");
-    // RFC 5952 form (and IPv4-mapped to dotted) via the URL parser, as the state's canonicalIp.
-    const host = new URL(`http://[${text}]/`).hostname.slice(1, -1);
-    const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
-    if (mapped !== null) {
-      const hi = Number.parseInt(mapped[1] ?? "0", 16);
-      const lo = Number.parseInt(mapped[2] ?? "0", 16);
-      return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-    }
-    return host;
+    // The state's spelling: RFC 5952, IPv4-mapped as dotted (eight groups are always valid IPv6).
+    return canonicalIp(text) ?? text;
   }
   throw new ResourceError(resource, `${field} has ${v.length} bytes (an IPv4 address has 4, IPv6 16)`);
 }
