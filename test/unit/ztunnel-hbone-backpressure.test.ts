@@ -1,19 +1,17 @@
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { STREAM_WINDOW } from "../../src/ztunnel/proxy/h2-options.js";
-import { dial, HboneEnv, payload } from "../fixtures/ztunnel-hbone-env.js";
+import { dial, HboneEnv, payload, useHboneEnvs } from "../fixtures/ztunnel-hbone-env.js";
 
 const MiB = 1024 * 1024;
 
 describe("HBONE backpressure", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("a reader that stops keeps our buffers within a stream window, and everything arrives once it reads again", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     let appSocket: Socket | undefined;
     const appHash = createHash("sha256");
     let appBytes = 0;

@@ -1,17 +1,15 @@
 import type { Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
-import { dial, HboneEnv, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
+import { describe, expect, it } from "vitest";
+import { dial, HboneEnv, payload, readAll, sha, writeAll, useHboneEnvs } from "../fixtures/ztunnel-hbone-env.js";
 
 const MiB = 1024 * 1024;
 
 describe("HBONE end to end on loopback", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("echoes 8 MiB each way, client half-closes first, and the app sees the client pod's IP", async () => {
-    env = await HboneEnv.create({ clientSource: "127.0.0.5" });
+    env = await newEnv({ clientSource: "127.0.0.5" });
     const seen: string[] = [];
     // Echo app: copies everything back and ends after the client's FIN.
     const app = await env.app((s) => {
@@ -47,7 +45,7 @@ describe("HBONE end to end on loopback", () => {
   });
 
   it("server half-closes first: the app's FIN reaches the client while the client keeps sending", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const fromApp = payload(8 * MiB, 2);
     const fromClient = payload(8 * MiB, 3);
     let appGot: Promise<Buffer> = Promise.resolve(Buffer.alloc(0));
@@ -71,7 +69,7 @@ describe("HBONE end to end on loopback", () => {
   });
 
   it("passes a reset from the app through as a reset, not a clean end", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const app = await env.app((s) => {
       s.once("data", () => s.resetAndDestroy());
     });
@@ -87,13 +85,11 @@ describe("HBONE end to end on loopback", () => {
 });
 
 describe("HBONE idle timeout", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("an idle tunnel is closed cleanly on both ends (FIN, not reset)", async () => {
-    env = await HboneEnv.create({ server: { relay: { idleTimeoutMs: 200 } } });
+    env = await newEnv({ server: { relay: { idleTimeoutMs: 200 } } });
     const ended = (s: Socket): Promise<string> =>
       new Promise((resolve) => {
         s.once("end", () => resolve("end"));

@@ -2,13 +2,13 @@ import { X509Certificate } from "node:crypto";
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from "node:http2";
 import { connect as netConnect, Socket } from "node:net";
 import tls, { connect as tlsConnect, type ConnectionOptions } from "node:tls";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ProxyError } from "../../src/ztunnel/proxy/errors.js";
 import type { AuthorizationContext, CertProvider, InboundRecord } from "../../src/ztunnel/proxy/hbone-server.js";
 import type { WorkloadCert } from "../../src/ztunnel/tls/ca.js";
 import { CertManager } from "../../src/ztunnel/tls/cert-manager.js";
 import { clientTlsOptions } from "../../src/ztunnel/tls/peer.js";
-import { CLIENT_ID, HboneEnv, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
+import { CLIENT_ID, HboneEnv, SERVER_ID, useHboneEnvs } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 import { certFor, foreignCa, id, testCa } from "../fixtures/ztunnel-pki.js";
 import { captureLogs } from "../fixtures/log-capture.js";
@@ -51,14 +51,12 @@ async function statusFor(env: HboneEnv, target: { ip: string; port: number }): P
 }
 
 describe("HBONE server: CONNECT validation and answers", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("answers 400 for an IP that is not the pod's and for ztunnel's own ports, 503 for a closed app port", async () => {
     const records: InboundRecord[] = [];
-    env = await HboneEnv.create({ server: { onRecord: (r) => records.push(r) } });
+    env = await newEnv({ server: { onRecord: (r) => records.push(r) } });
     const closedPort = await freePort();
     expect(await statusFor(env, { ip: "127.0.0.9", port: 80 })).toBe(400);
     for (const port of [15001, 15006, 15008]) expect(await statusFor(env, { ip: "127.0.0.1", port })).toBe(400);
@@ -75,7 +73,7 @@ describe("HBONE server: CONNECT validation and answers", () => {
   });
 
   it("answers 400 for a request that is not CONNECT and for an authority that is not ip:port", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const session = await rawSession(env, await clientOpts());
     expect(await statusOf(session, { ":method": "GET", ":path": "/", ":authority": "127.0.0.1:80" })).toBe(400);
     expect(await statusOf(session, { ":method": "CONNECT", ":authority": "example.com:80" })).toBe(400);
@@ -85,7 +83,7 @@ describe("HBONE server: CONNECT validation and answers", () => {
 
   it("answers 401 when the authorizer denies, and tells it who is asking for what", async () => {
     const seen: AuthorizationContext[] = [];
-    env = await HboneEnv.create({
+    env = await newEnv({
       server: {
         authorizer: {
           authorize: (ctx) => {
@@ -102,13 +100,11 @@ describe("HBONE server: CONNECT validation and answers", () => {
 });
 
 describe("HBONE server: failures on its side", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("fails closed (401) when the authorizer throws", async () => {
-    env = await HboneEnv.create({
+    env = await newEnv({
       server: {
         authorizer: {
           authorize: () => {
@@ -131,7 +127,7 @@ describe("HBONE server: failures on its side", () => {
       }
     }
     const records: InboundRecord[] = [];
-    env = await HboneEnv.create({ server: { socketFactory: new Blackhole(), upstreamConnectTimeoutMs: 150, onRecord: (r) => records.push(r) } });
+    env = await newEnv({ server: { socketFactory: new Blackhole(), upstreamConnectTimeoutMs: 150, onRecord: (r) => records.push(r) } });
     // The upstream never connects: only the connect timeout can produce the 503.
     expect(await statusFor(env, { ip: "127.0.0.1", port: 9 })).toBe(503);
     await waitFor(() => records.length === 1);
@@ -140,13 +136,11 @@ describe("HBONE server: failures on its side", () => {
 });
 
 describe("HBONE server: who may connect", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("refuses a client certificate from the same root but another trust domain", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const app = await env.app((s) => s.pipe(s));
     const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: app.port }, { sourceIdentity: id("client-ns", "client-sa", "other.domain") })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProxyError);
@@ -157,7 +151,7 @@ describe("HBONE server: who may connect", () => {
   });
 
   it("refuses a client without a certificate and one from a foreign root", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const noCert: ConnectionOptions = { ...(await clientOpts()), cert: undefined, key: undefined };
     const foreign = await certFor(CLIENT_ID, await foreignCa());
     const foreignOpts: ConnectionOptions = { ...clientTlsOptions(foreign, [SERVER_ID]), ca: (await certFor(CLIENT_ID)).rootPem };
@@ -171,7 +165,7 @@ describe("HBONE server: who may connect", () => {
   });
 
   it("the client refuses a server whose SAN is not the expected identity", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: 80 }, { destinationIdentities: [id("server-ns", "someone-else")] })).catch((e: unknown) => e);
     expect((err as ProxyError).code).toBe("HBONE_PEER_IDENTITY");
     expect((err as Error).message).toContain("spiffe://cluster.local/ns/server-ns/sa/server-sa");
@@ -179,7 +173,7 @@ describe("HBONE server: who may connect", () => {
 
   it("the client refuses a server certificate from a foreign root", async () => {
     const certs = new CertManager(await foreignCa());
-    env = await HboneEnv.create({ server: { certs } });
+    env = await newEnv({ server: { certs } });
     const err = await env.pool.connect(env.request({ ip: "127.0.0.1", port: 80 })).catch((e: unknown) => e);
     expect((err as ProxyError).code).toBe("HBONE_HANDSHAKE_FAILED");
     certs.close();
@@ -187,15 +181,13 @@ describe("HBONE server: who may connect", () => {
 });
 
 describe("HBONE server: certificate renewal", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("serves the renewed certificate to new connections", async () => {
     const ca = await testCa();
     const certs = new CertManager({ rootPem: ca.rootPem, issue: (identity) => ca.issue(identity, { ttlMs: 2_000 }) });
-    env = await HboneEnv.create({ server: { certs } });
+    env = await newEnv({ server: { certs } });
     env.closers.push(() => certs.close());
     const before = await servedSerial(env);
     await new Promise<void>((resolve) => certs.onRenew(SERVER_ID, () => resolve()));
@@ -208,7 +200,7 @@ describe("HBONE server: certificate renewal", () => {
     const ca = await testCa();
     const certs = new ManualCerts(await ca.issue(SERVER_ID));
     const spy = vi.spyOn(tls, "createSecureContext");
-    env = await HboneEnv.create({ server: { certs } });
+    env = await newEnv({ server: { certs } });
     env.closers.push(() => spy.mockRestore());
     // Server contexts are the ones carrying the pod's certificate (clients carry their own).
     const builtFor = (cert: WorkloadCert): number => spy.mock.calls.filter(([o]) => o?.cert === cert.certPem).length;
@@ -234,7 +226,7 @@ describe("HBONE server: certificate renewal", () => {
     // A key that does not match the certificate: no TLS context can be built from it.
     const certs = new ManualCerts({ ...good, keyPem: other.keyPem });
     const { log, lines } = captureLogs();
-    env = await HboneEnv.create({ server: { certs, log } });
+    env = await newEnv({ server: { certs, log } });
     const err = await servedSerial(env).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     const warning = lines().find((l) => String(l.msg).includes("cannot build a TLS context"));
@@ -248,13 +240,11 @@ describe("HBONE server: certificate renewal", () => {
 });
 
 describe("HBONE server: limits", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("caps concurrent connections per pod and refuses the excess", async () => {
-    env = await HboneEnv.create({ server: { maxConnections: 1 } });
+    env = await newEnv({ server: { maxConnections: 1 } });
     const app = await env.app((s) => s.pipe(s));
     const target = { ip: "127.0.0.1", port: app.port };
     const first = await env.pool.connect(env.request(target, { sourcePodUid: "a" }));
@@ -266,7 +256,7 @@ describe("HBONE server: limits", () => {
   });
 
   it("drops a peer that never completes the TLS handshake", async () => {
-    env = await HboneEnv.create({ server: { handshakeTimeoutMs: 200 } });
+    env = await newEnv({ server: { handshakeTimeoutMs: 200 } });
     // The client sends nothing: only the server's handshake timeout can close the socket.
     const sock = netConnect({ host: "127.0.0.1", port: env.hbonePort });
     sock.on("error", () => undefined);
@@ -274,7 +264,7 @@ describe("HBONE server: limits", () => {
   });
 
   it("refuses a header list larger than the advertised limit", async () => {
-    env = await HboneEnv.create({ server: { maxHeaderListSize: 4096 } });
+    env = await newEnv({ server: { maxHeaderListSize: 4096 } });
     const session = await rawSession(env, await clientOpts());
     // Let the server's SETTINGS arrive first so both sides know the limit.
     await new Promise((r) => session.once("remoteSettings", r));

@@ -1,10 +1,10 @@
 import { createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Session } from "node:http2";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW } from "../../src/ztunnel/proxy/h2-options.js";
 import { serverTlsOptions } from "../../src/ztunnel/tls/peer.js";
-import { closeServer, HboneEnv, listen, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
+import { closeServer, HboneEnv, listen, SERVER_ID, useHboneEnvs } from "../fixtures/ztunnel-hbone-env.js";
 import { certFor } from "../fixtures/ztunnel-pki.js";
 
 // What our HBONE client puts on the wire: the TLS ClientHello (seen through a recording TCP
@@ -43,13 +43,11 @@ function parseClientHello(buf: Buffer): Hello {
 }
 
 describe("HBONE on the wire", () => {
+  const newEnv = useHboneEnvs();
   let env: HboneEnv;
-  afterEach(async () => {
-    await env.close();
-  });
 
   it("the ClientHello offers ALPN h2, TLS 1.3 only, and no SNI", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const app = await env.app((s) => s.pipe(s));
     const firstBytes: Buffer[] = [];
     // Recording proxy between our client and our server.
@@ -78,7 +76,7 @@ describe("HBONE on the wire", () => {
   });
 
   it("CONNECT carries authority, forwarded, traceparent and baggage, no :scheme/:path, and HBONE window settings", async () => {
-    env = await HboneEnv.create();
+    env = await newEnv();
     const cert = await certFor(SERVER_ID);
     const seen: IncomingHttpHeaders[] = [];
     let serverSession: ServerHttp2Session | undefined;
