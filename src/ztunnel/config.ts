@@ -74,7 +74,7 @@ export const ZTUNNEL_ENV = {
   POOL_MAX_STREAMS_PER_CONNECTION: variable("HBONE streams per pooled connection", c.integer(1, 2 ** 31 - 1), 100),
   POOL_UNUSED_RELEASE_TIMEOUT: variable("idle time before a pooled HBONE connection closes", c.duration(), 300_000, "5m"),
   CONNECTION_TERMINATION_DEADLINE: variable("how long SIGTERM lets open connections finish", c.duration(), 5_000, "5s"),
-  CA_ROOT_DIR: optional("directory with root-cert.pem and ca-key.pem (the mesh root); required", c.path),
+  CA_ROOT_DIR: optional("directory with root-cert.pem and ca-key.pem (the mesh root); required unless istiod signs (istiod mode)", c.path),
   CA_ROOT_GENERATE: variable("generate a root into CA_ROOT_DIR when none is there (explicit opt-in)", c.bool, false),
   TRUST_DOMAIN: variable("SPIFFE trust domain", trustDomain, "cluster.local"),
   ADMIN_ADDR: variable("admin endpoint", c.address("127.0.0.1"), { host: "127.0.0.1", port: 15000 }),
