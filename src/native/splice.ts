@@ -79,9 +79,11 @@ export class SpliceRelay {
    * read as prefixes, and destroys the JS sockets (their fds close; the connections live on in
    * the dups). Synchronous, so no read can land in between. Returns undefined, leaving both
    * sockets untouched, when they cannot be handed over (no fd, connecting, bytes queued for
-   * writing, destroyed): the caller relays in JS then.
+   * writing, destroyed): the caller relays in JS then. With `park`, the JS sockets stay open
+   * but never read again (their owners keep tracking, closing or resetting them; the caller
+   * destroys them once the relay ended: a connection closes when its last fd does).
    */
-  static fromSockets(a: Socket, b: Socket, onEvent: (e: SpliceEvent) => void): SpliceRelay | undefined {
+  static fromSockets(a: Socket, b: Socket, onEvent: (e: SpliceEvent) => void, opts: HandOverOptions = {}): SpliceRelay | undefined {
     const fa = handoverFd(a);
     const fb = handoverFd(b);
     if (fa === undefined || fb === undefined) return undefined;
@@ -101,10 +103,11 @@ export class SpliceRelay {
       native.closeFd(dupB);
       throw err;
     }
-    // Errors on the dead JS sockets (none expected: they only close) must not crash anyone.
+    // Errors on the JS sockets (none expected: they no longer read or write) must not crash anyone.
     for (const s of [a, b]) {
       s.on("error", () => undefined);
-      s.destroy();
+      if (opts.park) park(s);
+      else s.destroy();
     }
     return relay;
   }
@@ -128,6 +131,26 @@ export class SpliceRelay {
     this.closedFlag = true;
     native.spliceClose(this.splicer, reset);
   }
+}
+
+export interface HandOverOptions {
+  /** Keep the JS sockets open, reading stopped for good, instead of destroying them. */
+  park?: boolean;
+}
+
+/**
+ * Stops a socket's reading for good. pause() alone would not: Node keeps reading up to the
+ * high-water mark, and a later resume() or read() restarts the handle, stealing bytes from the
+ * kernel socket the relay reads. Node checks `_handle.reading` before readStart.
+ */
+function park(s: Socket): void {
+  s.pause();
+  const h = (s as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
+  if (h !== undefined) {
+    h.reading = false;
+    h.readStop?.();
+  }
+  (s as unknown as { _read: () => void })._read = () => undefined;
 }
 
 /** The fd of a socket that can be handed over now, or undefined. */

@@ -6,6 +6,7 @@ import { DEFAULT_CONFIRM_TIMEOUT_MS } from "./cluster/identity-gate.js";
 import { ISTIOD_ENV } from "./xds/env.js";
 import type { Upstream } from "./dns/transport.js";
 import { parseUpstreamList } from "./dns/upstreams.js";
+import type { PlaintextRelayKind } from "./proxy/plain-relay.js";
 
 // ztunnel's configuration, read once from the environment with the variable names Istio's
 // ztunnel uses, so a deployment can swap this implementation in. Values parse as the agent's do
@@ -54,6 +55,8 @@ export interface ZtunnelConfig {
   /** DNS queries per second per pod and worker; 0 = no limit. */
   readonly dnsPodQueryRate: number;
   readonly clusterDomain: string;
+  /** How passthrough and inbound plaintext (15006) copy bytes: in the kernel, or in JS. */
+  readonly plaintextRelay: PlaintextRelayKind;
 }
 
 export type { Env, HostPort };
@@ -93,6 +96,11 @@ export const ZTUNNEL_ENV = {
   DNS_UPSTREAMS: optional("resolvers for names outside the mesh (ip[:port], comma-separated); unset: DNS_RESOLV_CONF's nameservers", upstreamList),
   DNS_RESOLV_CONF: variable("resolv.conf whose nameservers are the default DNS upstreams", c.path, "/etc/resolv.conf"),
   DNS_UPSTREAM_TIMEOUT: variable("a forwarded DNS query's deadline, retries included (SERVFAIL after it)", c.duration(100), 5_000, "5s"),
+  ZTUNNEL_PLAINTEXT_RELAY: variable(
+    "how passthrough and inbound plaintext (15006) copy bytes: splice (in the kernel) or js",
+    c.oneOf(["splice", "js"]),
+    "splice",
+  ),
   DNS_POD_QUERY_RATE: variable("DNS queries per second one pod may send per worker thread, twice that as a burst (0: no limit)", c.integer(0, 1_000_000), 5_000),
 } as const;
 
@@ -144,6 +152,7 @@ export function loadConfig(env: Env = process.env): ZtunnelConfig {
     dnsUpstreamTimeoutMs: v.DNS_UPSTREAM_TIMEOUT,
     dnsPodQueryRate: v.DNS_POD_QUERY_RATE,
     clusterDomain: v.CLUSTER_DOMAIN,
+    plaintextRelay: v.ZTUNNEL_PLAINTEXT_RELAY,
   });
 }
 

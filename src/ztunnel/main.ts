@@ -70,6 +70,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
       ipv6: config.ipv6Enabled,
       poolMaxStreams: config.poolMaxStreamsPerConnection,
       poolIdleMs: config.poolUnusedReleaseTimeoutMs,
+      plaintextRelay: config.plaintextRelay,
       flushIntervalMs: 1_000,
       ...(dns !== undefined ? { dns } : {}),
       fdBudget: fds,

@@ -30,6 +30,7 @@ describe("ztunnel config from env", () => {
       dnsUpstreamTimeoutMs: 5_000,
       dnsPodQueryRate: 5_000,
       clusterDomain: "cluster.local",
+      plaintextRelay: "splice",
     });
     expect(Object.isFrozen(cfg)).toBe(true);
     expect(Object.isFrozen(cfg.adminAddr)).toBe(true);
@@ -118,6 +119,12 @@ describe("ztunnel config from env", () => {
     expect((err as ConfigError).variable).toBe(name);
     expect((err as ConfigError).message).toContain(name);
     expect((err as ConfigError).code).toBe("ZTUNNEL_CONFIG");
+  });
+
+  it("ZTUNNEL_PLAINTEXT_RELAY picks the plaintext relay and refuses anything but splice or js", () => {
+    expect(loadConfig({ ZTUNNEL_PLAINTEXT_RELAY: "js" }).plaintextRelay).toBe("js");
+    expect(loadConfig({ ZTUNNEL_PLAINTEXT_RELAY: "splice" }).plaintextRelay).toBe("splice");
+    expect(() => loadConfig({ ZTUNNEL_PLAINTEXT_RELAY: "kernel" })).toThrow(/ZTUNNEL_PLAINTEXT_RELAY/);
   });
 
   it("refuses CA_ROOT_GENERATE without CA_ROOT_DIR", () => {

@@ -10,6 +10,7 @@ import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
 import { LOOP_PORTS, type InboundRecord, type OpenStream } from "../proxy/hbone-server.js";
 import { proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
+import type { PlaintextRelayKind } from "../proxy/plain-relay.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { Service, Workload } from "../state/types.js";
@@ -50,6 +51,8 @@ export interface ConnectionContext {
   /** Undefined once the pod is being removed. */
   readonly pool: HbonePool | undefined;
   readonly factory: SocketFactory | undefined;
+  /** How passthrough and inbound plaintext copy bytes (ZTUNNEL_PLAINTEXT_RELAY). */
+  readonly plaintextRelay: PlaintextRelayKind;
 }
 
 /** A workload of the state as metrics label it: in this node's cluster. */
@@ -105,7 +108,7 @@ export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext):
       listenTcp: (o) => factory.listenTcp(o),
       connectTcp: (o) => factory.connectTcp({ ...o, sourceAddress: client.ip }),
     };
-    result = await proxyPassthrough(s, spoofing, { ip, port: od.port });
+    result = await proxyPassthrough(s, spoofing, { ip, port: od.port }, undefined, ctx.plaintextRelay);
   } catch (err) {
     s.resetAndDestroy();
     result = { ok: false, error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", errorMessage(err)) };

@@ -1,3 +1,4 @@
+import type { PlaintextRelayKind } from "../proxy/plain-relay.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import type { MetricsDelta } from "../metrics/accumulator.js";
 import type { DnsMetricsDelta } from "../dns/metrics.js";
@@ -20,6 +21,8 @@ export interface WorkerSettings {
   readonly ipv6: boolean;
   readonly poolMaxStreams: number;
   readonly poolIdleMs: number;
+  /** ZTUNNEL_PLAINTEXT_RELAY: how passthrough and inbound plaintext copy bytes. */
+  readonly plaintextRelay: PlaintextRelayKind;
   /** How often counters are flushed to the main thread (at most 1 s by DESIGN §1). */
   readonly flushIntervalMs: number;
   /** The DNS proxy on 15053 in every pod; undefined: off. */

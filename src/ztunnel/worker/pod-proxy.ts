@@ -256,6 +256,7 @@ export class PodProxy {
       track: (c) => this.track(c),
       pool: this.pool,
       factory: this.factory,
+      plaintextRelay: this.deps.settings.plaintextRelay,
     };
   }
 
