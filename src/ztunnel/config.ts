@@ -99,7 +99,9 @@ export const ZTUNNEL_ENV = {
   ZTUNNEL_PLAINTEXT_RELAY: variable(
     "how passthrough and inbound plaintext (15006) copy bytes: splice (in the kernel) or js",
     c.oneOf(["splice", "js"]),
-    "splice",
+    // js by default: a spliced connection holds 8 fds (2 parked sockets, 2 dups, 4 pipe ends) while
+    // the per-pod fd budget counts 2, so splice stays opt-in until the budget accounts for it.
+    "js",
   ),
   DNS_POD_QUERY_RATE: variable("DNS queries per second one pod may send per worker thread, twice that as a burst (0: no limit)", c.integer(0, 1_000_000), 5_000),
 } as const;
