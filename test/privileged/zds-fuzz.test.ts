@@ -5,11 +5,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { closeFd, NetnsHandle, SeqpacketServer, SeqpacketSocket } from "../../src/native/index.js";
 import { rootLogger } from "../../src/shared/log.js";
-import { decodeResponse, encodeAck, encodeHello } from "../../src/zds/codec.js";
+import { decodeResponse } from "../../src/zds/codec.js";
 import { createZdsClient, createZdsServer } from "../../src/zds/index.js";
 import { createNetns, deleteNetns, runId } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
-import { clientDatagram, clientStepArb, mutateBytes, serverStepArb, type ClientStep, type ServerStep } from "../fixtures/zds-fuzz-arbs.js";
+import { clientDatagram, clientStepArb, playServerSteps, serverStepArb, type ClientStep, type ServerStep } from "../fixtures/zds-fuzz-arbs.js";
 import { RecordingManager } from "../fixtures/zds-memory.js";
 import { openFdCount, RawSeq } from "../fixtures/zds-raw-seqpacket.js";
 
@@ -119,36 +119,15 @@ describePrivileged("ZDS fuzz over real SEQPACKET sockets", () => {
             { list: () => [{ uid: "a", info: { name: "a", namespace: "ns", serviceAccount: "sa" }, netns: a }, { uid: "b", info: { name: "b", namespace: "ns", serviceAccount: "sa" } }] },
             { socketPath: path, ackTimeoutMs: 60_000, helloTimeoutMs: 60_000 },
           );
-          const peers: RawSeq[] = [new RawSeq(await SeqpacketSocket.connect(path))];
-          const settled: Promise<unknown>[] = [];
-          for (const step of steps) {
-            const peer = peers.at(-1)!;
-            switch (step.t) {
-              case "hello": {
-                const b = mutateBytes(encodeHello(), step.mut);
-                await peer.send(b.length ? b : Uint8Array.of(8)).catch(() => {});
-                break;
-              }
-              case "add":
-                settled.push(server.podAdded(step.uid, { name: step.uid, namespace: "ns", serviceAccount: "sa" }, paths[step.ns]!).catch((e: unknown) => e));
-                break;
-              case "del":
-                settled.push(server.podDeleted(step.uid).catch((e: unknown) => e));
-                break;
-              case "respond": {
-                const b = mutateBytes(encodeAck(step.error), step.mut);
-                const fd = step.fd ? openFor("n2") : undefined;
-                await peer.send(b.length ? b : Uint8Array.of(0x0a), fd).catch(() => {});
-                if (fd !== undefined) closeFd(fd);
-                break;
-              }
-              case "reconnect":
-                peer.sock.close();
-                peers.push(new RawSeq(await SeqpacketSocket.connect(path)));
-                break;
-            }
-            await settle();
-          }
+          const { peers, settled } = await playServerSteps(steps, {
+            server,
+            netnsArg: (ns) => paths[ns]!,
+            openFd: () => openFor("n2"),
+            closeFd,
+            connect: async () => new RawSeq(await SeqpacketSocket.connect(path)),
+            hangUp: (peer) => peer.sock.close(),
+            settle,
+          });
           server.close();
           await Promise.all(settled);
           for (const p of peers) {

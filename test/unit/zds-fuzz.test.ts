@@ -1,10 +1,10 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { rootLogger } from "../../src/shared/log.js";
-import { decodeResponse, encodeAck, encodeHello } from "../../src/zds/codec.js";
+import { decodeResponse } from "../../src/zds/codec.js";
 import { ZdsClient } from "../../src/zds/client.js";
 import { ZdsServer } from "../../src/zds/server.js";
-import { clientDatagram, clientStepArb, mutateBytes, serverStepArb, type ClientStep, type ServerStep } from "../fixtures/zds-fuzz-arbs.js";
+import { clientDatagram, clientStepArb, playServerSteps, serverStepArb, type ClientStep, type ServerStep } from "../fixtures/zds-fuzz-arbs.js";
 import { FakeFds, fakeNetnsOps, memoryPair, MemoryListener, RawPeer, RecordingManager, type FakeNetns } from "../fixtures/zds-memory.js";
 
 // Structure-aware fuzzing: valid ZDS messages mutated field by field, sent in every protocol
@@ -85,36 +85,15 @@ async function runServerCase(steps: ServerStep[]): Promise<void> {
   const listener = new MemoryListener(fds);
   const n1 = ops.openByName("n1");
   const server = new ZdsServer(listener, ops, { list: () => [{ uid: "a", info: { name: "a", namespace: "ns", serviceAccount: "sa" }, netns: n1 }, { uid: "b", info: { name: "b", namespace: "ns", serviceAccount: "sa" } }] }, { ackTimeoutMs: 60_000, helloTimeoutMs: 60_000 });
-  const peers: RawPeer[] = [new RawPeer(listener.connect())];
-  const settled: Promise<unknown>[] = [];
-  for (const step of steps) {
-    const peer = peers.at(-1)!;
-    switch (step.t) {
-      case "hello": {
-        const b = mutateBytes(encodeHello(), step.mut);
-        await peer.send(b.length ? b : Uint8Array.of(8)).catch(() => {});
-        break;
-      }
-      case "add":
-        settled.push(server.podAdded(step.uid, { name: step.uid, namespace: "ns", serviceAccount: "sa" }, `ns:${step.ns}`).catch((e: unknown) => e));
-        break;
-      case "del":
-        settled.push(server.podDeleted(step.uid).catch((e: unknown) => e));
-        break;
-      case "respond": {
-        const b = mutateBytes(encodeAck(step.error), step.mut);
-        const fd = step.fd ? fds.alloc("evil") : undefined;
-        await peer.send(b.length ? b : Uint8Array.of(0x0a), fd).catch(() => {});
-        if (fd !== undefined) fds.close(fd);
-        break;
-      }
-      case "reconnect":
-        peer.conn.close();
-        peers.push(new RawPeer(listener.connect()));
-        break;
-    }
-    await tick();
-  }
+  const { peers, settled } = await playServerSteps(steps, {
+    server,
+    netnsArg: (ns) => `ns:${ns}`,
+    openFd: () => fds.alloc("evil"),
+    closeFd: (fd) => fds.close(fd),
+    connect: async () => new RawPeer(listener.connect()),
+    hangUp: (peer) => peer.conn.close(),
+    settle: tick,
+  });
   server.close();
   const results = await Promise.all(settled); // every call settles once the server closes
   for (const r of results) if (r !== undefined) expect(r).toBeInstanceOf(Error);
