@@ -6,6 +6,7 @@ import { killAndWait } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
 import type { PodInfo } from "../harness/topology.js";
 import { Mesh, readAll, waitFor } from "../fixtures/ztunnel-e2e-cluster.js";
+import { nameEchoApps, upToFirstLine } from "../fixtures/ztunnel-e2e-suite.js";
 
 // Issue 6 through real HBONE between two ztunnel processes in netns (2 nodes × 2 captured pods,
 // one uncaptured pod, 2 workers each). The topology starts once; policies and services change
@@ -40,16 +41,7 @@ describePrivileged("ztunnel authorization, services and what an operator inspect
     dst = mesh.topo.pod(1, 0);
     b1 = mesh.topo.pod(1, 1);
     plain = mesh.uncaptured[0] as PodInfo;
-    for (const pod of mesh.captured) {
-      for (const port of [PORT, PORT2]) {
-        await mesh.app(pod, port, (s) => {
-          accepted.set(`${pod.name}:${port}`, seen(pod, port) + 1);
-          // Answers its name, then echoes: lets a test tell which endpoint it reached.
-          s.write(`${pod.name}\n`);
-          s.pipe(s);
-        });
-      }
-    }
+    await nameEchoApps(mesh, [PORT, PORT2], (pod, port) => accepted.set(`${pod.name}:${port}`, seen(pod, port) + 1));
     await Promise.all([mesh.startZtunnel(0), mesh.startZtunnel(1)]);
   }, 60_000);
 
@@ -65,16 +57,7 @@ describePrivileged("ztunnel authorization, services and what an operator inspect
     } catch {
       return { outcome: "deny", name: "" };
     }
-    const data = await new Promise<string>((resolve) => {
-      let got = "";
-      s.on("data", (c: Buffer) => {
-        got += c.toString();
-        if (got.includes("\n")) resolve(got);
-      });
-      s.once("close", () => resolve(got));
-      s.on("error", () => undefined);
-    });
-    s.destroy();
+    const data = await upToFirstLine(s);
     return data.includes("\n") ? { outcome: "allow", name: data.split("\n")[0] ?? "" } : { outcome: "deny", name: "" };
   }
 

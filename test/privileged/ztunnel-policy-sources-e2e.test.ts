@@ -8,6 +8,7 @@ import { REDIRECTION_ANNOTATION } from "../../src/ztunnel/cluster/index.js";
 import { LABELS, MATRIX, NAMESPACES, PORT, PORT2, PROBES, TD, filePolicy, kubePolicy, oracle, type Logical, type Outcome, type PolicySource, type Probe } from "../fixtures/policy-matrix.js";
 import { XdsPolicySource } from "../fixtures/policy-source-xds.js";
 import { Mesh, waitFor } from "../fixtures/ztunnel-e2e-cluster.js";
+import { nameEchoApps, upToFirstLine } from "../fixtures/ztunnel-e2e-suite.js";
 import { FakeKubeServer, writeKubeconfig, type KubeObject } from "../harness/fake-kube/index.js";
 import { describePrivileged } from "../harness/privileged.js";
 import type { PodInfo } from "../harness/topology.js";
@@ -125,15 +126,7 @@ describePrivileged("one policy model from every source, through real HBONE", () 
         } else {
           source = fileSource;
         }
-        for (const pod of mesh.captured) {
-          for (const port of [PORT, PORT2]) {
-            await mesh.app(pod, port, (s) => {
-              // Answers its name, then echoes.
-              s.write(`${pod.name}\n`);
-              s.pipe(s);
-            });
-          }
-        }
+        await nameEchoApps(mesh, [PORT, PORT2]);
         await Promise.all([mesh.startZtunnel(0), mesh.startZtunnel(1)]);
       }, 90_000);
 
@@ -152,16 +145,7 @@ describePrivileged("one policy model from every source, through real HBONE", () 
         } catch {
           return "deny";
         }
-        const data = await new Promise<string>((resolve) => {
-          let got = "";
-          s.on("data", (c: Buffer) => {
-            got += c.toString();
-            if (got.includes("\n")) resolve(got);
-          });
-          s.once("close", () => resolve(got));
-          s.on("error", () => undefined);
-        });
-        s.destroy();
+        const data = await upToFirstLine(s);
         return data.startsWith(`${to.name}\n`) ? "allow" : "deny";
       }
 
