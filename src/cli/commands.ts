@@ -53,6 +53,19 @@ export function unreachable(errors: PerNode<unknown>["errors"], allFailed: boole
 
 export const multi = (nodes: NodeTarget[]): boolean => nodes.length > 1;
 
+/**
+ * A per-node listing: the rows as data, a table with a node column when several nodes were
+ * asked, and the unreachable nodes as the problem.
+ */
+export function nodeRows<R extends { node: string }>(nodes: NodeTarget[], r: PerNode<unknown>, rows: R[], headers: readonly string[], cells: (row: R) => Array<string | number>): CommandOutput {
+  const problem = unreachable(r.errors, r.ok.length === 0);
+  return {
+    data: rows,
+    table: () => table([...(multi(nodes) ? ["node"] : []), ...headers], rows.map((row) => [...(multi(nodes) ? [row.node] : []), ...cells(row)])),
+    ...(problem !== undefined ? { problem } : {}),
+  };
+}
+
 export async function workloads(nodes: NodeTarget[]): Promise<CommandOutput> {
   const r = await eachNode(nodes, fetchDump);
   const rows = r.ok.flatMap(({ node, value }) => {
@@ -61,16 +74,7 @@ export async function workloads(nodes: NodeTarget[]): Promise<CommandOutput> {
       .filter((w) => !multi(nodes) || w.node === "" || w.node === value.nodeName || states.has(w.uid))
       .map((w) => ({ node: node.name, namespace: w.namespace, name: w.name, ips: w.workloadIps, protocol: w.protocol, serviceAccount: w.serviceAccount, workloadNode: w.node, captured: states.get(w.uid) ?? "" }));
   });
-  const problem = unreachable(r.errors, r.ok.length === 0);
-  return {
-    data: rows,
-    table: () =>
-      table(
-        [...(multi(nodes) ? ["node"] : []), "namespace", "pod name", "address", "protocol", "service account", "workload node", "in-pod"],
-        rows.map((w) => [...(multi(nodes) ? [w.node] : []), w.namespace, w.name, w.ips.join(",") || "None", w.protocol, w.serviceAccount, w.workloadNode || "None", w.captured || "-"]),
-      ),
-    ...(problem !== undefined ? { problem } : {}),
-  };
+  return nodeRows(nodes, r, rows, ["namespace", "pod name", "address", "protocol", "service account", "workload node", "in-pod"], (w) => [w.namespace, w.name, w.ips.join(",") || "None", w.protocol, w.serviceAccount, w.workloadNode || "None", w.captured || "-"]);
 }
 
 export interface ListenerRow {
@@ -192,16 +196,7 @@ export async function certificates(nodes: NodeTarget[]): Promise<CommandOutput> 
       return { node: node.name, identity: c.identity, notBefore: c.notBefore, notAfter: c.notAfter, valid, state };
     }),
   );
-  const problem = unreachable(r.errors, r.ok.length === 0);
-  return {
-    data: rows,
-    table: () =>
-      table(
-        [...(multi(nodes) ? ["node"] : []), "certificate name", "state", "not before", "not after"],
-        rows.map((c) => [...(multi(nodes) ? [c.node] : []), c.identity, c.state, c.notBefore, c.notAfter]),
-      ),
-    ...(problem !== undefined ? { problem } : {}),
-  };
+  return nodeRows(nodes, r, rows, ["certificate name", "state", "not before", "not after"], (c) => [c.identity, c.state, c.notBefore, c.notAfter]);
 }
 
 export interface NodeStatus {

@@ -1,4 +1,4 @@
-import { certificates, eachNode, multi, unreachable, workloads, type CommandOutput } from "./commands.js";
+import { certificates, eachNode, nodeRows, unreachable, workloads, type CommandOutput } from "./commands.js";
 import type { NodeTarget } from "./context.js";
 import { CommandFailedError, UsageError } from "./errors.js";
 import { table } from "./format.js";
@@ -50,16 +50,7 @@ export async function services(nodes: NodeTarget[]): Promise<CommandOutput> {
       };
     }),
   );
-  const problem = unreachable(r.errors, r.ok.length === 0);
-  return {
-    data: rows,
-    table: () =>
-      table(
-        [...(multi(nodes) ? ["node"] : []), "namespace", "service name", "hostname", "service vip", "ports", "waypoint"],
-        rows.map((s) => [...(multi(nodes) ? [s.node] : []), s.namespace, s.name, s.hostname, s.vips.join(",") || "None", s.ports.join(",") || "-", s.waypoint]),
-      ),
-    ...(problem !== undefined ? { problem } : {}),
-  };
+  return nodeRows(nodes, r, rows, ["namespace", "service name", "hostname", "service vip", "ports", "waypoint"], (s) => [s.namespace, s.name, s.hostname, s.vips.join(",") || "None", s.ports.join(",") || "-", s.waypoint]);
 }
 
 export async function policies(nodes: NodeTarget[]): Promise<CommandOutput> {
@@ -70,16 +61,7 @@ export async function policies(nodes: NodeTarget[]): Promise<CommandOutput> {
       return { node: node.name, namespace: str(p.namespace), name: str(p.name), scope: str(p.scope), action: str(p.action), rules: arr(p.rules).length, dryRun: p.dryRun === true };
     }),
   );
-  const problem = unreachable(r.errors, r.ok.length === 0);
-  return {
-    data: rows,
-    table: () =>
-      table(
-        [...(multi(nodes) ? ["node"] : []), "namespace", "policy name", "action", "scope", "rules", "dry run"],
-        rows.map((p) => [...(multi(nodes) ? [p.node] : []), p.namespace, p.name, p.action, p.scope, p.rules, p.dryRun ? "yes" : "no"]),
-      ),
-    ...(problem !== undefined ? { problem } : {}),
-  };
+  return nodeRows(nodes, r, rows, ["namespace", "policy name", "action", "scope", "rules", "dry run"], (p) => [p.namespace, p.name, p.action, p.scope, p.rules, p.dryRun ? "yes" : "no"]);
 }
 
 export async function connections(nodes: NodeTarget[]): Promise<CommandOutput> {
@@ -103,16 +85,7 @@ export async function connections(nodes: NodeTarget[]): Promise<CommandOutput> {
       });
     }),
   );
-  const problem = unreachable(r.errors, r.ok.length === 0);
-  return {
-    data: rows,
-    table: () =>
-      table(
-        [...(multi(nodes) ? ["node"] : []), "pod", "direction", "listener", "source", "destination", "source identity", "worker", "age"],
-        rows.map((c) => [...(multi(nodes) ? [c.node] : []), c.pod, c.direction, c.listener, c.source, c.destination, c.sourceIdentity || "-", c.worker ?? "-", c.ageMs === null ? "-" : `${(c.ageMs / 1000).toFixed(1)}s`]),
-      ),
-    ...(problem !== undefined ? { problem } : {}),
-  };
+  return nodeRows(nodes, r, rows, ["pod", "direction", "listener", "source", "destination", "source identity", "worker", "age"], (c) => [c.pod, c.direction, c.listener, c.source, c.destination, c.sourceIdentity || "-", c.worker ?? "-", c.ageMs === null ? "-" : `${(c.ageMs / 1000).toFixed(1)}s`]);
 }
 
 /** `log`: ztunnel's current level per node; `log <level>` sets it (POST /logging?level=). */
