@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { encodeAddEvent, encodeDelEvent } from "../../src/cni-contract/index.js";
 import { PodCgroups, postUnix, startTestZtunnel, until, type TestZtunnel } from "../fixtures/agent-env.js";
-import { agentHttp, hasRedirectRules, meshInventory, runPodProcess, spawnAgent, teardownAgentTest } from "../fixtures/agent-process.js";
+import { AGENT_MAIN, agentHttp, hasRedirectRules, meshInventory, runPodProcess, spawnAgent, teardownAgentTest } from "../fixtures/agent-process.js";
+import { repoRoot } from "../fixtures/native-build.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { Topology, type PodInfo } from "../harness/topology.js";
 
@@ -13,8 +14,6 @@ import { Topology, type PodInfo } from "../harness/topology.js";
 // cluster-free: enrollment from a local inventory file, one pod announced by a CNI ADD event
 // (as podman does, name only), one found by the /proc scan. Then SIGTERM, restart, DEL.
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const MAIN = join(ROOT, "dist", "src", "agent", "main.js");
 const PORT = 15990;
 const UID_A = "a0a0a0a0-0000-4000-8000-00000000000a";
 const UID_B = "b0b0b0b0-0000-4000-8000-00000000000b";
@@ -46,14 +45,14 @@ describePrivileged("cni-agent binary on a cluster-free node", () => {
 
   beforeAll(async () => {
     // `npm test` builds before running; build here only when run on its own from a clean tree.
-    if (!existsSync(MAIN)) {
+    if (!existsSync(AGENT_MAIN)) {
       try {
-        execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "ignore" });
+        execFileSync("npm", ["run", "build", "--silent"], { cwd: repoRoot, stdio: "ignore" });
       } catch {
         // tsc still writes its output when a file elsewhere has type errors
       }
     }
-    expect(existsSync(MAIN)).toBe(true);
+    expect(existsSync(AGENT_MAIN)).toBe(true);
     topo = await Topology.create({ nodes: 1, podsPerNode: 2 });
     cgroups = new PodCgroups(topo.id);
     [a, b] = [topo.pod(0, 0), topo.pod(0, 1)];
@@ -149,7 +148,7 @@ describePrivileged("cni-agent binary on a cluster-free node", () => {
   });
 
   it("a malformed variable stops the agent at once with exit code 2, naming it", async () => {
-    const child = spawn(process.execPath, [MAIN], { env: { ...process.env, ...env, VERIFY_INTERVAL: "often" }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [AGENT_MAIN], { env: { ...process.env, ...env, VERIFY_INTERVAL: "often" }, stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     expect(await exitOf(child)).toBe(2);

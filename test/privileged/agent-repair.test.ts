@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { CONTAINER_ID_HEADER, encodeAddEvent, encodeDelEvent } from "../../src/cni-contract/index.js";
 import { PodCgroups, postUnixWith, startListeningZtunnel, until, type ListeningManager, type TestZtunnel } from "../fixtures/agent-env.js";
-import { agentHttp, hasRedirectRules, meshInventory, runPodProcess, spawnAgent, teardownAgentTest } from "../fixtures/agent-process.js";
+import { AGENT_MAIN, agentHttp, hasRedirectRules, meshInventory, runPodProcess, spawnAgent, teardownAgentTest } from "../fixtures/agent-process.js";
 import { killAndWait } from "../harness/netns.js";
+import { repoRoot } from "../fixtures/native-build.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { Topology, type PodInfo } from "../harness/topology.js";
 
@@ -16,8 +17,6 @@ import { Topology, type PodInfo } from "../harness/topology.js";
 // pod's own kernel, shown by /readyz and a gauge until repaired; rules flushed while the agent
 // is down are back when it starts.
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const MAIN = join(ROOT, "dist", "src", "agent", "main.js");
 const PORT = 15991;
 const UID_A = "a1a1a1a1-0000-4000-8000-00000000000a";
 const UID_B = "b1b1b1b1-0000-4000-8000-00000000000b";
@@ -54,7 +53,7 @@ describePrivileged("cni-agent keeps pods served: sandbox identity, kernel verifi
   }
 
   beforeAll(async () => {
-    if (!existsSync(MAIN)) execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "ignore" });
+    if (!existsSync(AGENT_MAIN)) execFileSync("npm", ["run", "build", "--silent"], { cwd: repoRoot, stdio: "ignore" });
     topo = await Topology.create({ nodes: 1, podsPerNode: 2 });
     cgroups = new PodCgroups(topo.id);
     [a, b] = [topo.pod(0, 0), topo.pod(0, 1)];
