@@ -57,6 +57,15 @@ afterEach(() => {
   for (const c of cleanup.splice(0)) c();
 });
 
+/** A ztunnel peer that says hello and acks every request (recorded in `log`); resolves after `requests` of them. */
+async function helloAcking(t: ReturnType<typeof setup>, log: string[], requests: number, what: string): Promise<RawPeer> {
+  const p = t.connect();
+  await p.send(HELLO);
+  cleanup.push(autoAck(p, t.fds, log));
+  await p.until(() => log.length === requests, 1000, what);
+  return p;
+}
+
 describe("ZdsServer (agent side)", () => {
   it("waits for hello, then sends the snapshot: Add with fd, Keep without netns, SnapshotSent", async () => {
     const t = setup();
@@ -119,16 +128,10 @@ describe("ZdsServer (agent side)", () => {
 
   it("Add goes only to the newest connection, Del to both", async () => {
     const t = setup();
-    const p1 = t.connect();
-    await p1.send(HELLO);
     const log1: string[] = [];
-    cleanup.push(autoAck(p1, t.fds, log1));
-    await p1.until(() => log1.length === 1, 1000, "snapshot 1");
-    const p2 = t.connect();
-    await p2.send(HELLO);
+    const p1 = await helloAcking(t, log1, 1, "snapshot 1");
     const log2: string[] = [];
-    cleanup.push(autoAck(p2, t.fds, log2));
-    await p2.until(() => log2.length === 1, 1000, "snapshot 2");
+    const p2 = await helloAcking(t, log2, 1, "snapshot 2");
     expect(t.server.connectedCount).toBe(2);
     await t.server.podAdded("n", info("n"), "ns:podN");
     await t.server.podDeleted("n");
@@ -189,11 +192,8 @@ describe("ZdsServer (agent side)", () => {
     p.conn.close(); // gone after two of four requests
     for (const m of p.received) if (m.fd !== undefined) t.fds.close(m.fd);
     await p.until(() => t.server.connectedCount === 0, 1000, "drop");
-    const q = t.connect();
-    await q.send(HELLO);
     const log: string[] = [];
-    cleanup.push(autoAck(q, t.fds, log));
-    await q.until(() => log.length === 4, 1000, "snapshot");
+    await helloAcking(t, log, 4, "snapshot");
     expect(log).toEqual(["add p1 +fd:pod1", "add p2 +fd:pod2", "add p3 +fd:pod3", "snapshotSent"]);
     t.server.close();
     expect(t.fds.count).toBe(0);
@@ -215,11 +215,8 @@ describe("ZdsServer (agent side)", () => {
 
   it("an Add too large for a datagram fails before anything is sent", async () => {
     const t = setup();
-    const p = t.connect();
-    await p.send(HELLO);
     const log: string[] = [];
-    cleanup.push(autoAck(p, t.fds, log));
-    await p.until(() => log.length === 1, 1000, "snapshot");
+    await helloAcking(t, log, 1, "snapshot");
     await expect(t.server.podAdded("big", { ...info("x"), name: "n".repeat(1100) }, "ns:big")).rejects.toThrow(/above the ZDS datagram limit of 1024 bytes/);
     expect(t.server.connectedCount).toBe(1);
     t.server.close();

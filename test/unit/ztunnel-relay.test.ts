@@ -22,6 +22,15 @@ async function pair(servers: Server[]): Promise<[Socket, Socket]> {
   return [client, await accepted];
 }
 
+/** The ends of two loopback connections to relay (aPeer ↔ bPeer); a and b may see resets. */
+async function ends(servers: Server[]): Promise<{ a: Socket; aPeer: Socket; bPeer: Socket; b: Socket }> {
+  const [a, aPeer] = await pair(servers);
+  const [bPeer, b] = await pair(servers);
+  a.on("error", () => undefined);
+  b.on("error", () => undefined);
+  return { a, aPeer, bPeer, b };
+}
+
 describe("plain TCP relay and passthrough", () => {
   const servers: Server[] = [];
   const factory = new LoopbackSocketFactory();
@@ -62,10 +71,7 @@ describe("plain TCP relay and passthrough", () => {
   });
 
   it("cuts a connection whose other half never closes after the half-close timeout", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [bPeer, b] = await pair(servers);
-    b.on("error", () => undefined);
-    a.on("error", () => undefined);
+    const { a, aPeer, bPeer } = await ends(servers);
     const done = relay(aPeer, bPeer, { halfCloseTimeoutMs: 150 });
     a.end();
     const r = await done;
@@ -74,10 +80,7 @@ describe("plain TCP relay and passthrough", () => {
   });
 
   it("closes an idle connection", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [bPeer, b] = await pair(servers);
-    a.on("error", () => undefined);
-    b.on("error", () => undefined);
+    const { a, aPeer, bPeer, b } = await ends(servers);
     const done = relay(aPeer, bPeer, { idleTimeoutMs: 150 });
     const seen = (s: Socket): Promise<string> =>
       new Promise((resolve) => {
