@@ -5,7 +5,7 @@ import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
 import { startPlaintextRelay } from "../../src/ztunnel/proxy/plain-relay.js";
 import { Relay } from "../../src/ztunnel/proxy/relay.js";
 import { SpliceSocketRelay } from "../../src/ztunnel/proxy/splice-relay.js";
-import { closeServer, dial, listen, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
+import { closeServer, dial, listen, loopbackPair, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 
 // The plaintext relay seam with the kernel relay behind it (ZTUNNEL_PLAINTEXT_RELAY=splice):
@@ -13,15 +13,6 @@ import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 // the parked JS sockets still let their owners cut the connection. Loopback only, no root.
 
 const MiB = 1024 * 1024;
-
-async function pair(servers: Server[]): Promise<[Socket, Socket]> {
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
-  servers.push(server);
-  await listen(server);
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = await dial((server.address() as { port: number }).port);
-  return [client, await accepted];
-}
 
 function seen(s: Socket): Promise<string> {
   return new Promise((resolve) => {
@@ -67,8 +58,8 @@ describe("plaintext relay through splice", () => {
   });
 
   it("uses the kernel relay when asked, and completes when both sides end, server first", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [b, bPeer] = await pair(servers);
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const r = startPlaintextRelay("splice", aPeer, bPeer, { halfCloseTimeoutMs: 5000 });
     expect(r).toBeInstanceOf(SpliceSocketRelay);
     const bGot = readAll(b);
@@ -80,8 +71,8 @@ describe("plaintext relay through splice", () => {
   });
 
   it("falls back to the JS relay for sockets with bytes queued in Node, and for ZTUNNEL_PLAINTEXT_RELAY=js", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [b, bPeer] = await pair(servers);
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     bPeer.cork();
     bPeer.write("queued before the relay|");
     const r = startPlaintextRelay("splice", aPeer, bPeer, {});
@@ -94,8 +85,8 @@ describe("plaintext relay through splice", () => {
     expect((await aGot).toString()).toBe("from b");
     expect((await bGot).toString()).toBe("queued before the relay|from a");
     expect((await r.done).end).toBe("complete");
-    const [c, cPeer] = await pair(servers);
-    const [d, dPeer] = await pair(servers);
+    const [c, cPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [d, dPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const js = startPlaintextRelay("js", cPeer, dPeer, {});
     expect(js).toBeInstanceOf(Relay);
     c.end();
@@ -105,8 +96,8 @@ describe("plaintext relay through splice", () => {
   });
 
   it("cuts a connection whose other half never closes after the half-close timeout", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [b, bPeer] = await pair(servers);
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const r = startPlaintextRelay("splice", aPeer, bPeer, { halfCloseTimeoutMs: 150 });
     const bSaw: string[] = [];
     b.on("data", () => undefined);
@@ -130,8 +121,8 @@ describe("plaintext relay through splice", () => {
   });
 
   it("closes an idle connection with a clean FIN both ways", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [b, bPeer] = await pair(servers);
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const aSaw = seen(a);
     const bSaw = seen(b);
     const r = startPlaintextRelay("splice", aPeer, bPeer, { idleTimeoutMs: 150 });
@@ -146,8 +137,8 @@ describe("plaintext relay through splice", () => {
   });
 
   it("destroying a parked socket (pod removed, policy revoked) resets both peers and ends the relay", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [b, bPeer] = await pair(servers);
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const r = startPlaintextRelay("splice", aPeer, bPeer, {});
     const aSaw = seen(a);
     const bSaw = seen(b);
@@ -164,8 +155,8 @@ describe("plaintext relay through splice", () => {
   });
 
   it("abort() resets both peers", async () => {
-    const [a, aPeer] = await pair(servers);
-    const [b, bPeer] = await pair(servers);
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const r = startPlaintextRelay("splice", aPeer, bPeer, {});
     const aSaw = seen(a);
     const bSaw = seen(b);

@@ -7,25 +7,15 @@ import { errnoOf, ProxyError, responseFlagOf, statusOf, upstreamConnectError } f
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
 import { relay } from "../../src/ztunnel/proxy/relay.js";
-import { closeServer, dial, listen, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
+import { closeServer, dial, listen, loopbackPair, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 
 const MiB = 1024 * 1024;
 
-/** A connected socket pair over loopback: [client side, server side]. */
-async function pair(servers: Server[]): Promise<[Socket, Socket]> {
-  const server = createServer({ allowHalfOpen: true });
-  servers.push(server);
-  await listen(server);
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = await dial((server.address() as { port: number }).port);
-  return [client, await accepted];
-}
-
 /** The ends of two loopback connections to relay (aPeer ↔ bPeer); a and b may see resets. */
 async function ends(servers: Server[]): Promise<{ a: Socket; aPeer: Socket; bPeer: Socket; b: Socket }> {
-  const [a, aPeer] = await pair(servers);
-  const [bPeer, b] = await pair(servers);
+  const [a, aPeer] = await loopbackPair(servers);
+  const [bPeer, b] = await loopbackPair(servers);
   a.on("error", () => undefined);
   b.on("error", () => undefined);
   return { a, aPeer, bPeer, b };
@@ -58,8 +48,8 @@ describe("plain TCP relay and passthrough", () => {
 
   it("reports counters and completes when both sides end, server first", async () => {
     const servers2 = servers;
-    const [a, aPeer] = await pair(servers2);
-    const [bPeer, b] = await pair(servers2);
+    const [a, aPeer] = await loopbackPair(servers2);
+    const [bPeer, b] = await loopbackPair(servers2);
     const done = relay(aPeer, bPeer, { halfCloseTimeoutMs: 5000 });
     const bGot = readAll(b);
     b.end("from b"); // b's side finishes first
