@@ -1,12 +1,11 @@
-import { createServer, type Server, type Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { createServer, type Socket } from "node:net";
+import { describe, expect, it } from "vitest";
 import type { ProxyError } from "../../src/ztunnel/proxy/errors.js";
 import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
 import { startPlaintextRelay } from "../../src/ztunnel/proxy/plain-relay.js";
 import { Relay } from "../../src/ztunnel/proxy/relay.js";
 import { SpliceSocketRelay } from "../../src/ztunnel/proxy/splice-relay.js";
-import { closeServer, dial, listen, loopbackPair, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
-import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
+import { echoServer, expectEcho, listen, loopbackPair, readAll, useLoopbackServers } from "../fixtures/ztunnel-hbone-env.js";
 
 // The plaintext relay seam with the kernel relay behind it (ZTUNNEL_PLAINTEXT_RELAY=splice):
 // the JS relay's contract (test/unit/ztunnel-relay.test.ts) holds for the spliced one, and
@@ -23,17 +22,10 @@ function seen(s: Socket): Promise<string> {
 }
 
 describe("plaintext relay through splice", () => {
-  const servers: Server[] = [];
-  const factory = new LoopbackSocketFactory();
-  afterEach(async () => {
-    for (const s of servers.splice(0)) await closeServer(s);
-    await factory.close();
-  });
+  const { servers, factory } = useLoopbackServers();
 
   it("passthrough copies 8 MiB each way through the kernel relay and reports both counts", async () => {
-    const app = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
-    servers.push(app);
-    await listen(app);
+    const app = await echoServer(servers);
     let result: Awaited<ReturnType<typeof proxyPassthrough>> | undefined;
     const done = new Promise<void>((resolve) => {
       const front = createServer({ allowHalfOpen: true }, (s) => {
@@ -44,12 +36,7 @@ describe("plaintext relay through splice", () => {
       });
       servers.push(front);
       void listen(front).then(async () => {
-        const client = await dial((front.address() as { port: number }).port);
-        const data = payload(8 * MiB, 11);
-        const got = readAll(client);
-        await writeAll(client, data);
-        client.end();
-        expect(sha(await got)).toBe(sha(data));
+        await expectEcho((front.address() as { port: number }).port, 8 * MiB, 11);
       });
     });
     await done;

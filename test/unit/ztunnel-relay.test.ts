@@ -2,13 +2,12 @@ import { createServer, type Server, type Socket } from "node:net";
 import { pino } from "pino";
 import type { Logger } from "../../src/shared/log.js";
 import { Writable } from "node:stream";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { errnoOf, ProxyError, responseFlagOf, statusOf, upstreamConnectError } from "../../src/ztunnel/proxy/errors.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
 import { relay } from "../../src/ztunnel/proxy/relay.js";
-import { closeServer, dial, listen, loopbackPair, payload, readAll, sha, writeAll } from "../fixtures/ztunnel-hbone-env.js";
-import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
+import { closeServer, dial, echoServer, expectEcho, listen, loopbackPair, readAll, useLoopbackServers } from "../fixtures/ztunnel-hbone-env.js";
 
 const MiB = 1024 * 1024;
 
@@ -22,28 +21,16 @@ async function ends(servers: Server[]): Promise<{ a: Socket; aPeer: Socket; bPee
 }
 
 describe("plain TCP relay and passthrough", () => {
-  const servers: Server[] = [];
-  const factory = new LoopbackSocketFactory();
-  afterEach(async () => {
-    for (const s of servers.splice(0)) await closeServer(s);
-    await factory.close();
-  });
+  const { servers, factory } = useLoopbackServers();
 
   it("passthrough copies 8 MiB each way (client half-closes first)", async () => {
-    const app = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
-    servers.push(app);
-    await listen(app);
+    const app = await echoServer(servers);
     const front = createServer({ allowHalfOpen: true }, (s) => {
       void proxyPassthrough(s, factory, { ip: "127.0.0.1", port: (app.address() as { port: number }).port });
     });
     servers.push(front);
     await listen(front);
-    const client = await dial((front.address() as { port: number }).port);
-    const data = payload(8 * MiB, 11);
-    const got = readAll(client);
-    await writeAll(client, data);
-    client.end();
-    expect(sha(await got)).toBe(sha(data));
+    await expectEcho((front.address() as { port: number }).port, 8 * MiB, 11);
   });
 
   it("reports counters and completes when both sides end, server first", async () => {
