@@ -58,10 +58,22 @@ describe("local inventory file", () => {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    it("reloads on change (also when the file is replaced by rename) and keeps the last good view on a bad edit", async () => {
+    /** A fresh directory with DOC as inventory.yaml; returns the file's path. */
+    function inventoryFile(): string {
       dir = mkdtempSync(join(tmpdir(), "agent-inv-"));
       const path = join(dir, "inventory.yaml");
       writeFileSync(path, DOC);
+      return path;
+    }
+
+    /** Replaces the file by rename (as editors and config maps do), namespace plain now ambient. */
+    function labelPlainByRename(path: string): void {
+      writeFileSync(join(dir, "tmp.yaml"), DOC.replace("- name: plain", "- name: plain\n    labels: { istio.io/dataplane-mode: ambient }"));
+      renameSync(join(dir, "tmp.yaml"), path);
+    }
+
+    it("reloads on change (also when the file is replaced by rename) and keeps the last good view on a bad edit", async () => {
+      const path = inventoryFile();
       src = new InventorySource({ path, debounceMs: 10, pollMs: 60_000 });
       let changes = 0;
       await src.start(() => changes++);
@@ -69,8 +81,7 @@ describe("local inventory file", () => {
       expect(await src.lookup("", "web")).toMatchObject({ namespace: "mesh" });
       expect(await src.lookup("plain", "web")).toBeUndefined();
 
-      writeFileSync(join(dir, "tmp.yaml"), DOC.replace("- name: plain", "- name: plain\n    labels: { istio.io/dataplane-mode: ambient }"));
-      renameSync(join(dir, "tmp.yaml"), path);
+      labelPlainByRename(path);
       await expect.poll(() => src?.namespaceLabels("plain")?.["istio.io/dataplane-mode"], { timeout: 3000 }).toBe("ambient");
       expect(changes).toBe(1);
 
@@ -81,16 +92,13 @@ describe("local inventory file", () => {
     });
 
     it("answers a lookup from the file as it is now, before the watch event's debounce fired", async () => {
-      dir = mkdtempSync(join(tmpdir(), "agent-inv-"));
-      const path = join(dir, "inventory.yaml");
-      writeFileSync(path, DOC);
+      const path = inventoryFile();
       // The watch would fire only after an hour: the lookup itself must see the new file.
       src = new InventorySource({ path, debounceMs: 3_600_000, pollMs: 3_600_000 });
       let changes = 0;
       await src.start(() => changes++);
       expect(src.namespaceLabels("plain")?.["istio.io/dataplane-mode"]).toBeUndefined();
-      writeFileSync(join(dir, "tmp.yaml"), DOC.replace("- name: plain", "- name: plain\n    labels: { istio.io/dataplane-mode: ambient }"));
-      renameSync(join(dir, "tmp.yaml"), path);
+      labelPlainByRename(path);
       expect(await src.lookup("plain", "db")).toMatchObject({ namespace: "plain", name: "db" });
       expect(src.namespaceLabels("plain")?.["istio.io/dataplane-mode"]).toBe("ambient");
       expect(changes).toBe(1);
