@@ -19,6 +19,15 @@ function roundTrip(stream: HboneStream["stream"], text: string): Promise<string>
   });
 }
 
+/** A stream used once and finished: one round trip, then end, resolved once it closed. */
+async function usedStream(env: HboneEnv, target: { ip: string; port: number }, text: string): Promise<HboneStream> {
+  const s = await env.pool.connect(env.request(target));
+  await roundTrip(s.stream, text);
+  s.stream.end();
+  await new Promise((r) => s.stream.once("close", r));
+  return s;
+}
+
 function connectionsOf(pool: HbonePool): Array<{ id: number; streams: number; state: string }> {
   return [...pool.stats().values()].flat();
 }
@@ -68,10 +77,7 @@ describe("HBONE connection pool", () => {
   it("a finished stream frees its slot for reuse", async () => {
     const e = await echoEnv({ pool: { maxStreamsPerConnection: 1 } });
     env = e.env;
-    const first = await env.pool.connect(env.request(e.target));
-    await roundTrip(first.stream, "a");
-    first.stream.end();
-    await new Promise((r) => first.stream.once("close", r));
+    const first = await usedStream(env, e.target, "a");
     const second = await env.pool.connect(env.request(e.target));
     expect(second.connectionId).toBe(first.connectionId);
     second.stream.close();
@@ -100,10 +106,7 @@ describe("HBONE connection pool", () => {
   it("closes a connection left unused for the release timeout", async () => {
     const e = await echoEnv({ pool: { idleTimeoutMs: 150 } });
     env = e.env;
-    const s = await env.pool.connect(env.request(e.target));
-    await roundTrip(s.stream, "x");
-    s.stream.end();
-    await new Promise((r) => s.stream.once("close", r));
+    await usedStream(env, e.target, "x");
     expect(connectionsOf(env.pool)).toHaveLength(1);
     await waitFor(() => connectionsOf(env.pool).length === 0 && env.server.stats.connections === 0);
   });
