@@ -4,18 +4,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseLocalConfig } from "../../src/ztunnel/state/local-config.js";
 import { parseInventory } from "../../src/agent/enroll/inventory.js";
-import { runCli } from "../../src/cli/run.js";
+import { cli } from "../fixtures/cli-run.js";
 import { FakeKubeServer, writeKubeconfig } from "../harness/fake-kube/index.js";
 
 // ambientctl enroll/unenroll: against the fake Kubernetes API server (a real
 // @kubernetes/client-node merge patch) and against local inventory / local config files.
-
-async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await runCli(args, { out: (s) => (out += s), err: (s) => (err += s), env: { HOME: "/nonexistent", ...env } });
-  return { code, out, err };
-}
 
 describe("ambientctl enroll via Kubernetes", () => {
   let server: FakeKubeServer;

@@ -5,14 +5,7 @@ import { describe, expect, it } from "vitest";
 import { resolveContext } from "../../src/cli/context.js";
 import { metricTotals, parseConfigDump } from "../../src/cli/dump.js";
 import { parseFormat, render, table } from "../../src/cli/format.js";
-import { runCli } from "../../src/cli/run.js";
-
-async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await runCli(args, { out: (s) => (out += s), err: (s) => (err += s), env: { HOME: "/nonexistent", ...env } });
-  return { code, out, err };
-}
+import { cli } from "../fixtures/cli-run.js";
 
 describe("ambientctl output and arguments", () => {
   it("tables: upper-case headers, columns aligned with two spaces, no trailing blanks", () => {
