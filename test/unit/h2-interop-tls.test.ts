@@ -14,7 +14,7 @@ import { clientTlsOptions, serverTlsOptions } from "../../src/ztunnel/tls/peer.j
 import { formatIdentity } from "../../src/ztunnel/tls/identity.js";
 import type { WorkloadCert } from "../../src/ztunnel/tls/ca.js";
 import { clientOpts, collect, payload, send, serverOpts, sha } from "../fixtures/h2-peers.js";
-import { certFor, id, tempDir } from "../fixtures/ztunnel-pki.js";
+import { certFor, id, tempDir, writePem } from "../fixtures/ztunnel-pki.js";
 
 // The lean HTTP/2 layer against independent implementations over real TLS 1.3 + ALPN h2:
 // Debian's python3-h2 as HBONE client and server (the HBONE fixtures the node:http2 path is
@@ -33,14 +33,6 @@ const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function pem(dir: string, name: string, cert: WorkloadCert): Promise<{ cert: string; key: string; ca: string }> {
-  const paths = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: join(dir, "root.crt") };
-  await writeFile(paths.cert, cert.certPem);
-  await writeFile(paths.key, cert.keyPem, { mode: 0o600 });
-  await writeFile(paths.ca, cert.rootPem);
-  return paths;
-}
 
 async function scratch(): Promise<string> {
   const d = await tempDir("h2-interop");
@@ -133,7 +125,7 @@ needs(have(PYTHON))("lean HTTP/2 with python3-h2 over mTLS", () => {
   it("python as HBONE client: CONNECT, 1 MiB echoed", async () => {
     const dir = await scratch();
     const port = await ourTlsServer(serverTlsOptions(await certFor(SERVER_ID)));
-    const p = await pem(dir, "client", await certFor(CLIENT_ID));
+    const p = await writePem(dir, "client", await certFor(CLIENT_ID));
     const py = spawnTool(PYTHON, [join(fixtures, "ztunnel-h2-client.py"), "--host", "127.0.0.1", "--port", String(port), "--cert", p.cert, "--key", p.key, "--ca", p.ca, "--authority", "10.0.0.9:80", "--bytes", String(1024 * 1024)]);
     expect(await py.exited, py.err()).toBe(0);
     const out = JSON.parse(py.out().toString()) as Record<string, unknown>;
@@ -143,7 +135,7 @@ needs(have(PYTHON))("lean HTTP/2 with python3-h2 over mTLS", () => {
 
   it("python as HBONE server: our client tunnels 1 MiB and sends the CONNECT headers", async () => {
     const dir = await scratch();
-    const p = await pem(dir, "server", await certFor(SERVER_ID));
+    const p = await writePem(dir, "server", await certFor(SERVER_ID));
     const py = spawnTool(PYTHON, [join(fixtures, "ztunnel-h2-server.py"), "--cert", p.cert, "--key", p.key, "--ca", p.ca]);
     const lines = createInterface({ input: py.child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
     const first = await lines.next();
@@ -197,7 +189,7 @@ needs(have("/usr/sbin/nghttpd"))("lean HTTP/2 client with nghttpd", () => {
   it("GET a 5 MiB file and POST 3 MiB echoed back", async () => {
     const dir = await scratch();
     const cert = await certFor(SERVER_ID);
-    const p = await pem(dir, "server", cert);
+    const p = await writePem(dir, "server", cert);
     const file = payload(5 * 1024 * 1024, 5);
     await writeFile(join(dir, "file.bin"), file);
     const port = await freePort();

@@ -1,14 +1,12 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
-import type { WorkloadCert } from "../../src/ztunnel/tls/ca.js";
 import { formatIdentity } from "../../src/ztunnel/tls/identity.js";
 import { CLIENT_ID, HboneEnv, payload, sha, SERVER_ID } from "../fixtures/ztunnel-hbone-env.js";
-import { certFor, tempDir } from "../fixtures/ztunnel-pki.js";
+import { certFor, tempDir, writePem } from "../fixtures/ztunnel-pki.js";
 
 // Interop with an independent HTTP/2 implementation: Debian's python3-h2 (not the pyenv
 // python on PATH), as HBONE client against our server and as HBONE server for our client.
@@ -16,14 +14,6 @@ import { certFor, tempDir } from "../fixtures/ztunnel-pki.js";
 const PYTHON = "/usr/bin/python3";
 const fixtures = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const hasH2 = existsSync(PYTHON);
-
-async function writePem(dir: string, name: string, cert: WorkloadCert): Promise<{ cert: string; key: string; ca: string }> {
-  const paths = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: join(dir, "root.crt") };
-  await writeFile(paths.cert, cert.certPem);
-  await writeFile(paths.key, cert.keyPem, { mode: 0o600 });
-  await writeFile(paths.ca, cert.rootPem);
-  return paths;
-}
 
 interface Py {
   lines: AsyncIterator<string>;
