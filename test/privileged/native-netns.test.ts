@@ -6,6 +6,7 @@ import type { Server, Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SYSTEM_PYTHON, TCP_CLIENT } from "../harness/child-output.js";
 import { createNetns, deleteNetns, execIn, run, runId } from "../harness/netns.js";
+import { readAll } from "../fixtures/socket-io.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { compiledFixture } from "../fixtures/native-build.js";
 import {
@@ -173,12 +174,7 @@ describePrivileged("native netns handles and in-pod sockets", () => {
       expect(getSocketMark(fdOf(server))).toBe(0);
       server.on("connection", (s: Socket) => s.end("plain\n"));
       const sock = factory.connectTcp({ host: "127.0.0.1", port: portOf(server) });
-      const data = await new Promise<string>((resolve, reject) => {
-        let d = "";
-        sock.on("data", (b: Buffer) => (d += b.toString()));
-        sock.on("end", () => resolve(d));
-        sock.on("error", reject);
-      });
+      const data = (await readAll(sock)).toString();
       sock.destroy();
       expect(data).toBe("plain\n");
     } finally {

@@ -1,6 +1,7 @@
 import type { Server, Socket } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createNetns, deleteNetns, execIn, runId } from "../harness/netns.js";
+import { readAll } from "../fixtures/socket-io.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { NativeError, NetnsHandle, originalDst, type OriginalDst } from "../../src/native/index.js";
 import { InPodSocketFactory } from "../../src/sockets/index.js";
@@ -29,12 +30,7 @@ async function origDstServer(factory: InPodSocketFactory, address: string, port:
 
 async function ask(factory: InPodSocketFactory, host: string, port: number): Promise<OriginalDst & { error?: string; message?: string }> {
   const sock = factory.connectTcp({ host, port });
-  const text = await new Promise<string>((resolve, reject) => {
-    let d = "";
-    sock.on("data", (b: Buffer) => (d += b.toString()));
-    sock.on("end", () => resolve(d));
-    sock.on("error", reject);
-  });
+  const text = (await readAll(sock)).toString();
   sock.destroy();
   return JSON.parse(text) as OriginalDst;
 }
