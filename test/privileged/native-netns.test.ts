@@ -3,9 +3,10 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server, Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { SYSTEM_PYTHON, TCP_CLIENT } from "../harness/child-output.js";
-import { createNetns, deleteNetns, execIn, run, runId } from "../harness/netns.js";
+import { execIn, run } from "../harness/netns.js";
+import { useNetnsPair } from "../fixtures/netns-pair.js";
 import { readAll } from "../fixtures/socket-io.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { compiledFixture } from "../fixtures/native-build.js";
@@ -60,29 +61,13 @@ function catchNative(fn: () => unknown): NativeError {
 }
 
 describePrivileged("native netns handles and in-pod sockets", () => {
-  const id = runId();
-  const pod = `nat-p-${id}`;
-  const other = `nat-q-${id}`;
-  let podNs: NetnsHandle;
-  let otherNs: NetnsHandle;
-
-  beforeAll(async () => {
-    await createNetns(pod);
-    await createNetns(other);
-    podNs = NetnsHandle.open(`/var/run/netns/${pod}`);
-    otherNs = NetnsHandle.open(`/var/run/netns/${other}`);
-  });
-
-  afterAll(async () => {
-    podNs?.close();
-    otherNs?.close();
-    await deleteNetns(pod);
-    await deleteNetns(other);
-  });
+  const nets = useNetnsPair(["nat-p", "nat-q"]);
+  const [pod] = nets.names;
+  const { id } = nets;
 
   it("in-pod listener accepts inside P, has P's cookie and mark 0x539, and ss shows it in P only", async () => {
     const before = currentThreadNetns();
-    const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: true });
+    const factory = new InPodSocketFactory(nets.a, { mark: 0x539, reusePort: true });
     const server = await factory.listenTcp({ address: "127.0.0.1", port: 0, backlog: 37 });
     try {
       expect(sameNetns(currentThreadNetns(), before)).toBe(true);
@@ -93,8 +78,8 @@ describePrivileged("native netns handles and in-pod sockets", () => {
       const out = await execIn(pod, SYSTEM_PYTHON, [TCP_CLIENT, "127.0.0.1", String(port)]);
       expect(out.stdout.trim()).toBe("hello-from-pod");
 
-      expect(netnsCookie(fd)).toBe(netnsCookieOf(podNs));
-      expect(netnsCookie(fd)).not.toBe(netnsCookieOf(otherNs));
+      expect(netnsCookie(fd)).toBe(netnsCookieOf(nets.a));
+      expect(netnsCookie(fd)).not.toBe(netnsCookieOf(nets.b));
       expect(getSocketMark(fd)).toBe(0x539);
 
       // ss -e prints the socket inode, -p the owning process.
@@ -114,7 +99,7 @@ describePrivileged("native netns handles and in-pod sockets", () => {
 
   it("in-pod outbound: connects from P with the mark, and binds a source address", async () => {
     await execIn(pod, "ip", ["addr", "add", "10.77.0.1/24", "dev", "lo"]);
-    const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: false });
+    const factory = new InPodSocketFactory(nets.a, { mark: 0x539, reusePort: false });
     const server = await factory.listenTcp({ address: "0.0.0.0", port: 0 });
     const seen: Array<{ remote: string | undefined; cookie: bigint }> = [];
     server.on("connection", (s: Socket) => {
@@ -137,21 +122,21 @@ describePrivileged("native netns handles and in-pod sockets", () => {
           sock.on("error", reject);
           sock.on("connect", () => {
             expect(getSocketMark(fdOf(sock))).toBe(0x539);
-            expect(netnsCookie(fdOf(sock))).toBe(netnsCookieOf(podNs));
+            expect(netnsCookie(fdOf(sock))).toBe(netnsCookieOf(nets.a));
           });
         });
         sock.destroy();
         expect(got).toBe("ok\n");
       }
       expect(seen.map((s) => s.remote)).toEqual(["127.0.0.1", "10.77.0.1"]);
-      for (const s of seen) expect(s.cookie).toBe(netnsCookieOf(podNs));
+      for (const s of seen) expect(s.cookie).toBe(netnsCookieOf(nets.a));
     } finally {
       await closeServer(server);
     }
   });
 
   it("connectTcp failures arrive as 'error' on the returned socket", async () => {
-    const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: false });
+    const factory = new InPodSocketFactory(nets.a, { mark: 0x539, reusePort: false });
     // A spec error (mixed families) and a kernel error (nothing listens) both surface as 'error'.
     const sock = factory.connectTcp({ host: "127.0.0.1", port: 9, sourceAddress: "::1" });
     const err = await new Promise<Error>((resolve) => sock.on("error", resolve));
@@ -183,26 +168,26 @@ describePrivileged("native netns handles and in-pod sockets", () => {
   });
 
   it("IPv6 listener and transparent option in P", async () => {
-    const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: true });
+    const factory = new InPodSocketFactory(nets.a, { mark: 0x539, reusePort: true });
     const server = await factory.listenTcp({ address: "::1", port: 0, transparent: true });
     try {
       server.on("connection", (s: Socket) => s.end("v6\n"));
       const out = await execIn(pod, SYSTEM_PYTHON, [TCP_CLIENT, "::1", String(portOf(server))]);
       expect(out.stdout.trim()).toBe("v6");
-      expect(netnsCookie(fdOf(server))).toBe(netnsCookieOf(podNs));
+      expect(netnsCookie(fdOf(server))).toBe(netnsCookieOf(nets.a));
     } finally {
       await closeServer(server);
     }
   });
 
   it("fd helpers: a non-listening fd is refused and closed; a hostname is refused before connecting", async () => {
-    const udp = createSocket(podNs, { family: 4, type: "udp" });
+    const udp = createSocket(nets.a, { family: 4, type: "udp" });
     await expect(serverFromFd(udp)).rejects.toThrow(/is not a listening socket/);
     expect(() => readlinkSync(`/proc/self/fd/${udp}`)).toThrow();
-    const bound = createSocket(podNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 0 } });
+    const bound = createSocket(nets.a, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 0 } });
     await expect(serverFromFd(bound)).rejects.toThrow(/is not a listening socket/);
     expect(() => readlinkSync(`/proc/self/fd/${bound}`)).toThrow();
-    const tcp = createSocket(podNs, { family: 4, type: "tcp" });
+    const tcp = createSocket(nets.a, { family: 4, type: "tcp" });
     expect(() => socketConnectFromFd(tcp, "localhost", 80)).toThrow(/needs an IP address/);
     expect(() => readlinkSync(`/proc/self/fd/${tcp}`)).toThrow();
   });
@@ -231,9 +216,9 @@ describePrivileged("native netns handles and in-pod sockets", () => {
     });
 
     it("a closed handle refuses every use", () => {
-      const h = podNs.dup();
+      const h = nets.a.dup();
       expect(h.fd).toBeGreaterThan(2);
-      expect(sameNetns(h.identity(), podNs.identity())).toBe(true);
+      expect(sameNetns(h.identity(), nets.a.identity())).toBe(true);
       h.close();
       h.close();
       expect(h.closed).toBe(true);
@@ -245,30 +230,30 @@ describePrivileged("native netns handles and in-pod sockets", () => {
 
     it("spec mistakes are TypeErrors before any switch", () => {
       const bogus = { family: 4, type: "tcp", reuse_port: true } as unknown as SocketSpec;
-      expect(() => createSocket(podNs, bogus)).toThrow(/unknown SocketSpec option "reuse_port"/);
-      expect(() => createSocket(podNs, { family: 4, type: "tcp", bind: { address: "::1", port: 1 } })).toThrow(TypeError);
-      expect(() => createSocket(podNs, { family: 4, type: "udp", listen: { backlog: 1 } })).toThrow(/only valid for tcp/);
-      expect(() => createSocket(podNs, { family: 5, type: "tcp" } as unknown as SocketSpec)).toThrow(/family must be 4 or 6/);
-      expect(() => createSocket(podNs, { family: 4, type: "sctp" } as unknown as SocketSpec)).toThrow(/"tcp" or "udp"/);
-      expect(() => createSocket(podNs, { family: 4, type: "tcp", mark: -1 })).toThrow(/32-bit/);
+      expect(() => createSocket(nets.a, bogus)).toThrow(/unknown SocketSpec option "reuse_port"/);
+      expect(() => createSocket(nets.a, { family: 4, type: "tcp", bind: { address: "::1", port: 1 } })).toThrow(TypeError);
+      expect(() => createSocket(nets.a, { family: 4, type: "udp", listen: { backlog: 1 } })).toThrow(/only valid for tcp/);
+      expect(() => createSocket(nets.a, { family: 5, type: "tcp" } as unknown as SocketSpec)).toThrow(/family must be 4 or 6/);
+      expect(() => createSocket(nets.a, { family: 4, type: "sctp" } as unknown as SocketSpec)).toThrow(/"tcp" or "udp"/);
+      expect(() => createSocket(nets.a, { family: 4, type: "tcp", mark: -1 })).toThrow(/32-bit/);
     });
 
     it("failed binds name the step and address, and leave the thread where it was", () => {
       const before = currentThreadNetns();
-      const e = catchNative(() => createSocket(podNs, { family: 4, type: "tcp", bind: { address: "10.200.0.1", port: 15008 } }));
+      const e = catchNative(() => createSocket(nets.a, { family: 4, type: "tcp", bind: { address: "10.200.0.1", port: 15008 } }));
       expect(e.message).toMatch(/^bind 10\.200\.0\.1:15008: Cannot assign requested address/);
       expect(e.code).toBe("EADDRNOTAVAIL");
       // With IP_FREEBIND or IP_TRANSPARENT (source spoofing) a foreign address binds.
-      closeFd(createSocket(podNs, { family: 4, type: "tcp", freebind: true, bind: { address: "10.200.0.1", port: 15008 } }));
-      closeFd(createSocket(podNs, { family: 4, type: "tcp", transparent: true, bindAddressNoPort: true, bind: { address: "10.200.0.1", port: 0 } }));
-      closeFd(createSocket(podNs, { family: 6, type: "tcp", transparent: true, bind: { address: "fd00:200::1", port: 0 } }));
-      expect(() => createSocket(podNs, { family: 6, type: "tcp", bind: { address: "fd00:200::1", port: 0 } })).toThrow(/Cannot assign requested address/);
-      const s1 = createSocket(podNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 }, listen: { backlog: 4 } });
+      closeFd(createSocket(nets.a, { family: 4, type: "tcp", freebind: true, bind: { address: "10.200.0.1", port: 15008 } }));
+      closeFd(createSocket(nets.a, { family: 4, type: "tcp", transparent: true, bindAddressNoPort: true, bind: { address: "10.200.0.1", port: 0 } }));
+      closeFd(createSocket(nets.a, { family: 6, type: "tcp", transparent: true, bind: { address: "fd00:200::1", port: 0 } }));
+      expect(() => createSocket(nets.a, { family: 6, type: "tcp", bind: { address: "fd00:200::1", port: 0 } })).toThrow(/Cannot assign requested address/);
+      const s1 = createSocket(nets.a, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 }, listen: { backlog: 4 } });
       try {
-        const inUse = catchNative(() => createSocket(podNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 } }));
+        const inUse = catchNative(() => createSocket(nets.a, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 } }));
         expect(inUse.message).toBe("bind 127.0.0.1:15008: Address already in use");
         // The same port in another netns is free: the socket was made where we asked.
-        const s2 = createSocket(otherNs, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 }, listen: { backlog: 4 } });
+        const s2 = createSocket(nets.b, { family: 4, type: "tcp", bind: { address: "127.0.0.1", port: 15008 }, listen: { backlog: 4 } });
         closeFd(s2);
       } finally {
         closeFd(s1);

@@ -1,9 +1,10 @@
 import type { Server, Socket } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createNetns, deleteNetns, execIn, runId } from "../harness/netns.js";
+import { execIn } from "../harness/netns.js";
+import { useNetnsPair } from "../fixtures/netns-pair.js";
 import { readAll } from "../fixtures/socket-io.js";
 import { describePrivileged } from "../harness/privileged.js";
-import { NativeError, NetnsHandle, originalDst, type OriginalDst } from "../../src/native/index.js";
+import { NativeError, originalDst, type OriginalDst } from "../../src/native/index.js";
 import { InPodSocketFactory } from "../../src/sockets/index.js";
 
 function fdOf(x: Socket): number {
@@ -36,19 +37,12 @@ async function ask(factory: InPodSocketFactory, host: string, port: number): Pro
 }
 
 describePrivileged("SO_ORIGINAL_DST after an iptables REDIRECT", () => {
-  const id = runId();
-  const pod = `nod-p-${id}`;
-  const bare = `nod-b-${id}`;
-  let podNs: NetnsHandle;
-  let bareNs: NetnsHandle;
+  const nets = useNetnsPair(["nod-p", "nod-b"]);
+  const [pod] = nets.names;
   let ipv6Nat = true;
   const servers: Server[] = [];
 
   beforeAll(async () => {
-    await createNetns(pod);
-    await createNetns(bare);
-    podNs = NetnsHandle.open(`/var/run/netns/${pod}`);
-    bareNs = NetnsHandle.open(`/var/run/netns/${bare}`);
     // Destinations that exist only as routes: the REDIRECT in nat OUTPUT rewrites them.
     // (A veth pair with both ends in the pod: this kernel has no dummy links.)
     await execIn(pod, "ip", ["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
@@ -68,20 +62,17 @@ describePrivileged("SO_ORIGINAL_DST after an iptables REDIRECT", () => {
 
   afterAll(async () => {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    podNs?.close();
-    bareNs?.close();
-    await deleteNetns(pod); // takes its iptables rules and the veth pair with it
-    await deleteNetns(bare);
+    // Deleting the pod netns (the pair's hook) takes its iptables rules and the veth pair with it.
   });
 
   it("IPv4: returns the pre-REDIRECT destination", async () => {
-    const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: true });
+    const factory = new InPodSocketFactory(nets.a, { mark: 0x539, reusePort: true });
     servers.push(await origDstServer(factory, "0.0.0.0", 15002));
     expect(await ask(factory, "10.99.0.1", 80)).toEqual({ address: "10.99.0.1", port: 80, family: 4 });
   });
 
   it("IPv6 (when ip6tables nat works) and IPv4 on a dual-stack listener", async () => {
-    const factory = new InPodSocketFactory(podNs, { mark: 0x539, reusePort: true });
+    const factory = new InPodSocketFactory(nets.a, { mark: 0x539, reusePort: true });
     servers.push(await origDstServer(factory, "::", 15001));
     // An IPv4 connection on a dual-stack socket is v4-mapped and tracked by IPv4 conntrack.
     expect(await ask(factory, "10.99.0.1", 81)).toEqual({ address: "10.99.0.1", port: 81, family: 4 });
@@ -93,7 +84,7 @@ describePrivileged("SO_ORIGINAL_DST after an iptables REDIRECT", () => {
   });
 
   it("without conntrack in the netns it fails with a clear error", async () => {
-    const factory = new InPodSocketFactory(bareNs, { mark: 0x539, reusePort: false });
+    const factory = new InPodSocketFactory(nets.b, { mark: 0x539, reusePort: false });
     servers.push(await origDstServer(factory, "127.0.0.1", 15003));
     const r = await ask(factory, "127.0.0.1", 15003);
     expect(r.error).toBe("ENOENT");

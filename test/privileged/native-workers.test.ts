@@ -2,7 +2,8 @@ import { readdirSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { SYSTEM_PYTHON } from "../harness/child-output.js";
-import { createNetns, deleteNetns, execIn, runId } from "../harness/netns.js";
+import { execIn } from "../harness/netns.js";
+import { useNetnsPair } from "../fixtures/netns-pair.js";
 import { describePrivileged } from "../harness/privileged.js";
 import { compiledFixture } from "../fixtures/native-build.js";
 import type { WorkerReport, WorkerTask } from "../fixtures/native-worker.js";
@@ -12,7 +13,6 @@ import {
   currentThreadNetns,
   netnsCookie,
   netnsCookieOf,
-  NetnsHandle,
   sameNetns,
 } from "../../src/native/index.js";
 
@@ -63,11 +63,9 @@ function openFds(): number {
 }
 
 describePrivileged("native layer from worker_threads", () => {
-  const id = runId();
-  const podA = `nwk-a-${id}`;
-  const podB = `nwk-b-${id}`;
-  let a: NetnsHandle;
-  let b: NetnsHandle;
+  const nets = useNetnsPair(["nwk-a", "nwk-b"]);
+  const { id } = nets;
+  const [podA] = nets.names;
   let fixture: string;
   const workers: Worker[] = [];
 
@@ -79,22 +77,14 @@ describePrivileged("native layer from worker_threads", () => {
 
   beforeAll(async () => {
     fixture = await compiledFixture("native-worker");
-    await createNetns(podA);
-    await createNetns(podB);
-    a = NetnsHandle.open(`/var/run/netns/${podA}`);
-    b = NetnsHandle.open(`/var/run/netns/${podB}`);
   });
 
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.terminate()));
-    a?.close();
-    b?.close();
-    await deleteNetns(podA);
-    await deleteNetns(podB);
   });
 
   it("two SO_REUSEPORT listeners on one port in P, from two workers, both accept", async () => {
-    const task: WorkerTask = { mode: "listen", netnsFd: a.fd, port: 15001, mark: 0x539 };
+    const task: WorkerTask = { mode: "listen", netnsFd: nets.a.fd, port: 15001, mark: 0x539 };
     const w1 = start(task);
     const w2 = start(task);
     const ids = [(await w1.next("ready")).threadId, (await w2.next("ready")).threadId];
@@ -112,16 +102,16 @@ describePrivileged("native layer from worker_threads", () => {
   });
 
   it("2 workers x 1000 sockets in two pod netns concurrently: every socket where asked, threads unmoved", async () => {
-    const cookies = [netnsCookieOf(a), netnsCookieOf(b)];
+    const cookies = [netnsCookieOf(nets.a), netnsCookieOf(nets.b)];
     expect(cookies[0]).not.toBe(cookies[1]);
     const mainBefore = currentThreadNetns();
-    const task: WorkerTask = { mode: "churn", netnsFds: [a.fd, b.fd], cookies: cookies.map(String), iterations: 1000 };
+    const task: WorkerTask = { mode: "churn", netnsFds: [nets.a.fd, nets.b.fd], cookies: cookies.map(String), iterations: 1000 };
     const runs = [start(task), start(task)];
     // The main thread switches too while the workers run.
     let mainWrong = 0;
     for (let i = 0; i < 1000; i++) {
       const k = i % 2;
-      const fd = createSocket(k === 0 ? a : b, { family: 4, type: "tcp" });
+      const fd = createSocket(k === 0 ? nets.a : nets.b, { family: 4, type: "tcp" });
       if (netnsCookie(fd) !== cookies[k]) mainWrong++;
       closeFd(fd);
     }
