@@ -4,6 +4,7 @@
 // 1,000-pod enrollment, ZDS Add→Ack and CNI ADD; writes JSON, markdown with the issue's targets
 // and a PNG chart under bench/results/<timestamp>/ and bench/results/latest.md.
 // Needs root. Everything it creates is removed on exit, on failure and on Ctrl-C.
+import { optionsOrExit } from "./lib/start.js";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { errorMessage } from "../src/shared/errors.js";
@@ -12,7 +13,6 @@ import { renderChart } from "./lib/chart.js";
 import { cniAdd } from "./lib/cni.js";
 import { dnsRow } from "./lib/dns.js";
 import { Datapath, show, type PathName } from "./lib/datapath.js";
-import { BenchUsageError } from "./lib/errors.js";
 import { setFigure, type Figures } from "./lib/figures.js";
 import { describeMachine, describeRevision, loadAverage } from "./lib/machine.js";
 import { compareSideArgs, parseOptions, type BenchOptions, type Row } from "./lib/options.js";
@@ -117,17 +117,8 @@ async function measure(opts: BenchOptions, figures: Figures, details: Record<str
 }
 
 async function main(): Promise<number> {
-  let opts: BenchOptions;
-  try {
-    opts = parseOptions(process.argv.slice(2), join(REPO, "bench", "results"));
-  } catch (err) {
-    process.stderr.write(`${errorMessage(err)}\n`);
-    return err instanceof BenchUsageError && /^usage/.test(err.message) ? 0 : 2;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write("npm run bench needs root (it creates network namespaces, veth links and iptables rules)\n");
-    return 2;
-  }
+  const opts = optionsOrExit("bench", () => parseOptions(process.argv.slice(2), join(REPO, "bench", "results")));
+  if (typeof opts === "number") return opts;
   if (opts.compare !== undefined) {
     try {
       return await runCompare(REPO, { ref: opts.compare, args: compareSideArgs(process.argv.slice(2)), rounds: opts.rounds, outDir: opts.outDir, needsCni: opts.rows.has("cni-add") }, log);

@@ -6,6 +6,7 @@
 // no failed churn step, and the policy really denied. Needs root and `npm run build:cni`.
 // Output: <out>/soak-<time>/soak.{json,md}. Everything it creates is removed at the end, on
 // failure and on Ctrl-C.
+import { optionsOrExit } from "./lib/start.js";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
@@ -117,17 +118,8 @@ function markdown(o: SoakOutcome, v: Verdict, opts: Options, startedAt: string, 
 }
 
 async function main(): Promise<number> {
-  let opts: Options;
-  try {
-    opts = parseOptions(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`${errorMessage(err)}\n`);
-    return err instanceof BenchUsageError && /^usage/.test(err.message) ? 0 : 2;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write("npm run soak needs root (it creates network namespaces, veth links and iptables rules)\n");
-    return 2;
-  }
+  const opts = optionsOrExit("soak", () => parseOptions(process.argv.slice(2)));
+  if (typeof opts === "number") return opts;
   const teardown = new Teardown();
   let interrupted = false;
   const stop = (signal: NodeJS.Signals): void => {
