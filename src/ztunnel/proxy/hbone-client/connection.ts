@@ -16,8 +16,8 @@ export type ConnState =
   | { readonly t: "draining"; readonly session: H2Connection; readonly reason: string }
   | { readonly t: "closed"; readonly error: Error | undefined };
 
-/** What a connection needs from the pool that owns it. */
-export interface PoolHost {
+/** The pool's settings, which its connections follow. */
+export interface PoolSettings {
   readonly certs: CertSource;
   readonly maxStreams: number;
   readonly idleTimeoutMs: number;
@@ -26,6 +26,11 @@ export interface PoolHost {
   readonly handshakeTimeoutMs: number;
   readonly maxHeaderListSize: number;
   readonly log: Logger;
+}
+
+/** What a connection needs from the pool that owns it. */
+export interface PoolHost {
+  readonly settings: PoolSettings;
   /** The connection left the pool (draining or closed). */
   forget(conn: PooledConnection): void;
 }
@@ -54,10 +59,10 @@ export class PooledConnection {
 
   /** Can take another stream (counting ones still connecting). */
   hasCapacity(): boolean {
-    if (this.state.t === "connecting") return this.streams < this.pool.maxStreams;
+    if (this.state.t === "connecting") return this.streams < this.pool.settings.maxStreams;
     if (this.state.t !== "ready") return false;
     const remote = this.state.session.remoteSettings.maxConcurrentStreams ?? Infinity;
-    return this.streams < Math.min(this.pool.maxStreams, remote);
+    return this.streams < Math.min(this.pool.settings.maxStreams, remote);
   }
 
   /** More streams reserved than the server allows at once. */
@@ -84,9 +89,9 @@ export class PooledConnection {
 
   /** Unused and ready: close after the release timeout unless a stream comes first. */
   armIdle(): void {
-    if (this.streams > 0 || this.state.t !== "ready" || this.pool.idleTimeoutMs <= 0) return;
+    if (this.streams > 0 || this.state.t !== "ready" || this.pool.settings.idleTimeoutMs <= 0) return;
     clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.drain("idle"), this.pool.idleTimeoutMs);
+    this.idleTimer = setTimeout(() => this.drain("idle"), this.pool.settings.idleTimeoutMs);
     this.idleTimer.unref();
   }
 
@@ -130,7 +135,7 @@ export class PooledConnection {
   }
 
   private async establish(req: HboneRequest): Promise<H2Connection> {
-    const p = this.pool;
+    const p = this.pool.settings;
     const addr = formatHostPort(req.hboneAddress.ip, req.hboneAddress.port);
     try {
       const cert = await p.certs.get(req.sourceIdentity);
@@ -168,7 +173,7 @@ export class PooledConnection {
   }
 
   private startPing(session: H2Connection): void {
-    const p = this.pool;
+    const p = this.pool.settings;
     if (p.pingIntervalMs <= 0) return;
     this.pingTimer = setInterval(() => {
       if (this.pingDeadline !== undefined) return;

@@ -1,11 +1,11 @@
-import { logger, type Logger } from "../../../shared/log.js";
+import { logger } from "../../../shared/log.js";
 import { formatHostPort } from "../../state/ip.js";
 import { formatIdentity } from "../../tls/identity.js";
 import { ProxyError } from "../errors.js";
 import { DEFAULT_MAX_HEADER_LIST_SIZE } from "../h2-options.js";
 import { awaitResponse, connectHeaders } from "./connect-stream.js";
-import { PooledConnection, type ConnState, type PoolHost } from "./connection.js";
-import type { CertSource, HboneClientOptions, HboneRequest, HboneStream } from "./types.js";
+import { PooledConnection, type ConnState, type PoolHost, type PoolSettings } from "./connection.js";
+import type { HboneClientOptions, HboneRequest, HboneStream } from "./types.js";
 
 /** RFC 9113 error code: the stream was refused before any processing. */
 const REFUSED_STREAM = 0x7;
@@ -22,27 +22,22 @@ function codeOf(err: unknown): number | undefined {
 // never share one. Each connection carries at most maxStreams streams; the next opens another.
 
 export class HbonePool implements PoolHost {
-  readonly certs: CertSource;
-  readonly maxStreams: number;
-  readonly idleTimeoutMs: number;
-  readonly pingIntervalMs: number;
-  readonly pingTimeoutMs: number;
-  readonly handshakeTimeoutMs: number;
-  readonly maxHeaderListSize: number;
-  readonly log: Logger;
+  readonly settings: PoolSettings;
   private readonly conns = new Map<string, PooledConnection[]>();
   private readonly all = new Set<PooledConnection>();
   private closed = false;
 
   constructor(opts: HboneClientOptions) {
-    this.certs = opts.certs;
-    this.maxStreams = opts.maxStreamsPerConnection ?? 100;
-    this.idleTimeoutMs = opts.idleTimeoutMs ?? 300_000;
-    this.pingIntervalMs = opts.pingIntervalMs ?? 10_000;
-    this.pingTimeoutMs = opts.pingTimeoutMs ?? 20_000;
-    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
-    this.maxHeaderListSize = opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE;
-    this.log = opts.log ?? logger("ztunnel.hbone.client");
+    this.settings = {
+      certs: opts.certs,
+      maxStreams: opts.maxStreamsPerConnection ?? 100,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 300_000,
+      pingIntervalMs: opts.pingIntervalMs ?? 10_000,
+      pingTimeoutMs: opts.pingTimeoutMs ?? 20_000,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
+      maxHeaderListSize: opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE,
+      log: opts.log ?? logger("ztunnel.hbone.client"),
+    };
   }
 
   static key(req: HboneRequest): string {
@@ -80,7 +75,7 @@ export class HbonePool implements PoolHost {
         stream.once("close", release);
         // Whoever takes the stream attaches its own handler; this one only keeps a late reset
         // from crashing the process in between.
-        stream.on("error", (err) => this.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
+        stream.on("error", (err) => this.settings.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
         try {
           const headers = await awaitResponse(stream, req);
           return { stream, headers, connectionId: conn.id };
@@ -94,7 +89,7 @@ export class HbonePool implements PoolHost {
       } catch (err) {
         release();
         if (refused && attempt < 3 && !this.closed) {
-          this.log.debug({ conn: conn.id, attempt }, "CONNECT refused by a draining connection; retrying on another");
+          this.settings.log.debug({ conn: conn.id, attempt }, "CONNECT refused by a draining connection; retrying on another");
           continue;
         }
         throw err;
