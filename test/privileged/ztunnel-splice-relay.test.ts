@@ -24,6 +24,13 @@ function seen(s: Socket): Promise<string> {
 describe("plaintext relay through splice", () => {
   const { servers, factory } = useLoopbackServers();
 
+  /** Two loopback connections, the kernel relay between their accepted sides (aPeer ↔ bPeer). */
+  async function spliced(opts: Parameters<typeof startPlaintextRelay>[3]) {
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    return { a, aPeer, b, bPeer, r: startPlaintextRelay("splice", aPeer, bPeer, opts) };
+  }
+
   it("passthrough copies 8 MiB each way through the kernel relay and reports both counts", async () => {
     const app = await echoServer(servers);
     let result: Awaited<ReturnType<typeof proxyPassthrough>> | undefined;
@@ -45,9 +52,7 @@ describe("plaintext relay through splice", () => {
   });
 
   it("uses the kernel relay when asked, and completes when both sides end, server first", async () => {
-    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const r = startPlaintextRelay("splice", aPeer, bPeer, { halfCloseTimeoutMs: 5000 });
+    const { a, b, r } = await spliced({ halfCloseTimeoutMs: 5000 });
     expect(r).toBeInstanceOf(SpliceSocketRelay);
     const bGot = readAll(b);
     b.end("from b");
@@ -83,9 +88,7 @@ describe("plaintext relay through splice", () => {
   });
 
   it("cuts a connection whose other half never closes after the half-close timeout", async () => {
-    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const r = startPlaintextRelay("splice", aPeer, bPeer, { halfCloseTimeoutMs: 150 });
+    const { a, b, r } = await spliced({ halfCloseTimeoutMs: 150 });
     const bSaw: string[] = [];
     b.on("data", () => undefined);
     b.on("end", () => bSaw.push("end"));
@@ -124,9 +127,7 @@ describe("plaintext relay through splice", () => {
   });
 
   it("destroying a parked socket (pod removed, policy revoked) resets both peers and ends the relay", async () => {
-    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const r = startPlaintextRelay("splice", aPeer, bPeer, {});
+    const { a, aPeer, b, bPeer, r } = await spliced({});
     const aSaw = seen(a);
     const bSaw = seen(b);
     const first = new Promise((res) => b.once("data", res));
@@ -142,9 +143,7 @@ describe("plaintext relay through splice", () => {
   });
 
   it("abort() resets both peers", async () => {
-    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const r = startPlaintextRelay("splice", aPeer, bPeer, {});
+    const { a, b, r } = await spliced({});
     const aSaw = seen(a);
     const bSaw = seen(b);
     r.abort(new Error("drain deadline"));
