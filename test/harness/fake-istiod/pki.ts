@@ -22,41 +22,35 @@ export async function createPki(trustDomain = "cluster.local"): Promise<FakePki>
   const root = await generateRoot(trustDomain);
   const rootCert = new x509.X509Certificate(root.certPem);
   const rootKey = await webcrypto.subtle.importKey("pkcs8", pemBody(root.keyPem), EC, true, ["sign"]);
-  const now = Date.now();
-  const interKeys = (await webcrypto.subtle.generateKey(EC, true, ["sign", "verify"])) as wc.CryptoKeyPair;
-  const inter = await x509.X509CertificateGenerator.create({
-    serialNumber: randomBytes(8).toString("hex"),
-    subject: `O=${trustDomain}, CN=fake istiod intermediate`,
-    issuer: rootCert.subject,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 86_400_000),
-    publicKey: interKeys.publicKey,
-    signingKey: rootKey,
-    signingAlgorithm: SIG,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(interKeys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(rootCert),
-    ],
-  });
+  /** A fresh P-256 key pair and a day's certificate for it, signed by the root. */
+  const issue = async (subject: string, extensions: (keys: wc.CryptoKeyPair) => Promise<Array<InstanceType<typeof x509.Extension>>>) => {
+    const keys = (await webcrypto.subtle.generateKey(EC, true, ["sign", "verify"])) as wc.CryptoKeyPair;
+    const now = Date.now();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomBytes(8).toString("hex"),
+      subject,
+      issuer: rootCert.subject,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 86_400_000),
+      publicKey: keys.publicKey,
+      signingKey: rootKey,
+      signingAlgorithm: SIG,
+      extensions: await extensions(keys),
+    });
+    return { cert, keys };
+  };
+  const { cert: inter, keys: interKeys } = await issue(`O=${trustDomain}, CN=fake istiod intermediate`, async (keys) => [
+    new x509.BasicConstraintsExtension(true, 0, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(rootCert),
+  ]);
   const interKeyPem = toPem("PRIVATE KEY", Buffer.from(await webcrypto.subtle.exportKey("pkcs8", interKeys.privateKey)));
-  const servingKeys = (await webcrypto.subtle.generateKey(EC, true, ["sign", "verify"])) as wc.CryptoKeyPair;
-  const serving = await x509.X509CertificateGenerator.create({
-    serialNumber: randomBytes(8).toString("hex"),
-    subject: "CN=istiod",
-    issuer: rootCert.subject,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 86_400_000),
-    publicKey: servingKeys.publicKey,
-    signingKey: rootKey,
-    signingAlgorithm: SIG,
-    extensions: [
-      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "istiod.istio-system.svc" }]),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      await x509.AuthorityKeyIdentifierExtension.create(rootCert),
-    ],
-  });
+  const { cert: serving, keys: servingKeys } = await issue("CN=istiod", async () => [
+    new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "istiod.istio-system.svc" }]),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+    await x509.AuthorityKeyIdentifierExtension.create(rootCert),
+  ]);
   const signer = new LeafSigner(Buffer.from(inter.rawData), createPrivateKey(interKeyPem));
   return {
     rootPem: root.certPem,
