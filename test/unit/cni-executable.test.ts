@@ -1,12 +1,12 @@
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SUPPORTED_VERSIONS } from "../../cni-plugin/cni/version.js";
 import { startFakeAgent, type FakeAgent } from "../fixtures/cni-fake-agent.js";
+import { useTempDirs } from "../fixtures/temp-dirs.js";
 import { PLUGIN_EXECUTABLE, runCni, type CniEnv, type CniRun } from "../fixtures/cni-exec.js";
 import { fakeKubeconfig, startFakeKube, type FakeKube } from "../fixtures/cni-fake-kube.js";
 
@@ -15,12 +15,7 @@ const execFileAsync = promisify(execFile);
 const ROOT = join(import.meta.dirname, "..", "..");
 const GOLDEN_BODY = join(ROOT, "test", "golden", "cni", "cmdadd-body.json");
 
-const tmpDirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "cni-exe-"));
-  tmpDirs.push(d);
-  return d;
-}
+const tmp = useTempDirs("cni-exe-");
 
 function env(command: string, extra: Partial<CniEnv> = {}): CniEnv {
   return {
@@ -87,9 +82,6 @@ beforeAll(() => {
   execFileSync(process.execPath, [join(ROOT, "scripts", "build-cni-plugin.mjs")], { stdio: "ignore" });
 }, 180_000);
 
-afterAll(() => {
-  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
-});
 
 describe("ambient-cni executable, every command × every cniVersion", () => {
   let runDir: string;

@@ -1,21 +1,13 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { unixRequest } from "../../cni-plugin/agent-client.js";
 import { startPluginLogServer } from "../../src/agent/pluginevent/log-server.js";
 import { startFakeAgent, type FakeAgent } from "../fixtures/cni-fake-agent.js";
+import { useTempDirs } from "../fixtures/temp-dirs.js";
 
 // The agent's side of the plugin protocol: HTTP over pluginevent.sock.
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), "cni-pe-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = useTempDirs("cni-pe-");
 
 const ADD = '{"Netns":"/var/run/netns/x","PodName":"p","PodNamespace":"ns","IPs":[{"Interface":0,"Address":{"IP":"10.244.1.5","Mask":"////AA=="},"Gateway":"10.244.1.1"}]}';
 
