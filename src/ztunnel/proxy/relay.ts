@@ -1,6 +1,7 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ProxyError } from "./errors.js";
+import { CorkedWriter } from "./h2/corked-writer.js";
 import { ErrorCode } from "./h2/frames.js";
 import { H2Stream } from "./h2/stream.js";
 
@@ -108,11 +109,11 @@ export class Relay {
     // An HBONE stream hands us DATA as it arrives (one view per TLS read); writing each to the
     // socket on its own costs a syscall apiece. Corked until the event loop's check phase, the
     // chunks of one read leave in a single writev.
-    const batch = dst instanceof Socket ? new WriteBatch(dst) : undefined;
+    const batch = dst instanceof Socket ? new CorkedWriter(dst) : undefined;
     src.on("data", (chunk: Buffer) => {
       count(chunk.length);
       this.lastActivity = Date.now();
-      batch?.add();
+      batch?.hold();
       const accepted = dst.write(chunk);
       // Pausing at a socket's 16 KiB high-water mark would stop and restart reading (two
       // epoll_ctl calls) for nearly every chunk; a wider bound keeps the pipe full at a known
@@ -232,24 +233,6 @@ export class Relay {
       durationMs: Date.now() - this.started,
       error,
     });
-  }
-}
-
-/** Corks a socket for the rest of this event-loop turn; the writes queued meanwhile go out together. */
-class WriteBatch {
-  private corked = false;
-  private readonly flush = (): void => {
-    this.corked = false;
-    this.s.uncork();
-  };
-
-  constructor(private readonly s: Socket) {}
-
-  add(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.s.cork();
-    setImmediate(this.flush);
   }
 }
 
