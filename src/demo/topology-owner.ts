@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { deleteNetns, run, type ExecResult } from "./netns.js";
-import { isAlive } from "./processes.js";
+import { isAlive, startTimeOf } from "./processes.js";
 
 // Who owns a topology's netns, and the sweep that removes those of crashed runs: each topology
 // records its process (pid + start time) before it creates anything.
@@ -18,17 +18,6 @@ export interface OwnerRecord {
   /** Process start time (clock ticks since boot) guards against pid reuse. */
   startTime: string;
   created: number;
-}
-
-export async function processStartTime(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // Field 22 (starttime); the command name (field 2) may contain spaces, so split after ")".
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return rest[19];
-  } catch {
-    return undefined;
-  }
 }
 
 export async function ignoreGone(p: Promise<unknown>): Promise<void> {
@@ -72,7 +61,7 @@ export async function killProcessesIn(ns: string): Promise<void> {
  */
 export async function writeOwnerRecord(stateDir: string, prefix: string, id: string): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const rec: OwnerRecord = { id, pid: process.pid, startTime: (await processStartTime(process.pid)) ?? "", created: Date.now() };
+  const rec: OwnerRecord = { id, pid: process.pid, startTime: startTimeOf(process.pid) ?? "", created: Date.now() };
   const path = join(stateDir, `${id}.json`);
   const write = (): Promise<void> => writeFile(path, JSON.stringify(rec), { flag: "wx" });
   try {
@@ -111,7 +100,7 @@ export async function cleanupStale(prefix: string = TOPOLOGY_PREFIX, stateDir: s
     } catch {
       continue;
     }
-    const alive = (await processStartTime(rec.pid)) === rec.startTime && rec.startTime !== "";
+    const alive = startTimeOf(rec.pid) === rec.startTime && rec.startTime !== "";
     if (!alive) stale.add(rec.id);
   }
   const { stdout } = await run("ip", ["netns", "list"]);
