@@ -218,12 +218,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
 
   consumed(s: H2Stream, n: number): void {
     if (this.state.t === "closed") return;
-    this.recvUnacked += n;
-    if (this.recvUnacked >= this.opts.connectionWindow / 2) {
-      this.write(windowUpdateFrame(0, this.recvUnacked));
-      this.recvWindow += this.recvUnacked;
-      this.recvUnacked = 0;
-    }
+    this.consumedConnectionOnly(n);
     if (s.remoteEnded) return;
     s.recvUnacked += n;
     if (s.recvUnacked >= this.opts.settings.initialWindowSize / 2) {
