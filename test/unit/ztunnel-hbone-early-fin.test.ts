@@ -1,5 +1,6 @@
 import { afterEach, expect, it } from "vitest";
 import { FakeWaypoint } from "../harness/fake-istiod/waypoint.js";
+import { waitUntil } from "../harness/wait.js";
 import { LoopbackSocketFactory } from "../fixtures/ztunnel-loopback-factory.js";
 import { dial, HboneEnv, readAll } from "../fixtures/ztunnel-hbone-env.js";
 import { certFor, id } from "../fixtures/ztunnel-pki.js";
@@ -33,12 +34,8 @@ it("a client that half-closes while its tunnel is being set up still gets its an
   sock.end();
   expect((await got).toString()).toBe("answer after your FIN\n");
   const e = env;
-  await waitFor(() => records.length === 1 && e.results.length === 1);
+  await waitUntil(() => records.length === 1 && e.results.length === 1, "one record from each end of the tunnel");
   expect(records[0]).toEqual({ status: 200, end: "complete" });
   const r = e.results[0];
   expect(r?.ok && r.result.end).toBe("complete");
 });
-
-async function waitFor(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 20));
-}
