@@ -2,7 +2,8 @@ import { serviceKey, type Service, type StateData, type Workload } from "../stat
 import { dashedIp, normalizeName } from "./names.js";
 
 // The state as the DNS proxy looks things up: services by (lower-case) hostname and the
-// workloads behind each service. Built once per state version and reused for every query.
+// healthy workloads behind each service. Built once per state version and reused for every
+// query, so the health filter runs here rather than per answer.
 
 export class DnsDirectory {
   private readonly byHost = new Map<string, Service[]>();
@@ -16,6 +17,8 @@ export class DnsDirectory {
       this.byHost.set(host, list);
     }
     for (const w of data.workloads) {
+      // Kubernetes DNS lists ready endpoints only.
+      if (w.status !== "Healthy") continue;
       for (const key of Object.keys(w.services)) {
         const list = this.members.get(key) ?? [];
         list.push(w);
@@ -30,7 +33,7 @@ export class DnsDirectory {
 
   /** Healthy workloads backing the service (Kubernetes DNS lists ready endpoints only). */
   endpoints(service: Service): readonly Workload[] {
-    return (this.members.get(serviceKey(service.namespace, service.hostname)) ?? []).filter((w) => w.status === "Healthy");
+    return this.members.get(serviceKey(service.namespace, service.hostname)) ?? [];
   }
 
   /** The endpoint of a headless service whose DNS label is `label` (its hostname, else its dashed IP). */
