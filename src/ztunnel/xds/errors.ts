@@ -13,8 +13,9 @@ export class XdsError extends AmbientError {
 export class ResourceError extends AmbientError {
   constructor(
     readonly resource: string,
-    message: string,
+    /** Why, without the resource name (what the NACK lists next to the name). */
+    readonly reason: string,
   ) {
-    super("XDS_RESOURCE", `${resource}: ${message}`);
+    super("XDS_RESOURCE", `${resource}: ${reason}`);
   }
 }

@@ -74,7 +74,7 @@ export class XdsResources implements DeltaHandler {
           nextPolicies.set(res.name, { version: res.version, value: mapAuthorization(res.name, decoded), ignored: [] });
         }
       } catch (err) {
-        rejections.push({ name: err instanceof ResourceError ? err.resource : res.name || "(unnamed)", reason: err instanceof ResourceError ? err.message.slice(err.resource.length + 2) : errorMessage(err) });
+        rejections.push({ name: err instanceof ResourceError ? err.resource : res.name || "(unnamed)", reason: err instanceof ResourceError ? err.reason : errorMessage(err) });
       }
     }
     const data = buildState(nextAddresses, nextPolicies);
