@@ -34,14 +34,14 @@ export interface RelayResult {
   readonly error: Error | undefined;
 }
 
-const DEFAULT_IDLE_MS = 60 * 60_000;
+export const DEFAULT_IDLE_MS = 60 * 60_000;
 /**
  * Bytes one direction may queue in our buffers before its source is paused. Per connection
  * and direction, so 1,000 bulk connections hold at most ~1 GiB in the worst case; idle ones
  * hold nothing.
  */
 export const MAX_QUEUED_BYTES = 512 * 1024;
-const DEFAULT_HALF_CLOSE_MS = 60_000;
+export const DEFAULT_HALF_CLOSE_MS = 60_000;
 
 interface Side {
   readonly s: Endpoint;

@@ -1,16 +1,13 @@
 import type { Socket } from "node:net";
 import { SpliceRelay, type SpliceEvent } from "../../native/index.js";
 import { ProxyError } from "./errors.js";
-import type { RelayEnd, RelayOptions, RelayResult } from "./relay.js";
+import { DEFAULT_HALF_CLOSE_MS, DEFAULT_IDLE_MS, type RelayEnd, type RelayOptions, type RelayResult } from "./relay.js";
 
 // The plaintext relay of two TCP sockets in the kernel (native SpliceRelay): same contract as
 // relay.ts's Relay (half-close kept, errors reset both peers, idle and half-close timeouts,
 // byte counts). The JS sockets stay open but parked (never read again), so whoever tracks them
 // keeps working: destroying or resetting either one (pod removed, policy revoked) cuts the
 // relay and resets both peers. They are destroyed when the relay ends.
-
-const DEFAULT_IDLE_MS = 60 * 60_000;
-const DEFAULT_HALF_CLOSE_MS = 60_000;
 
 export class SpliceSocketRelay {
   readonly done: Promise<RelayResult>;
