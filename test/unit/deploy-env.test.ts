@@ -268,7 +268,9 @@ describe.each(OVERLAYS)("deploy/overlays/%s: host paths", (o) => {
     const env = resolveEnv(r, cleanup, c);
     expect(Object.keys(env).filter((n) => !AGENT_READS.has(n))).toEqual([]);
     const agentEnv = resolveEnv(r, AGENT, agent);
+    expect(Object.keys(env)).toContain("CNI_AGENT_RUN_DIR");
     for (const [k, v] of Object.entries(env)) expect(v, k).toBe(agentEnv[k]);
+    expect(c.volumeMounts?.length).toBeGreaterThan(0);
     for (const m of c.volumeMounts ?? []) expect(hostPathOf(cleanup, c, m.mountPath)?.host, m.mountPath).toBe(hostPathOf(AGENT, agent, m.mountPath)?.host);
     expect(cleanup.spec.template.spec.hostNetwork).toBe(true); // the probe SNAT lives in the node netns
     expect(cleanup.metadata.namespace).toBe(AGENT.metadata.namespace);
