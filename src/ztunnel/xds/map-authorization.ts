@@ -30,64 +30,64 @@ export function mapAuthorization(name: string, a: Obj): AuthzPolicy {
 
 function match(m: Obj, resource: string, at: string): AuthzMatch {
   const out: Record<string, unknown> = {};
-  for (const [wire, key] of [
-    ["namespaces", "namespaces"],
-    ["not_namespaces", "notNamespaces"],
-    ["principals", "principals"],
-    ["not_principals", "notPrincipals"],
-  ] as const) {
-    const list = arr(m, wire);
-    if (list.length > 0) out[key] = list.map((s, i) => stringMatch(obj(s, resource, `${at}.${wire}[${i}]`), resource, `${at}.${wire}[${i}]`));
-  }
-  for (const [wire, key] of [
-    ["service_accounts", "serviceAccounts"],
-    ["not_service_accounts", "notServiceAccounts"],
-  ] as const) {
-    const list = arr(m, wire);
-    if (list.length > 0) {
-      out[key] = list.map((s, i): ServiceAccountMatch => {
-        const o = obj(s, resource, `${at}.${wire}[${i}]`);
-        const namespace = str(o, "namespace");
-        const serviceAccount = str(o, "serviceAccount");
-        if (namespace === "" || serviceAccount === "") throw new ResourceError(resource, `${at}.${wire}[${i}] needs a namespace and a service account`);
-        return { namespace, serviceAccount };
-      });
+  const fields = (pairs: readonly (readonly [string, keyof AuthzMatch])[], each: (x: unknown, at: string) => unknown): void => {
+    for (const [wire, key] of pairs) {
+      const list = arr(m, wire);
+      if (list.length > 0) out[key] = list.map((x, i) => each(x, `${at}.${wire}[${i}]`));
     }
-  }
-  for (const [wire, key] of [
-    ["source_ips", "sourceIps"],
-    ["not_source_ips", "notSourceIps"],
-    ["destination_ips", "destinationIps"],
-    ["not_destination_ips", "notDestinationIps"],
-  ] as const) {
-    const list = arr(m, wire);
-    if (list.length > 0) {
-      out[key] = list.map((x, i) => {
-        const o = obj(x, resource, `${at}.${wire}[${i}]`);
-        const ip = ipFromBytes(o.address, resource, `${at}.${wire}[${i}].address`);
-        const bits = ip.includes(":") ? 128 : 32;
-        const len = o.length === undefined ? bits : num(o, "length");
-        if (!Number.isInteger(len) || len < 0 || len > bits) throw new ResourceError(resource, `${at}.${wire}[${i}].length ${len} is not a prefix length`);
-        try {
-          return cidr(`${ip}/${len}`, `${at}.${wire}[${i}]`);
-        } catch (err) {
-          throw new ResourceError(resource, errorMessage(err));
-        }
-      });
-    }
-  }
-  for (const [wire, key] of [
-    ["destination_ports", "destinationPorts"],
-    ["not_destination_ports", "notDestinationPorts"],
-  ] as const) {
-    const list = arr(m, wire);
-    if (list.length > 0) {
-      out[key] = list.map((p, i) => {
-        if (typeof p !== "number" || !Number.isInteger(p) || p < 1 || p > 65535) throw new ResourceError(resource, `${at}.${wire}[${i}] ${String(p)} is not a port`);
-        return p;
-      });
-    }
-  }
+  };
+  fields(
+    [
+      ["namespaces", "namespaces"],
+      ["not_namespaces", "notNamespaces"],
+      ["principals", "principals"],
+      ["not_principals", "notPrincipals"],
+    ],
+    (s, where) => stringMatch(obj(s, resource, where), resource, where),
+  );
+  fields(
+    [
+      ["service_accounts", "serviceAccounts"],
+      ["not_service_accounts", "notServiceAccounts"],
+    ],
+    (s, where): ServiceAccountMatch => {
+      const o = obj(s, resource, where);
+      const namespace = str(o, "namespace");
+      const serviceAccount = str(o, "serviceAccount");
+      if (namespace === "" || serviceAccount === "") throw new ResourceError(resource, `${where} needs a namespace and a service account`);
+      return { namespace, serviceAccount };
+    },
+  );
+  fields(
+    [
+      ["source_ips", "sourceIps"],
+      ["not_source_ips", "notSourceIps"],
+      ["destination_ips", "destinationIps"],
+      ["not_destination_ips", "notDestinationIps"],
+    ],
+    (x, where) => {
+      const o = obj(x, resource, where);
+      const ip = ipFromBytes(o.address, resource, `${where}.address`);
+      const bits = ip.includes(":") ? 128 : 32;
+      const len = o.length === undefined ? bits : num(o, "length");
+      if (!Number.isInteger(len) || len < 0 || len > bits) throw new ResourceError(resource, `${where}.length ${len} is not a prefix length`);
+      try {
+        return cidr(`${ip}/${len}`, where);
+      } catch (err) {
+        throw new ResourceError(resource, errorMessage(err));
+      }
+    },
+  );
+  fields(
+    [
+      ["destination_ports", "destinationPorts"],
+      ["not_destination_ports", "notDestinationPorts"],
+    ],
+    (p, where) => {
+      if (typeof p !== "number" || !Number.isInteger(p) || p < 1 || p > 65535) throw new ResourceError(resource, `${where} ${String(p)} is not a port`);
+      return p;
+    },
+  );
   return out as AuthzMatch;
 }
 
