@@ -26,12 +26,15 @@ export class RetryQueue {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly idleWaiters: (() => void)[] = [];
   private stopped = false;
+  private readonly log: Logger;
 
   constructor(
     private readonly work: (key: string) => Promise<void>,
     private readonly opts: RetryQueueOptions,
     private readonly onResult: (key: string, ok: boolean, err?: unknown) => void = () => {},
-  ) {}
+  ) {
+    this.log = opts.log ?? logger("enroll-queue");
+  }
 
   add(key: string): void {
     if (this.stopped) return;
@@ -100,7 +103,7 @@ export class RetryQueue {
       const n = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, n);
       const delay = this.delayFor(n);
-      (this.opts.log ?? logger("enroll-queue")).warn({ key, attempt: n, retryInMs: delay, err: errorMessage(failed) }, "reconcile failed; will retry");
+      this.log.warn({ key, attempt: n, retryInMs: delay, err: errorMessage(failed) }, "reconcile failed; will retry");
       this.timers.set(
         key,
         setTimeout(() => {
