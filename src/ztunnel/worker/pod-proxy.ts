@@ -170,8 +170,9 @@ export class PodProxy {
    */
   recheck(): number {
     const self = this.deps.store.podWorkload(this.spec.uid, this.spec.namespace, this.spec.name);
-    const inbound = [...this.open].filter((c) => c.authz !== undefined);
-    const denied = this.deps.authorizer.recheck(inbound, (c) => ({ sourceIdentity: c.sourceIdentity, ...(c.authz ?? { sourceIp: "", destinationIp: "", destinationPort: 0 }), ...(self !== undefined ? { destination: self } : {}) }));
+    // Only inbound connections carry what their first check saw; outbound ones are not re-judged.
+    const inbound = [...this.open].filter((c): c is Rechecked => c.authz !== undefined);
+    const denied = this.deps.authorizer.recheck(inbound, (c) => ({ sourceIdentity: c.sourceIdentity, ...c.authz, ...(self !== undefined ? { destination: self } : {}) }));
     for (const { connection: c, decision: d } of denied) {
       this.open.delete(c);
       this.deps.log.info({ pod: `${this.spec.namespace}/${this.spec.name}`, src: c.src, dst: c.dst, policy: d.policy, reason: d.reason }, "open connection denied by the new policies; closing it");
@@ -266,6 +267,9 @@ export class PodProxy {
     return { address, port, protocol, role, worker: settings.index, mark: settings.packetMark };
   }
 }
+
+/** An open connection with the inputs of its first authorization check (inbound ones). */
+type Rechecked = TrackedConnection & { readonly authz: NonNullable<TrackedConnection["authz"]> };
 
 /** Reports EMFILE/ENFILE on every socket the pod's proxies open (upstreams, HBONE, passthrough). */
 function watchFdExhaustion(inner: SocketFactory, admission: PodAdmission): SocketFactory {
