@@ -13,7 +13,7 @@ import { H2Connection, type H2ConnectionOptions } from "./h2/connection.js";
 import { ErrorCode } from "./h2/frames.js";
 import { headerObject } from "./h2/headers.js";
 import type { H2Stream } from "./h2/stream.js";
-import { CONNECTION_WINDOW, DEFAULT_MAX_HEADER_LIST_SIZE, MAX_FRAME_SIZE, PROXY_KEEPALIVE, STREAM_WINDOW } from "./h2-options.js";
+import { DEFAULT_MAX_HEADER_LIST_SIZE, hboneH2Options, PROXY_KEEPALIVE } from "./h2-options.js";
 import { UNLIMITED, type PodAdmission } from "./budget.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
@@ -130,16 +130,7 @@ export class HboneServer {
     this.podIps = new Set(opts.podIps.map((ip) => canonicalIp(ip) ?? ip));
     this.authorizer = opts.authorizer ?? ALLOW_ALL;
     this.admission = opts.admission ?? UNLIMITED;
-    this.h2 = {
-      role: "server",
-      settings: {
-        initialWindowSize: STREAM_WINDOW,
-        maxFrameSize: MAX_FRAME_SIZE,
-        maxHeaderListSize: opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE,
-        maxConcurrentStreams: opts.maxConcurrentStreams ?? 1000,
-      },
-      connectionWindow: CONNECTION_WINDOW,
-    };
+    this.h2 = hboneH2Options("server", opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams ?? 1000);
   }
 
   async start(): Promise<void> {

@@ -1,7 +1,7 @@
 import type { TLSSocket } from "node:tls";
 import { H2Connection } from "../h2/connection.js";
 import { ProxyError } from "../errors.js";
-import { CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW } from "../h2-options.js";
+import { hboneH2Options } from "../h2-options.js";
 
 // The HTTP/2 layer on top of a secured HBONE socket: our lean HBONE HTTP/2 (proxy/h2/), not
 // node:http2. The pool only needs a connection that has seen the server's SETTINGS; this is the
@@ -21,11 +21,7 @@ export interface SessionOptions {
 
 export function startSession(socket: TLSSocket, addr: string, o: SessionOptions): Promise<H2Connection> {
   return new Promise((resolve, reject) => {
-    const session = new H2Connection(socket, {
-      role: "client",
-      settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME_SIZE, maxHeaderListSize: o.maxHeaderListSize },
-      connectionWindow: CONNECTION_WINDOW,
-    });
+    const session = new H2Connection(socket, hboneH2Options("client", o.maxHeaderListSize));
     // A server that refuses our certificate (TLS 1.3 verifies the client after our side of
     // the handshake completed) just closes: no SETTINGS ever arrive.
     const early = (err: Error | undefined): void => {
