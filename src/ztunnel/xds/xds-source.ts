@@ -30,8 +30,9 @@ export interface XdsResourceReport {
 }
 
 export class XdsResources implements DeltaHandler {
-  private readonly addresses = new Map<string, Held<MappedAddress>>();
-  private readonly policies = new Map<string, Held<AuthzPolicy>>();
+  // Replaced whole after each accepted response (the next maps are built from copies).
+  private addresses = new Map<string, Held<MappedAddress>>();
+  private policies = new Map<string, Held<AuthzPolicy>>();
   private readonly rejected = new Map<string, readonly Rejection[]>();
 
   constructor(
@@ -80,10 +81,8 @@ export class XdsResources implements DeltaHandler {
     const data = buildState(nextAddresses, nextPolicies);
     // The store validates the policy set again; a refusal there refuses the whole response.
     this.sink.replace(data, this.origin);
-    this.addresses.clear();
-    for (const [k, v] of nextAddresses) this.addresses.set(k, v);
-    this.policies.clear();
-    for (const [k, v] of nextPolicies) this.policies.set(k, v);
+    this.addresses = nextAddresses;
+    this.policies = nextPolicies;
     this.rejected.set(r.typeUrl, rejections);
     this.log.debug({ type: r.typeUrl, applied: r.resources.length - rejections.length, removed: r.removed.length, rejected: rejections.length }, "xDS response applied");
     return rejections;
