@@ -38,21 +38,6 @@ export interface CompiledPolicy {
   readonly source: AuthzPolicy;
 }
 
-const MATCH_FIELDS = [
-  "namespaces",
-  "notNamespaces",
-  "principals",
-  "notPrincipals",
-  "serviceAccounts",
-  "notServiceAccounts",
-  "sourceIps",
-  "notSourceIps",
-  "destinationIps",
-  "notDestinationIps",
-  "destinationPorts",
-  "notDestinationPorts",
-] as const;
-
 export function compilePolicies(policies: readonly AuthzPolicy[]): CompiledPolicy[] {
   return policies.map(compilePolicy);
 }
@@ -90,7 +75,8 @@ function compileMatch(m: AuthzMatch): CompiledMatch {
     destinationPorts: some(m.destinationPorts),
     notDestinationPorts: some(m.notDestinationPorts),
   };
-  return { ...out, empty: MATCH_FIELDS.every((k) => out[k] === undefined) };
+  // `out` holds exactly the match fields, each undefined when absent or empty.
+  return { ...out, empty: Object.values(out).every((v) => v === undefined) };
 }
 
 // The model holds validated CIDR text; one that does not parse is a source's bug: the caller
