@@ -27,8 +27,7 @@ it("a client that half-closes while its tunnel is being set up still gets its an
   const c = await certFor(wpId);
   const hbonePort = env.hbonePort;
   wp = await FakeWaypoint.start(new LoopbackSocketFactory(), 0, { certPem: c.certPem, keyPem: c.keyPem, rootPem: c.rootPem }, (authority) => ({ host: "127.0.0.1", port: hbonePort, authority }));
-  const wpPort = (wp as unknown as { listener: { address(): { port: number } } }).listener.address().port;
-  const port = await env.outbound({ ip: "127.0.0.1", port: app.port }, { hboneAddress: { ip: "127.0.0.1", port: wpPort }, destinationIdentities: [wpId] });
+  const port = await env.outbound({ ip: "127.0.0.1", port: app.port }, { hboneAddress: { ip: "127.0.0.1", port: wp.port }, destinationIdentities: [wpId] });
   const sock = await dial(port);
   const got = readAll(sock);
   sock.end();

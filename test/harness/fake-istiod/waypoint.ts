@@ -92,6 +92,11 @@ export class FakeWaypoint {
     return wp;
   }
 
+  /** The port it listens on (the one asked for, or the kernel's pick for 0). */
+  get port(): number {
+    return (this.listener.address() as { port: number }).port;
+  }
+
   close(): void {
     for (const s of this.sessions) s.destroy();
     this.listener.close();
