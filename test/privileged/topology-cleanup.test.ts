@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { createNetns, deleteNetns, killAndWait, run, runId } from "../harness/netns.js";
 import { describePrivileged } from "../harness/privileged.js";
+// A zombie counts as gone: it has released its namespaces; reaping is up to its new parent.
+import { isAlive } from "../../src/demo/processes.js";
 import { cleanupStale, Topology, TOPOLOGY_PREFIX, TOPOLOGY_STATE_DIR } from "../harness/topology.js";
 
 async function netnsNames(): Promise<string[]> {
@@ -20,16 +22,6 @@ async function leftovers(id: string): Promise<string[]> {
   const { stdout } = await run("ip", ["-o", "link"]);
   const links = stdout.split("\n").filter((l) => l.includes(id));
   return [...(await netnsNames()).filter((n) => n.includes(id)), ...links];
-}
-
-/** A zombie counts as gone: it has released its namespaces; reaping is up to its new parent. */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 describePrivileged("topology cleanup", () => {
