@@ -72,6 +72,10 @@ export class Datapath {
     return this.mesh.topo.pod(1, 0);
   }
 
+  private get serverPods(): PodInfo[] {
+    return this.mesh.topo.pods.filter((p) => p.node === 1);
+  }
+
   private async setup(log: (s: string) => void): Promise<void> {
     const { topo } = this.mesh;
     for (const pod of topo.pods) {
@@ -87,7 +91,14 @@ export class Datapath {
     const pp = topo.spawnNode(this.server.ns, PINGPONG_TOOL, ["server", String(ECHO_PORT), String(CLOSE_PORT)]);
     await waitForLine(pp, "ready", "ping-pong server", 10_000);
     pp.stdout?.resume();
-    await this.mesh.app(this.server, IDLE_PORT, (s) => s.on("data", (d: Buffer) => s.write(d)));
+    // The app closes its half when the client does: a half-open connection would hold its
+    // HBONE stream (and the pod's fd share) until the relay's half-close timeout.
+    for (const pod of this.serverPods) {
+      await this.mesh.app(pod, IDLE_PORT, (s) => {
+        s.on("data", (d: Buffer) => s.write(d));
+        s.on("end", () => s.end());
+      });
+    }
     try {
       this.stunnel = await startStunnelPath(topo, join(this.dir, "stunnel"), 0, 1, this.server.ip, [
         { name: "iperf", entryPort: STUNNEL_IPERF, targetPort: IPERF_PORT },
@@ -233,10 +244,14 @@ export class Datapath {
       await new Promise((r) => setTimeout(r, 2000));
       const before = await Promise.all(pids.map((p) => rssMiB(p!)));
       const n = this.cfg.idleConnections;
+      // Spread over every client → server pod pair: each pod's fd share (proxy/budget.ts, from
+      // RLIMIT_NOFILE, 20,000 here) holds its part; one pod alone could not hold them all.
+      const pairs = this.serverPods.map((server, i) => ({ client: this.mesh.topo.pod(0, i), server }));
       for (let i = 0; i < n; i += 50) {
         const batch = await Promise.all(
-          Array.from({ length: Math.min(50, n - i) }, async () => {
-            const s = await this.mesh.dial(this.client, this.server.ip, IDLE_PORT);
+          Array.from({ length: Math.min(50, n - i) }, async (_, j) => {
+            const pair = pairs[(i + j) % pairs.length]!;
+            const s = await this.mesh.dial(pair.client, pair.server.ip, IDLE_PORT);
             s.write("x");
             await readN(s, 1);
             return s;
@@ -255,7 +270,7 @@ export class Datapath {
     } catch (err) {
       for (const name of names) setFigure(figures, name, asError(err), "KiB");
     } finally {
-      for (const s of sockets) s.destroy();
+      for (const s of sockets) s.end();
     }
     log(`idle memory per HBONE connection: ${show(figures[names[0]!])} (client ztunnel ${show(figures[names[1]!])}, server ztunnel ${show(figures[names[2]!])})`);
   }
