@@ -1,6 +1,5 @@
 import { join } from "node:path";
 import * as c from "../shared/config/values.js";
-import { parseDuration as parseDurationValue } from "../shared/config/values.js";
 import { checkNames, helpText, optional, readEnv, rejectMisspelled, variable, type Env, type EnvFamily } from "../shared/config/env.js";
 import { DEFAULT_SELECTORS, parseEnablementSelectors, SelectorError, type EnablementSelector } from "../cni-contract/index.js";
 import { AgentConfigError } from "./errors.js";
@@ -59,13 +58,6 @@ export interface AgentConfig {
 }
 
 export type { Env };
-
-/** Go-style duration in ms ("500ms", "1h30m", "0"); throws AgentConfigError naming `name`. */
-export function parseDuration(name: string, raw: string): number {
-  const ms = parseDurationValue(raw);
-  if (ms === undefined) throw fail(name, `"${raw}" is not a duration (a number with a unit: 500ms, 10s, 5m, 1h30m; or 0)`);
-  return ms;
-}
 
 function selectorList(raw: string): EnablementSelector[] {
   let v: unknown;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { agentHelp, AGENT_ENV, agentUnknownVariables, loadAgentConfig, parseDuration } from "../../src/agent/config.js";
+import { agentHelp, AGENT_ENV, agentUnknownVariables, loadAgentConfig } from "../../src/agent/config.js";
 import { AgentConfigError } from "../../src/agent/errors.js";
 
 describe("agent configuration from the environment", () => {
@@ -102,11 +102,5 @@ describe("agent configuration from the environment", () => {
   it("needs NODE_NAME unless the node is cluster-free", () => {
     expect(() => loadAgentConfig({})).toThrow(/NODE_NAME is required/);
     expect(loadAgentConfig({ LOCAL_INVENTORY_PATH: "/x.yaml" }).nodeName).toBe("");
-  });
-
-  it("parses Go-style durations", () => {
-    expect(parseDuration("X", "250ms")).toBe(250);
-    expect(parseDuration("X", "2m")).toBe(120_000);
-    expect(parseDuration("X", "0")).toBe(0);
   });
 });
