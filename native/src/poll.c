@@ -25,6 +25,8 @@ typedef struct poller {
   napi_async_context actx;
   int fd;
   int closing;
+  int handle_open; /* the uv handle is initialised and its close callback has not run */
+  int js_alive;    /* the external JS holds still points here (cleared by its finalizer) */
   struct poller *prev, *next;
 } poller_t;
 
@@ -35,12 +37,28 @@ static void unlink_poller(addon_state *st, poller_t *p) {
   p->prev = p->next = NULL;
 }
 
+/* Freed once both the uv handle and the JS external are gone: a pollUpdate/pollClose on an
+ * external whose handle already closed must still find the struct (closing = 1). */
+static void maybe_free(poller_t *p) {
+  if (p->handle_open || p->js_alive) return;
+  free(p);
+}
+
 static void on_closed(uv_handle_t *h) {
   poller_t *p = (poller_t *)h->data;
   addon_state *st = p->st;
-  free(p);
+  p->handle_open = 0;
+  maybe_free(p);
   st->pending_handles--;
   state_release_if_idle(st);
+}
+
+static void finalize_external(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  poller_t *p = (poller_t *)data;
+  p->js_alive = 0;
+  maybe_free(p);
 }
 
 /* A callback that threw: hand its exception to process 'uncaughtException', as Node does for
@@ -89,6 +107,7 @@ static napi_value js_poll_start(napi_env env, napi_callback_info info) {
     return throw_errno(env, -rc, "uv_poll_init", "poll fd %d", fd);
   }
   p->handle.data = p;
+  p->handle_open = 1;
   p->st = st;
   p->env = env;
   p->fd = fd;
@@ -96,8 +115,8 @@ static napi_value js_poll_start(napi_env env, napi_callback_info info) {
   const char *failed = NULL;
   if (napi_create_reference(env, callback, 1, &p->cb) != napi_ok) failed = "napi_create_reference (poll callback)";
   else if (napi_async_init(env, NULL, name, &p->actx) != napi_ok) failed = "napi_async_init (poll callback)";
-  else if (napi_create_external(env, p, NULL, NULL, &ext) != napi_ok) failed = "napi_create_external (poller)";
-  else if (napi_type_tag_object(env, ext, &POLLER_TAG) != napi_ok) failed = "napi_type_tag_object (poller)";
+  else if (napi_create_external(env, p, finalize_external, NULL, &ext) != napi_ok) failed = "napi_create_external (poller)";
+  else if ((p->js_alive = 1) && napi_type_tag_object(env, ext, &POLLER_TAG) != napi_ok) failed = "napi_type_tag_object (poller)";
   st->pending_handles++;
   if (failed != NULL) {
     napi_fail(env, failed);

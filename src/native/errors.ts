@@ -1,4 +1,4 @@
-import { getSystemErrorName } from "node:util";
+import { getSystemErrorMap, getSystemErrorName } from "node:util";
 import { AmbientError } from "../shared/errors.js";
 
 /**
@@ -49,6 +49,11 @@ function hintFor(context: string, code: string, syscall: string): string | undef
     return context.startsWith("listen on unix") ? UNIX_IN_USE_HINT : undefined;
   }
   return HINTS.find((x) => x.code === code && (x.syscall === undefined || x.syscall === syscall))?.hint;
+}
+
+/** strerror(errno) as libuv words it ("Connection reset by peer"); errno is positive. */
+export function errnoText(errno: number): string {
+  return getSystemErrorMap().get(-Math.abs(errno))?.[1] ?? `errno ${Math.abs(errno)}`;
 }
 
 function errnoName(errno: number): string {

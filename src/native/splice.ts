@@ -1,5 +1,4 @@
 import type { Socket } from "node:net";
-import { getSystemErrorMap } from "node:util";
 import {
   native,
   SPLICE_A_TO_B_ENDED,
@@ -8,7 +7,7 @@ import {
   SPLICE_ERROR,
   type Splicer,
 } from "./binding.js";
-import { makeNativeError, type NativeError } from "./errors.js";
+import { errnoText, makeNativeError, type NativeError } from "./errors.js";
 
 // Kernel-side relay between two TCP sockets (native/src/splice.c): splice() through a pipe per
 // direction on the event loop, half-close kept (EOF on one side shuts down the other's write
@@ -36,10 +35,6 @@ export interface SpliceStartOptions {
 
 const EMPTY = new Uint8Array(0);
 
-function strerror(errno: number): string {
-  return getSystemErrorMap().get(-errno)?.[1] ?? `errno ${errno}`;
-}
-
 export class SpliceRelay {
   private closedFlag = false;
   private last: SpliceCounts = { aToB: 0, bToA: 0 };
@@ -65,7 +60,7 @@ export class SpliceRelay {
         if (relay !== undefined) relay.closedFlag = true;
         if (event === SPLICE_COMPLETE) return onEvent({ t: "complete", counts });
         if (event === SPLICE_ERROR) {
-          const error = makeNativeError(`splice relay: ${what}`, errno, what.split(" ")[0] ?? what, strerror(errno));
+          const error = makeNativeError(`splice relay: ${what}`, errno, what.split(" ")[0] ?? what, errnoText(errno));
           return onEvent({ t: "error", error, counts });
         }
       },

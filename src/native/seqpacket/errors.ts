@@ -1,13 +1,11 @@
 import { constants } from "node:os";
-import { getSystemErrorMap } from "node:util";
-import { makeNativeError, NativeError } from "../errors.js";
+import { errnoText, makeNativeError, NativeError } from "../errors.js";
 
 const { EAGAIN, EBADF, EMSGSIZE } = constants.errno;
 
 /** libuv stopped polling (status is a negative errno). */
 export function pollError(what: string, status: number): NativeError {
-  const text = getSystemErrorMap().get(status)?.[1] ?? `error ${status}`;
-  return makeNativeError(what, -status, "poll", text);
+  return makeNativeError(what, -status, "poll", errnoText(-status));
 }
 
 export function socketClosedError(what: string): NativeError {
