@@ -17,7 +17,7 @@ import { setFigure, type Figures } from "./lib/figures.js";
 import { describeMachine, describeRevision, loadAverage } from "./lib/machine.js";
 import { compareSideArgs, parseOptions, type BenchOptions, type Row } from "./lib/options.js";
 import { runCompare } from "./compare-run.js";
-import { mergeRounds } from "./lib/rounds.js";
+import { mergeRounds, roundRatios } from "./lib/rounds.js";
 import { evaluate, renderMarkdown, TARGETS, type ReportInput } from "./lib/report.js";
 import { scaleRow } from "./lib/scale.js";
 import { Teardown, withTimeout } from "./lib/teardown.js";
@@ -37,10 +37,10 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-async function datapathRows(opts: BenchOptions, figures: Figures, details: Record<string, unknown>, teardown: Teardown): Promise<void> {
+async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figures[], details: Record<string, unknown>, teardown: Teardown): Promise<void> {
   const want = (r: Row): boolean => opts.rows.has(r);
   const dp = await Datapath.create(
-    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, idleConnections: opts.idleConnections, fourPods: want("throughput") },
+    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, idleConnections: opts.idleConnections, fourPods: want("throughput"), plainPaths: want("throughput") },
     teardown,
     log,
   );
@@ -49,7 +49,6 @@ async function datapathRows(opts: BenchOptions, figures: Figures, details: Recor
   const d = opts.durationS;
   // Idle memory first: a fresh ztunnel has no garbage from the bulk rows for GC to return meanwhile.
   if (want("idle-memory")) await withTimeout("idle-memory row", bound(120), dp.idleMemory(figures, log)).catch((e: unknown) => log(errorMessage(e)));
-  const rounds: Figures[] = [];
   for (let r = 1; r <= opts.rounds; r++) {
     if (opts.rounds > 1) log(`pod-to-pod round ${r} of ${opts.rounds}`);
     const got: Figures = {};
@@ -64,10 +63,10 @@ async function datapathRows(opts: BenchOptions, figures: Figures, details: Recor
   await teardown.runOne("datapath mesh (ztunnels, stunnel, iperf3, netns)");
 }
 
-async function measure(opts: BenchOptions, figures: Figures, details: Record<string, unknown>, notes: string[], teardown: Teardown): Promise<void> {
+async function measure(opts: BenchOptions, figures: Figures, rounds: Figures[], details: Record<string, unknown>, notes: string[], teardown: Teardown): Promise<void> {
   if (["throughput", "latency", "connrate", "idle-memory"].some((r) => opts.rows.has(r as Row))) {
     try {
-      await datapathRows(opts, figures, details, teardown);
+      await datapathRows(opts, figures, rounds, details, teardown);
     } catch (err) {
       notes.push(`pod-to-pod rows failed: ${errorMessage(err).split("\n")[0]}`);
       log(`pod-to-pod rows failed: ${errorMessage(err)}`);
@@ -149,10 +148,11 @@ async function main(): Promise<number> {
   const revision = await describeRevision(REPO);
   log(`machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Node ${machine.node}, load ${machine.loadAvgStart.map((x) => x.toFixed(2)).join(" ")}`);
   const figures: Figures = {};
+  const rounds: Figures[] = [];
   const details: Record<string, unknown> = {};
   const notes: string[] = [];
   try {
-    await measure(opts, figures, details, notes, teardown);
+    await measure(opts, figures, rounds, details, notes, teardown);
   } finally {
     const errors = await teardown.run();
     for (const e of errors) {
@@ -173,8 +173,20 @@ async function main(): Promise<number> {
       "stunnel4: TLS 1.3 only, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates made per run, mutual verification, TCP_NODELAY on both sockets. HBONE offers TLS_AES_128_GCM_SHA256 then TLS_AES_256_GCM_SHA384 (the server's order wins), so both paths run AES-128-GCM.",
     );
   }
-  if (ran("throughput", "latency", "connrate") && opts.rounds > 1) notes.push(`Throughput, latency and connection rate: ${opts.rounds} rounds (raw, stunnel, HBONE back to back in each); every figure is the median of its rounds, the per-round values are in results.json (details.rounds).`);
-  if (ran("throughput")) notes.push("throughput.hbone.4 = iperf3 -P 4 from one pod (streams share pooled HBONE connections per worker); throughput.hbone.4pods = 4 client pods each sending 1 stream to its own server pod (separate HBONE connections).");
+  if (ran("throughput", "latency", "connrate") && opts.rounds > 1) notes.push(`Throughput, CPU per GiB, latency and connection rate: ${opts.rounds} rounds (every path back to back in each); every figure is the median of its rounds and every ratio target the median of the rounds' own ratios; "Every round" lists each round (also in results.json: rounds, details.rounds).`);
+  if (ran("throughput")) {
+    notes.push(
+      "throughput.hbone.4 = iperf3 -P 4 from one pod (streams share pooled HBONE connections per worker); throughput.hbone.4pods = 4 client pods each sending 1 stream to its own server pod (separate HBONE connections).",
+      "CPU per GiB: utime + stime of both stunnel4 processes / both ztunnel processes (every thread; /proc/<pid>/stat, CLK_TCK ticks) sampled before and after the 1-stream iperf3 run, divided by the GiB that arrived over the whole run (the omitted first second included); iperf3's own CPU (-J cpu_utilization_percent) is in details.",
+      "Plaintext paths (1 stream, back to back with throughput.raw.1, capture on): throughput.passthrough.1 = captured client pod (node 0) → an uncaptured pod on node 1, through node 0's ztunnel outbound passthrough; throughput.inboundPlain.1 = an uncaptured pod on node 0 → the captured server pod, through node 1's ztunnel inbound plaintext listener (15006). Each counts only if that ztunnel's connection counter moved.",
+    );
+  }
+  const share = (details.datapath as { fdShare?: { nofile: number; podsPerNode: number; perPodPerWorkerPerDirection: number } } | undefined)?.fdShare;
+  if (share !== undefined) {
+    notes.push(
+      `fd budget: the ztunnels ran with RLIMIT_NOFILE ${share.nofile} (the hard limit of this sandbox; ztunnel raises soft to hard and prlimit cannot raise the hard one here), so with ${share.podsPerNode} captured pods per node each pod may hold ${share.perPodPerWorkerPerDirection} proxied connections per worker and direction (src/ztunnel/proxy/budget.ts); every row stays inside that (idle memory spreads its connections over the ${share.podsPerNode} pod pairs, connection rate keeps ${CONN_CONCURRENCY} open at a time).`,
+    );
+  }
   if (ran("latency", "connrate")) notes.push(`Latency: ${opts.roundTrips} round trips of 1 KiB over one connection after 200 warm-up; connection rate: ${CONN_CONCURRENCY} concurrent loops of connect / 1 byte each way / server closes first, tcp_tw_reuse=1 in the pods.`);
   if (ran("idle-memory")) notes.push(`Idle memory: ${opts.idleConnections} connections client pod → server pod through HBONE, each after one byte each way; RSS growth of both ztunnels divided by the count.`);
   if (ran("scale")) notes.push(`Scale: ${opts.scalePods} bare pod netns, each with its own service account (one certificate per pod), Adds one by one; enrollSeconds = first Add to last Ack (every Ack waits for the listeners on both workers); config_dump confirmed 6 listeners per pod.`);
@@ -188,9 +200,14 @@ async function main(): Promise<number> {
   } catch (err) {
     notes.push(`chart not rendered: ${errorMessage(err).split("\n")[0]} (apt-get install -y gnuplot-nox)`);
   }
-  const report: ReportInput = { startedAt: startedAt.toISOString(), revision, durationS: opts.durationS, quick: opts.quick, machine, figures, notes, ...(chart ? { chart } : {}) };
-  const evaluations = TARGETS.map((t) => evaluate(figures, t));
-  const json = { ...report, options: { ...opts, rows: [...opts.rows] }, targets: evaluations.map((e) => ({ ...e.target, value: e.value, verdict: e.verdict, reason: e.reason })), details };
+  const report: ReportInput = { startedAt: startedAt.toISOString(), revision, durationS: opts.durationS, quick: opts.quick, machine, figures, rounds, notes, ...(chart ? { chart } : {}) };
+  const evaluations = TARGETS.map((t) => evaluate(figures, t, rounds));
+  const json = {
+    ...report,
+    options: { ...opts, rows: [...opts.rows] },
+    targets: evaluations.map((e) => ({ ...e.target, value: e.value, verdict: e.verdict, reason: e.reason, rounds: e.rounds, perRound: e.target.reference === undefined ? undefined : roundRatios(rounds, e.target.figure, e.target.reference) })),
+    details,
+  };
   await writeFile(join(dir, "results.json"), `${JSON.stringify(json, null, 2)}\n`);
   const md = renderMarkdown(report);
   await writeFile(join(dir, "results.md"), md);

@@ -3,6 +3,9 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { errorMessage } from "../../src/shared/errors.js";
+import { rootLogger } from "../../src/shared/log.js";
+import { fdBudget, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
+import { ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { Mesh, readN } from "../../test/fixtures/ztunnel-e2e-cluster.js";
 import type { PodInfo } from "../../test/harness/topology.js";
 import { startStunnelPath, type StunnelPath } from "../stunnel/tunnel.js";
@@ -10,7 +13,9 @@ import { BenchError, shortReason } from "./errors.js";
 import { setFigure, type Figures } from "./figures.js";
 import { iperfClientArgs, parseIperfJson, type IperfResult } from "./iperf.js";
 import { parseConnRate, parseLatency } from "./pingpong.js";
-import { finish, rssMiB, waitForLine, waitListening } from "./proc.js";
+import { cpuDuring } from "./cpu.js";
+import { witness, type WitnessAt } from "./witness.js";
+import { finish, nofileLimit, rssMiB, waitForLine, waitListening } from "./proc.js";
 import { ztunnelNodeArgs } from "./profiling.js";
 import { round } from "./stats.js";
 import type { Teardown } from "./teardown.js";
@@ -30,6 +35,21 @@ const STUNNEL_CLOSE = 15320;
 export const PINGPONG_TOOL = join(import.meta.dirname, "pingpong-tool.js");
 
 export type PathName = "raw" | "stunnel" | "hbone";
+/** Plaintext paths through ztunnel, measured 1 stream against the same round's raw figure. */
+export type PlainPathName = "passthrough" | "inboundPlain";
+type AnyPath = PathName | PlainPathName;
+
+/** Where a path's connections are counted by a ztunnel (config_dump counters). */
+const WITNESS: Partial<Record<AnyPath, WitnessAt>> = {
+  hbone: { node: 1, direction: "inbound" },
+  // Captured client pod (node 0) → uncaptured pod: node 0's outbound passthrough.
+  passthrough: { node: 0, direction: "outbound" },
+  // Uncaptured pod on node 0 → captured server pod: node 1's inbound plaintext listener (15006).
+  inboundPlain: { node: 1, direction: "inbound" },
+};
+
+const GiB = 1024 ** 3;
+const WORKERS = 2;
 
 export interface DatapathConfig {
   durationS: number;
@@ -38,6 +58,8 @@ export interface DatapathConfig {
   idleConnections: number;
   /** Measure the "4 pods x 1 stream" HBONE shape (needs 4 pods per node). */
   fourPods: boolean;
+  /** Measure passthrough and inbound plaintext (one uncaptured pod on each node). */
+  plainPaths: boolean;
 }
 
 export class Datapath {
@@ -57,7 +79,16 @@ export class Datapath {
     const dir = await mkdtemp(join(tmpdir(), "bench-datapath-"));
     teardown.add("datapath temp dir", () => rm(dir, { recursive: true, force: true }));
     // LOG_LEVEL warn: no per-connection access records on stderr during measurements.
-    const mesh = await Mesh.create({ podsPerNode: cfg.fourPods ? 4 : 1, deferRules: true, workers: 2, env: { LOG_LEVEL: "warn" }, nodeArgs: ztunnelNodeArgs() });
+    const plain = cfg.plainPaths ? 1 : 0;
+    const mesh = await Mesh.create({
+      podsPerNode: cfg.fourPods ? 4 : 1,
+      uncaptured: plain,
+      uncapturedOnNode0: plain,
+      deferRules: true,
+      workers: WORKERS,
+      env: { LOG_LEVEL: "warn" },
+      nodeArgs: ztunnelNodeArgs(),
+    });
     teardown.add("datapath mesh (ztunnels, stunnel, iperf3, netns)", () => mesh.destroy());
     const dp = new Datapath(mesh, cfg, dir);
     await dp.setup(log);
@@ -72,8 +103,16 @@ export class Datapath {
     return this.mesh.topo.pod(1, 0);
   }
 
+  /** Captured pods on node 1. */
   private get serverPods(): PodInfo[] {
-    return this.mesh.topo.pods.filter((p) => p.node === 1);
+    return this.mesh.captured.filter((p) => p.node === 1);
+  }
+
+  /** The uncaptured pod on `node` (plaintext rows), or why there is none. */
+  private plainPod(node: number): PodInfo {
+    const pod = this.mesh.uncaptured.find((p) => p.node === node);
+    if (pod === undefined) throw new BenchError(`no uncaptured pod on node ${node} (the mesh was built without the plaintext rows)`);
+    return pod;
   }
 
   private async setup(log: (s: string) => void): Promise<void> {
@@ -82,6 +121,7 @@ export class Datapath {
       // Short connections: reuse TIME_WAIT ports and a wide port range in every pod.
       await topo.exec(pod.ns, "sysctl", ["-q", "-w", "net.ipv4.tcp_tw_reuse=1", "-w", "net.ipv4.ip_local_port_range=1024 65000"]);
     }
+    // iperf3 servers in every node-1 pod, captured or not (the passthrough row's is uncaptured).
     for (const pod of topo.pods.filter((p) => p.node === 1)) {
       const iperf = topo.spawn(pod.ns, "iperf3", ["-s", "-p", String(IPERF_PORT)]);
       iperf.stdout?.resume();
@@ -111,10 +151,26 @@ export class Datapath {
     }
     try {
       await Promise.all([this.mesh.startZtunnel(0), this.mesh.startZtunnel(1)]);
+      this.details.fdShare = await this.fdShare();
     } catch (err) {
       this.hboneError = `ztunnel not usable: ${shortReason(errorMessage(err))}`;
       log(this.hboneError);
     }
+  }
+
+  /**
+   * The fd limit ztunnel ended up with (it raises soft to hard at start; the hard limit is the
+   * machine's) and what proxy/budget.ts gives each pod of it: every row must stay inside it.
+   */
+  private async fdShare(): Promise<{ nofile: number; workers: number; podsPerNode: number; perPodPerWorkerPerDirection: number }> {
+    const pid = this.mesh.node(1).ztunnel?.pid;
+    if (pid === undefined) throw new BenchError("ztunnel pid unknown");
+    const nofile = await nofileLimit(pid);
+    const podsPerNode = this.serverPods.length;
+    // ztunnel's own arithmetic: a worker's budget with this node's pods on it.
+    const budget = new WorkerBudget(fdBudget(nofile, WORKERS), new ThrottledLog(rootLogger()));
+    for (const pod of this.serverPods) budget.addPod(this.mesh.uid(pod), pod.name);
+    return { nofile, workers: WORKERS, podsPerNode, perPodPerWorkerPerDirection: budget.stats.share };
   }
 
   /** In-pod redirection on (HBONE) or off (raw, stunnel) in every pod. */
@@ -125,6 +181,26 @@ export class Datapath {
       else await this.mesh.redirector.remove(pod.netnsPath);
     }
     this.captured = on;
+  }
+
+  /** Who dials where for a plaintext path through ztunnel (capture on). */
+  private async plainTarget(path: PlainPathName): Promise<{ from: PodInfo; host: string; port: number }> {
+    if (this.hboneError !== undefined) throw new BenchError(this.hboneError);
+    const ends = path === "passthrough" ? { from: this.client, to: this.plainPod(1) } : { from: this.plainPod(0), to: this.server };
+    await this.capture(true);
+    return { from: ends.from, host: ends.to.ip, port: IPERF_PORT };
+  }
+
+  /** A check to run after a path's traffic: the ztunnel that should carry it counted it. */
+  private witness(path: AnyPath): Promise<() => Promise<void>> {
+    return witness(this.mesh, WITNESS[path]);
+  }
+
+  /** The processes whose CPU a path's bytes cost (both ends of the tunnel); none for raw. */
+  private tunnelPids(path: PathName): number[] {
+    if (path === "stunnel") return this.stunnel?.pids ?? [];
+    if (path === "hbone") return [0, 1].flatMap((i) => (this.mesh.node(i).ztunnel?.pid === undefined ? [] : [this.mesh.node(i).ztunnel!.pid!]));
+    return [];
   }
 
   /** Where the client pod dials for a path, or why the path is unavailable. */
@@ -153,30 +229,46 @@ export class Datapath {
     throw new BenchError(`${what} exited ${r.code}: ${r.stderr.trim().slice(-300)}`);
   }
 
-  /** Gbit/s for each path, 1 and 4 streams; HBONE also with 4 pods x 1 stream. */
+  /**
+   * Gbit/s for each path, 1 and 4 streams; with 1 stream also the tunnel's CPU seconds per GiB
+   * (stunnel, HBONE) and the plaintext paths through ztunnel; HBONE also 4 pods x 1 stream.
+   */
   async throughput(figures: Figures, paths: readonly PathName[], log: (s: string) => void): Promise<void> {
     for (const streams of [1, 4]) {
       for (const path of paths) {
         const name = `throughput.${path}.${streams}`;
+        const cpuName = `cpu.${path}PerGiB`;
+        const pids = streams === 1 ? this.tunnelPids(path) : [];
         try {
           const t = await this.target(path, "iperf");
-          const r = await this.iperf(this.client, t.host, t.port, streams);
+          const check = await this.witness(path);
+          const run = await cpuDuring(pids, () => this.iperf(this.client, t.host, t.port, streams));
+          const r = run.result;
           this.details[name] = r;
-          await this.checkThroughHbone(path);
+          await check();
           setFigure(figures, name, round(r.receivedBps / 1e9, 3), "Gbit/s");
+          if (pids.length > 0) {
+            const perGiB = (run.user + run.system) / (r.totalBytes / GiB);
+            this.details[cpuName] = { processes: pids.length, userS: round(run.user, 2), systemS: round(run.system, 2), gib: round(r.totalBytes / GiB, 3), iperfClientCpuPct: r.cpuLocal, iperfServerCpuPct: r.cpuRemote };
+            setFigure(figures, cpuName, round(perGiB, 3), "s/GiB");
+          }
         } catch (err) {
           setFigure(figures, name, asError(err), "Gbit/s");
+          if (pids.length > 0 || (streams === 1 && path !== "raw")) setFigure(figures, cpuName, asError(err), "s/GiB");
         }
-        log(`${name}: ${show(figures[name])}`);
+        log(`${name}: ${show(figures[name])}${figures[cpuName] !== undefined && streams === 1 ? `, ${cpuName} ${show(figures[cpuName])}` : ""}`);
       }
+      if (streams === 1 && this.cfg.plainPaths) for (const path of ["passthrough", "inboundPlain"] as const) await this.plainThroughput(figures, path, log);
     }
     if (this.cfg.fourPods && paths.includes("hbone")) {
       const name = "throughput.hbone.4pods";
       try {
         const t = await this.target("hbone", "iperf");
+        const check = await this.witness("hbone");
         const topo = this.mesh.topo;
-        const results = await Promise.all([0, 1, 2, 3].map((i) => this.iperf(topo.pod(0, i), topo.pod(1, i).ip, t.port, 1)));
+        const results = await Promise.all([0, 1, 2, 3].map((i) => this.iperf(topo.pod(0, i), this.serverPods[i]!.ip, t.port, 1)));
         this.details[name] = results;
+        await check();
         setFigure(figures, name, round(results.reduce((a, r) => a + r.receivedBps, 0) / 1e9, 3), "Gbit/s");
       } catch (err) {
         setFigure(figures, name, asError(err), "Gbit/s");
@@ -185,11 +277,28 @@ export class Datapath {
     }
   }
 
+  /** 1 stream through one of ztunnel's plaintext paths (compared with the round's raw figure). */
+  private async plainThroughput(figures: Figures, path: PlainPathName, log: (s: string) => void): Promise<void> {
+    const name = `throughput.${path}.1`;
+    try {
+      const t = await this.plainTarget(path);
+      const check = await this.witness(path);
+      const r = await this.iperf(t.from, t.host, t.port, 1);
+      this.details[name] = r;
+      await check();
+      setFigure(figures, name, round(r.receivedBps / 1e9, 3), "Gbit/s");
+    } catch (err) {
+      setFigure(figures, name, asError(err), "Gbit/s");
+    }
+    log(`${name}: ${show(figures[name])}`);
+  }
+
   /** 1 KiB request/response round trips over one connection: p50/p99 in µs. */
   async latency(figures: Figures, paths: readonly PathName[], log: (s: string) => void): Promise<void> {
     for (const path of paths) {
       try {
         const t = await this.target(path, "echo");
+        const check = await this.witness(path);
         const r = await finish(
           this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["latency", t.host, String(t.port), String(this.cfg.roundTrips), "1024", "200"]),
           `latency via ${path}`,
@@ -198,7 +307,7 @@ export class Datapath {
         if (r.code !== 0) throw new BenchError(`latency tool exited ${r.code}: ${r.stderr.slice(-300)}`);
         const lat = parseLatency(r.stdout);
         this.details[`latency.${path}`] = lat;
-        await this.checkThroughHbone(path);
+        await check();
         setFigure(figures, `latency.${path}.p50`, lat.rttUs.p50, "µs");
         setFigure(figures, `latency.${path}.p99`, lat.rttUs.p99, "µs");
       } catch (err) {
@@ -215,6 +324,7 @@ export class Datapath {
       const name = `connrate.${path}`;
       try {
         const t = await this.target(path, "close");
+        const check = await this.witness(path);
         const d = this.cfg.durationS;
         const r = await finish(
           this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["connrate", t.host, String(t.port), String(d), String(this.cfg.connConcurrency)]),
@@ -224,7 +334,7 @@ export class Datapath {
         if (r.code !== 0) throw new BenchError(`connection-rate tool exited ${r.code}: ${r.stderr.slice(-300)}`);
         const cr = parseConnRate(r.stdout);
         this.details[name] = cr;
-        await this.checkThroughHbone(path);
+        await check();
         setFigure(figures, name, cr.perSecond, "conn/s");
       } catch (err) {
         setFigure(figures, name, asError(err), "conn/s");
@@ -246,7 +356,8 @@ export class Datapath {
       const n = this.cfg.idleConnections;
       // Spread over every client → server pod pair: each pod's fd share (proxy/budget.ts, from
       // RLIMIT_NOFILE, 20,000 here) holds its part; one pod alone could not hold them all.
-      const pairs = this.serverPods.map((server, i) => ({ client: this.mesh.topo.pod(0, i), server }));
+      const clients = this.mesh.captured.filter((p) => p.node === 0);
+      const pairs = this.serverPods.map((server, i) => ({ client: clients[i]!, server }));
       for (let i = 0; i < n; i += 50) {
         const batch = await Promise.all(
           Array.from({ length: Math.min(50, n - i) }, async (_, j) => {
@@ -273,13 +384,6 @@ export class Datapath {
       for (const s of sockets) s.end();
     }
     log(`idle memory per HBONE connection: ${show(figures[names[0]!])} (client ztunnel ${show(figures[names[1]!])}, server ztunnel ${show(figures[names[2]!])})`);
-  }
-
-  /** A HBONE figure only counts if the server node's ztunnel really carried it. */
-  private async checkThroughHbone(path: PathName): Promise<void> {
-    if (path !== "hbone") return;
-    const dump = await this.mesh.configDump(1);
-    if (dump.counters.inbound.opened === 0) throw new BenchError("traffic did not go through ztunnel (no inbound connection counted on node 1)");
   }
 }
 

@@ -10,6 +10,11 @@ export interface IperfResult {
   receivedBps: number;
   sentBps: number;
   retransmits: number;
+  /**
+   * Bytes that arrived over the whole run, including the omitted first second (-O 1) that the
+   * average leaves out: what CPU time sampled around the whole run is divided by.
+   */
+  totalBytes: number;
   /** CPU use of the client (local) and server (remote) iperf3 processes, percent of one machine. */
   cpuLocal: number;
   cpuRemote: number;
@@ -40,6 +45,14 @@ export function parseIperfJson(text: string): IperfResult {
   const end = obj(root.end, "end");
   const received = obj(end.sum_received, "end.sum_received");
   const sent = obj(end.sum_sent, "end.sum_sent");
+  const omitted = Array.isArray(root.intervals)
+    ? root.intervals.reduce((sum: number, iv: unknown) => {
+        const s = typeof iv === "object" && iv !== null ? (iv as Record<string, unknown>).sum : undefined;
+        if (typeof s !== "object" || s === null) return sum;
+        const o = s as Record<string, unknown>;
+        return o.omitted === true && typeof o.bytes === "number" ? sum + o.bytes : sum;
+      }, 0)
+    : 0;
   const cpu = typeof end.cpu_utilization_percent === "object" && end.cpu_utilization_percent !== null ? (end.cpu_utilization_percent as Record<string, unknown>) : {};
   return {
     streams: num(test, "num_streams", "start.test_start"),
@@ -47,6 +60,7 @@ export function parseIperfJson(text: string): IperfResult {
     receivedBps: num(received, "bits_per_second", "end.sum_received"),
     sentBps: num(sent, "bits_per_second", "end.sum_sent"),
     retransmits: typeof sent.retransmits === "number" ? sent.retransmits : 0,
+    totalBytes: num(received, "bytes", "end.sum_received") + omitted,
     cpuLocal: typeof cpu.host_total === "number" ? cpu.host_total : Number.NaN,
     cpuRemote: typeof cpu.remote_total === "number" ? cpu.remote_total : Number.NaN,
   };

@@ -69,3 +69,11 @@ export async function rssMiB(pid: number): Promise<number> {
   if (m === null) throw new BenchError(`no VmRSS for pid ${pid}`);
   return Number(m[1]) / 1024;
 }
+
+/** Soft RLIMIT_NOFILE of a running process (/proc/<pid>/limits). */
+export async function nofileLimit(pid: number): Promise<number> {
+  const limits = await readFile(`/proc/${pid}/limits`, "utf8");
+  const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(limits);
+  if (m === null) throw new BenchError(`no "Max open files" line in /proc/${pid}/limits`);
+  return m[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(m[1]);
+}

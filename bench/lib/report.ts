@@ -1,4 +1,7 @@
 import { isMeasured, type Figure, type Figures } from "./figures.js";
+import { cell, fmt } from "./format.js";
+import { renderRoundsTables } from "./report-rounds.js";
+import { medianRatio } from "./rounds.js";
 
 // The issue's targets as data, evaluated against a run's figures, and the markdown report.
 
@@ -12,17 +15,22 @@ export interface Target {
   goal: number;
 }
 
+/** Issue 20's targets (scale and ZDS goals kept from issue 10). */
 export const TARGETS: readonly Target[] = [
-  { label: "throughput, 1 stream: HBONE / stunnel", figure: "throughput.hbone.1", reference: "throughput.stunnel.1", op: ">=", goal: 1.0 },
+  { label: "throughput, 1 stream: HBONE / stunnel", figure: "throughput.hbone.1", reference: "throughput.stunnel.1", op: ">=", goal: 1.25 },
   { label: "throughput, 4 streams from one pod (pooled): HBONE / stunnel", figure: "throughput.hbone.4", reference: "throughput.stunnel.4", op: ">=", goal: 1.0 },
   { label: "throughput, 4 pods x 1 stream: HBONE / stunnel 4 streams", figure: "throughput.hbone.4pods", reference: "throughput.stunnel.4", op: ">=", goal: 1.0 },
-  { label: "1 KiB request/response p50: HBONE / stunnel", figure: "latency.hbone.p50", reference: "latency.stunnel.p50", op: "<=", goal: 1.2 },
-  { label: "1 KiB request/response p99: HBONE / stunnel", figure: "latency.hbone.p99", reference: "latency.stunnel.p99", op: "<=", goal: 1.2 },
-  { label: "new connections/s: HBONE / raw TCP", figure: "connrate.hbone", reference: "connrate.raw", op: ">=", goal: 0.5 },
+  { label: "CPU seconds per GiB moved (1 stream): both ztunnels / both stunnels", figure: "cpu.hbonePerGiB", reference: "cpu.stunnelPerGiB", op: "<=", goal: 0.9 },
+  { label: "1 KiB request/response p50: HBONE / stunnel", figure: "latency.hbone.p50", reference: "latency.stunnel.p50", op: "<=", goal: 1.15 },
+  { label: "1 KiB request/response p99: HBONE / stunnel", figure: "latency.hbone.p99", reference: "latency.stunnel.p99", op: "<=", goal: 1.5 },
+  { label: "new connections/s: HBONE / raw TCP", figure: "connrate.hbone", reference: "connrate.raw", op: ">=", goal: 0.35 },
+  { label: "throughput, 1 stream, captured → uncaptured (passthrough) / raw", figure: "throughput.passthrough.1", reference: "throughput.raw.1", op: ">=", goal: 0.8 },
+  { label: "throughput, 1 stream, uncaptured → captured (inbound plaintext, 15006) / raw", figure: "throughput.inboundPlain.1", reference: "throughput.raw.1", op: ">=", goal: 0.8 },
+  { label: "memory per idle HBONE connection, both ztunnels", figure: "idle.perConnectionKiB", op: "<=", goal: 32 },
   { label: "1,000 pods enrolled, all listeners up on every worker", figure: "scale.enrollSeconds", op: "<=", goal: 10 },
   { label: "ztunnel RSS with 1,000 pods", figure: "scale.rssMiB", op: "<=", goal: 300 },
   { label: "ZDS Add→Ack p99 (bench/zds-add-ack)", figure: "zds.addAckP99Ms", op: "<=", goal: 20 },
-  { label: "CNI ADD exec-to-exit p99, warm agent", figure: "cni.addP99Ms", op: "<=", goal: 100 },
+  { label: "CNI ADD exec-to-exit p99, warm agent", figure: "cni.addP99Ms", op: "<=", goal: 60 },
 ];
 
 /** Ratios reported without a target (context for the targets above). */
@@ -34,6 +42,7 @@ export const INFO_RATIOS: ReadonlyArray<{ label: string; figure: string; referen
   { label: "latency p50: HBONE / raw", figure: "latency.hbone.p50", reference: "latency.raw.p50" },
   { label: "latency p99: HBONE / raw", figure: "latency.hbone.p99", reference: "latency.raw.p99" },
   { label: "new connections/s: stunnel / raw", figure: "connrate.stunnel", reference: "connrate.raw" },
+  { label: "new connections/s: HBONE / stunnel", figure: "connrate.hbone", reference: "connrate.stunnel" },
 ];
 
 export type Verdict = "PASS" | "MISS" | "n/a";
@@ -45,6 +54,8 @@ export interface Evaluation {
   verdict: Verdict;
   /** Why there is no verdict (a figure was not measured). */
   reason?: string;
+  /** Rounds whose own ratio went into the value (its median); absent = ratio of the figures. */
+  rounds?: number;
 }
 
 function why(name: string, f: Figure | undefined): string {
@@ -59,24 +70,22 @@ export function ratio(figures: Figures, figure: string, reference: string): numb
   return a.value / b.value;
 }
 
-export function evaluate(figures: Figures, target: Target): Evaluation {
+/**
+ * A ratio target's value is the median of the per-round ratios when the run had rounds (each
+ * round measured figure and reference back to back); otherwise figure / reference.
+ */
+export function evaluate(figures: Figures, target: Target, rounds: readonly Figures[] = []): Evaluation {
   const f = figures[target.figure];
   if (!isMeasured(f)) return { target, value: undefined, verdict: "n/a", reason: why(target.figure, f) };
-  let value = f.value;
-  if (target.reference !== undefined) {
-    const r = figures[target.reference];
-    if (!isMeasured(r)) return { target, value: undefined, verdict: "n/a", reason: why(target.reference, r) };
-    if (r.value === 0) return { target, value: undefined, verdict: "n/a", reason: `${target.reference} is zero` };
-    value = f.value / r.value;
-  }
-  const pass = target.op === ">=" ? value >= target.goal : value <= target.goal;
-  return { target, value, verdict: pass ? "PASS" : "MISS" };
-}
-
-function fmt(x: number): string {
-  if (Math.abs(x) >= 100) return x.toFixed(0);
-  if (Math.abs(x) >= 10) return x.toFixed(1);
-  return x.toFixed(2);
+  const verdict = (value: number): Verdict => ((target.op === ">=" ? value >= target.goal : value <= target.goal) ? "PASS" : "MISS");
+  if (target.reference === undefined) return { target, value: f.value, verdict: verdict(f.value) };
+  const r = figures[target.reference];
+  if (!isMeasured(r)) return { target, value: undefined, verdict: "n/a", reason: why(target.reference, r) };
+  const m = medianRatio(rounds, target.figure, target.reference);
+  if (m !== undefined) return { target, value: m.value, verdict: verdict(m.value), rounds: m.count };
+  if (r.value === 0) return { target, value: undefined, verdict: "n/a", reason: `${target.reference} is zero` };
+  const value = f.value / r.value;
+  return { target, value, verdict: verdict(value) };
 }
 
 function showFigure(f: Figure | undefined): string {
@@ -85,15 +94,10 @@ function showFigure(f: Figure | undefined): string {
   return `${fmt(f.value)} ${f.unit}`;
 }
 
-/** Markdown-safe cell text (a pipe would split the cell). */
-function cell(s: string): string {
-  return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
-}
-
-export function renderTargetsTable(figures: Figures, targets: readonly Target[] = TARGETS): string {
+export function renderTargetsTable(figures: Figures, targets: readonly Target[] = TARGETS, rounds: readonly Figures[] = []): string {
   const rows = ["| target | measured | reference | value | goal | result |", "|---|---|---|---|---|---|"];
   for (const t of targets) {
-    const e = evaluate(figures, t);
+    const e = evaluate(figures, t, rounds);
     const measured = showFigure(figures[t.figure]);
     const reference = t.reference === undefined ? "—" : showFigure(figures[t.reference]);
     const value = e.value === undefined ? "—" : t.reference === undefined ? fmt(e.value) : `${fmt(e.value)}×`;
@@ -104,10 +108,10 @@ export function renderTargetsTable(figures: Figures, targets: readonly Target[] 
   return rows.join("\n");
 }
 
-export function renderInfoRatios(figures: Figures): string {
+export function renderInfoRatios(figures: Figures, rounds: readonly Figures[] = []): string {
   const rows = ["| ratio | value |", "|---|---|"];
   for (const r of INFO_RATIOS) {
-    const v = ratio(figures, r.figure, r.reference);
+    const v = medianRatio(rounds, r.figure, r.reference)?.value ?? ratio(figures, r.figure, r.reference);
     rows.push(`| ${cell(r.label)} | ${v === undefined ? "—" : `${fmt(v)}×`} |`);
   }
   return rows.join("\n");
@@ -137,12 +141,15 @@ export interface ReportInput {
   quick: boolean;
   machine: MachineInfo;
   figures: Figures;
+  /** Each round's pod-to-pod figures, in order (figures holds their medians). */
+  rounds?: readonly Figures[];
   notes: string[];
   chart?: string;
 }
 
 export function renderMarkdown(r: ReportInput): string {
   const m = r.machine;
+  const rounds = r.rounds ?? [];
   const load = (l: [number, number, number] | undefined): string => (l === undefined ? "?" : l.map((x) => x.toFixed(2)).join(" / "));
   const out = [
     `# Bench results ${r.startedAt}`,
@@ -151,14 +158,19 @@ export function renderMarkdown(r: ReportInput): string {
     `Load average (1/5/15 min) at start ${load(m.loadAvgStart)}, at end ${load(m.loadAvgEnd)}.`,
     `Run: ${r.quick ? "--quick, " : ""}${r.durationS} s per throughput and connection-rate run; code at ${r.revision}.`,
     "",
-    "## Targets (issue 10; ratios measured in the same run)",
+    "## Targets (issue 20; ratios measured in the same run)",
     "",
-    renderTargetsTable(r.figures),
+    rounds.length > 1
+      ? `measured and reference: median of the rounds; value: median of the ${rounds.length} rounds' own ratios (each round measured both back to back; every round below).`
+      : "value: measured / reference for a ratio target (one round).",
+    "",
+    renderTargetsTable(r.figures, TARGETS, rounds),
     "",
     "## Other ratios",
     "",
-    renderInfoRatios(r.figures),
+    renderInfoRatios(r.figures, rounds),
     "",
+    ...(rounds.length > 1 ? [renderRoundsTables(rounds, TARGETS, INFO_RATIOS), ""] : []),
     "## All figures",
     "",
     renderFiguresTable(r.figures),

@@ -1,4 +1,4 @@
-import type { Figures } from "./figures.js";
+import { isMeasured, type Figures } from "./figures.js";
 
 // Repeated rounds of the pod-to-pod rows. Each round measures raw, stunnel and HBONE back to
 // back, so every round's ratios share one slice of machine load; across rounds, a figure is
@@ -35,4 +35,22 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * figure / reference in each round (undefined where the round lacks either or the reference is
+ * 0): the two were measured back to back there, so each round's ratio shares one slice of load.
+ */
+export function roundRatios(rounds: readonly Figures[], figure: string, reference: string): Array<number | undefined> {
+  return rounds.map((r) => {
+    const a = r[figure];
+    const b = r[reference];
+    return isMeasured(a) && isMeasured(b) && b.value !== 0 ? a.value / b.value : undefined;
+  });
+}
+
+/** Median of the rounds' ratios that exist; undefined when no round has both figures. */
+export function medianRatio(rounds: readonly Figures[], figure: string, reference: string): { value: number; count: number } | undefined {
+  const xs = roundRatios(rounds, figure, reference).filter((x): x is number => x !== undefined);
+  return xs.length === 0 ? undefined : { value: median(xs), count: xs.length };
 }

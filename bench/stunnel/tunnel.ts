@@ -21,6 +21,8 @@ export interface StunnelPath {
   /** Address the client pod dials (its node's gateway address). */
   host: string;
   ports: Record<string, number>;
+  /** The two stunnel4 processes (client side, server side), for CPU accounting. */
+  pids: number[];
 }
 
 export async function startStunnelPath(topo: Topology, dir: string, clientNode: number, serverNode: number, serverPodIp: string, forwards: readonly Forward[]): Promise<StunnelPath> {
@@ -35,17 +37,20 @@ export async function startStunnelPath(topo: Topology, dir: string, clientNode: 
   const serverConf = join(dir, "server.conf");
   await writeFile(clientConf, renderStunnelConfig({ client: true, services: client, caFile: pki.caFile, ...pki.client }));
   await writeFile(serverConf, renderStunnelConfig({ client: false, services: server, caFile: pki.caFile, ...pki.server }));
-  const start = (ns: string, conf: string): void => {
+  const start = (ns: string, conf: string): number => {
+    // `ip netns exec` execs stunnel4 in place (foreground = yes): the child's pid is stunnel's.
     const child = topo.spawn(ns, "stunnel4", [conf]);
     // Drain its log so a full pipe never blocks it.
     child.stdout?.resume();
     child.stderr?.resume();
+    if (child.pid === undefined) throw new Error("stunnel4 did not start (no pid)");
+    return child.pid;
   };
-  start(exit.ns, serverConf);
-  start(entry.ns, clientConf);
+  const serverPid = start(exit.ns, serverConf);
+  const clientPid = start(entry.ns, clientConf);
   for (const f of forwards) {
     await waitListening(topo, exit.ns, f.entryPort + 1, "stunnel server");
     await waitListening(topo, entry.ns, f.entryPort, "stunnel client");
   }
-  return { host: entry.gateway, ports: Object.fromEntries(forwards.map((f) => [f.name, f.entryPort])) };
+  return { host: entry.gateway, ports: Object.fromEntries(forwards.map((f) => [f.name, f.entryPort])), pids: [clientPid, serverPid] };
 }

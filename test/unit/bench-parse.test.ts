@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { parseStatTicks } from "../../bench/lib/cpu.js";
 import { shortReason } from "../../bench/lib/errors.js";
 import { parseIperfJson, iperfClientArgs } from "../../bench/lib/iperf.js";
 import { parseOptions } from "../../bench/lib/options.js";
@@ -10,7 +11,10 @@ import { renderStunnelConfig } from "../../bench/stunnel/config.js";
 // Shape of a real `iperf3 -c … -P 2 -J` report (iperf 3.12), trimmed to the fields we read.
 const IPERF_OK = JSON.stringify({
   start: { connected: [], version: "iperf 3.12", test_start: { protocol: "TCP", num_streams: 2, blksize: 131072, omit: 1, duration: 1 } },
-  intervals: [],
+  intervals: [
+    { streams: [], sum: { start: 0, end: 1.000288, seconds: 1.000288, bytes: 2915041280, omitted: true } },
+    { streams: [], sum: { start: 0, end: 1.00008, seconds: 1.00008, bytes: 1701314560, omitted: false } },
+  ],
   end: {
     sum_sent: { start: 0, end: 1.000081, seconds: 1.000081, bytes: 1701314560, bits_per_second: 13609414117.456486, retransmits: 3, sender: true },
     sum_received: { start: 0, end: 1.000232, seconds: 1.000232, bytes: 1687158784, bits_per_second: 13494139631.605467, sender: true },
@@ -32,9 +36,17 @@ describe("iperf3 -J report", () => {
       receivedBps: 13494139631.605467,
       sentBps: 13609414117.456486,
       retransmits: 3,
+      // The average leaves out the omitted first second; the byte total for CPU per GiB does not.
+      totalBytes: 1687158784 + 2915041280,
       cpuLocal: 27.75,
       cpuRemote: 70.21,
     });
+  });
+
+  it("total bytes without intervals is the receiver's sum", () => {
+    const doc = JSON.parse(IPERF_OK) as { intervals?: unknown };
+    delete doc.intervals;
+    expect(parseIperfJson(JSON.stringify(doc)).totalBytes).toBe(1687158784);
   });
 
   it("turns iperf3's error field into the error message", () => {
@@ -165,5 +177,18 @@ describe("short failure reasons", () => {
   it("keeps a plain message as it is", () => {
     expect(shortReason("stunnel server is not listening on port 15301 after 10000 ms")).toBe("stunnel server is not listening on port 15301 after 10000 ms");
     expect(shortReason("")).toBe("unknown error");
+  });
+});
+
+describe("/proc/<pid>/stat CPU ticks", () => {
+  it("reads utime (field 14) and stime (field 15) after a comm holding spaces and parentheses", () => {
+    const fields = Array.from({ length: 50 }, (_, i) => String(i + 3)); // field n holds n
+    const line = `4242 (node (worker) x) S ${fields.slice(1).join(" ")}`;
+    expect(parseStatTicks(line)).toEqual({ utime: 14, stime: 15 });
+  });
+
+  it("rejects what is not a stat line", () => {
+    expect(() => parseStatTicks("garbage")).toThrow(/not a \/proc/);
+    expect(() => parseStatTicks("1 (x) S 1 2")).toThrow(/no utime/);
   });
 });
