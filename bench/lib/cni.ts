@@ -1,9 +1,10 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPluginEventServer } from "../../src/agent/pluginevent/server.js";
+import { killAndWait } from "../../test/harness/netns.js";
 import { BenchError } from "./errors.js";
 import { finish } from "./proc.js";
 import { round, spread, type Spread } from "./stats.js";
@@ -11,9 +12,25 @@ import { round, spread, type Spread } from "./stats.js";
 // CNI ADD exec-to-exit: the built plugin executable, exec'd as a runtime does (CNI_* env,
 // config on stdin), POSTing to a plugin event server that is already up (warm agent) and
 // answers at once, as in the CNI tests. The agent's own enrollment work (rules, ZDS Add→Ack)
-// is measured by the other rows.
+// is measured by the other rows. The same ADDs run twice: on the machine as it is, then with
+// every core held by a CPU-bound process at normal priority (the "loaded machine" of issue 20:
+// the plugin, the agent and the load share the cores as on a node starting pods under load).
 
 export const CNI_EXECUTABLE = join(import.meta.dirname, "..", "..", "cni-plugin", "ambient-cni");
+
+/** The load of the loaded series: one busy-looping process per core, nice 0. */
+export function cniLoadProcesses(): number {
+  return availableParallelism();
+}
+
+export function cniLoadNote(): string {
+  return `the loaded figure runs the same ADDs while ${cniLoadProcesses()} CPU-bound processes (one per core, \`node -e "for(;;);"\`, nice 0) spin`;
+}
+
+export interface CniAddResult extends Spread {
+  /** The same ADDs with every core held by a CPU-bound process (cniLoadNote()). */
+  loaded: Spread & { loadProcesses: number };
+}
 
 function addOnce(env: Record<string, string>, stdin: string): Promise<number> {
   const t = process.hrtime.bigint();
@@ -27,7 +44,36 @@ function addOnce(env: Record<string, string>, stdin: string): Promise<number> {
   });
 }
 
-export async function cniAdd(runs: number): Promise<Spread> {
+function rounded(samples: readonly number[]): Spread {
+  const s = spread(samples);
+  return { count: s.count, p50: round(s.p50, 2), p90: round(s.p90, 2), p99: round(s.p99, 2), max: round(s.max, 2), mean: round(s.mean, 2) };
+}
+
+/** Starts `n` busy loops and resolves once each has printed that it spins. */
+async function startLoad(n: number): Promise<ChildProcess[]> {
+  const hogs: ChildProcess[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const hog = spawn(process.execPath, ["-e", 'process.stdout.write("spinning\\n"); for (;;);'], { stdio: ["ignore", "pipe", "ignore"] });
+      hogs.push(hog);
+      await new Promise<void>((resolve, reject) => {
+        hog.once("error", reject);
+        hog.once("exit", (code) => reject(new BenchError(`load process exited (${code}) before it spun`)));
+        hog.stdout?.once("data", () => resolve());
+      });
+    }
+    return hogs;
+  } catch (err) {
+    await stopLoad(hogs);
+    throw err;
+  }
+}
+
+async function stopLoad(hogs: readonly ChildProcess[]): Promise<void> {
+  await Promise.all(hogs.map((h) => killAndWait(h)));
+}
+
+export async function cniAdd(runs: number): Promise<CniAddResult> {
   if (!existsSync(CNI_EXECUTABLE)) throw new BenchError(`${CNI_EXECUTABLE} is missing: run npm run build:cni`);
   const runDir = await mkdtemp(join(tmpdir(), "bench-cni-"));
   let adds = 0;
@@ -43,12 +89,23 @@ export async function cniAdd(runs: number): Promise<Spread> {
   });
   try {
     const [env, conf] = benchAddInvocation(runDir, "shop");
+    const series = async (): Promise<number[]> => {
+      const samples: number[] = [];
+      for (let i = 0; i < runs; i++) samples.push(await addOnce(env, conf));
+      return samples;
+    };
     for (let i = 0; i < 3; i++) await addOnce(env, conf); // page cache and agent warm
-    const samples: number[] = [];
-    for (let i = 0; i < runs; i++) samples.push(await addOnce(env, conf));
-    if (adds !== runs + 3) throw new BenchError(`the agent saw ${adds} ADDs for ${runs + 3} plugin runs`);
-    const s = spread(samples);
-    return { count: s.count, p50: round(s.p50, 2), p90: round(s.p90, 2), p99: round(s.p99, 2), max: round(s.max, 2), mean: round(s.mean, 2) };
+    const idle = await series();
+    const loadProcesses = cniLoadProcesses();
+    const hogs = await startLoad(loadProcesses);
+    let loaded: number[];
+    try {
+      loaded = await series();
+    } finally {
+      await stopLoad(hogs);
+    }
+    if (adds !== 2 * runs + 3) throw new BenchError(`the agent saw ${adds} ADDs for ${2 * runs + 3} plugin runs`);
+    return { ...rounded(idle), loaded: { ...rounded(loaded), loadProcesses } };
   } finally {
     await server.close();
     await rm(runDir, { recursive: true, force: true });
