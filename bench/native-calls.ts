@@ -1,16 +1,27 @@
 // Cost of the native layer's calls (not a test). Needs root.
-// Run: npm run build && node dist/bench/native-calls.js
+// Run: npm run bench:native [-- --out <dir>]; with --out the same lines also go to
+// <dir>/native-calls-<time>.md with the machine and code revision (a file to commit behind a claim).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describeMachine, describeRevision } from "./lib/machine.js";
 import { native } from "../src/native/binding.js";
 import { closeFd, createSocket, getSocketMark, NetnsHandle, SeqpacketServer, SeqpacketSocket } from "../src/native/index.js";
+
+const lines: string[] = [];
+
+function say(line: string): void {
+  lines.push(line);
+  console.log(line);
+}
 
 function perCall(label: string, iterations: number, fn: (n: number) => void): number {
   fn(Math.min(1000, iterations)); // warm-up
   const t0 = process.hrtime.bigint();
   fn(iterations);
   const ns = Number(process.hrtime.bigint() - t0) / iterations;
-  console.log(`${label.padEnd(52)} ${(ns / 1000).toFixed(3).padStart(9)} µs/op  (${iterations} ops)`);
+  say(`${label.padEnd(52)} ${(ns / 1000).toFixed(3).padStart(9)} µs/op  (${iterations} ops)`);
   return ns;
 }
 
@@ -35,7 +46,7 @@ async function scmRights(netns: NetnsHandle, iterations: number): Promise<void> 
   let t0 = process.hrtime.bigint();
   await oneWay(iterations);
   let ns = Number(process.hrtime.bigint() - t0) / iterations;
-  console.log(`${"one fd over SCM_RIGHTS, send -> 'message' (sequential)".padEnd(52)} ${(ns / 1000).toFixed(3).padStart(9)} µs/op  (${iterations} ops)`);
+  say(`${"one fd over SCM_RIGHTS, send -> 'message' (sequential)".padEnd(52)} ${(ns / 1000).toFixed(3).padStart(9)} µs/op  (${iterations} ops)`);
 
   // Pipelined: many in flight, cost per datagram.
   let received = 0;
@@ -51,7 +62,7 @@ async function scmRights(netns: NetnsHandle, iterations: number): Promise<void> 
   await Promise.all(sends);
   await all;
   ns = Number(process.hrtime.bigint() - t0) / iterations;
-  console.log(`${"one fd over SCM_RIGHTS (pipelined)".padEnd(52)} ${(ns / 1000).toFixed(3).padStart(9)} µs/op  (${iterations} ops)`);
+  say(`${"one fd over SCM_RIGHTS (pipelined)".padEnd(52)} ${(ns / 1000).toFixed(3).padStart(9)} µs/op  (${iterations} ops)`);
   client.close();
   peer.close();
   server.close();
@@ -62,7 +73,7 @@ async function main(): Promise<void> {
   execFileSync("ip", ["netns", "add", ns]);
   const netns = NetnsHandle.open(`/var/run/netns/${ns}`);
   try {
-    console.log(`node ${process.version}, ${process.arch}`);
+    say(`node ${process.version}, ${process.arch}`);
     // A call that makes no syscall: uv_ref on a poll handle.
     const server = SeqpacketServer.listen({ abstract: `ambient-bench-${randomBytes(3).toString("hex")}` });
     perCall("N-API call without a syscall: SeqpacketServer#ref()", 1_000_000, (n) => {
@@ -104,4 +115,39 @@ async function main(): Promise<void> {
   }
 }
 
+function outDir(argv: readonly string[]): string | undefined {
+  if (argv.length === 0) return undefined;
+  if (argv.length === 2 && argv[0] === "--out" && argv[1] !== "") return argv[1];
+  throw new Error("usage: node dist/bench/native-calls.js [--out <dir>]");
+}
+
+async function record(dir: string, started: Date, machine: Awaited<ReturnType<typeof describeMachine>>): Promise<void> {
+  const revision = await describeRevision(join(import.meta.dirname, "..", ".."));
+  const stamp = started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
+  const file = join(dir, `native-calls-${stamp}.md`);
+  await mkdir(dir, { recursive: true });
+  const text = [
+    `# N-API call costs ${started.toISOString()}`,
+    "",
+    `Command: \`npm run bench:native -- --out <dir>\` (bench/native-calls.ts), code at ${revision}. Machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Node ${machine.node}; load average at start ${machine.loadAvgStart.map((x) => x.toFixed(2)).join(" / ")} (other work on the machine shifts these numbers).`,
+    "",
+    "```",
+    ...lines,
+    "```",
+    "",
+  ].join("\n");
+  await writeFile(file, text);
+  console.error(`written to ${file}`);
+}
+
+let dir: string | undefined;
+try {
+  dir = outDir(process.argv.slice(2));
+} catch (err) {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exit(2);
+}
+const started = new Date();
+const machine = await describeMachine();
 await main();
+if (dir !== undefined) await record(dir, started, machine);

@@ -12,7 +12,7 @@ import { rootLogger } from "../src/shared/log.js";
 import { renderChart } from "./lib/chart.js";
 import { cniAdd, cniLoadNote } from "./lib/cni.js";
 import { dnsRow } from "./lib/dns.js";
-import { Datapath, show, type PathName } from "./lib/datapath.js";
+import { Datapath, show, type PathName, type PlainPathName } from "./lib/datapath.js";
 import { setFigure, type Figures } from "./lib/figures.js";
 import { describeMachine, describeRevision, loadAverage } from "./lib/machine.js";
 import { compareSideArgs, parseOptions, type BenchOptions, type Row } from "./lib/options.js";
@@ -24,7 +24,8 @@ import { Teardown, withTimeout } from "./lib/teardown.js";
 import { runZdsAddAck } from "./lib/zds.js";
 
 const REPO = join(import.meta.dirname, "..", "..");
-const PATHS: readonly PathName[] = ["raw", "stunnel", "hbone"];
+const TUNNEL_PATHS: readonly PathName[] = ["raw", "stunnel", "hbone"];
+const PLAIN_PATHS: readonly PlainPathName[] = ["passthrough", "inboundPlain"];
 const CONN_CONCURRENCY = 8;
 
 rootLogger().level = "warn";
@@ -39,8 +40,10 @@ function asError(err: unknown): Error {
 
 async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figures[], details: Record<string, unknown>, teardown: Teardown): Promise<void> {
   const want = (r: Row): boolean => opts.rows.has(r);
+  const paths = TUNNEL_PATHS.filter((p) => opts.paths.has(p));
+  const plain = want("throughput") ? PLAIN_PATHS.filter((p) => opts.paths.has(p)) : [];
   const dp = await Datapath.create(
-    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, idleConnections: opts.idleConnections, fourPods: want("throughput"), plainPaths: want("throughput") },
+    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, idleConnections: opts.idleConnections, fourPods: want("throughput") && opts.paths.has("hbone"), plainPaths: plain.length > 0 },
     teardown,
     log,
   );
@@ -52,9 +55,9 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   for (let r = 1; r <= opts.rounds; r++) {
     if (opts.rounds > 1) log(`pod-to-pod round ${r} of ${opts.rounds}`);
     const got: Figures = {};
-    if (want("throughput")) await withTimeout("throughput row", bound(7 * (d + 35)), dp.throughput(got, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
-    if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
-    if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, PATHS, log)).catch((e: unknown) => log(errorMessage(e)));
+    if (want("throughput")) await withTimeout("throughput row", bound(7 * (d + 35)), dp.throughput(got, paths, plain, log)).catch((e: unknown) => log(errorMessage(e)));
+    if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, paths, log)).catch((e: unknown) => log(errorMessage(e)));
+    if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, paths, log)).catch((e: unknown) => log(errorMessage(e)));
     rounds.push(got);
   }
   const merged = mergeRounds(rounds);

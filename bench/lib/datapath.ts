@@ -152,6 +152,8 @@ export class Datapath {
     try {
       await Promise.all([this.mesh.startZtunnel(0), this.mesh.startZtunnel(1)]);
       this.details.fdShare = await this.fdShare();
+      // Which process is which node (bench/profile.ts names profile files by pid).
+      this.details.ztunnelPids = [0, 1].map((i) => this.mesh.node(i).ztunnel?.pid ?? null);
     } catch (err) {
       this.hboneError = `ztunnel not usable: ${shortReason(errorMessage(err))}`;
       log(this.hboneError);
@@ -233,7 +235,7 @@ export class Datapath {
    * Gbit/s for each path, 1 and 4 streams; with 1 stream also the tunnel's CPU seconds per GiB
    * (stunnel, HBONE) and the plaintext paths through ztunnel; HBONE also 4 pods x 1 stream.
    */
-  async throughput(figures: Figures, paths: readonly PathName[], log: (s: string) => void): Promise<void> {
+  async throughput(figures: Figures, paths: readonly PathName[], plain: readonly PlainPathName[], log: (s: string) => void): Promise<void> {
     for (const streams of [1, 4]) {
       for (const path of paths) {
         const name = `throughput.${path}.${streams}`;
@@ -258,7 +260,7 @@ export class Datapath {
         }
         log(`${name}: ${show(figures[name])}${figures[cpuName] !== undefined && streams === 1 ? `, ${cpuName} ${show(figures[cpuName])}` : ""}`);
       }
-      if (streams === 1 && this.cfg.plainPaths) for (const path of ["passthrough", "inboundPlain"] as const) await this.plainThroughput(figures, path, log);
+      if (streams === 1) for (const path of plain) await this.plainThroughput(figures, path, log);
     }
     if (this.cfg.fourPods && paths.includes("hbone")) {
       const name = "throughput.hbone.4pods";

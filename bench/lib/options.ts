@@ -6,8 +6,14 @@ import { BenchUsageError } from "./errors.js";
 export const ROWS = ["idle-memory", "throughput", "latency", "connrate", "scale", "zds-ack", "cni-add", "dns"] as const;
 export type Row = (typeof ROWS)[number];
 
+/** Paths of the pod-to-pod rows (the last two: plaintext through ztunnel, throughput only). */
+export const PATHS = ["raw", "stunnel", "hbone", "passthrough", "inboundPlain"] as const;
+export type BenchPath = (typeof PATHS)[number];
+
 export interface BenchOptions {
   rows: ReadonlySet<Row>;
+  /** Paths the pod-to-pod rows measure (e.g. only hbone under a profiler). */
+  paths: ReadonlySet<BenchPath>;
   /** Seconds per iperf3 run and per connection-rate run. */
   durationS: number;
   /** Rounds of the throughput, latency and connection-rate rows; each figure is the median. */
@@ -27,8 +33,9 @@ export interface BenchOptions {
   compare?: string;
 }
 
-export const USAGE = `usage: npm run bench -- [--only <row,...>] [--duration <s>] [--rounds <n>] [--quick] [--out <dir>] [--compare <git ref>]
+export const USAGE = `usage: npm run bench -- [--only <row,...>] [--paths <path,...>] [--duration <s>] [--rounds <n>] [--quick] [--out <dir>] [--compare <git ref>]
   rows: ${ROWS.join(", ")}
+  --paths     paths of the pod-to-pod rows (default all: ${PATHS.join(", ")}); ratios need both sides
   --duration  seconds per throughput / connection-rate run (default 10, --quick 3)
   --rounds    rounds of the throughput / latency / connection-rate rows, median reported (default 3, --quick 1)
   --quick     short runs everywhere (smoke check, numbers are rough)
@@ -38,6 +45,7 @@ export const USAGE = `usage: npm run bench -- [--only <row,...>] [--duration <s>
 
 export function parseOptions(argv: readonly string[], defaultOutDir: string): BenchOptions {
   let only: string | undefined;
+  let pathsArg: string | undefined;
   let duration: string | undefined;
   let roundsArg: string | undefined;
   let quick = false;
@@ -54,6 +62,9 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     switch (flag) {
       case "--only":
         only = value();
+        break;
+      case "--paths":
+        pathsArg = value();
         break;
       case "--duration":
         duration = value();
@@ -86,6 +97,12 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     }
     if (rows.size === 0) throw new BenchUsageError(`--only needs at least one row (rows: ${ROWS.join(", ")})`);
   }
+  const paths = new Set<BenchPath>(pathsArg === undefined ? PATHS : []);
+  for (const name of (pathsArg ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    if (!(PATHS as readonly string[]).includes(name)) throw new BenchUsageError(`--paths: unknown path "${name}" (paths: ${PATHS.join(", ")})`);
+    paths.add(name as BenchPath);
+  }
+  if (paths.size === 0) throw new BenchUsageError(`--paths needs at least one path (paths: ${PATHS.join(", ")})`);
   const durationS = duration === undefined ? (quick ? 3 : 10) : Number(duration);
   if (!Number.isFinite(durationS) || durationS < 1 || durationS > 600) {
     throw new BenchUsageError(`--duration must be a number of seconds in 1..600, got "${duration}"`);
@@ -96,6 +113,7 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
   }
   return {
     rows,
+    paths,
     durationS,
     rounds,
     roundTrips: quick ? 1000 : 5000,
