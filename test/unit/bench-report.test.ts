@@ -66,7 +66,7 @@ describe("targets", () => {
       "scale.enrollSeconds <= 10",
       "scale.rssMiB <= 300",
       "zds.addAckP99Ms <= 20",
-      "cni.addP99Ms <= 60",
+      "cni.addLoadedP99Ms <= 60",
     ]);
   });
 
