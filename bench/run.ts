@@ -48,6 +48,8 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
     log,
   );
   details.datapath = dp.details;
+  const roundDetails: Array<Record<string, unknown>> = [];
+  details.datapathRounds = roundDetails;
   const bound = (rowS: number): number => rowS * 1000;
   const d = opts.durationS;
   // Idle memory first: a fresh ztunnel has no garbage from the bulk rows for GC to return meanwhile.
@@ -59,6 +61,9 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
     if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, paths, log)).catch((e: unknown) => log(errorMessage(e)));
     if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, paths, log)).catch((e: unknown) => log(errorMessage(e)));
     rounds.push(got);
+    // The row details (iperf3 summaries, CPU samples, latency spreads) of this round; the next
+    // round overwrites dp.details, so keep a copy.
+    roundDetails.push({ ...dp.details });
   }
   const merged = mergeRounds(rounds);
   Object.assign(figures, merged.figures);

@@ -29,7 +29,9 @@ export function chartData(figures: Figures): { throughput: string; latency: stri
   return { throughput: throughput.join("\n") + "\n", latency: latency.join("\n") + "\n" };
 }
 
-export function gnuplotScript(throughputFile: string, latencyFile: string, pngFile: string, title: string): string {
+/** The gnuplot script; a panel whose data file has no measured value is left out (gnuplot fails on it). */
+export function gnuplotScript(throughputFile: string, latencyFile: string, pngFile: string, title: string, panels: { throughput: boolean; latency: boolean } = { throughput: true, latency: true }): string {
+  const n = Number(panels.throughput) + Number(panels.latency);
   return [
     `set terminal pngcairo size 1200,500 font "sans,10"`,
     `set output "${pngFile}"`,
@@ -40,22 +42,27 @@ export function gnuplotScript(throughputFile: string, latencyFile: string, pngFi
     `set key top left`,
     `set grid ytics`,
     `set yrange [0:*]`,
-    `set multiplot layout 1,2 title "${title.replace(/"/g, "'")}"`,
-    `set title "bulk throughput (iperf3), Gbit/s, higher is better"`,
-    `plot "${throughputFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`,
-    `set title "1 KiB request/response round trip, µs, lower is better"`,
-    `plot "${latencyFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`,
+    `set multiplot layout 1,${n} title "${title.replace(/"/g, "'")}"`,
+    ...(panels.throughput
+      ? [`set title "bulk throughput (iperf3), Gbit/s, higher is better"`, `plot "${throughputFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`]
+      : []),
+    ...(panels.latency
+      ? [`set title "1 KiB request/response round trip, µs, lower is better"`, `plot "${latencyFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`]
+      : []),
     `unset multiplot`,
     "",
   ].join("\n");
 }
 
-/** Writes the data files and the script into `dir` and renders chart.png; returns its name. */
-export async function renderChart(dir: string, figures: Figures, title: string): Promise<string> {
+/** Writes the data files and the script into `dir` and renders chart.png; returns its name (undefined: nothing to chart). */
+export async function renderChart(dir: string, figures: Figures, title: string): Promise<string | undefined> {
   const data = chartData(figures);
+  const measured = (group: string): boolean => PATHS.some((p) => Object.keys(figures).some((k) => k.startsWith(`${group}.${p}.`) && isMeasured(figures[k])));
+  const panels = { throughput: measured("throughput"), latency: measured("latency") };
+  if (!panels.throughput && !panels.latency) return undefined;
   await writeFile(join(dir, "throughput.dat"), data.throughput);
   await writeFile(join(dir, "latency.dat"), data.latency);
-  await writeFile(join(dir, "chart.gp"), gnuplotScript("throughput.dat", "latency.dat", "chart.png", title));
+  await writeFile(join(dir, "chart.gp"), gnuplotScript("throughput.dat", "latency.dat", "chart.png", title, panels));
   await exec("gnuplot", ["chart.gp"], { cwd: dir, timeout: 30_000 });
   return "chart.png";
 }

@@ -172,5 +172,10 @@ describe("chart data", () => {
     expect(d.throughput.split("\n")).toEqual(["# group raw stunnel hbone", '"1 stream" 10 2 2.5', '"4 streams" ? 4 1', '"4 pods x 1" ? ? ?', ""]);
     expect(d.latency).toContain('"p99" ? 100 121');
     expect(gnuplotScript("t.dat", "l.dat", "c.png", 'x "y"')).toContain(`set multiplot layout 1,2 title "x 'y'"`);
+    // A run without the latency row charts throughput alone (gnuplot fails on an all-missing panel).
+    const one = gnuplotScript("t.dat", "l.dat", "c.png", "x", { throughput: true, latency: false });
+    expect(one).toContain("set multiplot layout 1,1");
+    expect(one).toContain('plot "t.dat"');
+    expect(one).not.toContain('plot "l.dat"');
   });
 });
