@@ -14,7 +14,7 @@ export interface WitnessAt {
 export const WITNESS_WAIT_MS = 3_000;
 
 /** Reads the counter now; the returned check (run after the traffic) waits for it to move. */
-export async function witness(mesh: Mesh, at: WitnessAt | undefined, waitMs = WITNESS_WAIT_MS): Promise<() => Promise<void>> {
+export async function witness(mesh: Pick<Mesh, "configDump">, at: WitnessAt | undefined, waitMs = WITNESS_WAIT_MS): Promise<() => Promise<void>> {
   if (at === undefined) return async () => undefined;
   const opened = async (): Promise<number> => (await mesh.configDump(at.node)).counters[at.direction].opened;
   const before = await opened();
