@@ -8,6 +8,7 @@ import { huffmanDecode, huffmanEncode, huffmanLength } from "../../src/ztunnel/p
 // RFC 7541 Appendix C, byte for byte: the decoder must read every example, and the encoder
 // (forced to the same string form) must write exactly the published bytes, evictions included.
 
+const entrySizeOf = (name: string, value: string): number => name.length + value.length + 32;
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
 const REQ1: HeaderField[] = [[":method", "GET"], [":scheme", "http"], [":path", "/"], [":authority", "www.example.com"]];
@@ -109,6 +110,17 @@ describe("HPACK: RFC 7541 Appendix C", () => {
     const e = new HpackEncoder(4096, { huffman: "never", sensitive: new Set(["password"]) });
     expect(e.encode([["password", "secret"]])).toEqual(hex("1008 7061 7373 776f 7264 0673 6563 7265 74"));
     expect(e.tableSize).toBe(0);
+  });
+
+  it("unindexed names: literal without indexing, plain string, table untouched (C.2.2's form)", () => {
+    const e = new HpackEncoder(4096, { unindexed: new Set([":path", "forwarded"]) });
+    // C.2.2: ":path: /sample/path" as a literal without indexing, static name index 4.
+    expect(e.encode([[":path", "/sample/path"]])).toEqual(hex("040c 2f73 616d 706c 652f 7061 7468"));
+    const block = e.encode([[":method", "CONNECT"], ["forwarded", 'for="10.0.0.5:40000"']]);
+    expect(e.tableSize).toBe(entrySizeOf(":method", "CONNECT"));
+    const d = new HpackDecoder();
+    expect(d.decode(block).headers).toEqual([[":method", "CONNECT"], ["forwarded", 'for="10.0.0.5:40000"']]);
+    expect(d.tableSize).toBe(e.tableSize);
   });
 
   for (const seq of SEQUENCES) {

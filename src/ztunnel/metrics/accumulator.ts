@@ -80,12 +80,27 @@ export class ConnectionMeter {
 
 export class MetricsAccumulator {
   private readonly series = new Map<string, Series>();
+  private readonly byValues = new WeakMap<readonly string[], Series>();
   /** Called after every close (the flush loop uses it to flush within a turn). */
   onClose: (() => void) | undefined;
 
   /** Counts an opened connection and returns its meter. */
   open(labels: TrafficLabels): ConnectionMeter {
     const s = this.seriesOf(labelValues(labels));
+    s.opened++;
+    s.refs++;
+    return new ConnectionMeter(this, s);
+  }
+
+  /** As open(), with the values in TRAFFIC_LABEL_NAMES order (e.g. from a LabelMemo). */
+  openValues(values: readonly string[]): ConnectionMeter {
+    // A memoized value array maps to its series without joining its key again (unless a flush
+    // dropped that series meanwhile).
+    let s = this.byValues.get(values);
+    if (s === undefined || this.series.get(s.key) !== s) {
+      s = this.seriesOf(values);
+      this.byValues.set(values, s);
+    }
     s.opened++;
     s.refs++;
     return new ConnectionMeter(this, s);

@@ -9,6 +9,9 @@ export const CONNECTION_WINDOW = 16 * 1024 * 1024;
 export const MAX_FRAME_SIZE = 1024 * 1024;
 /** HBONE requests carry a handful of short headers; anything larger is abuse. */
 export const DEFAULT_MAX_HEADER_LIST_SIZE = 16 * 1024;
+/** `forwarded` names the client's ip:port: a new value on every CONNECT. */
+const HPACK = { unindexed: new Set(["forwarded"]) } as const;
+
 /** The H2Connection options of either HBONE side; only the server caps concurrent streams. */
 export function hboneH2Options(role: "client" | "server", maxHeaderListSize: number, maxConcurrentStreams?: number): H2ConnectionOptions {
   const settings = { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME_SIZE, maxHeaderListSize };
@@ -16,6 +19,7 @@ export function hboneH2Options(role: "client" | "server", maxHeaderListSize: num
     role,
     settings: maxConcurrentStreams === undefined ? settings : { ...settings, maxConcurrentStreams },
     connectionWindow: CONNECTION_WINDOW,
+    hpack: HPACK,
   };
 }
 

@@ -15,6 +15,7 @@ import { headerObject } from "./h2/headers.js";
 import type { H2Stream } from "./h2/stream.js";
 import { DEFAULT_MAX_HEADER_LIST_SIZE, hboneH2Options, PROXY_KEEPALIVE } from "./h2-options.js";
 import { UNLIMITED, type PodAdmission } from "./budget.js";
+import { Deadlines } from "./deadlines.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "./limits.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
@@ -46,6 +47,8 @@ export interface CertProvider {
 
 export interface InboundRecord {
   readonly source: Identity;
+  /** The peer's canonical IP, and with its port as `ip:port` / `[ip]:port`. */
+  readonly sourceIp: string;
   readonly sourceAddr: string;
   readonly destination: string;
   readonly status: number;
@@ -94,9 +97,15 @@ export interface HboneServerOptions {
   log?: Logger;
 }
 
-// The client identity verified at the handshake, carried on the TLS socket itself.
-const PEER = Symbol("hbone.peer");
-type PeerTagged = TLSSocket & { [PEER]?: Identity };
+/** The client of one HBONE connection: its verified identity and address. */
+interface Peer {
+  readonly identity: Identity;
+  /** Canonical IP ("" when the socket could not tell). */
+  readonly ip: string;
+  readonly port: number;
+}
+
+type Target = { readonly ip: string; readonly port: number };
 
 const ALLOW_ALL: Authorizer = { authorize: () => ({ allow: true, policy: undefined, reason: "no authorizer configured" }) };
 
@@ -120,6 +129,8 @@ export class HboneServer {
   private readonly admission: PodAdmission;
   /** Handshake slots by peer address:port (the TLS socket reports its wrapped socket's). */
   private readonly handshaking = new Map<string, () => void>();
+  /** Upstream connects under way (upstreamConnectTimeoutMs, one timer for all). */
+  private readonly connectDeadlines: Deadlines;
   private unsubscribeRenew: (() => void) | undefined;
 
   constructor(private readonly opts: HboneServerOptions) {
@@ -130,6 +141,7 @@ export class HboneServer {
     this.podIps = new Set(opts.podIps.map((ip) => canonicalIp(ip) ?? ip));
     this.authorizer = opts.authorizer ?? ALLOW_ALL;
     this.admission = opts.admission ?? UNLIMITED;
+    this.connectDeadlines = new Deadlines(opts.upstreamConnectTimeoutMs ?? 10_000);
     this.h2 = hboneH2Options("server", opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE, opts.maxConcurrentStreams ?? 1000);
   }
 
@@ -259,13 +271,16 @@ export class HboneServer {
   }
 
   private onSecure(sock: TLSSocket): void {
+    let identity: Identity;
     try {
-      (sock as PeerTagged)[PEER] = verifyTrustDomain(sock, trustDomainOf(this.opts.identity));
+      identity = verifyTrustDomain(sock, trustDomainOf(this.opts.identity));
     } catch (err) {
       this.log.info({ peer: sock.remoteAddress, err: errorMessage(err) }, "HBONE client refused");
       sock.destroy();
       return;
     }
+    // What every CONNECT of this connection is judged by, worked out once per connection.
+    const peer: Peer = { identity, ip: canonicalIp(sock.remoteAddress ?? "") ?? "", port: sock.remotePort ?? 0 };
     const session = new H2Connection(sock, this.h2);
     this.sessions.add(session);
     session.once("close", (err) => {
@@ -273,97 +288,136 @@ export class HboneServer {
       if (err !== undefined) this.log.debug({ err: err.message }, "HBONE session error");
     });
     session.on("stream", (stream, fields) => {
-      this.onStream(stream, headerObject(fields), sock).catch((err: unknown) => {
-        this.log.warn({ err: errorMessage(err) }, "HBONE stream handling failed");
-        if (!stream.closed) stream.close(ErrorCode.INTERNAL_ERROR);
-      });
+      try {
+        this.onStream(stream, headerObject(fields), peer);
+      } catch (err) {
+        this.streamFailed(stream, err);
+      }
     });
   }
 
-  private async onStream(stream: H2Stream, headers: Readonly<Record<string, string>>, socket: PeerTagged): Promise<void> {
-    stream.on("error", (err) => this.log.debug({ err: err.message }, "HBONE stream error"));
-    const sourceIp = canonicalIp(socket.remoteAddress ?? "") ?? "";
-    const sourcePort = socket.remotePort ?? 0;
-    const source = socket[PEER];
-    if (source === undefined) {
-      stream.close(ErrorCode.REFUSED_STREAM);
+  // One CONNECT: validate → authorize → upstream connect → 200 and relay. Synchronous up to
+  // the upstream connect (an authorizer that answers with a promise is awaited), so the
+  // common path costs no promise or microtask hop per stream.
+  private onStream(stream: H2Stream, headers: Readonly<Record<string, string>>, peer: Peer): void {
+    stream.on("error", this.onStreamError);
+    const authority = headers[":authority"] ?? "";
+    const target = this.validate(headers);
+    if (target instanceof ProxyError) return this.refuse(stream, peer, authority, target);
+    let decision: AuthorizationDecision | Promise<AuthorizationDecision>;
+    try {
+      decision = this.authorizer.authorize({ source: peer.identity, sourceIp: peer.ip, destination: target });
+    } catch (err) {
+      decision = failedDecision(err);
+    }
+    if (decision instanceof Promise) {
+      decision
+        .then(
+          (d) => this.admit(stream, peer, authority, target, d),
+          (err: unknown) => this.admit(stream, peer, authority, target, failedDecision(err)),
+        )
+        .catch((err: unknown) => this.streamFailed(stream, err));
       return;
     }
-    const authority = headers[":authority"] ?? "";
-    const record = (status: number, error: ProxyError | undefined, result?: RelayResult, open?: OpenStream): void => {
-      this.opts.onRecord?.({ source, sourceAddr: formatHostPort(sourceIp, sourcePort), destination: authority, status, error, result, ...(open !== undefined ? { stream: open } : {}) });
-    };
-    const refuse = (err: ProxyError): void => {
-      this.log.debug({ authority, code: err.code, err: err.message }, "HBONE CONNECT refused");
-      if (!stream.closed) {
-        stream.respond([[":status", String(err.status)]], true);
-        // The request body is not wanted (RFC 9113 §8.1); nghttp2 said so the same way.
-        if (!stream.remoteEnded) stream.close(ErrorCode.NO_ERROR);
-      }
-      record(err.status, err);
-    };
+    this.admit(stream, peer, authority, target, decision);
+  }
 
-    const target = this.validate(headers);
-    if (target instanceof ProxyError) return refuse(target);
+  private readonly onStreamError = (err: Error): void => this.log.debug({ err: err.message }, "HBONE stream error");
 
-    let decision: AuthorizationDecision;
-    try {
-      decision = await this.authorizer.authorize({ source, sourceIp, destination: target });
-    } catch (err) {
-      // Fail closed: an authorizer that cannot decide denies.
-      decision = { allow: false, policy: undefined, reason: `authorization failed: ${errorMessage(err)}` };
+  private refuse(stream: H2Stream, peer: Peer, authority: string, err: ProxyError): void {
+    this.log.debug({ authority, code: err.code, err: err.message }, "HBONE CONNECT refused");
+    if (!stream.closed) {
+      stream.respond([[":status", String(err.status)]], true);
+      // The request body is not wanted (RFC 9113 §8.1); nghttp2 said so the same way.
+      if (!stream.remoteEnded) stream.close(ErrorCode.NO_ERROR);
     }
-    if (!decision.allow) return refuse(new ProxyError("AUTHORIZATION_DENIED", `${formatIdentity(source)} → ${authority}: ${decision.reason}`));
-    if (stream.closed) return;
+    this.record(peer, authority, err.status, err, undefined, undefined);
+  }
 
+  private record(peer: Peer, authority: string, status: number, error: ProxyError | undefined, result: RelayResult | undefined, open: OpenStream | undefined): void {
+    const onRecord = this.opts.onRecord;
+    if (onRecord === undefined) return;
+    onRecord({
+      source: peer.identity,
+      sourceIp: peer.ip,
+      sourceAddr: formatHostPort(peer.ip, peer.port),
+      destination: authority,
+      status,
+      error,
+      result,
+      ...(open !== undefined ? { stream: open } : {}),
+    });
+  }
+
+  /** Allowed (or not) by policy: take a descriptor and connect to the app. */
+  private admit(stream: H2Stream, peer: Peer, authority: string, target: Target, decision: AuthorizationDecision): void {
+    if (!decision.allow) return this.refuse(stream, peer, authority, new ProxyError("AUTHORIZATION_DENIED", `${formatIdentity(peer.identity)} → ${authority}: ${decision.reason}`));
+    if (stream.closed) return;
     // The upstream socket is one more descriptor of this pod.
     const admitted = this.admission.connection("inbound");
-    if (admitted === undefined) return refuse(new ProxyError("CONNECTION_LIMIT", `${authority}: the pod's connection budget is used up`));
+    if (admitted === undefined) return this.refuse(stream, peer, authority, new ProxyError("CONNECTION_LIMIT", `${authority}: the pod's connection budget is used up`));
     stream.once("close", admitted);
     const upstream = this.opts.socketFactory.connectTcp({
       host: target.ip,
       port: target.port,
       noDelay: true,
       keepAlive: PROXY_KEEPALIVE,
-      ...(this.opts.preserveSource !== false && sourceIp !== "" ? { sourceAddress: sourceIp } : {}),
+      ...(this.opts.preserveSource !== false && peer.ip !== "" ? { sourceAddress: peer.ip } : {}),
     });
-    const connectTimeoutMs = this.opts.upstreamConnectTimeoutMs ?? 10_000;
-    let timer: NodeJS.Timeout | undefined;
-    const connected = await new Promise<Error | undefined>((resolve) => {
-      timer = setTimeout(() => resolve(Object.assign(new Error(`no answer within ${connectTimeoutMs} ms`), { code: "ETIMEDOUT" })), connectTimeoutMs);
-      upstream.once("connect", () => resolve(undefined));
-      upstream.once("error", (err) => resolve(err));
-      // The client gave up while we were connecting.
-      stream.once("close", () => resolve(new Error("client closed the stream")));
-    });
-    clearTimeout(timer);
-    if (connected !== undefined) {
-      upstream.on("error", () => undefined);
+    let settled = false;
+    const settle = (err: Error | undefined): void => {
+      if (settled) return;
+      settled = true;
+      deadline.cancel();
+      upstream.off("connect", onConnect);
+      upstream.off("error", settle);
+      stream.off("close", onClientClose);
+      if (err === undefined) return this.relay(stream, peer, authority, target, upstream);
+      upstream.on("error", ignore);
       upstream.destroy();
-      if (!stream.closed) return refuse(upstreamConnectError(connected, authority));
-      return;
-    }
+      if (!stream.closed) this.refuse(stream, peer, authority, upstreamConnectError(err, authority));
+    };
+    const onConnect = (): void => settle(undefined);
+    // The client gave up while we were connecting.
+    const onClientClose = (): void => settle(new Error("client closed the stream"));
+    const deadline = this.connectDeadlines.add(() =>
+      settle(Object.assign(new Error(`no answer within ${this.connectDeadlines.lengthMs} ms`), { code: "ETIMEDOUT" })),
+    );
+    upstream.once("connect", onConnect);
+    upstream.once("error", settle);
+    stream.once("close", onClientClose);
+  }
+
+  private relay(stream: H2Stream, peer: Peer, authority: string, target: Target, upstream: Socket): void {
     stream.respond([[":status", "200"]]);
     // Reading starts in the same tick as the response, so the stream never ends unread (which
     // Node would turn into RST_STREAM(NO_ERROR)).
     const relay = new Relay(upstream, stream, this.opts.relay);
     this.relays.add(relay);
     const open: OpenStream = {
-      source,
-      sourceIp,
-      sourcePort,
+      source: peer.identity,
+      sourceIp: peer.ip,
+      sourcePort: peer.port,
       destination: target,
       authority,
       abort: (reason) => relay.abort(new ProxyError("AUTHORIZATION_DENIED", reason)),
     };
     const closeTracking = this.opts.onOpen?.(open);
-    const result = await relay.done;
-    closeTracking?.();
-    this.relays.delete(relay);
-    record(200, result.error instanceof ProxyError ? result.error : undefined, result, open);
+    relay.done
+      .then((result) => {
+        closeTracking?.();
+        this.relays.delete(relay);
+        this.record(peer, authority, 200, result.error instanceof ProxyError ? result.error : undefined, result, open);
+      })
+      .catch((err: unknown) => this.streamFailed(stream, err));
   }
 
-  private validate(headers: Readonly<Record<string, string>>): { ip: string; port: number } | ProxyError {
+  private streamFailed(stream: H2Stream, err: unknown): void {
+    this.log.warn({ err: errorMessage(err) }, "HBONE stream handling failed");
+    if (!stream.closed) stream.close(ErrorCode.INTERNAL_ERROR);
+  }
+
+  private validate(headers: Readonly<Record<string, string>>): Target | ProxyError {
     const method = headers[":method"];
     if (method !== "CONNECT") return new ProxyError("BAD_REQUEST", `method ${String(method)} is not CONNECT`);
     const authority = headers[":authority"] ?? "";
@@ -374,6 +428,13 @@ export class HboneServer {
     return target;
   }
 }
+
+/** Fail closed: an authorizer that cannot decide denies. */
+function failedDecision(err: unknown): AuthorizationDecision {
+  return { allow: false, policy: undefined, reason: `authorization failed: ${errorMessage(err)}` };
+}
+
+function ignore(): void {}
 
 function trustDomainOf(id: Identity): string {
   return id.trustDomain;

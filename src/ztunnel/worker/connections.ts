@@ -5,6 +5,7 @@ import type { SocketFactory } from "../../sockets/socket-factory.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import type { PolicyAuthorizer } from "../authz/authorizer.js";
 import type { ConnectionMeter } from "../metrics/accumulator.js";
+import type { LabelMemo } from "../metrics/label-memo.js";
 import { trafficLabels, type MetricsWorkload, type ServiceDescription, type TrafficLabelInput } from "../metrics/labels.js";
 import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
@@ -53,6 +54,8 @@ export interface ConnectionContext {
   readonly factory: SocketFactory | undefined;
   /** How passthrough and inbound plaintext copy bytes (ZTUNNEL_PLAINTEXT_RELAY). */
   readonly plaintextRelay: PlaintextRelayKind;
+  /** The pod's metric label values by peer, for the current state version. */
+  readonly labels: LabelMemo;
 }
 
 /** A workload of the state as metrics label it: in this node's cluster. */
@@ -115,7 +118,8 @@ export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext):
   }
   untrack();
   // From the client's view: sent = toward the app (ztunnel's field meaning).
-  const summary: ConnectionSummary = {
+  const o = outcome(result, started);
+  finish(ctx, meter, o, () => ({
     direction: "inbound",
     srcAddr: formatHostPort(client.ip, client.port),
     srcWorkload: store.workloadByIp(client.ip)?.name,
@@ -125,9 +129,8 @@ export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext):
     dstWorkload: spec.name,
     dstNamespace: spec.namespace,
     dstIdentity: spec.identity,
-    ...outcome(result, started),
-  };
-  finish(ctx, meter, summary);
+    ...o,
+  }));
 }
 
 /** The pod IP of the same family as an authority (the address the peer dialled on 15008). */
@@ -137,11 +140,11 @@ function podIpLike(spec: PodSpec, authority: string): string {
 }
 
 /** Destination-reporter labels of an HBONE stream: the peer proven by mTLS, this pod. */
-function hboneInboundLabels(ctx: ConnectionContext, source: Identity, sourceIp: string): TrafficLabelInput {
+function hboneInboundLabels(ctx: ConnectionContext, sourcePrincipal: string, sourceIp: string): TrafficLabelInput {
   return {
     reporter: "destination",
     source: inCluster(ctx, ctx.store.workloadByIp(sourceIp)),
-    sourcePrincipal: formatIdentity(source),
+    sourcePrincipal,
     destination: inCluster(ctx, selfWorkload(ctx)),
     securityPolicy: "mutual_tls",
   };
@@ -150,7 +153,21 @@ function hboneInboundLabels(ctx: ConnectionContext, source: Identity, sourceIp: 
 /** An HBONE CONNECT was accepted and is relaying: counted as opened now. */
 export function openHboneInbound(o: Pick<OpenStream, "source" | "sourceIp">, ctx: ConnectionContext): Meter {
   ctx.telemetry.opened();
-  return ctx.telemetry.metrics.open(trafficLabels(hboneInboundLabels(ctx, o.source, o.sourceIp)));
+  const principal = principalOf(o.source);
+  const labels = ctx.labels.values(ctx.store.version, `${o.sourceIp}\0${principal}`, () => hboneInboundLabels(ctx, principal, o.sourceIp));
+  return ctx.telemetry.metrics.openValues(labels);
+}
+
+const principals = new WeakMap<Identity, string>();
+
+/** formatIdentity, once per identity object (one per HBONE connection on the server). */
+export function principalOf(id: Identity): string {
+  let p = principals.get(id);
+  if (p === undefined) {
+    p = formatIdentity(id);
+    principals.set(id, p);
+  }
+  return p;
 }
 
 /**
@@ -161,42 +178,52 @@ export function openHboneInbound(o: Pick<OpenStream, "source" | "sourceIp">, ctx
 export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext, opened?: Meter): void {
   const { spec, store } = ctx;
   const r = rec.result;
-  const sourceIp = rec.sourceAddr.startsWith("[") ? rec.sourceAddr.slice(1, rec.sourceAddr.indexOf("]")) : rec.sourceAddr.slice(0, rec.sourceAddr.lastIndexOf(":"));
-  const peer = store.workloadByIp(sourceIp);
+  const sourceIp = rec.sourceIp;
   const error = rec.error ?? (rec.status !== 200 ? new ProxyError("HBONE_STATUS", `status ${rec.status}`) : r?.error);
   const meter = opened ?? openHboneInbound({ source: rec.source, sourceIp }, ctx);
   // Relay a = upstream (app), b = stream (peer): BtoA = client → app = request direction.
-  const summary: ConnectionSummary = {
-    direction: "inbound",
-    srcAddr: rec.sourceAddr,
-    srcWorkload: peer?.name,
-    srcNamespace: peer?.namespace,
-    srcIdentity: rec.source,
-    dstAddr: rec.destination,
-    dstHboneAddr: formatHostPort(podIpLike(spec, rec.destination), HBONE_PORT),
-    dstWorkload: spec.name,
-    dstNamespace: spec.namespace,
-    dstIdentity: spec.identity,
+  const o: Outcome = {
     bytesSent: r?.bytesBtoA ?? 0,
     bytesRecv: r?.bytesAtoB ?? 0,
     durationMs: r?.durationMs ?? 0,
     error: error?.message,
     responseFlags: error instanceof ProxyError ? error.responseFlag : undefined,
   };
-  finish(ctx, meter, summary);
+  finish(ctx, meter, o, () => {
+    const peer = store.workloadByIp(sourceIp);
+    return {
+      direction: "inbound",
+      srcAddr: rec.sourceAddr,
+      srcWorkload: peer?.name,
+      srcNamespace: peer?.namespace,
+      srcIdentity: rec.source,
+      dstAddr: rec.destination,
+      dstHboneAddr: formatHostPort(podIpLike(spec, rec.destination), HBONE_PORT),
+      dstWorkload: spec.name,
+      dstNamespace: spec.namespace,
+      dstIdentity: spec.identity,
+      ...o,
+    };
+  });
 }
 
 export type Meter = ConnectionMeter;
 
-/** Bytes in the request (client → server) and response direction, then the close. */
-export function finish(ctx: ConnectionContext, meter: Meter, summary: ConnectionSummary): void {
-  meter.add(summary.bytesSent, summary.bytesRecv);
+/** How a connection ended, as its metrics and its access summary both say. */
+export type Outcome = Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags">;
+
+/**
+ * Bytes in the request (client → server) and response direction, then the close. The access
+ * summary is built only when it will be logged (at the default level, only failures are).
+ */
+export function finish(ctx: ConnectionContext, meter: Meter, o: Outcome, summary: () => ConnectionSummary): void {
+  meter.add(o.bytesSent, o.bytesRecv);
   // The summary first: the meter's close schedules the flush that carries both.
-  ctx.telemetry.closed(summary);
-  meter.close({ failed: summary.error !== undefined, ...(summary.responseFlags !== undefined ? { responseFlags: summary.responseFlags } : {}) });
+  ctx.telemetry.closedLazily(o.error !== undefined, summary);
+  meter.close({ failed: o.error !== undefined, ...(o.responseFlags !== undefined ? { responseFlags: o.responseFlags } : {}) });
 }
 
-export function outcome(result: OutboundResult, started: number): Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags"> {
+export function outcome(result: OutboundResult, started: number): Outcome {
   if (!result.ok) return { bytesSent: 0, bytesRecv: 0, durationMs: Date.now() - started, error: result.error.message, responseFlags: result.error.responseFlag };
   const r = result.result;
   return {

@@ -2,13 +2,11 @@ import type { Socket } from "node:net";
 import { originalDst } from "../../native/index.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
-import { trafficLabels } from "../metrics/labels.js";
 import { ProxyError } from "../proxy/errors.js";
 import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { Service, Workload } from "../state/types.js";
-import { formatIdentity } from "../tls/identity.js";
-import { describeService, fdOf, finish, inCluster, outcome, selfWorkload, type ConnectionContext } from "./connections.js";
+import { describeService, fdOf, finish, inCluster, outcome, principalOf, selfWorkload, type ConnectionContext, type Outcome } from "./connections.js";
 import { routeOutbound } from "./outbound-route.js";
 import { identityOf, type Addr, type OutboundPlan } from "./resolve.js";
 
@@ -29,16 +27,18 @@ export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise
   const client = { ip: canonicalIp(s.remoteAddress ?? "") ?? "", port: s.remotePort ?? 0 };
   ctx.telemetry.opened();
   const routed = route(s, ctx);
-  const meter = ctx.telemetry.metrics.open(
-    trafficLabels({
-      reporter: "source",
-      source: inCluster(ctx, selfWorkload(ctx)),
-      sourcePrincipal: formatIdentity(ctx.spec.identity),
-      destination: inCluster(ctx, workloadOf(routed.plan)),
-      destinationService: describeService(routed.service),
-      securityPolicy: routed.plan.t === "hbone" ? "mutual_tls" : "unknown",
-    }),
-  );
+  const w = workloadOf(routed.plan);
+  const svc = routed.service;
+  const security = routed.plan.t === "hbone" ? "mutual_tls" : "unknown";
+  const labels = ctx.labels.values(ctx.store.version, `${w?.uid ?? ""}\0${svc === undefined ? "" : `${svc.namespace}/${svc.name}/${svc.hostname}`}\0${security}`, () => ({
+    reporter: "source",
+    source: inCluster(ctx, selfWorkload(ctx)),
+    sourcePrincipal: principalOf(ctx.spec.identity),
+    destination: inCluster(ctx, w),
+    destinationService: describeService(svc),
+    securityPolicy: security,
+  }));
+  const meter = ctx.telemetry.metrics.openValues(labels);
   const untrack = ctx.track({
     direction: "outbound",
     listener: "outbound",
@@ -50,7 +50,8 @@ export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise
   });
   const result = await forward(s, routed.plan, client, ctx);
   untrack();
-  finish(ctx, meter, summarize(ctx, routed, client, result, started));
+  const o = outcome(result, started);
+  finish(ctx, meter, o, () => summarize(ctx, routed, client, o));
 }
 
 /** Original destination, then the route; any failure to read it refuses the connection. */
@@ -91,7 +92,7 @@ function workloadOf(plan: OutboundPlan): Workload | undefined {
   return plan.t === "refuse" ? undefined : plan.workload;
 }
 
-function summarize(ctx: ConnectionContext, routed: Routed, client: Addr, result: OutboundResult, started: number): ConnectionSummary {
+function summarize(ctx: ConnectionContext, routed: Routed, client: Addr, o: Outcome): ConnectionSummary {
   const { plan } = routed;
   const { spec } = ctx;
   const w = workloadOf(plan);
@@ -107,6 +108,6 @@ function summarize(ctx: ConnectionContext, routed: Routed, client: Addr, result:
     dstWorkload: w?.name,
     dstNamespace: w?.namespace,
     dstIdentity: plan.t === "hbone" && w !== undefined ? identityOf(w) : undefined,
-    ...outcome(result, started),
+    ...o,
   };
 }

@@ -14,6 +14,7 @@ import type { PolicyAuthorizer } from "../authz/authorizer.js";
 import { formatHostPort } from "../state/ip.js";
 import { formatIdentity } from "../tls/identity.js";
 import type { ConnectionMeter } from "../metrics/accumulator.js";
+import { LabelMemo } from "../metrics/label-memo.js";
 import type { OpenStream } from "../proxy/hbone-server.js";
 import { handleInboundPlaintext, openHboneInbound, recordHboneInbound, type ConnectionContext, type TrackedConnection } from "./connections.js";
 import { handleOutbound } from "./outbound.js";
@@ -66,6 +67,8 @@ export class PodProxy {
   /** Meters of relaying HBONE streams, opened when the CONNECT was accepted. */
   private readonly hboneMeters = new WeakMap<OpenStream, ConnectionMeter>();
   readonly listeners: ListenerInfo[] = [];
+  private ctx: ConnectionContext | undefined;
+  private readonly labelMemo = new LabelMemo();
 
   constructor(
     readonly spec: PodSpec,
@@ -246,9 +249,10 @@ export class PodProxy {
     this.listeners.push(this.info(address, port, role));
   }
 
-  /** What a connection handler needs; pool/factory are undefined once the pod is closing. */
+  /** What a connection handler needs; built once (every field is fixed once start() set them). */
   private context(): ConnectionContext {
-    return {
+    if (this.ctx !== undefined && this.ctx.pool === this.pool && this.ctx.factory === this.factory) return this.ctx;
+    this.ctx = {
       spec: this.spec,
       clusterId: this.deps.settings.clusterId,
       store: this.deps.store,
@@ -258,7 +262,9 @@ export class PodProxy {
       pool: this.pool,
       factory: this.factory,
       plaintextRelay: this.deps.settings.plaintextRelay,
+      labels: this.labelMemo,
     };
+    return this.ctx;
   }
 
   private info(address: string, port: number, role: ListenerInfo["role"]): ListenerInfo {

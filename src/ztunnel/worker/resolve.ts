@@ -26,8 +26,21 @@ export type OutboundPlan =
   | { readonly t: "passthrough"; readonly target: Addr; readonly workload: Workload | undefined; readonly service: string | undefined }
   | { readonly t: "refuse"; readonly error: ProxyError };
 
+/** Workload objects are replaced, never changed, by a new state: their identity is fixed. */
+const identities = new WeakMap<Workload, readonly [Identity]>();
+
 export function identityOf(w: Workload): Identity {
-  return makeIdentity(w.trustDomain, w.namespace, w.serviceAccount);
+  return identitiesOf(w)[0];
+}
+
+/** [identityOf(w)], the same array for the same workload object (the pool keys by it). */
+function identitiesOf(w: Workload): readonly [Identity] {
+  let ids = identities.get(w);
+  if (ids === undefined) {
+    ids = Object.freeze([makeIdentity(w.trustDomain, w.namespace, w.serviceAccount)] as const);
+    identities.set(w, ids);
+  }
+  return ids;
 }
 
 export function planOutbound(store: WorkloadStore, dst: Addr): OutboundPlan {
@@ -47,5 +60,5 @@ export function planOutbound(store: WorkloadStore, dst: Addr): OutboundPlan {
 
 function toWorkload(w: Workload, target: Addr, service: string | undefined): OutboundPlan {
   if (w.protocol !== "HBONE") return { t: "passthrough", target, workload: w, service };
-  return { t: "hbone", hboneAddress: { ip: target.ip, port: HBONE_PORT }, target, identities: [identityOf(w)], workload: w, service };
+  return { t: "hbone", hboneAddress: { ip: target.ip, port: HBONE_PORT }, target, identities: identitiesOf(w), workload: w, service };
 }

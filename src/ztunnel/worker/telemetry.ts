@@ -64,8 +64,13 @@ export class WorkerTelemetry {
 
   /** A connection ended: its summary goes out with the metric flush its meter's close triggers. */
   closed(summary: ConnectionSummary): void {
+    this.closedLazily(summary.error !== undefined, () => summary);
+  }
+
+  /** As closed(), with the summary built only if the access log wants this outcome. */
+  closedLazily(failed: boolean, summary: () => ConnectionSummary): void {
     this.activeConns--;
-    if (this.wantsAccess(summary.error !== undefined)) this.access.push(summary);
+    if (this.wantsAccess(failed)) this.access.push(summary());
   }
 
   get active(): number {

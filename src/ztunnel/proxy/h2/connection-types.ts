@@ -1,3 +1,4 @@
+import type { EncoderOptions } from "./hpack-encoder.js";
 import type { HeaderField } from "./hpack-table.js";
 import type { PeerSettings, LocalSettings } from "./settings.js";
 import type { H2Stream } from "./stream.js";
@@ -11,6 +12,8 @@ export interface H2ConnectionOptions {
   readonly connectionWindow: number;
   /** Largest compressed header block accepted before the connection is closed. */
   readonly maxHeaderBlock?: number;
+  /** How our header blocks are encoded (e.g. names whose values never repeat). */
+  readonly hpack?: EncoderOptions;
 }
 
 export interface H2ConnectionEvents {

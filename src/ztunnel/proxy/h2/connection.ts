@@ -53,7 +53,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
   sendWindow = DEFAULT_WINDOW;
   recvWindow = DEFAULT_WINDOW;
   private recvUnacked = 0;
-  readonly encoder = new HpackEncoder();
+  readonly encoder: HpackEncoder;
   readonly decoder: HpackDecoder;
   private readonly reader: FrameReader;
   goawayReceived: { code: number; lastStreamId: number } | undefined;
@@ -73,6 +73,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     this.out = new CorkedWriter(socket);
     const s = opts.settings;
     this.nextStreamId = opts.role === "client" ? 1 : 2;
+    this.encoder = new HpackEncoder(4096, opts.hpack);
     this.decoder = new HpackDecoder(4096, s.maxHeaderListSize);
     const receiver = new Receiver(this);
     this.reader = new FrameReader(receiver, s.maxFrameSize, opts.role === "server");

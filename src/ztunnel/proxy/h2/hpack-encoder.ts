@@ -14,12 +14,20 @@ export interface EncoderOptions {
   huffman?: HuffmanMode;
   /** Names never added to the dynamic table (credentials; RFC 7541 §7.1.3). */
   sensitive?: ReadonlySet<string>;
+  /**
+   * Names whose values differ in every block (e.g. HBONE's `forwarded: for="ip:port"`): sent as
+   * literals without indexing and without Huffman coding. Indexing them would only evict
+   * entries that do repeat, and Huffman-coding a string used once costs more CPU than the
+   * few bytes it saves.
+   */
+  unindexed?: ReadonlySet<string>;
 }
 
 export class HpackEncoder {
   private readonly table: DynamicTable;
   private readonly huffman: HuffmanMode;
   private readonly sensitive: ReadonlySet<string>;
+  private readonly unindexed: ReadonlySet<string> | undefined;
   /** Smallest and final sizes asked for since the last block, to be announced. */
   private pendingMin: number | undefined;
   private pendingFinal: number | undefined;
@@ -28,6 +36,7 @@ export class HpackEncoder {
     this.table = new DynamicTable(tableSize);
     this.huffman = opts.huffman ?? "shorter";
     this.sensitive = opts.sensitive ?? new Set();
+    this.unindexed = opts.unindexed;
   }
 
   get tableSize(): number {
@@ -63,6 +72,13 @@ export class HpackEncoder {
   }
 
   private field(out: Buffer, pos: number, name: string, value: string): number {
+    if (this.unindexed?.has(name) === true) {
+      const nameIdx = STATIC_NAME.get(name) ?? 0;
+      pos = encodeInt(out, pos, nameIdx, 4, 0x00);
+      if (nameIdx === 0) pos = this.string(out, pos, name);
+      pos = encodeInt(out, pos, value.length, 7, 0x00);
+      return pos + out.write(value, pos, "latin1");
+    }
     const never = this.sensitive.has(name);
     if (!never) {
       const st = STATIC_FULL.get(`${name}\0${value}`);

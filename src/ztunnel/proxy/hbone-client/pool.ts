@@ -1,6 +1,6 @@
 import { logger } from "../../../shared/log.js";
 import { formatHostPort } from "../../state/ip.js";
-import { formatIdentity } from "../../tls/identity.js";
+import { formatIdentity, type Identity } from "../../tls/identity.js";
 import { ProxyError } from "../errors.js";
 import { DEFAULT_MAX_HEADER_LIST_SIZE } from "../h2-options.js";
 import { awaitResponse, connectHeaders } from "./connect-stream.js";
@@ -14,6 +14,29 @@ const REFUSED_STREAM = 0x7;
 function codeOf(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | undefined)?.code;
   return typeof code === "number" ? code : undefined;
+}
+
+// Identities and identity lists are frozen and reused (one per workload per state), so their
+// key strings are worked out once per object rather than once per CONNECT.
+const identityKeys = new WeakMap<object, string>();
+
+function identityKey(id: Identity): string {
+  let k = identityKeys.get(id);
+  if (k === undefined) {
+    k = formatIdentity(id);
+    identityKeys.set(id, k);
+  }
+  return k;
+}
+
+function identitiesKey(ids: readonly Identity[]): string {
+  let k = identityKeys.get(ids);
+  if (k === undefined) {
+    k = ids.map(formatIdentity).sort().join(",");
+    // Only a frozen list cannot change under its cached key.
+    if (Object.isFrozen(ids)) identityKeys.set(ids, k);
+  }
+  return k;
 }
 
 // HBONE client pool: pooled mTLS HTTP/2 connections carrying one CONNECT stream per proxied TCP
@@ -41,8 +64,7 @@ export class HbonePool implements PoolHost {
   }
 
   static key(req: HboneRequest): string {
-    const dst = req.destinationIdentities.map(formatIdentity).sort().join(",");
-    return `${req.sourcePodUid}|${formatIdentity(req.sourceIdentity)}|${dst}|${formatHostPort(req.hboneAddress.ip, req.hboneAddress.port)}`;
+    return `${req.sourcePodUid}|${identityKey(req.sourceIdentity)}|${identitiesKey(req.destinationIdentities)}|${formatHostPort(req.hboneAddress.ip, req.hboneAddress.port)}`;
   }
 
   /** Opens a CONNECT stream; resolves after the peer answered 200. */
