@@ -83,14 +83,17 @@ function benchRun(row: Row, o: ProfileOptions, profDir: string, runOut: string):
 
 interface RowProfile {
   row: Row;
+  /** Only the samples taken while the row measured (pod-to-pod rows); else the whole process life. */
+  measuredOnly: boolean;
   /** Both ztunnels' threads together, then each thread. */
   all: Omit<ThreadSummary, "top">;
   threads: ThreadSummary[];
 }
 
 async function summarizeRow(row: Row, profDir: string, runDir: string, top: number): Promise<RowProfile> {
-  const results = JSON.parse(await readFile(join(runDir, "results.json"), "utf8")) as { details?: { datapath?: { ztunnelPids?: Array<number | null> } } };
+  const results = JSON.parse(await readFile(join(runDir, "results.json"), "utf8")) as { details?: { datapath?: { ztunnelPids?: Array<number | null> }; roundsWindowUs?: [number, number] } };
   const pids = results.details?.datapath?.ztunnelPids ?? [];
+  const window = results.details?.roundsWindowUs;
   const files = (await readdir(profDir)).filter((f) => profileFileIds(f) !== undefined).sort();
   if (files.length === 0) throw new BenchError(`no .cpuprofile written for ${row} (the ztunnels must exit cleanly; see ${runDir}/results.md)`);
   const threads: ThreadSummary[] = [];
@@ -99,19 +102,20 @@ async function summarizeRow(row: Row, profDir: string, runDir: string, top: numb
     const node = pids.indexOf(ids.pid);
     const who = node >= 0 ? `node${node} ztunnel` : `ztunnel pid ${ids.pid}`;
     const label = `${who}, ${ids.thread === 0 ? "main thread" : `worker thread ${ids.thread}`}`;
-    threads.push(summarize(parseCpuProfile(await readFile(join(profDir, file), "utf8"), file), label, top));
+    threads.push(summarize(parseCpuProfile(await readFile(join(profDir, file), "utf8"), file), label, top, window));
   }
   threads.sort((a, b) => a.label.localeCompare(b.label));
-  return { row, all: combine("both ztunnels, every thread", threads), threads };
+  return { row, measuredOnly: window !== undefined, all: combine("both ztunnels, every thread", threads), threads };
 }
 
 function renderSummary(profiles: readonly RowProfile[], header: string[]): string {
   const out = [...header];
   for (const p of profiles) {
-    out.push(`## ${p.row}`, "", `Both ztunnels, every thread: ${p.all.busyMs} ms busy (self time by category, share of busy time).`, "", renderCategories(p.all), "");
+    const span = p.measuredOnly ? "samples taken while the row measured (start-up left out)" : "the processes' whole life, start-up included";
+    out.push(`## ${p.row}`, "", `Both ztunnels, every thread, ${span}: ${p.all.busyMs} ms busy (self time by category, share of busy time).`, "", renderCategories(p.all), "");
     for (const t of p.threads) {
       if (t.busyMs === 0) continue;
-      out.push(`### ${t.label}: ${t.busyMs} ms busy of ${t.wallMs} ms`, "", renderCategories(t), "", renderTop(t), "");
+      out.push(`### ${t.label}: ${t.busyMs} ms busy in ${t.wallMs} ms`, "", renderCategories(t), "", renderTop(t), "");
     }
   }
   return out.join("\n");

@@ -54,6 +54,9 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   const d = opts.durationS;
   // Idle memory first: a fresh ztunnel has no garbage from the bulk rows for GC to return meanwhile.
   if (want("idle-memory")) await withTimeout("idle-memory row", bound(120), dp.idleMemory(figures, log)).catch((e: unknown) => log(errorMessage(e)));
+  // The rounds' span on the monotonic clock V8 stamps profile samples with (bench:profile keeps
+  // only the samples inside it, leaving ztunnel start-up and the idle row out).
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
   for (let r = 1; r <= opts.rounds; r++) {
     if (opts.rounds > 1) log(`pod-to-pod round ${r} of ${opts.rounds}`);
     const got: Figures = {};
@@ -65,6 +68,7 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
     // round overwrites dp.details, so keep a copy.
     roundDetails.push({ ...dp.details });
   }
+  details.roundsWindowUs = [fromUs, Number(process.hrtime.bigint() / 1000n)];
   const merged = mergeRounds(rounds);
   Object.assign(figures, merged.figures);
   details.rounds = { count: opts.rounds, perRound: merged.perRound };

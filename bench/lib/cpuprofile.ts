@@ -87,14 +87,22 @@ export function categoryOf(f: CallFrame): string {
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 
-/** Self time per function and per category; (idle) and the profile's root are left out of "busy". */
-export function summarize(profile: CpuProfile, label: string, topN: number): ThreadSummary {
+/**
+ * Self time per function and per category; (idle) and the profile's root are left out of "busy".
+ * `windowUs`: only samples stamped inside [from, to] count (V8 stamps them with the monotonic
+ * clock, the one process.hrtime reads), e.g. the measurement without the process's start-up.
+ */
+export function summarize(profile: CpuProfile, label: string, topN: number, windowUs?: readonly [number, number]): ThreadSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<ProfileNode, number>();
+  let t = profile.startTime;
   profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    t += dt;
+    if (windowUs !== undefined && (t < windowUs[0] || t > windowUs[1])) return;
     const n = byId.get(id);
     if (n === undefined) return;
-    self.set(n, (self.get(n) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+    self.set(n, (self.get(n) ?? 0) + dt / 1000);
   });
   // Same function reached from several stacks: one row.
   const fns = new Map<string, { frame: CallFrame; ms: number }>();
@@ -116,7 +124,7 @@ export function summarize(profile: CpuProfile, label: string, topN: number): Thr
     .map((e) => ({ name: e.frame.functionName || "(anonymous)", where: where(e.frame), category: categoryOf(e.frame), ms: r1(e.ms), pct: pct(e.ms) }));
   return {
     label,
-    wallMs: r1((profile.endTime - profile.startTime) / 1000),
+    wallMs: r1((Math.min(profile.endTime, windowUs?.[1] ?? Infinity) - Math.max(profile.startTime, windowUs?.[0] ?? -Infinity)) / 1000),
     busyMs: r1(busyMs),
     categories: CATEGORIES.map((c) => ({ name: c.name, ms: r1(cats.get(c.name) ?? 0), pct: pct(cats.get(c.name) ?? 0) })).filter((c) => c.ms > 0),
     top,

@@ -48,6 +48,14 @@ describe("CPU profile summary", () => {
     expect(c("(program)", "")).toMatch(/^native, outside JS/);
   });
 
+  it("a window on the sample clock keeps only the samples inside it (start-up left out)", () => {
+    // Sample times: 10, 12, 17, 18.5, 19, 20 ms after startTime 0 (µs on V8's monotonic clock).
+    const s = summarize(profile(), "t", 5, [11_000, 18_600]);
+    expect(s.busyMs).toBe(8.5); // GC 2 + writev 5 + push 1.5
+    expect(s.wallMs).toBe(7.6);
+    expect(s.top.map((f) => f.name)).toEqual(["writev", "(garbage collector)", "push"]);
+  });
+
   it("combines threads by summing each category", () => {
     const a = summarize(profile(), "a", 5);
     const all = combine("both", [a, a]);
