@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4, isIPv6 } from "./ip-literal.js";
 import { AmbientError } from "../shared/errors.js";
 
 // The plugin ↔ agent wire format (DESIGN §5). The ADD body is byte-for-byte what Istio's Go
