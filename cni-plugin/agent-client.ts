@@ -1,7 +1,7 @@
-import { connect } from "node:net";
 import { join } from "node:path";
 import { CniCode, CniError } from "./cni/errors.js";
 import { HttpReplyReader, type HttpReply } from "./http-reply.js";
+import { unixConnector, type UnixConnector } from "./unix-stream.js";
 import {
   ADD_PATH,
   CONTAINER_ID_HEADER,
@@ -49,6 +49,7 @@ export function unixRequest(
   body: string | undefined,
   timeoutMs: number,
   headers: Readonly<Record<string, string>> = {},
+  connector: UnixConnector = unixConnector(),
 ): Promise<HttpReply> {
   return new Promise<HttpReply>((resolve, reject) => {
     let head = `${method} ${path} HTTP/1.1\r\nHost: unix\r\nConnection: close\r\n`;
@@ -56,7 +57,6 @@ export function unixRequest(
     if (body !== undefined) head += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
     const reader = new HttpReplyReader();
     let settled = false;
-    const socket = connect(socketPath);
     const finish = (err: Error | undefined): void => {
       if (settled) return;
       settled = true;
@@ -66,24 +66,25 @@ export function unixRequest(
       else resolve(reader.reply());
     };
     const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    socket.on("data", (chunk: Buffer) => {
-      try {
-        if (reader.push(chunk)) finish(undefined);
-      } catch (err) {
-        finish(err as Error);
-      }
+    const socket = connector(socketPath, {
+      data: (chunk) => {
+        try {
+          if (reader.push(chunk)) finish(undefined);
+        } catch (err) {
+          finish(err as Error);
+        }
+      },
+      end: () => {
+        try {
+          reader.end();
+          finish(undefined);
+        } catch (err) {
+          finish(err as Error);
+        }
+      },
+      // A write error after the whole reply arrived (the agent closed first) changes nothing.
+      error: (err) => finish(reader.complete ? undefined : err),
     });
-    socket.on("end", () => {
-      try {
-        reader.end();
-        finish(undefined);
-      } catch (err) {
-        finish(err as Error);
-      }
-    });
-    // A write error after the whole reply arrived (the agent closed first) changes nothing.
-    socket.on("error", (err) => finish(reader.complete ? undefined : err));
-    socket.on("close", () => finish(reader.complete ? undefined : new Error("connection closed before a reply")));
     socket.write(`${head}\r\n${body ?? ""}`);
   });
 }

@@ -2,6 +2,7 @@ import { readSync } from "node:fs";
 import { forwardLogs } from "./agent-client.js";
 import { createPluginLog } from "./log.js";
 import { runPlugin } from "./plugin.js";
+import { writeOut } from "./stdio.js";
 
 // Process entry of the ambient CNI plugin executable. stdout carries only the result or the
 // CNI error object; logs go to stderr (and to the agent's log socket when it listens).
@@ -30,12 +31,12 @@ async function readStdin(): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const log = createPluginLog((line) => process.stderr.write(line), {
+  const log = createPluginLog((line) => writeOut(2, line), {
     command: process.env.CNI_COMMAND ?? "",
     containerId: process.env.CNI_CONTAINERID ?? "",
   });
   const outcome = await runPlugin(process.env, readStdin, log);
-  process.stdout.write(outcome.stdout);
+  writeOut(1, outcome.stdout);
   if (outcome.runDir !== undefined) await forwardLogs(outcome.runDir, log.lines());
   process.exitCode = outcome.exitCode;
 }

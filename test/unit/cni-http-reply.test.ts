@@ -1,12 +1,13 @@
 import fc from "fast-check";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { unixRequest } from "../../cni-plugin/agent-client.js";
+import { unixRequest as request } from "../../cni-plugin/agent-client.js";
 import { HttpReplyError, HttpReplyReader, MAX_KEPT_BODY_BYTES, type HttpReply } from "../../cni-plugin/http-reply.js";
+import { netUnixConnector, unixConnector, unixConnectorKind, type UnixConnector } from "../../cni-plugin/unix-stream.js";
 
 // The plugin's own HTTP/1.1 client: the reply reader (pure) and the exchange over a unix socket.
 
@@ -102,7 +103,20 @@ describe("HttpReplyReader", () => {
   });
 });
 
-describe("unixRequest", () => {
+describe("the plugin's unix socket stream", () => {
+  it("is libuv's pipe handle on this node, not the node:net fallback", () => {
+    expect(unixConnectorKind()).toBe("pipe-binding");
+  });
+});
+
+// Every exchange runs over both streams: the pipe handle the plugin uses and the node:net
+// fallback of a node without the binding.
+describe.each<[string, UnixConnector]>([
+  ["the pipe handle", unixConnector()],
+  ["node:net", netUnixConnector],
+])("unixRequest over %s", (_name, connector) => {
+  const unixRequest = (socketPath: string, method: "GET" | "POST", path: string, body: string | undefined, timeoutMs: number): Promise<HttpReply> =>
+    request(socketPath, method, path, body, timeoutMs, {}, connector);
   const dirs: string[] = [];
   let server: Server | undefined;
   const conns: Socket[] = [];
@@ -177,7 +191,31 @@ describe("unixRequest", () => {
   it("fails with the connect error when nobody listens", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cni-h1-"));
     dirs.push(dir);
-    await expect(unixRequest(join(dir, "none.sock"), "GET", "/healthz", undefined, 1000)).rejects.toThrow(/ENOENT/);
+    await expect(unixRequest(join(dir, "none.sock"), "GET", "/healthz", undefined, 1000)).rejects.toThrow(/connect ENOENT .*none\.sock/);
+    // A path that is not a socket: connect is refused.
+    writeFileSync(join(dir, "file.sock"), "");
+    await expect(unixRequest(join(dir, "file.sock"), "GET", "/healthz", undefined, 1000)).rejects.toThrow(/connect ECONNREFUSED/);
+  });
+
+  it("sends a request larger than the socket buffer whole, and reads a reply that comes in many pieces", async () => {
+    const body = JSON.stringify({ pad: "x".repeat(1 << 20) });
+    let got = 0;
+    const path = await rawServer((sock, received) => {
+      const at = received.indexOf("\r\n\r\n");
+      if (at < 0 || received.length - at - 4 < body.length) return;
+      got = received.length - at - 4;
+      const reply = `HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n${"y".repeat(3000)}`;
+      let i = 0;
+      const drip = (): void => {
+        if (i >= reply.length) return;
+        sock.write(reply.slice(i, i + 700));
+        i += 700;
+        setTimeout(drip, 2);
+      };
+      drip();
+    });
+    expect(await unixRequest(path, "POST", "/cmdadd", body, 5000)).toEqual({ status: 200, body: "y".repeat(3000) });
+    expect(got).toBe(body.length);
   });
 
   it("reads node:http's chunked replies (a handler that streams its answer)", async () => {
