@@ -3,9 +3,12 @@
  * enter user space. Half-close: a direction whose source reached EOF shuts down the write side
  * of its destination once its pipe is empty; the other direction continues. Backpressure: a
  * destination that says EAGAIN is waited on for writability and its source is not read until
- * the pipe has drained (the kernel's socket buffers hold the rest). A relay owns both fds: it
- * closes them when it completes, fails (with RST to both peers) or is closed. JS hears of each
- * direction's end, completion and failure through one callback. */
+ * the pipe has drained (the kernel's socket buffers hold the rest). A relay started with
+ * spliceStart owns both fds: it closes them when it completes, fails (with RST to both peers) or
+ * is closed. One started with spliceBorrow relays on fds another handle keeps (a parked Node
+ * socket): it only stops polling them, arming SO_LINGER 0 first when the peers must get RST,
+ * and the owner closes them after the relay stopped. JS hears of each direction's end,
+ * completion and failure through one callback. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -44,6 +47,7 @@ typedef struct splicer {
   napi_ref cb;
   napi_async_context actx;
   int closing, open_handles, in_callback;
+  int owns_fds; /* spliceStart: closed here; spliceBorrow: the caller closes them after us */
   int js_alive; /* the external JS holds; freed only when it and both handles are gone */
   struct splicer *prev, *next;
 } splicer_t;
@@ -90,7 +94,7 @@ static void close_splicer(splicer_t *sp, int reset) {
       struct linger lg = {1, 0};
       (void)setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
-    close(e->fd);
+    if (sp->owns_fds) close(e->fd);
     e->fd = -1;
     direction_t *d = &sp->dir[i];
     close(d->pipe_r);
@@ -195,14 +199,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   run(sp, dirs);
 }
 
-/* spliceStart(fdA, fdB, prefixAtoB, prefixBtoA, callback) -> splicer. Takes ownership of both
- * fds on success only (the caller closes them on a throw). The prefixes are bytes already read
- * from one side that must reach the other first. */
-static napi_value js_splice_start(napi_env env, napi_callback_info info) {
+/* spliceStart / spliceBorrow(fdA, fdB, prefixAtoB, prefixBtoA, callback) -> splicer. spliceStart
+ * takes ownership of both fds on success only (the caller closes them on a throw); spliceBorrow
+ * never closes them. The prefixes are bytes already read from one side that must reach the
+ * other first. A borrowed fd another uv handle of this loop still watches (a pending write or
+ * connect) is refused with EEXIST by uv_poll_init. */
+static napi_value start_relay(napi_env env, napi_callback_info info, const char *fn, int owns_fds) {
   int32_t fds[2];
   arg_bytes prefix[2];
   napi_value callback, name, ext;
-  if (READ_ARGS(env, info, "spliceStart", ARG_I32("fdA", &fds[0]), ARG_I32("fdB", &fds[1]),
+  if (READ_ARGS(env, info, fn, ARG_I32("fdA", &fds[0]), ARG_I32("fdB", &fds[1]),
                 ARG_U8("prefixAtoB", &prefix[0]), ARG_U8("prefixBtoA", &prefix[1]),
                 ARG_FN("callback", &callback)) != 0)
     return NULL;
@@ -213,7 +219,7 @@ static napi_value js_splice_start(napi_env env, napi_callback_info info) {
       return throw_errno(env, errno, "getsockopt", "splice relay: fd %d", fds[i]);
     if (type != SOCK_STREAM) return throw_plain(env, EINVAL, "getsockopt", "splice relay: fd %d is not a stream socket", fds[i]);
   }
-  if (fds[0] == fds[1]) return throw_plain(env, EINVAL, "spliceStart", "splice relay: both ends are fd %d", fds[0]);
+  if (fds[0] == fds[1]) return throw_plain(env, EINVAL, fn, "splice relay: both ends are fd %d", fds[0]);
   addon_state *st = state_get(env);
   if (st == NULL) return NULL;
   uv_loop_t *loop;
@@ -223,6 +229,7 @@ static napi_value js_splice_start(napi_env env, napi_callback_info info) {
   if (sp == NULL) return throw_errno(env, ENOMEM, "calloc", "splice relay");
   sp->st = st;
   sp->env = env;
+  sp->owns_fds = owns_fds;
   sp->dir[0].pipe_r = sp->dir[0].pipe_w = sp->dir[1].pipe_r = sp->dir[1].pipe_w = -1;
   int rc = 0;
   const char *what = "pipe2";
@@ -289,6 +296,14 @@ static napi_value js_splice_start(napi_env env, napi_callback_info info) {
   return ext;
 }
 
+static napi_value js_splice_start(napi_env env, napi_callback_info info) {
+  return start_relay(env, info, "spliceStart", 1);
+}
+
+static napi_value js_splice_borrow(napi_env env, napi_callback_info info) {
+  return start_relay(env, info, "spliceBorrow", 0);
+}
+
 /* spliceStats(splicer) -> { aToB, bToA }: bytes moved so far (kept after the relay closed). */
 static napi_value js_splice_stats(napi_env env, napi_callback_info info) {
   splicer_t *sp;
@@ -301,8 +316,8 @@ static napi_value js_splice_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* spliceClose(splicer, reset): stops the relay and closes both fds, with RST to each peer when
- * reset (else FIN). No callback follows. Idempotent. */
+/* spliceClose(splicer, reset): stops the relay and closes both fds (borrowed ones: only stops
+ * polling them), with RST to each peer when reset (else FIN). No callback follows. Idempotent. */
 static napi_value js_splice_close(napi_env env, napi_callback_info info) {
   splicer_t *sp;
   int reset;
@@ -320,6 +335,7 @@ void splice_teardown(addon_state *st) {
 
 napi_status register_splice(napi_env env, napi_value exports) {
   EXPORT_FN(env, exports, "spliceStart", js_splice_start);
+  EXPORT_FN(env, exports, "spliceBorrow", js_splice_borrow);
   EXPORT_FN(env, exports, "spliceStats", js_splice_stats);
   EXPORT_FN(env, exports, "spliceClose", js_splice_close);
   return napi_ok;

@@ -63,6 +63,14 @@ export interface NativeBinding {
     prefixBtoA: Uint8Array,
     cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
   ): Splicer;
+  /** As spliceStart, on fds the caller keeps owning: the relay never closes them. */
+  spliceBorrow(
+    fdA: number,
+    fdB: number,
+    prefixAtoB: Uint8Array,
+    prefixBtoA: Uint8Array,
+    cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
+  ): Splicer;
   spliceStats(splicer: Splicer): { aToB: number; bToA: number };
   spliceClose(splicer: Splicer, reset: boolean): void;
 }

@@ -11,8 +11,9 @@ import { errnoText, makeNativeError, type NativeError } from "./errors.js";
 
 // Kernel-side relay between two TCP sockets (native/src/splice.c): splice() through a pipe per
 // direction on the event loop, half-close kept (EOF on one side shuts down the other's write
-// side), backpressure by waiting for writability. The relay owns its two fds; JS learns of each
-// direction's end, the completion and a failure (then both peers were reset) through onEvent.
+// side), backpressure by waiting for writability. The relay owns its two fds, or borrows those
+// of parked sockets (fromSockets with park); JS learns of each direction's end, the completion
+// and a failure (then both peers were reset) through onEvent.
 
 export interface SpliceCounts {
   /** Bytes read from a and written to b. */
@@ -41,47 +42,68 @@ export class SpliceRelay {
 
   private constructor(private readonly splicer: Splicer) {}
 
+  /** @internal Counts from an event; `ended` once the relay completed or failed. */
+  settle(counts: SpliceCounts, ended: boolean): void {
+    this.last = counts;
+    if (ended) this.closedFlag = true;
+  }
+
   /**
    * Starts relaying between two connected stream-socket fds. On success the relay owns both
    * (closes them when it ends); on a throw they stay the caller's.
    */
   static fromFds(fdA: number, fdB: number, onEvent: (e: SpliceEvent) => void, opts: SpliceStartOptions = {}): SpliceRelay {
-    let relay: SpliceRelay | undefined;
-    const splicer = native.spliceStart(
-      fdA,
-      fdB,
-      opts.prefixAtoB ?? EMPTY,
-      opts.prefixBtoA ?? EMPTY,
-      (event, errno, aToB, bToA, what) => {
-        const counts = { aToB, bToA };
-        if (relay !== undefined) relay.last = counts;
-        if (event === SPLICE_A_TO_B_ENDED) return onEvent({ t: "ended", direction: "aToB", counts });
-        if (event === SPLICE_B_TO_A_ENDED) return onEvent({ t: "ended", direction: "bToA", counts });
-        if (relay !== undefined) relay.closedFlag = true;
-        if (event === SPLICE_COMPLETE) return onEvent({ t: "complete", counts });
-        if (event === SPLICE_ERROR) {
-          const error = makeNativeError(`splice relay: ${what}`, errno, what.split(" ")[0] ?? what, errnoText(errno));
-          return onEvent({ t: "error", error, counts });
-        }
-      },
-    );
-    relay = new SpliceRelay(splicer);
-    return relay;
+    const box: { relay?: SpliceRelay } = {};
+    const splicer = native.spliceStart(fdA, fdB, opts.prefixAtoB ?? EMPTY, opts.prefixBtoA ?? EMPTY, eventsTo(box, onEvent));
+    box.relay = new SpliceRelay(splicer);
+    return box.relay;
   }
 
   /**
-   * Takes two connected net.Sockets over: dups their fds, carries the bytes Node had already
-   * read as prefixes, and destroys the JS sockets (their fds close; the connections live on in
-   * the dups). Synchronous, so no read can land in between. Returns undefined, leaving both
+   * Takes two connected net.Sockets over, carrying the bytes Node had already read as
+   * prefixes. Synchronous, so no read can land in between. Returns undefined, leaving both
    * sockets untouched, when they cannot be handed over (no fd, connecting, bytes queued for
-   * writing, destroyed): the caller relays in JS then. With `park`, the JS sockets stay open
-   * but never read again (their owners keep tracking, closing or resetting them; the caller
-   * destroys them once the relay ended: a connection closes when its last fd does).
+   * writing, destroyed): the caller relays in JS then. A throw (EMFILE on a pipe or dup, an fd
+   * libuv still watches) also leaves them as they were, their read bytes put back.
+   *
+   * Without `park`: the relay works on dups and the JS sockets are destroyed (the connections
+   * live on in the dups). With `park`: the relay works on the sockets' own fds (no dups) and
+   * never closes them; the sockets stay open, never read or written again, so their owners keep
+   * tracking, closing or resetting them. Destroying a parked socket first stops the relay (with
+   * RST armed for both peers) and only then lets Node close the fd, so the relay never polls a
+   * closed or reused fd number; the caller destroys both once the relay ended.
    */
   static fromSockets(a: Socket, b: Socket, onEvent: (e: SpliceEvent) => void, opts: HandOverOptions = {}): SpliceRelay | undefined {
     const fa = handoverFd(a);
     const fb = handoverFd(b);
     if (fa === undefined || fb === undefined) return undefined;
+    const prefixAtoB = drain(a);
+    const prefixBtoA = drain(b);
+    const { park } = opts;
+    let relay: SpliceRelay;
+    try {
+      relay = park === undefined ? SpliceRelay.onDups(fa, fb, onEvent, { prefixAtoB, prefixBtoA }) : SpliceRelay.borrow(a, b, fa, fb, onEvent, { prefixAtoB, prefixBtoA });
+    } catch (err) {
+      putBack(a, prefixAtoB);
+      putBack(b, prefixBtoA);
+      throw err;
+    }
+    // Errors on the JS sockets (none expected: they no longer read or write) must not crash anyone.
+    for (const s of [a, b]) {
+      s.on("error", () => undefined);
+      if (park === undefined) {
+        s.destroy();
+        continue;
+      }
+      parkSocket(s, () => {
+        relay.close(true);
+        park.onDestroy();
+      });
+    }
+    return relay;
+  }
+
+  private static onDups(fa: number, fb: number, onEvent: (e: SpliceEvent) => void, prefixes: SpliceStartOptions): SpliceRelay {
     const dupA = native.dupFd(fa);
     let dupB: number;
     try {
@@ -90,21 +112,23 @@ export class SpliceRelay {
       native.closeFd(dupA);
       throw err;
     }
-    let relay: SpliceRelay;
     try {
-      relay = SpliceRelay.fromFds(dupA, dupB, onEvent, { prefixAtoB: drain(a), prefixBtoA: drain(b) });
+      return SpliceRelay.fromFds(dupA, dupB, onEvent, prefixes);
     } catch (err) {
       native.closeFd(dupA);
       native.closeFd(dupB);
       throw err;
     }
-    // Errors on the JS sockets (none expected: they no longer read or write) must not crash anyone.
-    for (const s of [a, b]) {
-      s.on("error", () => undefined);
-      if (opts.park) park(s);
-      else s.destroy();
-    }
-    return relay;
+  }
+
+  /** On the sockets' own fds: reading stops first, so no uv handle but the relay's watches them. */
+  private static borrow(a: Socket, b: Socket, fa: number, fb: number, onEvent: (e: SpliceEvent) => void, prefixes: SpliceStartOptions): SpliceRelay {
+    stopReading(a);
+    stopReading(b);
+    const box: { relay?: SpliceRelay } = {};
+    const splicer = native.spliceBorrow(fa, fb, prefixes.prefixAtoB ?? EMPTY, prefixes.prefixBtoA ?? EMPTY, eventsTo(box, onEvent));
+    box.relay = new SpliceRelay(splicer);
+    return box.relay;
   }
 
   /** Bytes moved so far (final once the relay ended). */
@@ -129,23 +153,84 @@ export class SpliceRelay {
 }
 
 export interface HandOverOptions {
-  /** Keep the JS sockets open, reading stopped for good, instead of destroying them. */
-  park?: boolean;
+  /**
+   * Relay on the sockets' own fds and keep them open, parked (see fromSockets). onDestroy runs
+   * when their owner destroys one while the relay runs, after the relay stopped.
+   */
+  park?: { readonly onDestroy: () => void };
 }
 
+/** The native callback, turned into SpliceEvents; box.relay is set once spliceStart returned. */
+function eventsTo(box: { relay?: SpliceRelay }, onEvent: (e: SpliceEvent) => void) {
+  return (event: number, errno: number, aToB: number, bToA: number, what: string): void => {
+    const counts = { aToB, bToA };
+    box.relay?.settle(counts, event !== SPLICE_A_TO_B_ENDED && event !== SPLICE_B_TO_A_ENDED);
+    if (event === SPLICE_A_TO_B_ENDED) return onEvent({ t: "ended", direction: "aToB", counts });
+    if (event === SPLICE_B_TO_A_ENDED) return onEvent({ t: "ended", direction: "bToA", counts });
+    if (event === SPLICE_COMPLETE) return onEvent({ t: "complete", counts });
+    if (event === SPLICE_ERROR) {
+      const error = makeNativeError(`splice relay: ${what}`, errno, what.split(" ")[0] ?? what, errnoText(errno));
+      return onEvent({ t: "error", error, counts });
+    }
+  };
+}
+
+type Internals = {
+  _handle?: { reading?: boolean; readStop?: () => number; readStart?: () => number; fd?: unknown };
+  _readableState?: { reading?: boolean };
+  _read: () => void;
+  _write: (chunk: unknown, enc: unknown, cb: (err?: Error) => void) => void;
+  _writev: (chunks: unknown, cb: (err?: Error) => void) => void;
+  _final: (cb: (err?: Error) => void) => void;
+  _destroy: (err: Error | null, cb: (err?: Error | null) => void) => void;
+};
+
 /**
- * Stops a socket's reading for good. pause() alone would not: Node keeps reading up to the
- * high-water mark, and a later resume() or read() restarts the handle, stealing bytes from the
- * kernel socket the relay reads. Node checks `_handle.reading` before readStart.
+ * Stops a socket's reading. pause() alone would not: Node keeps reading up to the high-water
+ * mark. Reversible: resume() starts the handle again (Node checks `_handle.reading`).
  */
-function park(s: Socket): void {
+function stopReading(s: Socket): void {
   s.pause();
-  const h = (s as unknown as { _handle?: { reading?: boolean; readStop?: () => number } })._handle;
+  const h = (s as unknown as Internals)._handle;
   if (h !== undefined) {
     h.reading = false;
     h.readStop?.();
   }
-  (s as unknown as { _read: () => void })._read = () => undefined;
+}
+
+/**
+ * Parks a socket whose fd the relay now uses: never read again (a later resume() or read()
+ * would restart the handle and steal bytes from the relay), any write or end fails it (libuv
+ * would start watching the fd), and its destruction runs beforeClose before Node closes the fd.
+ */
+function parkSocket(s: Socket, beforeClose: () => void): void {
+  stopReading(s);
+  const i = s as unknown as Internals;
+  const destroy = i._destroy;
+  const refuse = (cb: (err?: Error) => void): void => cb(new Error("a socket handed to the kernel relay cannot be written"));
+  i._read = () => undefined;
+  i._write = (_chunk, _enc, cb) => refuse(cb);
+  i._writev = (_chunks, cb) => refuse(cb);
+  i._final = (cb) => refuse(cb);
+  i._destroy = (err, cb) => {
+    beforeClose();
+    destroy.call(s, err, cb);
+  };
+}
+
+/**
+ * The hand-over failed: the drained bytes go back into the socket, and a handle stopped while
+ * the stream waited for a read restarts (resume() would not: Readable calls _read only when it
+ * is not already waiting for one).
+ */
+function putBack(s: Socket, bytes: Uint8Array): void {
+  if (bytes.length > 0) s.unshift(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+  const i = s as unknown as Internals;
+  const h = i._handle;
+  if (h !== undefined && h.reading === false && i._readableState?.reading === true && !s.destroyed) {
+    h.reading = true;
+    h.readStart?.();
+  }
 }
 
 /** The fd of a socket that can be handed over now, or undefined. */

@@ -97,11 +97,11 @@ export const ZTUNNEL_ENV = {
   DNS_RESOLV_CONF: variable("resolv.conf whose nameservers are the default DNS upstreams", c.path, "/etc/resolv.conf"),
   DNS_UPSTREAM_TIMEOUT: variable("a forwarded DNS query's deadline, retries included (SERVFAIL after it)", c.duration(100), 5_000, "5s"),
   ZTUNNEL_PLAINTEXT_RELAY: variable(
-    "how passthrough and inbound plaintext (15006) copy bytes: splice (in the kernel) or js",
+    "how passthrough and inbound plaintext (15006) copy bytes: splice (in the kernel, JS when the pod's fd share has no room for its pipes) or js",
     c.oneOf(["splice", "js"]),
-    // js by default: a spliced connection holds 8 fds (2 parked sockets, 2 dups, 4 pipe ends) while
-    // the per-pod fd budget counts 2, so splice stays opt-in until the budget accounts for it.
-    "js",
+    // A spliced connection holds 6 fds (its 2 sockets, a pipe per direction); the pod's fd budget
+    // counts them (proxy/budget.ts SPLICE_EXTRA_FDS), so the kernel relay is the default.
+    "splice",
   ),
   DNS_POD_QUERY_RATE: variable("DNS queries per second one pod may send per worker thread, twice that as a burst (0: no limit)", c.integer(0, 1_000_000), 5_000),
 } as const;

@@ -58,7 +58,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const nofile = raiseNofile();
   if (nofile.error !== undefined) log.warn({ err: nofile.error, soft: nofile.limit.soft, hard: nofile.limit.hard }, "cannot raise the fd limit to the hard limit; budgeting from the soft one");
   const fds = fdBudget(Number.isFinite(nofile.limit.soft) ? nofile.limit.soft : 1_048_576, config.workerThreads);
-  log.info({ fdLimit: fds.limit, reserve: fds.reserve, perWorkerConnections: fds.perWorkerConnections, perWorkerHandshakes: fds.perWorkerHandshakes }, "file descriptor budget");
+  log.info({ fdLimit: fds.limit, reserve: fds.reserve, perWorkerFds: fds.perWorkerFds, perWorkerConnections: fds.perWorkerConnections, perWorkerHandshakes: fds.perWorkerHandshakes }, "file descriptor budget");
 
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),

@@ -198,6 +198,41 @@ describePrivileged("ztunnel authorization, services and what an operator inspect
     await mesh.setExtraState({ policies: [] });
   });
 
+  it("a plaintext connection (15006) goes through the kernel relay, and a policy that now denies it cuts it within 1 s", async () => {
+    // No policies here: the test before ends with none.
+    const metrics = async (): Promise<string> => (await mesh.http(1, 15020, "/metrics")).body;
+    const kernelRelays = (text: string): number => Number(/^ztunnel_plaintext_relays_total\{relay="kernel",reason=""\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    const before = kernelRelays(await metrics());
+    // A finished one first: its access line says which relay copied its bytes.
+    const done = await mesh.dial(plain, dst.ip, PORT);
+    const got = readAll(done);
+    done.end("over splice");
+    expect((await got).toString()).toBe(`${dst.name}\nover splice`);
+    await waitFor(
+      () => mesh.accessLog(1).some((l) => l.direction === "inbound" && l["dst.workload"] === dst.name && l.bytes_sent === 11 && l.relay === "kernel"),
+      3_000,
+      () => `no inbound plaintext record with relay kernel:\n${mesh.logs(1, 10)}`,
+    );
+    // An open one, cut when the namespace starts requiring mTLS.
+    const c = await mesh.dial(plain, dst.ip, PORT);
+    c.on("error", () => undefined);
+    const closed = new Promise<void>((r) => {
+      c.once("close", () => r());
+      c.once("end", () => r());
+    });
+    const first = new Promise<string>((r) => c.once("data", (d: Buffer) => r(d.toString())));
+    c.write("x");
+    expect(await first).toContain(dst.name);
+    c.on("data", () => undefined);
+    await waitFor(async () => kernelRelays(await metrics()) >= before + 2, 3_000, () => "the kernel relay count did not grow by 2");
+    await mesh.setExtraState({ policies: [{ name: "mtls", namespace: "dest", scope: "Namespace", action: "Deny", rules: [[[{ notPrincipals: ["*"] }]]] }] });
+    const t0 = Date.now();
+    await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error(`plaintext connection still open 1 s after the policy denied it\n${mesh.logs(1, 30)}`)), 1_000))]);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(mesh.logs(1, 200)).toMatch(/open connection denied by the new policies/);
+    await mesh.setExtraState({ policies: [] });
+  });
+
   it("a VIP with 3 endpoints spreads 300 connections across all 3; no endpoints → UH", async () => {
     const vip = "10.96.0.10";
     const empty = "10.96.0.11";

@@ -1,15 +1,43 @@
+import { execFileSync } from "node:child_process";
+import { closeSync, openSync, readdirSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { ProxyError } from "../../src/ztunnel/proxy/errors.js";
 import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
-import { startPlaintextRelay } from "../../src/ztunnel/proxy/plain-relay.js";
-import { Relay } from "../../src/ztunnel/proxy/relay.js";
+import { SPLICE_EXTRA_FDS } from "../../src/ztunnel/proxy/budget.js";
+import { startPlaintextRelay, type JsRelayWhy, type PlaintextRelayChoice, type RelayUsed } from "../../src/ztunnel/proxy/plain-relay.js";
+import { readNofile } from "../../src/ztunnel/proxy/rlimit.js";
 import { SpliceSocketRelay } from "../../src/ztunnel/proxy/splice-relay.js";
 import { echoServer, expectEcho, listen, loopbackPair, readAll, useLoopbackServers } from "../fixtures/ztunnel-hbone-env.js";
 
-// The plaintext relay seam with the kernel relay behind it (ZTUNNEL_PLAINTEXT_RELAY=splice):
-// the JS relay's contract (test/unit/ztunnel-relay.test.ts) holds for the spliced one, and
-// the parked JS sockets still let their owners cut the connection. Loopback only, no root.
+// The plaintext relay seam with the kernel relay behind it (ZTUNNEL_PLAINTEXT_RELAY=splice,
+// the default): the JS relay's contract (test/unit/ztunnel-relay.test.ts) holds for the spliced
+// one, the parked JS sockets still let their owners cut the connection, the pipes are asked of
+// the fd budget and every fallback to JS is reported with its reason. Loopback only, no root.
+
+/** A choice that records what the seam reported and hands out `room` extra descriptors. */
+function recording(room = Infinity) {
+  const used: Array<{ relay: RelayUsed; why?: JsRelayWhy }> = [];
+  let held = 0;
+  const choice: PlaintextRelayChoice = {
+    kind: "splice",
+    extraFds: (n) => {
+      if (held + n > room) return undefined;
+      held += n;
+      let released = false;
+      return () => {
+        if (!released) held -= n;
+        released = true;
+      };
+    },
+    used: (relay, why) => used.push(why === undefined ? { relay } : { relay, why }),
+  };
+  return { choice, used, held: () => held };
+}
+
+function openFds(): number {
+  return readdirSync("/proc/self/fd").length;
+}
 
 const MiB = 1024 * 1024;
 
@@ -33,10 +61,11 @@ describe("plaintext relay through splice", () => {
 
   it("passthrough copies 8 MiB each way through the kernel relay and reports both counts", async () => {
     const app = await echoServer(servers);
+    const rec = recording();
     let result: Awaited<ReturnType<typeof proxyPassthrough>> | undefined;
     const done = new Promise<void>((resolve) => {
       const front = createServer({ allowHalfOpen: true }, (s) => {
-        void proxyPassthrough(s, factory, { ip: "127.0.0.1", port: (app.address() as { port: number }).port }, undefined, "splice").then((r) => {
+        void proxyPassthrough(s, factory, { ip: "127.0.0.1", port: (app.address() as { port: number }).port }, undefined, rec.choice).then((r) => {
           result = r;
           resolve();
         });
@@ -48,12 +77,85 @@ describe("plaintext relay through splice", () => {
     });
     await done;
     expect(result?.ok).toBe(true);
-    if (result?.ok) expect(result.result).toMatchObject({ end: "complete", bytesAtoB: 8 * MiB, bytesBtoA: 8 * MiB, error: undefined });
+    if (result?.ok) {
+      expect(result.result).toMatchObject({ end: "complete", bytesAtoB: 8 * MiB, bytesBtoA: 8 * MiB, error: undefined });
+      // The kernel relay carried it (the JS relay would give the same bytes): the result says
+      // so, the seam reported it, and its pipes were taken from the budget and given back.
+      expect(result.relay).toBe("kernel");
+    }
+    expect(rec.used).toEqual([{ relay: "kernel" }]);
+    expect(rec.held()).toBe(0);
+  });
+
+  it("a spliced connection holds exactly its pipes on top of its two sockets (what the budget counts)", async () => {
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const rec = recording();
+    const before = openFds();
+    const r = startPlaintextRelay(rec.choice, aPeer, bPeer, {});
+    expect(r.relay).toBe("kernel");
+    expect(openFds() - before).toBe(SPLICE_EXTRA_FDS);
+    expect(rec.held()).toBe(SPLICE_EXTRA_FDS);
+    const got = readAll(b);
+    a.end("x");
+    b.end();
+    expect((await got).toString()).toBe("x");
+    expect((await r.done).end).toBe("complete");
+    expect(rec.held()).toBe(0);
+  });
+
+  it("relays in JS, and says why, when the pod's fd share has no room for the pipes", async () => {
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const rec = recording(SPLICE_EXTRA_FDS - 1);
+    const r = startPlaintextRelay(rec.choice, aPeer, bPeer, {});
+    expect(r.relay).toBe("js");
+    expect(rec.used).toEqual([{ relay: "js", why: { reason: "fd_budget" } }]);
+    const got = readAll(b);
+    a.end("over the JS relay");
+    b.end();
+    expect((await got).toString()).toBe("over the JS relay");
+    expect((await r.done).end).toBe("complete");
+  });
+
+  it("relays in JS when the pipes cannot be opened (EMFILE), reports it and leaves the sockets working", async () => {
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    a.write("read by Node before the hand-over|");
+    await new Promise<void>((res) => aPeer.once("readable", () => res()));
+    const rec = recording();
+    const { soft, hard } = readNofile();
+    const fillers: number[] = [];
+    let r: ReturnType<typeof startPlaintextRelay>;
+    // The process's fd table full: a limit just above what is open, then filled up.
+    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${openFds() + 16}:${hard}`]);
+    try {
+      try {
+        for (;;) fillers.push(openSync("/dev/null", "r"));
+      } catch {
+        // EMFILE: full.
+      }
+      r = startPlaintextRelay(rec.choice, aPeer, bPeer, {});
+    } finally {
+      for (const fd of fillers) closeSync(fd);
+      execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${soft}:${hard}`]);
+    }
+    expect(r.relay).toBe("js");
+    expect(rec.used).toHaveLength(1);
+    expect(rec.used[0]).toMatchObject({ relay: "js", why: { reason: "fd_exhausted", code: "EMFILE" } });
+    expect(rec.held()).toBe(0);
+    // Bytes Node had read before the failed hand-over are not lost.
+    const got = readAll(b);
+    a.end("then more");
+    b.end();
+    expect((await got).toString()).toBe("read by Node before the hand-over|then more");
+    expect((await r.done).end).toBe("complete");
   });
 
   it("uses the kernel relay when asked, and completes when both sides end, server first", async () => {
     const { a, b, r } = await spliced({ halfCloseTimeoutMs: 5000 });
     expect(r).toBeInstanceOf(SpliceSocketRelay);
+    expect(r.relay).toBe("kernel");
     const bGot = readAll(b);
     b.end("from b");
     expect((await readAll(a)).toString()).toBe("from b");
@@ -67,8 +169,11 @@ describe("plaintext relay through splice", () => {
     const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     bPeer.cork();
     bPeer.write("queued before the relay|");
-    const r = startPlaintextRelay("splice", aPeer, bPeer, {});
-    expect(r).toBeInstanceOf(Relay);
+    const rec = recording();
+    const r = startPlaintextRelay(rec.choice, aPeer, bPeer, {});
+    expect(r.relay).toBe("js");
+    expect(rec.used).toEqual([{ relay: "js", why: { reason: "not_handed_over" } }]);
+    expect(rec.held()).toBe(0);
     bPeer.uncork();
     const aGot = readAll(a);
     const bGot = readAll(b);
@@ -79,8 +184,10 @@ describe("plaintext relay through splice", () => {
     expect((await r.done).end).toBe("complete");
     const [c, cPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const [d, dPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    const js = startPlaintextRelay("js", cPeer, dPeer, {});
-    expect(js).toBeInstanceOf(Relay);
+    const forced = { ...recording().choice, kind: "js" as const, used: (relay: RelayUsed, why?: JsRelayWhy) => rec.used.push({ relay, ...(why ? { why } : {}) }) };
+    const js = startPlaintextRelay(forced, cPeer, dPeer, {});
+    expect(js.relay).toBe("js");
+    expect(rec.used.at(-1)).toEqual({ relay: "js", why: { reason: "configured" } });
     c.end();
     d.end();
     await Promise.all([readAll(c), readAll(d)]);

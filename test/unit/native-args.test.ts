@@ -70,6 +70,13 @@ const SIGNATURES: Record<string, Arg[]> = {
     { name: "prefixBtoA", kind: "bytes" },
     { name: "callback", kind: "function" },
   ],
+  spliceBorrow: [
+    { name: "fdA", kind: "int" },
+    { name: "fdB", kind: "int" },
+    { name: "prefixAtoB", kind: "bytes" },
+    { name: "prefixBtoA", kind: "bytes" },
+    { name: "callback", kind: "function" },
+  ],
   spliceStats: [{ name: "splicer", kind: "splicer" }],
   spliceClose: [
     { name: "splicer", kind: "splicer" },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fdBudget, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
+import { FDS_PER_CONNECTION, fdBudget, SPLICE_EXTRA_FDS, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
 import { ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { parseNofile } from "../../src/ztunnel/proxy/rlimit.js";
 import { captureLogs } from "../fixtures/log-capture.js";
@@ -54,6 +54,40 @@ describe("fd budget", () => {
     expect(greedy.connection("outbound")).toBeDefined();
     other.leave();
     expect(b.podShare()).toBe(48);
+  });
+
+  it("counts descriptors: a spliced connection's pipes come out of its pod's share, and do not fit past it", () => {
+    const { b, lines } = setup();
+    const greedy = b.addPod("g", "ns/greedy");
+    const other = b.addPod("o", "ns/other");
+    const shareFds = b.podShareFds();
+    expect(shareFds).toBe(64); // 384 fds / 2 directions / (2 pods + 1)
+    // Spliced connections (2 + 4 fds) until the next one's pipes no longer fit.
+    const spliced = Math.floor(shareFds / (FDS_PER_CONNECTION + SPLICE_EXTRA_FDS));
+    const held: Array<() => void> = [];
+    for (let i = 0; i < spliced; i++) {
+      held.push(greedy.connection("outbound")!);
+      const pipes = greedy.extraFds("outbound", SPLICE_EXTRA_FDS);
+      expect(pipes).toBeDefined();
+      held.push(pipes!);
+    }
+    expect(b.stats.fds).toBe(spliced * 6);
+    // The next connection is still admitted at its JS cost, but its pipes are refused, quietly.
+    const plain = greedy.connection("outbound");
+    expect(plain).toBeDefined();
+    expect(greedy.extraFds("outbound", SPLICE_EXTRA_FDS)).toBeUndefined();
+    expect(lines().filter((l) => l.msg === "connection budget reached; refusing the pod's new connections")).toHaveLength(0);
+    expect(b.takeCounters()).toBeUndefined();
+    // The pod's other direction and the other pod keep their own room for pipes.
+    expect(greedy.extraFds("inbound", SPLICE_EXTRA_FDS)).toBeDefined();
+    expect(other.connection("outbound")).toBeDefined();
+    expect(other.extraFds("outbound", SPLICE_EXTRA_FDS)).toBeDefined();
+    // Connections fill what is left of the share at 2 fds each, then are refused.
+    while (greedy.connection("outbound") !== undefined);
+    expect(b.takeCounters()).toMatchObject({ shed: { pod_share: 1 } });
+    // Pipes given back make room again.
+    held[1]!();
+    expect(greedy.connection("outbound")).toBeDefined();
   });
 
   it("under fd pressure the pods holding the most are shed first, small ones still get in, and it ends", () => {

@@ -30,7 +30,7 @@ describe("ztunnel config from env", () => {
       dnsUpstreamTimeoutMs: 5_000,
       dnsPodQueryRate: 5_000,
       clusterDomain: "cluster.local",
-      plaintextRelay: "js",
+      plaintextRelay: "splice",
     });
     expect(Object.isFrozen(cfg)).toBe(true);
     expect(Object.isFrozen(cfg.adminAddr)).toBe(true);

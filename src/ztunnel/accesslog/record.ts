@@ -32,6 +32,8 @@ export interface ConnectionSummary {
   readonly error?: string | undefined;
   /** Istio response flag of a failure (DENY, UF, …). */
   readonly responseFlags?: string | undefined;
+  /** Plaintext paths: which relay copied the bytes ("kernel" = splice, "js"); undefined on HBONE. */
+  readonly relay?: "kernel" | "js" | undefined;
 }
 
 export interface AccessRecord {
@@ -52,6 +54,8 @@ export interface AccessRecord {
   readonly duration: string;
   readonly error: string | undefined;
   readonly response_flags: string | undefined;
+  /** Not a ztunnel field: which relay carried a plaintext connection. */
+  readonly relay: "kernel" | "js" | undefined;
 }
 
 /** Undefined fields are left out of the JSON line by pino. */
@@ -73,6 +77,7 @@ export function toAccessRecord(s: ConnectionSummary): AccessRecord {
     duration: `${Math.max(0, Math.round(s.durationMs))}ms`,
     error: s.error,
     response_flags: s.responseFlags,
+    relay: s.relay,
   };
 }
 

@@ -36,5 +36,9 @@ export class TelemetrySink {
       for (const [reason, n] of Object.entries(t.limits.shed)) if (n > 0) this.metrics.connectionsShed.inc({ reason }, n);
       if (t.limits.fdExhausted > 0) this.metrics.fdExhausted.inc(t.limits.fdExhausted);
     }
+    if (t.relays !== undefined) {
+      if (t.relays.kernel > 0) this.metrics.plaintextRelays.inc({ relay: "kernel", reason: "" }, t.relays.kernel);
+      for (const [reason, n] of Object.entries(t.relays.js)) if (n !== undefined && n > 0) this.metrics.plaintextRelays.inc({ relay: "js", reason }, n);
+    }
   }
 }

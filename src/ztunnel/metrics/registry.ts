@@ -30,6 +30,8 @@ export class ZtunnelMetrics {
   readonly connectionsShed: Counter<"reason">;
   /** Times a worker found the process out of file descriptors (EMFILE/ENFILE). */
   readonly fdExhausted: Counter;
+  /** Plaintext connections by the relay that carried them, and why JS (proxy/plain-relay.ts). */
+  readonly plaintextRelays: Counter<"relay" | "reason">;
   /** Series a worker sent that were malformed and dropped (should stay 0). */
   rejectedSeries = 0;
 
@@ -49,6 +51,12 @@ export class ZtunnelMetrics {
     this.proxiesStopped = new Counter({ name: "workload_manager_proxies_stopped_total", help: "The total number of proxies that were stopped", registers });
     this.connectionsShed = new Counter({ name: "ztunnel_connections_shed_total", help: "New connections refused to keep file descriptors for every pod, by reason", labelNames: ["reason"], registers });
     this.fdExhausted = new Counter({ name: "ztunnel_fd_exhausted_total", help: "Times ztunnel ran out of file descriptors (EMFILE/ENFILE)", registers });
+    this.plaintextRelays = new Counter({
+      name: "ztunnel_plaintext_relays_total",
+      help: "Plaintext connections (passthrough, inbound 15006) by the relay that copied them: kernel (splice) or js, with why not the kernel",
+      labelNames: ["relay", "reason"],
+      registers,
+    });
     if (opts.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
   }
 

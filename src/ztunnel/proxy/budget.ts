@@ -1,25 +1,32 @@
 import { closeSync, openSync } from "node:fs";
 import type { ThrottledLog } from "./limits.js";
 
-// File-descriptor budgets (issue 16): the process's fd limit is split into a reserve for the
-// node-level endpoints (admin, metrics, readiness, ZDS, the pods' netns copies) and an equal
-// budget per worker. Within a worker every pod gets a share that leaves room for one more pod
-// (budget / (pods + 1)), so one pod holding connections up to its share never takes the
-// descriptors another pod needs. Outbound and inbound have a share each, so a pod that used up
-// its outbound share can still be reached. Unfinished TLS handshakes are bounded per pod and per worker
-// (each holds buffers until the handshake timeout). When the process does run out of fds
-// (EMFILE/ENFILE, seen on a connect or by the probe, since libuv absorbs it on accept), new
-// connections of pods above half their share are shed first until the pressure is gone.
+// File-descriptor budgets (issue 16), counted in descriptors: the process's fd limit is split
+// into a reserve for the node-level endpoints (admin, metrics, readiness, ZDS, the pods' netns
+// copies) and an equal budget per worker. Within a worker every pod gets a share that leaves
+// room for one more pod (budget / (pods + 1)), so one pod holding descriptors up to its share
+// never takes the ones another pod needs. Outbound and inbound have a share each, so a pod that
+// used up its outbound share can still be reached. A connection is admitted at what it holds
+// relayed in JS (FDS_PER_CONNECTION); a plaintext one that the kernel relay carries asks for its
+// pipes on top (SPLICE_EXTRA_FDS) and is relayed in JS when they do not fit. Unfinished TLS
+// handshakes are bounded per pod and per worker (each holds buffers until the handshake
+// timeout). When the process does run out of fds (EMFILE/ENFILE, seen on a connect, a relay's
+// pipe or by the probe, since libuv absorbs it on accept), new connections of pods above half
+// their share are shed first until the pressure is gone.
 
-/** One proxied connection holds about two descriptors: the client side and the upstream. */
-const FDS_PER_CONNECTION = 2;
+/** One proxied connection holds two descriptors: the client side and the upstream. */
+export const FDS_PER_CONNECTION = 2;
+/** The kernel relay adds a pipe (two ends) per direction to a plaintext connection: 6 fds in all. */
+export const SPLICE_EXTRA_FDS = 4;
 
 export interface FdBudget {
   /** RLIMIT_NOFILE (soft, after raising it to the hard limit). */
   readonly limit: number;
   /** Kept back for everything that is not a proxied connection. */
   readonly reserve: number;
-  /** Proxied connections one worker may hold (all pods together). */
+  /** Descriptors one worker's proxied connections may hold (all pods together). */
+  readonly perWorkerFds: number;
+  /** The same in connections relayed in JS (perWorkerFds / FDS_PER_CONNECTION). */
   readonly perWorkerConnections: number;
   /** Unfinished inbound TLS handshakes per worker, and per pod on a worker. */
   readonly perWorkerHandshakes: number;
@@ -28,9 +35,10 @@ export interface FdBudget {
 
 export function fdBudget(limit: number, workers: number): FdBudget {
   const reserve = Math.max(256, Math.floor(limit * 0.1));
-  const perWorkerConnections = Math.max(16, Math.floor((limit - reserve) / FDS_PER_CONNECTION / Math.max(1, workers)));
+  const perWorkerFds = Math.max(16 * FDS_PER_CONNECTION, Math.floor((limit - reserve) / Math.max(1, workers)));
+  const perWorkerConnections = Math.floor(perWorkerFds / FDS_PER_CONNECTION);
   const perWorkerHandshakes = Math.max(8, Math.min(1024, Math.floor(perWorkerConnections / 8)));
-  return { limit, reserve, perWorkerConnections, perWorkerHandshakes, perPodHandshakes: Math.max(4, Math.floor(perWorkerHandshakes / 4)) };
+  return { limit, reserve, perWorkerFds, perWorkerConnections, perWorkerHandshakes, perPodHandshakes: Math.max(4, Math.floor(perWorkerHandshakes / 4)) };
 }
 
 export type ShedReason = "pod_share" | "worker_budget" | "handshakes" | "fd_pressure";
@@ -43,14 +51,21 @@ export interface BudgetCounters {
 export type Direction = "outbound" | "inbound";
 
 interface PodUsage {
-  connections: Record<Direction, number>;
+  /** Descriptors held per direction. */
+  fds: Record<Direction, number>;
   handshakes: number;
 }
 
 /** Admission for one pod on one worker (what its listeners and HBONE server ask). */
 export interface PodAdmission {
-  /** A proxied connection or an inbound stream's upstream; undefined = refuse it. */
+  /** A proxied connection or an inbound stream's upstream (FDS_PER_CONNECTION); undefined = refuse it. */
   connection(direction: Direction): (() => void) | undefined;
+  /**
+   * More descriptors for a connection already admitted (the kernel relay's pipes), within the
+   * same pod share and worker budget. Undefined = they do not fit: the caller takes its cheaper
+   * way (no warning, nothing was refused).
+   */
+  extraFds(direction: Direction, n: number): (() => void) | undefined;
   /** An unfinished inbound TLS handshake; undefined = refuse the connection. */
   handshake(): (() => void) | undefined;
   /** The process ran out of descriptors on one of this pod's paths. */
@@ -60,11 +75,12 @@ export interface PodAdmission {
 }
 
 /** Admits everything (a server used outside a worker, e.g. in tests). */
-export const UNLIMITED: PodAdmission = { connection: () => () => undefined, handshake: () => () => undefined, exhausted: () => undefined, leave: () => undefined };
+export const UNLIMITED: PodAdmission = { connection: () => () => undefined, extraFds: () => () => undefined, handshake: () => () => undefined, exhausted: () => undefined, leave: () => undefined };
 
 export class WorkerBudget {
   private readonly pods = new Map<string, PodUsage>();
-  private connections = 0;
+  /** Descriptors this worker's proxied connections hold. */
+  private fds = 0;
   private handshakes = 0;
   private pressureUntil = -Infinity;
   private counters: BudgetCounters = emptyCounters();
@@ -77,16 +93,22 @@ export class WorkerBudget {
     private readonly pressureMs = 5_000,
   ) {}
 
-  /** A pod's share of this worker's connections per direction: room for one more pod always stays. */
+  /** A pod's share of this worker's descriptors per direction: room for one more pod always stays. */
+  podShareFds(): number {
+    return Math.max(FDS_PER_CONNECTION, Math.floor(this.budget.perWorkerFds / 2 / (this.pods.size + 1)));
+  }
+
+  /** The same in connections relayed in JS. */
   podShare(): number {
-    return Math.max(1, Math.floor(this.budget.perWorkerConnections / 2 / (this.pods.size + 1)));
+    return Math.floor(this.podShareFds() / FDS_PER_CONNECTION);
   }
 
   addPod(uid: string, name: string): PodAdmission {
-    const usage: PodUsage = { connections: { outbound: 0, inbound: 0 }, handshakes: 0 };
+    const usage: PodUsage = { fds: { outbound: 0, inbound: 0 }, handshakes: 0 };
     this.pods.set(uid, usage);
     return {
-      connection: (direction) => this.admitConnection(uid, name, usage, direction),
+      connection: (direction) => this.admitFds(uid, name, usage, direction, FDS_PER_CONNECTION, true),
+      extraFds: (direction, n) => this.admitFds(uid, name, usage, direction, n, false),
       handshake: () => this.admitHandshake(uid, name, usage),
       exhausted: (code, where) => this.exhausted(code, `${where} of ${name}`),
       leave: () => {
@@ -99,7 +121,7 @@ export class WorkerBudget {
   exhausted(code: string, where: string): void {
     this.counters.fdExhausted++;
     this.pressureUntil = this.now() + this.pressureMs;
-    this.log.warn({ code, where, limit: this.budget.limit, open: this.connections, share: this.podShare() }, "ztunnel is out of file descriptors; shedding new connections of the pods holding the most");
+    this.log.warn({ code, where, limit: this.budget.limit, fds: this.fds, shareFds: this.podShareFds() }, "ztunnel is out of file descriptors; shedding new connections of the pods holding the most");
   }
 
   get underPressure(): boolean {
@@ -114,27 +136,30 @@ export class WorkerBudget {
     return c;
   }
 
-  get stats(): { connections: number; handshakes: number; pods: number; share: number } {
-    return { connections: this.connections, handshakes: this.handshakes, pods: this.pods.size, share: this.podShare() };
+  /** share: a pod's share per direction in JS-relayed connections; shareFds: the same in fds. */
+  get stats(): { fds: number; handshakes: number; pods: number; share: number; shareFds: number } {
+    return { fds: this.fds, handshakes: this.handshakes, pods: this.pods.size, share: this.podShare(), shareFds: this.podShareFds() };
   }
 
-  private admitConnection(uid: string, name: string, usage: PodUsage, direction: Direction): (() => void) | undefined {
-    const share = this.podShare();
-    const mine = usage.connections[direction];
+  /** n descriptors for a pod: a new connection (refused: counted, warned) or extra ones for one. */
+  private admitFds(uid: string, name: string, usage: PodUsage, direction: Direction, n: number, isConnection: boolean): (() => void) | undefined {
+    const share = this.podShareFds();
+    const mine = usage.fds[direction];
     let reason: ShedReason | undefined;
-    if (this.connections >= this.budget.perWorkerConnections) reason = "worker_budget";
-    else if (mine >= share) reason = "pod_share";
+    if (this.fds + n > this.budget.perWorkerFds) reason = "worker_budget";
+    else if (mine + n > share) reason = "pod_share";
     else if (this.underPressure && mine >= share / 2) reason = "fd_pressure";
     if (reason !== undefined) {
+      if (!isConnection) return undefined;
       this.counters.shed[reason]++;
-      this.log.warn({ pod: name, uid, direction, reason, podConnections: mine, share, workerConnections: this.connections, workerBudget: this.budget.perWorkerConnections }, "connection budget reached; refusing the pod's new connections");
+      this.log.warn({ pod: name, uid, direction, reason, podFds: mine, shareFds: share, workerFds: this.fds, workerBudgetFds: this.budget.perWorkerFds }, "connection budget reached; refusing the pod's new connections");
       return undefined;
     }
-    usage.connections[direction]++;
-    this.connections++;
+    usage.fds[direction] += n;
+    this.fds += n;
     return once(() => {
-      usage.connections[direction]--;
-      this.connections--;
+      usage.fds[direction] -= n;
+      this.fds -= n;
     });
   }
 

@@ -4,7 +4,7 @@ import { formatHostPort } from "../state/ip.js";
 import { ProxyError, upstreamConnectError } from "./errors.js";
 import { PROXY_KEEPALIVE } from "./h2-options.js";
 import type { HbonePool, HboneRequest } from "./hbone-client.js";
-import { startPlaintextRelay, type PlaintextRelayKind } from "./plain-relay.js";
+import { startPlaintextRelay, type PlaintextRelayChoice, type PlaintextRelayKind, type RelayUsed } from "./plain-relay.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
 // The two outbound paths for an accepted (captured) connection: tunnel it over HBONE, or pass
@@ -13,7 +13,7 @@ import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 // connection: a clean FIN would look like an empty but successful exchange.
 
 export type OutboundResult =
-  | { readonly ok: true; readonly result: RelayResult; readonly connectionId?: number }
+  | { readonly ok: true; readonly result: RelayResult; readonly connectionId?: number; readonly relay?: RelayUsed }
   | { readonly ok: false; readonly error: ProxyError };
 
 export async function proxyOutboundHbone(
@@ -46,7 +46,7 @@ export async function proxyPassthrough(
   factory: SocketFactory,
   target: { ip: string; port: number },
   relayOpts?: RelayOptions,
-  relayKind: PlaintextRelayKind = "js",
+  relayKind: PlaintextRelayKind | PlaintextRelayChoice = "js",
 ): Promise<OutboundResult> {
   downstream.pause();
   downstream.on("error", () => undefined);
@@ -61,5 +61,5 @@ export async function proxyPassthrough(
     return { ok: false, error: upstreamConnectError(err, formatHostPort(target.ip, target.port)) };
   }
   const relay = startPlaintextRelay(relayKind, downstream, upstream, relayOpts);
-  return { ok: true, result: await relay.done };
+  return { ok: true, result: await relay.done, relay: relay.relay };
 }

@@ -1,26 +1,99 @@
 import type { Socket } from "node:net";
+import { errorMessage } from "../../shared/errors.js";
+import { SPLICE_EXTRA_FDS, isFdExhaustion } from "./budget.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 import { SpliceSocketRelay } from "./splice-relay.js";
 
 // The one seam between a plaintext TCP pair (passthrough, inbound 15006) and the relay that
-// copies it: in the kernel (splice) or in JS. ZTUNNEL_PLAINTEXT_RELAY picks; a pair the kernel
-// relay cannot take (bytes queued in Node, no fds left) goes to the JS relay.
+// copies it: in the kernel (splice, the default) or in JS. The kernel relay's pipes are asked of
+// the pod's fd budget first; a pair the kernel relay cannot take (pipes beyond the pod's share,
+// bytes queued in Node, no fds left) goes to the JS relay, and the caller hears which relay ran
+// and why not the kernel one. ZTUNNEL_PLAINTEXT_RELAY=js forces the JS relay.
 
+/** ZTUNNEL_PLAINTEXT_RELAY. */
 export type PlaintextRelayKind = "splice" | "js";
+
+/** Which relay carried a connection (the access record's `relay`, the relays counter). */
+export type RelayUsed = "kernel" | "js";
+
+/** Why a plaintext connection was relayed in JS. */
+export type JsRelayReason =
+  /** ZTUNNEL_PLAINTEXT_RELAY=js. */
+  | "configured"
+  /** The kernel relay's pipes did not fit in the pod's fd share (or the worker's budget). */
+  | "fd_budget"
+  /** The sockets could not be handed over (bytes queued in Node, no fd). */
+  | "not_handed_over"
+  /** EMFILE/ENFILE opening the pipes. */
+  | "fd_exhausted"
+  /** Any other failure to start the kernel relay. */
+  | "splice_failed";
+
+/** Plaintext connections per relay since the last telemetry flush (JS: per reason). */
+export interface RelayCounts {
+  kernel: number;
+  js: Partial<Record<JsRelayReason, number>>;
+}
+
+export interface JsRelayWhy {
+  readonly reason: JsRelayReason;
+  /** The failure, for fd_exhausted and splice_failed. */
+  readonly error?: Error;
+  /** Its errno code (EMFILE, EEXIST…), when it has one. */
+  readonly code?: string;
+}
+
+/** What the seam needs from the pod a connection belongs to. */
+export interface PlaintextRelayChoice {
+  readonly kind: PlaintextRelayKind;
+  /** The pod's fd budget in this connection's direction; undefined = the descriptors do not fit. */
+  readonly extraFds: (n: number) => (() => void) | undefined;
+  /** Told which relay carried each connection, and why it was not the kernel relay. */
+  readonly used: (relay: RelayUsed, why?: JsRelayWhy) => void;
+}
 
 export interface PlaintextRelay {
   readonly done: Promise<RelayResult>;
+  readonly relay: RelayUsed;
   abort(reason?: Error): void;
 }
 
+/** A choice with no budget and nobody listening (tests, tools). */
+export function unmetered(kind: PlaintextRelayKind): PlaintextRelayChoice {
+  return { kind, extraFds: () => () => undefined, used: () => undefined };
+}
+
 /** Starts relaying; with the JS relay, both sockets' reading is resumed here. */
-export function startPlaintextRelay(kind: PlaintextRelayKind, a: Socket, b: Socket, opts?: RelayOptions): PlaintextRelay {
-  if (kind === "splice") {
-    const spliced = SpliceSocketRelay.start(a, b, opts);
-    if (spliced !== undefined) return spliced;
+export function startPlaintextRelay(choice: PlaintextRelayKind | PlaintextRelayChoice, a: Socket, b: Socket, opts?: RelayOptions): PlaintextRelay {
+  const c = typeof choice === "string" ? unmetered(choice) : choice;
+  const why = c.kind === "js" ? { reason: "configured" as const } : tryKernel(c, a, b, opts);
+  if ("relay" in why) {
+    c.used("kernel");
+    return why.relay;
   }
+  c.used("js", why);
   const relay = new Relay(a, b, opts);
   a.resume();
   b.resume();
-  return relay;
+  return { relay: "js", done: relay.done, abort: (reason) => relay.abort(reason) };
+}
+
+function tryKernel(c: PlaintextRelayChoice, a: Socket, b: Socket, opts: RelayOptions | undefined): { relay: SpliceSocketRelay } | JsRelayWhy {
+  const release = c.extraFds(SPLICE_EXTRA_FDS);
+  if (release === undefined) return { reason: "fd_budget" };
+  let relay: SpliceSocketRelay | undefined;
+  try {
+    relay = SpliceSocketRelay.start(a, b, opts);
+  } catch (err) {
+    release();
+    const code = (err as NodeJS.ErrnoException).code;
+    const error = err instanceof Error ? err : new Error(errorMessage(err));
+    return { reason: isFdExhaustion(code) ? "fd_exhausted" : "splice_failed", error, ...(code !== undefined ? { code } : {}) };
+  }
+  if (relay === undefined) {
+    release();
+    return { reason: "not_handed_over" };
+  }
+  void relay.done.finally(release);
+  return { relay };
 }

@@ -5,14 +5,17 @@ import { DEFAULT_HALF_CLOSE_MS, DEFAULT_IDLE_MS, type RelayEnd, type RelayOption
 
 // The plaintext relay of two TCP sockets in the kernel (native SpliceRelay): same contract as
 // relay.ts's Relay (half-close kept, errors reset both peers, idle and half-close timeouts,
-// byte counts). The JS sockets stay open but parked (never read again), so whoever tracks them
-// keeps working: destroying or resetting either one (pod removed, policy revoked) cuts the
-// relay and resets both peers. They are destroyed when the relay ends.
+// byte counts). The relay works on the JS sockets' own fds; the sockets stay open but parked
+// (never read or written again), so whoever tracks them keeps working: destroying or resetting
+// either one (pod removed, policy revoked) cuts the relay and resets both peers. They are
+// destroyed when the relay ends, which closes the connections. A spliced connection holds 6
+// descriptors: its 2 sockets and a pipe (2 ends) per direction (SPLICE_EXTRA_FDS in budget.ts).
 
 export class SpliceSocketRelay {
+  readonly relay = "kernel" as const;
   readonly done: Promise<RelayResult>;
   private resolve!: (r: RelayResult) => void;
-  private relay!: SpliceRelay;
+  private splice!: SpliceRelay;
   private finished = false;
   private readonly started = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -29,34 +32,28 @@ export class SpliceSocketRelay {
 
   /**
    * Takes the two connected sockets over; undefined (sockets untouched) when they cannot be
-   * (bytes queued in Node, no fd, or no fds left for the relay's dups and pipes).
+   * (bytes queued in Node, no fd). Throws the NativeError when the relay cannot start (EMFILE on
+   * a pipe, an fd libuv still watches): the sockets are left as they were.
    */
   static start(a: Socket, b: Socket, opts: RelayOptions = {}): SpliceSocketRelay | undefined {
     const r = new SpliceSocketRelay(a, b, opts);
-    let relay: SpliceRelay | undefined;
-    try {
-      relay = SpliceRelay.fromSockets(a, b, (e) => r.onEvent(e), { park: true });
-    } catch {
-      // EMFILE/ENFILE on dup or pipe: nothing was taken over, the JS relay copes.
-      return undefined;
-    }
+    const relay = SpliceRelay.fromSockets(a, b, (e) => r.onEvent(e), { park: { onDestroy: () => r.cut() } });
     if (relay === undefined) return undefined;
-    r.relay = relay;
-    for (const s of [a, b]) s.once("close", () => r.cut());
+    r.splice = relay;
     const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
     if (idleMs > 0) r.armIdle(idleMs);
     return r;
   }
 
   get counters(): { bytesAtoB: number; bytesBtoA: number } {
-    const c = this.relay.counts();
+    const c = this.splice.counts();
     return { bytesAtoB: c.aToB, bytesBtoA: c.bToA };
   }
 
   /** Cuts both sides now with a reset. */
   abort(reason: Error = new Error("relay aborted")): void {
     if (this.finished) return;
-    this.relay.close(true);
+    this.splice.close(true);
     this.finish("aborted", reason);
   }
 
@@ -67,10 +64,10 @@ export class SpliceSocketRelay {
     this.finish("error", e.error);
   }
 
-  /** A parked socket was destroyed or reset by its owner. */
+  /** A parked socket was destroyed or reset by its owner (the relay already stopped, RST armed). */
   private cut(): void {
     if (this.finished) return;
-    this.relay.close(true);
+    this.splice.close(true);
     this.finish("error", new Error("connection closed before both directions ended"));
   }
 
@@ -79,7 +76,7 @@ export class SpliceSocketRelay {
     if (this.halfTimer !== undefined || ms <= 0) return;
     this.halfTimer = setTimeout(() => {
       if (this.finished) return;
-      this.relay.close(true);
+      this.splice.close(true);
       this.finish("half-close-timeout", new ProxyError("HALF_CLOSE_TIMEOUT", `peer kept its half open for more than ${ms} ms after the other side closed`));
     }, ms);
     this.halfTimer.unref();
@@ -90,14 +87,14 @@ export class SpliceSocketRelay {
   private armIdle(ms: number): void {
     this.idleTimer = setTimeout(() => {
       if (this.finished) return;
-      const c = this.relay.counts();
+      const c = this.splice.counts();
       const moved = c.aToB + c.bToA;
       if (moved !== this.lastMoved) {
         this.lastMoved = moved;
         return this.armIdle(ms);
       }
       // Nothing in flight: both peers get a clean FIN.
-      this.relay.close(false);
+      this.splice.close(false);
       this.finish("idle-timeout", new ProxyError("IDLE_TIMEOUT", `no bytes in either direction for ${ms} ms`));
     }, ms);
     this.idleTimer.unref();
@@ -107,8 +104,8 @@ export class SpliceSocketRelay {
     this.finished = true;
     clearTimeout(this.idleTimer);
     clearTimeout(this.halfTimer);
-    const c = this.relay.counts();
-    // The relay's own fds are closed; the connections end when these last fds close (with the
+    const c = this.splice.counts();
+    // The relay stopped using the fds; the connections end when the sockets close them (with the
     // RST the relay armed on failure).
     this.a.destroy();
     this.b.destroy();

@@ -11,7 +11,7 @@ import { ProxyError } from "../proxy/errors.js";
 import type { HbonePool } from "../proxy/hbone-client.js";
 import { LOOP_PORTS, type InboundRecord, type OpenStream } from "../proxy/hbone-server.js";
 import { proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
-import type { PlaintextRelayKind } from "../proxy/plain-relay.js";
+import type { PlaintextRelayChoice } from "../proxy/plain-relay.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { Service, Workload } from "../state/types.js";
@@ -52,8 +52,8 @@ export interface ConnectionContext {
   /** Undefined once the pod is being removed. */
   readonly pool: HbonePool | undefined;
   readonly factory: SocketFactory | undefined;
-  /** How passthrough and inbound plaintext copy bytes (ZTUNNEL_PLAINTEXT_RELAY). */
-  readonly plaintextRelay: PlaintextRelayKind;
+  /** How passthrough and inbound plaintext copy bytes, with the pod's fd budget in that direction. */
+  readonly plaintextRelay: (direction: "outbound" | "inbound") => PlaintextRelayChoice;
   /** The pod's metric label values by peer, for the current state version. */
   readonly labels: LabelMemo;
 }
@@ -111,7 +111,7 @@ export async function handleInboundPlaintext(s: Socket, ctx: ConnectionContext):
       listenTcp: (o) => factory.listenTcp(o),
       connectTcp: (o) => factory.connectTcp({ ...o, sourceAddress: client.ip }),
     };
-    result = await proxyPassthrough(s, spoofing, { ip, port: od.port }, undefined, ctx.plaintextRelay);
+    result = await proxyPassthrough(s, spoofing, { ip, port: od.port }, undefined, ctx.plaintextRelay("inbound"));
   } catch (err) {
     s.resetAndDestroy();
     result = { ok: false, error: err instanceof ProxyError ? err : new ProxyError("UNKNOWN_DESTINATION", errorMessage(err)) };
@@ -210,7 +210,7 @@ export function recordHboneInbound(rec: InboundRecord, ctx: ConnectionContext, o
 export type Meter = ConnectionMeter;
 
 /** How a connection ended, as its metrics and its access summary both say. */
-export type Outcome = Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags">;
+export type Outcome = Pick<ConnectionSummary, "bytesSent" | "bytesRecv" | "durationMs" | "error" | "responseFlags" | "relay">;
 
 /**
  * Bytes in the request (client → server) and response direction, then the close. The access
@@ -232,6 +232,7 @@ export function outcome(result: OutboundResult, started: number): Outcome {
     durationMs: r.durationMs,
     error: r.error?.message,
     responseFlags: r.error instanceof ProxyError ? r.error.responseFlag : undefined,
+    relay: result.relay,
   };
 }
 

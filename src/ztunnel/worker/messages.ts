@@ -1,4 +1,4 @@
-import type { PlaintextRelayKind } from "../proxy/plain-relay.js";
+import type { PlaintextRelayKind, RelayCounts } from "../proxy/plain-relay.js";
 import type { ConnectionSummary } from "../accesslog/record.js";
 import type { MetricsDelta } from "../metrics/accumulator.js";
 import type { DnsMetricsDelta } from "../dns/metrics.js";
@@ -91,6 +91,8 @@ export interface Telemetry {
   readonly dns?: DnsMetricsDelta;
   /** Shed connections and fd exhaustion seen since the last flush (none: undefined). */
   readonly limits?: BudgetCounters;
+  /** Plaintext connections per relay since the last flush (none: undefined). */
+  readonly relays?: RelayCounts;
 }
 
 /** An open connection as an operator sees it in /config_dump. */

@@ -75,7 +75,7 @@ async function forward(s: Socket, plan: OutboundPlan, client: Addr, ctx: Connect
     s.resetAndDestroy();
     return { ok: false, error: plan.t === "refuse" ? plan.error : new ProxyError("POOL_CLOSED", "pod is being removed") };
   }
-  if (plan.t === "passthrough") return proxyPassthrough(s, factory, plan.target, undefined, ctx.plaintextRelay);
+  if (plan.t === "passthrough") return proxyPassthrough(s, factory, plan.target, undefined, ctx.plaintextRelay("outbound"));
   return proxyOutboundHbone(s, pool, {
     sourcePodUid: spec.uid,
     sourceIdentity: spec.identity,

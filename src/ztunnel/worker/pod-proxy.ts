@@ -6,7 +6,8 @@ import { InPodSocketFactory } from "../../sockets/index.js";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
 import { HbonePool } from "../proxy/hbone-client.js";
 import { HboneServer } from "../proxy/hbone-server.js";
-import { isFdExhaustion, type PodAdmission, type WorkerBudget } from "../proxy/budget.js";
+import { isFdExhaustion, type Direction, type PodAdmission, type WorkerBudget } from "../proxy/budget.js";
+import type { JsRelayWhy, PlaintextRelayChoice, RelayUsed } from "../proxy/plain-relay.js";
 import { guardAcceptErrors, ThrottledLog } from "../proxy/limits.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { WorkerCerts } from "./certs.js";
@@ -61,6 +62,10 @@ export class PodProxy {
   /** This pod's share of the worker's descriptors (every listener and upstream). */
   private readonly admission: PodAdmission;
   private readonly throttled: ThrottledLog;
+  /** Kernel relay start failures, apart so they do not hide the budget's warnings. */
+  private readonly relayLog: ThrottledLog;
+  /** What the plaintext paths relay with, per direction (the budget they ask for pipes). */
+  private readonly plaintext: Record<Direction, PlaintextRelayChoice>;
   private closed = false;
   /** Open connections of this pod on this worker (config_dump, policy re-checks). */
   private readonly open = new Set<TrackedConnection>();
@@ -75,7 +80,14 @@ export class PodProxy {
     private readonly deps: PodProxyDeps,
   ) {
     this.throttled = new ThrottledLog(deps.log);
+    this.relayLog = new ThrottledLog(deps.log);
     this.admission = deps.budget.addPod(spec.uid, `${spec.namespace}/${spec.name}`);
+    const choice = (direction: Direction): PlaintextRelayChoice => ({
+      kind: deps.settings.plaintextRelay,
+      extraFds: (n) => (this.closed ? undefined : this.admission.extraFds(direction, n)),
+      used: (relay, why) => this.relayUsed(relay, why),
+    });
+    this.plaintext = { outbound: choice("outbound"), inbound: choice("inbound") };
   }
 
   async start(): Promise<readonly ListenerInfo[]> {
@@ -229,7 +241,7 @@ export class PodProxy {
     guardAcceptErrors(server, this.throttled, `${role} ${this.spec.namespace}/${this.spec.name}`, (code) => this.admission.exhausted(code, `${role} accept`));
     server.on("connection", (s: Socket) => {
       this.deps.telemetry.accepted();
-      // Two descriptors per proxied connection; the budget counts the pair as one admission.
+      // Admitted at what it holds relayed in JS (2 fds); the kernel relay asks for its pipes later.
       const release = this.closed ? undefined : this.admission.connection(role === "outbound" ? "outbound" : "inbound");
       if (release === undefined) {
         s.resetAndDestroy();
@@ -261,10 +273,20 @@ export class PodProxy {
       track: (c) => this.track(c),
       pool: this.pool,
       factory: this.factory,
-      plaintextRelay: this.deps.settings.plaintextRelay,
+      plaintextRelay: (direction) => this.plaintext[direction],
       labels: this.labelMemo,
     };
     return this.ctx;
+  }
+
+  /** Counted; a kernel relay that could not start is warned (EMFILE also starts the shedding). */
+  private relayUsed(relay: RelayUsed, why: JsRelayWhy | undefined): void {
+    this.deps.telemetry.relayed(relay, why?.reason);
+    if (why?.reason === "fd_exhausted") this.admission.exhausted(why.code ?? "EMFILE", "kernel relay pipes");
+    else if (why?.reason === "splice_failed") {
+      const pod = `${this.spec.namespace}/${this.spec.name}`;
+      this.relayLog.warn({ pod, code: why.code, err: why.error?.message }, "kernel relay could not start; relaying the connection in JS");
+    }
   }
 
   private info(address: string, port: number, role: ListenerInfo["role"]): ListenerInfo {

@@ -4,6 +4,7 @@ import type { ConnectionSummary } from "../accesslog/record.js";
 import { MetricsAccumulator, startFlushLoop, type FlushLoop, type MetricsDelta } from "../metrics/accumulator.js";
 import type { DnsMetricsDelta } from "../dns/metrics.js";
 import type { BudgetCounters } from "../proxy/budget.js";
+import type { JsRelayReason, RelayCounts, RelayUsed } from "../proxy/plain-relay.js";
 import type { Telemetry } from "./messages.js";
 
 // A worker's telemetry toward the main thread: Istio metric deltas (MetricsAccumulator, flushed
@@ -39,6 +40,7 @@ export class WorkerTelemetry {
   /** The DNS proxy's counts since the last flush; they ride on every telemetry message. */
   dnsSource: (() => DnsMetricsDelta | undefined) | undefined;
   private readonly limits: () => BudgetCounters | undefined;
+  private relays: RelayCounts | undefined;
 
   constructor(
     private readonly post: (t: Telemetry) => void,
@@ -73,6 +75,13 @@ export class WorkerTelemetry {
     if (this.wantsAccess(failed)) this.access.push(summary());
   }
 
+  /** A plaintext connection started relaying (in the kernel, or in JS and why). */
+  relayed(relay: RelayUsed, reason?: JsRelayReason): void {
+    const c = (this.relays ??= { kernel: 0, js: {} });
+    if (relay === "kernel") c.kernel++;
+    else if (reason !== undefined) c.js[reason] = (c.js[reason] ?? 0) + 1;
+  }
+
   get active(): number {
     return this.activeConns;
   }
@@ -99,6 +108,17 @@ export class WorkerTelemetry {
     if (metrics === undefined) this.lag.reset();
     const dns = this.dnsSource?.();
     const limits = this.limits();
-    this.post({ metrics, access, accepted, active: this.activeConns, eventLoopLagMs: Math.round(lagMs * 100) / 100, ...(dns !== undefined ? { dns } : {}), ...(limits !== undefined ? { limits } : {}) });
+    const relays = this.relays;
+    this.relays = undefined;
+    this.post({
+      metrics,
+      access,
+      accepted,
+      active: this.activeConns,
+      eventLoopLagMs: Math.round(lagMs * 100) / 100,
+      ...(dns !== undefined ? { dns } : {}),
+      ...(limits !== undefined ? { limits } : {}),
+      ...(relays !== undefined ? { relays } : {}),
+    });
   }
 }
