@@ -90,7 +90,7 @@ static void close_splicer(splicer_t *sp, int reset) {
   for (int i = 0; i < 2; i++) {
     end_t *e = &sp->end[i];
     uv_close((uv_handle_t *)&e->handle, on_end_closed);
-    if (reset) {
+    if (reset && e->fd >= 0) {
       struct linger lg = {1, 0};
       (void)setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
@@ -330,7 +330,14 @@ static napi_value js_splice_close(napi_env env, napi_callback_info info) {
 }
 
 void splice_teardown(addon_state *st) {
-  while (st->splicers != NULL) close_splicer(st->splicers, 1);
+  while (st->splicers != NULL) {
+    splicer_t *sp = st->splicers;
+    /* Node closes its own handles before the addon's cleanup hook runs: a borrowed fd number
+     * may already belong to another thread's socket, so it is not touched (its peers got the
+     * FIN of Node's close, as a JS-relayed connection does). */
+    if (!sp->owns_fds) sp->end[0].fd = sp->end[1].fd = -1;
+    close_splicer(sp, 1);
+  }
 }
 
 napi_status register_splice(napi_env env, napi_value exports) {

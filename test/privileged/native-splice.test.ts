@@ -283,4 +283,37 @@ describe("SpliceRelay (kernel-side plaintext relay)", () => {
     expect(A.client.destroyed && B.client.destroyed).toBe(true);
     expect(openFds()).toBe(before - 4);
   });
+
+  it("a worker terminated with a borrowing relay running leaves the borrowed fds alone (their owner closes them)", async () => {
+    const A = await pair();
+    const B = await pair();
+    const fds = [dupFd(fdOf(A.proxySide)), dupFd(fdOf(B.proxySide))];
+    A.proxySide.destroy();
+    B.proxySide.destroy();
+    await new Promise((r) => setImmediate(r));
+    const before = openFds();
+    const addon = join(process.cwd(), "native", "build", "Release", "ambient_native.node");
+    const code = `
+      const { parentPort, workerData } = require("node:worker_threads");
+      const addon = require(${JSON.stringify(addon)});
+      addon.init((ctx) => new Error(ctx));
+      addon.spliceBorrow(workerData[0], workerData[1], new Uint8Array(0), new Uint8Array(0), () => {});
+      parentPort.postMessage("relaying");`;
+    const w = new Worker(code, { eval: true, workerData: fds });
+    await new Promise<void>((resolve, reject) => {
+      w.once("message", () => resolve());
+      w.once("error", reject);
+    });
+    await w.terminate();
+    await new Promise((r) => setTimeout(r, 50));
+    // Neither closed nor armed for reset: the owner's close ends both connections with FIN.
+    expect(openFds()).toBe(before);
+    const atA = collect(A.client);
+    const atB = collect(B.client);
+    for (const fd of fds) closeFd(fd);
+    expect((await atA).length).toBe(0);
+    expect((await atB).length).toBe(0);
+    A.client.destroy();
+    B.client.destroy();
+  });
 });
