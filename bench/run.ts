@@ -38,6 +38,14 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** A row abandoned at its deadline: each figure it had not set yet says why it is missing. */
+function abandoned(got: Figures, names: readonly string[]): (e: unknown) => void {
+  return (e) => {
+    log(errorMessage(e));
+    for (const n of names) if (got[n] === undefined) setFigure(got, n, asError(e), "");
+  };
+}
+
 async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figures[], details: Record<string, unknown>, teardown: Teardown): Promise<void> {
   const want = (r: Row): boolean => opts.rows.has(r);
   const paths = TUNNEL_PATHS.filter((p) => opts.paths.has(p));
@@ -54,15 +62,20 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   const d = opts.durationS;
   // Idle memory first: a fresh ztunnel has no garbage from the bulk rows for GC to return meanwhile.
   if (want("idle-memory")) await withTimeout("idle-memory row", bound(120), dp.idleMemory(figures, log)).catch((e: unknown) => log(errorMessage(e)));
+  const throughputNames = [
+    ...paths.flatMap((p) => [`throughput.${p}.1`, `throughput.${p}.4`, ...(p === "raw" ? [] : [`cpu.${p}PerGiB`])]),
+    ...(paths.includes("hbone") ? ["throughput.hbone.4pods"] : []),
+    ...plain.map((p) => `throughput.${p}.1`),
+  ];
   // The rounds' span on the monotonic clock V8 stamps profile samples with (bench:profile keeps
   // only the samples inside it, leaving ztunnel start-up and the idle row out).
   const fromUs = Number(process.hrtime.bigint() / 1000n);
   for (let r = 1; r <= opts.rounds; r++) {
     if (opts.rounds > 1) log(`pod-to-pod round ${r} of ${opts.rounds}`);
     const got: Figures = {};
-    if (want("throughput")) await withTimeout("throughput row", bound(7 * (d + 35)), dp.throughput(got, paths, plain, log)).catch((e: unknown) => log(errorMessage(e)));
-    if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, paths, log)).catch((e: unknown) => log(errorMessage(e)));
-    if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, paths, log)).catch((e: unknown) => log(errorMessage(e)));
+    if (want("throughput")) await withTimeout("throughput row", bound(11 * (d + 35)), dp.throughput(got, paths, plain, log)).catch(abandoned(got, throughputNames));
+    if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, paths, log)).catch(abandoned(got, paths.flatMap((p) => [`latency.${p}.p50`, `latency.${p}.p99`])));
+    if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, paths, log)).catch(abandoned(got, paths.map((p) => `connrate.${p}`)));
     rounds.push(got);
     // The row details (iperf3 summaries, CPU samples, latency spreads) of this round; the next
     // round overwrites dp.details, so keep a copy.
