@@ -77,4 +77,17 @@ describePrivileged("ztunnel fd budget", () => {
     );
     expect(t.mesh.logs(0, 2000)).toMatch(/"fdLimit":1024/);
   });
+
+  it("the held passthrough connections ran on the kernel relay until the pod's share had no room for its pipes, then on JS; removing the pod cuts them all", async () => {
+    // Counted per relay: kernel while a spliced connection's 6 fds fit the share, JS after.
+    const metrics = (await t.mesh.http(0, 15020, "/metrics")).body;
+    const count = (relay: string, reason: string): number => Number(new RegExp(`^ztunnel_plaintext_relays_total\\{relay="${relay}",reason="${reason}"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
+    expect(count("kernel", "")).toBeGreaterThan(0);
+    expect(count("js", "fd_budget")).toBeGreaterThan(0);
+    const open = held.filter((s) => !s.destroyed);
+    expect(open.length).toBeGreaterThan(0);
+    const closed = Promise.all(open.map((s) => new Promise<void>((r) => s.once("close", () => r()))));
+    await t.mesh.unenroll(t.a0);
+    await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error(`connections still open 5 s after the pod was removed\n${t.mesh.logs(0, 20)}`)), 5_000))]);
+  });
 });
