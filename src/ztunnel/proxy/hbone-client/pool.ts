@@ -84,11 +84,17 @@ export class HbonePool implements PoolHost {
       };
       let refused = false;
       try {
-        const session = await conn.session().catch((err: unknown) => {
-          // Picked just as it began to drain (GOAWAY raced us): nothing was sent yet.
-          refused = conn.state.t === "draining";
-          throw err;
-        });
+        // A ready connection (the common case once the pool is warm) is used without a
+        // promise and a microtask hop per CONNECT.
+        const ready = conn.state;
+        const session =
+          ready.t === "ready"
+            ? ready.session
+            : await conn.session().catch((err: unknown) => {
+                // Picked just as it began to drain (GOAWAY raced us): nothing was sent yet.
+                refused = conn.state.t === "draining";
+                throw err;
+              });
         if (conn.overRemoteLimit() && attempt < 3) {
           release();
           continue;
