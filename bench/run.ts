@@ -73,6 +73,8 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   for (let r = 1; r <= opts.rounds; r++) {
     if (opts.rounds > 1) log(`pod-to-pod round ${r} of ${opts.rounds}`);
     const got: Figures = {};
+    // The machine as this round starts (other work included): a per-round load record.
+    setFigure(got, "machine.load1AtRoundStart", loadAverage()[0], "load");
     if (want("throughput")) await withTimeout("throughput row", bound(11 * (d + 35)), dp.throughput(got, paths, plain, log)).catch(abandoned(got, throughputNames));
     if (want("latency")) await withTimeout("latency row", bound(3 * 130), dp.latency(got, paths, log)).catch(abandoned(got, paths.flatMap((p) => [`latency.${p}.p50`, `latency.${p}.p99`])));
     if (want("connrate")) await withTimeout("connrate row", bound(3 * (d + 65)), dp.connRate(got, paths, log)).catch(abandoned(got, paths.map((p) => `connrate.${p}`)));
@@ -191,7 +193,7 @@ async function main(): Promise<number> {
 
   const ran = (...rows: Row[]): boolean => rows.some((r) => opts.rows.has(r));
   notes.push(
-    `Load average at start ${machine.loadAvgStart.map((x) => x.toFixed(2)).join(" / ")} on ${machine.cores} cores: other work shared the machine during the run, so absolute numbers are noisy; raw, stunnel and HBONE for each figure were measured back to back to keep their ratios comparable.`,
+    `Absolute numbers move with machine load (${machine.cores} cores; the load average above: the start figure is the machine before this run, the bench's own processes add to the end figure); the two figures of every ratio were measured back to back, in every round.`,
   );
   if (ran("throughput", "latency", "connrate", "idle-memory")) {
     notes.push(
@@ -203,7 +205,7 @@ async function main(): Promise<number> {
   if (ran("throughput")) {
     notes.push(
       "throughput.hbone.4 = iperf3 -P 4 from one pod (streams share pooled HBONE connections per worker); throughput.hbone.4pods = 4 client pods each sending 1 stream to its own server pod (separate HBONE connections).",
-      "CPU per GiB: utime + stime of both stunnel4 processes / both ztunnel processes (every thread; /proc/<pid>/stat, CLK_TCK ticks) sampled before and after the 1-stream iperf3 run, divided by the GiB that arrived over the whole run (the omitted first second included); iperf3's own CPU (-J cpu_utilization_percent) is in details.",
+      "CPU per GiB: utime + stime of both stunnel4 processes / both ztunnel processes (every thread; /proc/<pid>/stat, CLK_TCK ticks) sampled before and after the 1-stream iperf3 run, divided by the GiB that arrived over the whole run (the omitted first second included); the CPU seconds, GiB and iperf3's own CPU (-J cpu_utilization_percent) of each round are in results.json (details.datapathRounds).",
       "Plaintext paths (1 stream, back to back with throughput.raw.1, capture on): throughput.passthrough.1 = captured client pod (node 0) → an uncaptured pod on node 1, through node 0's ztunnel outbound passthrough; throughput.inboundPlain.1 = an uncaptured pod on node 0 → the captured server pod, through node 1's ztunnel inbound plaintext listener (15006). Each counts only if that ztunnel's connection counter moved.",
     );
   }

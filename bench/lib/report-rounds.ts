@@ -50,7 +50,7 @@ export function renderRoundsTables(rounds: readonly Figures[], targets: readonly
   return [
     "## Every round",
     "",
-    "Pod-to-pod rows (throughput, CPU per GiB, latency, connection rate), each round measuring every path back to back; a target's value above is the median of its row here.",
+    "Pod-to-pod rows (throughput, CPU per GiB, latency, connection rate), each round measuring every path back to back; a target's value above is the median of its row here. `machine.load1AtRoundStart` is the 1-minute load average as the round started.",
     "",
     renderRoundRatios(rounds, targets, info),
     "",

@@ -135,7 +135,7 @@ describe("every round", () => {
     expect(md.split("\n")).toEqual([
       "## Every round",
       "",
-      "Pod-to-pod rows (throughput, CPU per GiB, latency, connection rate), each round measuring every path back to back; a target's value above is the median of its row here.",
+      "Pod-to-pod rows (throughput, CPU per GiB, latency, connection rate), each round measuring every path back to back; a target's value above is the median of its row here. `machine.load1AtRoundStart` is the 1-minute load average as the round started.",
       "",
       "| ratio | goal | round 1 | round 2 | median |",
       "|---|---|---|---|---|",
