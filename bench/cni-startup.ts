@@ -3,8 +3,9 @@
 // and a full ADD against a local agent, next to `node bundle.cjs` (no SEA, no code cache) and
 // `node -e 0` (Node's own start-up, the floor). Runs are interleaved round-robin across the
 // rows, so load that comes and goes on a shared machine hits every row alike. Other builds of
-// the executable given as arguments get their own ADD row (before/after comparisons).
-//   npm run build && npm run build:cni && node dist/bench/cni-startup.js [iterations] [other-exe...]
+// the executable given as arguments get their own ADD row (before/after comparisons). With
+// --load, one CPU-bound process per core spins during the runs (the cni-add row's loaded series).
+//   npm run build && npm run build:cni && node dist/bench/cni-startup.js [--load] [iterations] [other-exe...]
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,8 +14,10 @@ import { join } from "node:path";
 const ROOT = join(import.meta.dirname, "..", "..");
 const EXE = join(ROOT, "dist", "cni-plugin", "ambient-cni");
 const BUNDLE = join(ROOT, "dist", "cni-plugin", "build", "ambient-cni.cjs");
-const N = Number(process.argv[2] ?? 30);
-const OTHERS = process.argv.slice(3);
+const LOAD = process.argv.includes("--load");
+const ARGS = process.argv.slice(2).filter((a) => a !== "--load");
+const N = Number(ARGS[0] ?? 30);
+const OTHERS = ARGS.slice(1);
 
 interface Sample {
   ms: number;
@@ -62,7 +65,7 @@ async function main(): Promise<void> {
   // The agent's per-ADD info lines would bury the table: quiet them before the logger loads.
   process.env.LOG_LEVEL ??= "warn";
   const { startPluginEventServer } = await import("../src/agent/pluginevent/server.js");
-  const { benchAddInvocation } = await import("./lib/cni.js");
+  const { benchAddInvocation, cniLoadNote, cniLoadProcesses, startLoad, stopLoad } = await import("./lib/cni.js");
   const runDir = mkdtempSync(join(tmpdir(), "cni-bench-"));
   const server = await startPluginEventServer({
     runDir,
@@ -80,9 +83,14 @@ async function main(): Promise<void> {
     ];
     if (existsSync(BUNDLE)) rows.push(row("node bundle.cjs ADD -> agent (no SEA)", [process.execPath, BUNDLE], addEnv, addConf));
     rows.push(row("node -e 0 (Node's own start-up)", [process.execPath, "-e", "0"], {}, ""));
-    console.log(`ambient-cni start-up, ${N} interleaved runs per row (${process.version}, ${EXE})`);
+    console.log(`ambient-cni start-up, ${N} interleaved runs per row (${process.version}, ${EXE})${LOAD ? `, while ${cniLoadNote()}` : ""}`);
     for (const r of rows) await once(r); // page cache and agent warm
-    for (let i = 0; i < N; i++) for (const r of rows) r.samples.push(await once(r));
+    const hogs = LOAD ? await startLoad(cniLoadProcesses()) : [];
+    try {
+      for (let i = 0; i < N; i++) for (const r of rows) r.samples.push(await once(r));
+    } finally {
+      await stopLoad(hogs);
+    }
     for (const r of rows) console.log(summary(r));
   } finally {
     await server.close();

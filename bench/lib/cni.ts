@@ -23,8 +23,9 @@ export function cniLoadProcesses(): number {
   return availableParallelism();
 }
 
+/** What the load is, for notes: "2 CPU-bound processes (…) spin". */
 export function cniLoadNote(): string {
-  return `the loaded figure runs the same ADDs while ${cniLoadProcesses()} CPU-bound processes (one per core, \`node -e "for(;;);"\`, nice 0) spin`;
+  return `${cniLoadProcesses()} CPU-bound processes (one per core, \`node -e "for(;;);"\`, nice 0) spin`;
 }
 
 export interface CniAddResult extends Spread {
@@ -50,7 +51,7 @@ function rounded(samples: readonly number[]): Spread {
 }
 
 /** Starts `n` busy loops and resolves once each has printed that it spins. */
-async function startLoad(n: number): Promise<ChildProcess[]> {
+export async function startLoad(n: number): Promise<ChildProcess[]> {
   const hogs: ChildProcess[] = [];
   try {
     for (let i = 0; i < n; i++) {
@@ -69,7 +70,7 @@ async function startLoad(n: number): Promise<ChildProcess[]> {
   }
 }
 
-async function stopLoad(hogs: readonly ChildProcess[]): Promise<void> {
+export async function stopLoad(hogs: readonly ChildProcess[]): Promise<void> {
   await Promise.all(hogs.map((h) => killAndWait(h)));
 }
 
