@@ -17,7 +17,7 @@ import { enableMigrateReq } from "./inpod/migrate-req.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
 import { fdBudget } from "./proxy/budget.js";
-import { tuneHeapGrowth } from "./proxy/heap-growth.js";
+import { tuneHeap } from "./proxy/heap-tuning.js";
 import { raiseNofile } from "./proxy/rlimit.js";
 import { Readiness } from "./readiness.js";
 import { WorkloadStore } from "./state/store.js";
@@ -61,7 +61,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const fds = fdBudget(Number.isFinite(nofile.limit.soft) ? nofile.limit.soft : 1_048_576, config.workerThreads);
   log.info({ fdLimit: fds.limit, reserve: fds.reserve, perWorkerFds: fds.perWorkerFds, perWorkerConnections: fds.perWorkerConnections, perWorkerHandshakes: fds.perWorkerHandshakes }, "file descriptor budget");
 
-  tuneHeapGrowth();
+  tuneHeap();
   const pool = new WorkerPool({
     script: new URL("./worker/entry.js", import.meta.url),
     count: config.workerThreads,

@@ -1,0 +1,28 @@
+import { setFlagsFromString } from "node:v8";
+
+// V8 heap sizing for the proxy workers. Flags are process-wide: every worker isolate created
+// after tuneHeap() reads them (bench/README.md "Where the time goes" has the measurements).
+//
+// Growing factor. Every byte a worker relays passes through a fresh ArrayBuffer (Node
+// allocates one per socket read and per TLS record), and a worker's own heap is small (~8 MiB
+// live). With V8's default factor the old-generation limit sat so close to the live size that
+// incremental marking restarted right after each full GC: at 2 Gbit/s a worker ran 10-17
+// mark-compacts a second, ~30% of ztunnel CPU with the marking threads. A factor of 5 lets the
+// heap grow to a few times its live size between full GCs; the live size, the heap maximum and
+// the memory reducer (which shrinks an idle heap) are unchanged.
+//
+// Semi-space. V8 grows a busy isolate's young generation up to 2 x 16 MiB and keeps it: after
+// a burst of connection setup each worker held ~14 MiB more RSS, most of the 40 KiB per idle
+// HBONE connection the bench measured. Relayed data lives outside the young generation
+// (ArrayBuffers) and the objects per chunk die young, so a 2 MiB semi-space costs little.
+
+/** The old-generation limit after a full GC: live size x (1 + percent / 100). */
+export const HEAP_GROWING_PERCENT = 400;
+/** Upper bound of one young-generation semi-space, MiB. */
+export const MAX_SEMI_SPACE_MIB = 2;
+
+/** Call before the workers start. */
+export function tuneHeap(): void {
+  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+  setFlagsFromString(`--max-semi-space-size=${MAX_SEMI_SPACE_MIB}`);
+}
