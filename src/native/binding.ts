@@ -30,6 +30,15 @@ export const SPLICE_B_TO_A_ENDED = 2;
 export const SPLICE_COMPLETE = 3;
 export const SPLICE_ERROR = 4;
 
+/** Starts a kernel relay between two stream-socket fds; prefixes are bytes already read from one side. */
+type SpliceStart = (
+  fdA: number,
+  fdB: number,
+  prefixAtoB: Uint8Array,
+  prefixBtoA: Uint8Array,
+  cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
+) => Splicer;
+
 /** The functions of native/build/Release/ambient_native.node (see native/src/*.c). */
 export interface NativeBinding {
   init(makeError: typeof makeNativeError): void;
@@ -56,21 +65,9 @@ export interface NativeBinding {
   pollUpdate(poller: Poller, events: number): void;
   pollRef(poller: Poller, ref: boolean): void;
   pollClose(poller: Poller): void;
-  spliceStart(
-    fdA: number,
-    fdB: number,
-    prefixAtoB: Uint8Array,
-    prefixBtoA: Uint8Array,
-    cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
-  ): Splicer;
+  spliceStart: SpliceStart;
   /** As spliceStart, on fds the caller keeps owning: the relay never closes them. */
-  spliceBorrow(
-    fdA: number,
-    fdB: number,
-    prefixAtoB: Uint8Array,
-    prefixBtoA: Uint8Array,
-    cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
-  ): Splicer;
+  spliceBorrow: SpliceStart;
   spliceStats(splicer: Splicer): { aToB: number; bToA: number };
   spliceClose(splicer: Splicer, reset: boolean): void;
 }

@@ -34,7 +34,9 @@ function nextAccepted(): Promise<Socket> {
 }
 
 /** A connected pair: the client end and the server end (paused, as a proxy's accepted socket). */
-async function pair(): Promise<{ client: Socket; proxySide: Socket }> {
+type Pair = { client: Socket; proxySide: Socket };
+
+async function pair(): Promise<Pair> {
   const port = (server.address() as { port: number }).port;
   const client = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
   const proxySide = await nextAccepted();
@@ -251,7 +253,11 @@ describe("SpliceRelay (kernel-side plaintext relay)", () => {
     expect(openFds()).toBe(before);
   });
 
-  it("a worker terminated with a relay running exits, resets both peers, closes the relay's fds and pipes", async () => {
+  /**
+   * Two proxied pairs whose accepted ends live on only as dups, relayed by `fn` in a worker that
+   * is then terminated; `before` is the fd count with the dups open and the worker not started.
+   */
+  async function relayInTerminatedWorker(fn: "spliceStart" | "spliceBorrow"): Promise<{ A: Pair; B: Pair; fds: number[]; before: number; resets: Promise<NodeJS.ErrnoException>[] }> {
     const A = await pair();
     const B = await pair();
     // The connections are made here and stay open on this side; the worker relays between dups
@@ -266,18 +272,22 @@ describe("SpliceRelay (kernel-side plaintext relay)", () => {
       const { parentPort, workerData } = require("node:worker_threads");
       const addon = require(${JSON.stringify(addon)});
       addon.init((ctx) => new Error(ctx));
-      addon.spliceStart(workerData[0], workerData[1], new Uint8Array(0), new Uint8Array(0), () => {});
+      addon.${fn}(workerData[0], workerData[1], new Uint8Array(0), new Uint8Array(0), () => {});
       parentPort.postMessage("relaying");`;
     const w = new Worker(code, { eval: true, workerData: fds });
     await new Promise<void>((resolve, reject) => {
       w.once("message", () => resolve());
       w.once("error", reject);
     });
-    const ra = errorOf(A.client);
-    const rb = errorOf(B.client);
+    const resets = [errorOf(A.client), errorOf(B.client)];
     await w.terminate();
-    expect((await ra).code).toBe("ECONNRESET");
-    expect((await rb).code).toBe("ECONNRESET");
+    return { A, B, fds, before, resets };
+  }
+
+  it("a worker terminated with a relay running exits, resets both peers, closes the relay's fds and pipes", async () => {
+    const { A, B, before, resets } = await relayInTerminatedWorker("spliceStart");
+    expect((await resets[0]!).code).toBe("ECONNRESET");
+    expect((await resets[1]!).code).toBe("ECONNRESET");
     await new Promise((r) => setTimeout(r, 50));
     // Gone: the relay's two fds (its pipes were never counted) and the two reset clients.
     expect(A.client.destroyed && B.client.destroyed).toBe(true);
@@ -285,26 +295,7 @@ describe("SpliceRelay (kernel-side plaintext relay)", () => {
   });
 
   it("a worker terminated with a borrowing relay running leaves the borrowed fds alone (their owner closes them)", async () => {
-    const A = await pair();
-    const B = await pair();
-    const fds = [dupFd(fdOf(A.proxySide)), dupFd(fdOf(B.proxySide))];
-    A.proxySide.destroy();
-    B.proxySide.destroy();
-    await new Promise((r) => setImmediate(r));
-    const before = openFds();
-    const addon = join(process.cwd(), "native", "build", "Release", "ambient_native.node");
-    const code = `
-      const { parentPort, workerData } = require("node:worker_threads");
-      const addon = require(${JSON.stringify(addon)});
-      addon.init((ctx) => new Error(ctx));
-      addon.spliceBorrow(workerData[0], workerData[1], new Uint8Array(0), new Uint8Array(0), () => {});
-      parentPort.postMessage("relaying");`;
-    const w = new Worker(code, { eval: true, workerData: fds });
-    await new Promise<void>((resolve, reject) => {
-      w.once("message", () => resolve());
-      w.once("error", reject);
-    });
-    await w.terminate();
+    const { A, B, fds, before } = await relayInTerminatedWorker("spliceBorrow");
     await new Promise((r) => setTimeout(r, 50));
     // Neither closed nor armed for reset: the owner's close ends both connections with FIN.
     expect(openFds()).toBe(before);
