@@ -136,6 +136,35 @@ static napi_value js_netns_cookie_of(napi_env env, napi_callback_info info) {
   return make_bigint(env, cookie);
 }
 
+/* Writes a per-netns sysctl (a name under /proc/sys/net/, e.g. "ipv4/tcp_migrate_req") inside
+ * the netns behind netnsFd. /proc/sys/net resolves to the netns of the thread doing the lookup,
+ * so the open happens after setns; a few syscalls instead of spawning nsenter + sysctl. */
+static napi_value js_netns_write_sysctl(napi_env env, napi_callback_info info) {
+  int32_t nsfd;
+  char name[256];
+  char value[64];
+  if (READ_ARGS(env, info, "netnsWriteSysctl", ARG_I32("netnsFd", &nsfd), ARG_STR("name", name),
+                ARG_STR("value", value)) != 0)
+    return NULL;
+  if (name[0] == '\0' || name[0] == '/' || strstr(name, "..") != NULL)
+    return throw_plain(env, EINVAL, "sysctl", "sysctl name \"%s\" is not a name under /proc/sys/net", name);
+  char path[320];
+  snprintf(path, sizeof(path), "/proc/sys/net/%s", name);
+  addon_state *st = state_get(env);
+  if (st == NULL || netns_enter(env, st, nsfd) != 0) return NULL;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  int err = errno;
+  netns_leave(st, nsfd);
+  if (fd < 0) return throw_errno(env, err, "sysctl", "open %s in netns fd %d", path, nsfd);
+  size_t len = strlen(value);
+  ssize_t n = write(fd, value, len);
+  err = errno;
+  close(fd);
+  if (n < 0) return throw_errno(env, err, "sysctl", "write \"%s\" to %s in netns fd %d", value, path, nsfd);
+  if ((size_t)n != len) return throw_plain(env, EIO, "sysctl", "short write to %s in netns fd %d", path, nsfd);
+  return NULL;
+}
+
 /* Benchmark only: setns into a netns and straight back (cost of one switch pair). */
 static napi_value js_bench_setns_round_trip(napi_env env, napi_callback_info info) {
   int32_t nsfd, count;
@@ -158,6 +187,7 @@ napi_status register_netns(napi_env env, napi_value exports) {
   EXPORT_FN(env, exports, "dupFd", js_dup_fd);
   EXPORT_FN(env, exports, "closeFd", js_close_fd);
   EXPORT_FN(env, exports, "netnsCookieOf", js_netns_cookie_of);
+  EXPORT_FN(env, exports, "netnsWriteSysctl", js_netns_write_sysctl);
   EXPORT_FN(env, exports, "benchSetnsRoundTrip", js_bench_setns_round_trip);
   return napi_ok;
 }

@@ -49,6 +49,7 @@ export interface NativeBinding {
   dupFd(fd: number): number;
   closeFd(fd: number): void;
   netnsCookieOf(netnsFd: number): bigint;
+  netnsWriteSysctl(netnsFd: number, name: string, value: string): void;
   benchSetnsRoundTrip(netnsFd: number, count: number): void;
   createSocket(netnsFd: number, spec: object): number;
   originalDst(fd: number): { address: string; port: number; family: 4 | 6 };

@@ -22,6 +22,8 @@ const HINTS: Array<{ syscall?: string; code: string; hint: string }> = [
   { syscall: "setns", code: "EINVAL", hint: "the fd is not a network namespace" },
   { syscall: "setsockopt", code: "EPERM", hint: "socket marks and transparent sockets need CAP_NET_ADMIN" },
   { syscall: "open", code: "ENOENT", hint: "the netns does not exist (is the pod gone?)" },
+  { syscall: "sysctl", code: "ENOENT", hint: "this kernel lacks the sysctl (net.ipv4.tcp_migrate_req needs Linux >= 5.14)" },
+  { syscall: "sysctl", code: "EPERM", hint: "writing a netns' sysctls needs CAP_NET_ADMIN in its owning user namespace" },
   { syscall: "open", code: "EACCES", hint: "opening another process's netns needs root or CAP_SYS_PTRACE" },
   {
     syscall: "bind",

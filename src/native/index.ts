@@ -13,6 +13,7 @@ export {
   type SocketSpec,
   type OriginalDst,
 } from "./sockets.js";
+export { writeNetSysctl } from "./sysctl.js";
 export { SpliceRelay, type HandOverOptions, type SpliceCounts, type SpliceEvent, type SpliceStartOptions } from "./splice.js";
 export { SeqpacketServer } from "./seqpacket/server.js";
 export { SeqpacketSocket } from "./seqpacket/socket.js";

@@ -21,6 +21,7 @@ import {
   NetnsHandle,
   sameNetns,
   type SocketSpec,
+  writeNetSysctl,
 } from "../../src/native/index.js";
 import { InPodSocketFactory, PlainSocketFactory, serverFromFd, socketConnectFromFd } from "../../src/sockets/index.js";
 
@@ -190,6 +191,25 @@ describePrivileged("native netns handles and in-pod sockets", () => {
     const tcp = createSocket(nets.a, { family: 4, type: "tcp" });
     expect(() => socketConnectFromFd(tcp, "localhost", 80)).toThrow(/needs an IP address/);
     expect(() => readlinkSync(`/proc/self/fd/${tcp}`)).toThrow();
+  });
+
+  it("writeNetSysctl sets a per-netns sysctl in that netns only, and names what failed", async () => {
+    const before = currentThreadNetns();
+    const [, other] = nets.names;
+    const read = async (ns: string): Promise<string> => (await execIn(ns, "sysctl", ["-n", "net.ipv4.tcp_migrate_req"])).stdout.trim();
+    const hostBefore = (await run("sysctl", ["-n", "net.ipv4.tcp_migrate_req"])).stdout.trim();
+    expect(await read(pod)).toBe("0");
+    writeNetSysctl(nets.a.usableFd("test"), "ipv4/tcp_migrate_req", "1");
+    expect(await read(pod)).toBe("1");
+    expect(await read(other)).toBe("0");
+    expect((await run("sysctl", ["-n", "net.ipv4.tcp_migrate_req"])).stdout.trim()).toBe(hostBefore);
+    expect(sameNetns(currentThreadNetns(), before)).toBe(true);
+
+    const missing = catchNative(() => writeNetSysctl(nets.a.usableFd("test"), "ipv4/no_such_sysctl", "1"));
+    expect(missing.code).toBe("ENOENT");
+    expect(missing.message).toContain("/proc/sys/net/ipv4/no_such_sysctl");
+    expect(() => writeNetSysctl(nets.a.usableFd("test"), "ipv4/../../kernel/hostname", "x")).toThrow(/not a name under \/proc\/sys\/net/);
+    expect(sameNetns(currentThreadNetns(), before)).toBe(true);
   });
 
   describe("errors", () => {
