@@ -17,6 +17,11 @@ const SIGNATURES: Record<string, Arg[]> = {
   dupFd: [{ name: "fd", kind: "int" }],
   closeFd: [{ name: "fd", kind: "int" }],
   netnsCookieOf: [{ name: "netnsFd", kind: "int" }],
+  netnsWriteSysctl: [
+    { name: "netnsFd", kind: "int" },
+    { name: "name", kind: "string" },
+    { name: "value", kind: "string" },
+  ],
   benchSetnsRoundTrip: [
     { name: "netnsFd", kind: "int" },
     { name: "count", kind: "int" },
