@@ -7,6 +7,16 @@ export function fmt(x: number): string {
   return x.toFixed(2);
 }
 
+/**
+ * fmt, with more decimals while the shown number would equal `mark` though x does not: a value
+ * just short of a target's goal must not print as the goal (0.795 as "0.80" beside MISS).
+ */
+export function fmtAgainst(x: number, mark: number): string {
+  let shown = fmt(x);
+  for (let digits = 3; Number(shown) === mark && x !== mark && digits <= 6; digits++) shown = x.toFixed(digits);
+  return shown;
+}
+
 /** Markdown-safe cell text (a pipe would split the cell). */
 export function cell(s: string): string {
   return s.replace(/\|/g, "\\|").replace(/\n/g, " ");

@@ -1,5 +1,5 @@
 import { isMeasured, type Figure, type Figures } from "./figures.js";
-import { cell, fmt } from "./format.js";
+import { cell, fmt, fmtAgainst } from "./format.js";
 import { renderRoundsTables } from "./report-rounds.js";
 import { medianRatio } from "./rounds.js";
 
@@ -101,7 +101,7 @@ export function renderTargetsTable(figures: Figures, targets: readonly Target[] 
     const e = evaluate(figures, t, rounds);
     const measured = showFigure(figures[t.figure]);
     const reference = t.reference === undefined ? "—" : showFigure(figures[t.reference]);
-    const value = e.value === undefined ? "—" : t.reference === undefined ? fmt(e.value) : `${fmt(e.value)}×`;
+    const value = e.value === undefined ? "—" : t.reference === undefined ? fmtAgainst(e.value, t.goal) : `${fmtAgainst(e.value, t.goal)}×`;
     const goal = `${t.op} ${t.goal}${t.reference === undefined ? "" : "×"}`;
     const result = e.verdict === "n/a" ? `n/a (${e.reason ?? ""})` : `**${e.verdict}**`;
     rows.push(`| ${cell(t.label)} | ${cell(measured)} | ${cell(reference)} | ${value} | ${goal} | ${cell(result)} |`);

@@ -101,6 +101,19 @@ describe("markdown", () => {
     expect(new Set(lines.map(cells)).size).toBe(1);
   });
 
+  it("a value just short of its goal never prints as the goal", () => {
+    const row = (passthrough: number, raw: number): string | undefined => {
+      const f: Figures = {};
+      setFigure(f, "throughput.passthrough.1", passthrough, "Gbit/s");
+      setFigure(f, "throughput.raw.1", raw, "Gbit/s");
+      return renderTargetsTable(f).split("\n").find((l) => l.includes("(passthrough)"));
+    };
+    // 0.7953 would read "0.80" beside MISS; exactly the goal and far from it keep two decimals.
+    expect(row(7.953, 10)).toContain("| 0.795× | >= 0.8× | **MISS** |");
+    expect(row(8, 10)).toContain("| 0.80× | >= 0.8× | **PASS** |");
+    expect(row(8.4, 10)).toContain("| 0.84× | >= 0.8× | **PASS** |");
+  });
+
   it("a pipe in an unavailable reason is escaped", () => {
     const f: Figures = {};
     setFigure(f, "scale.rssMiB", new Error("a | b"), "MiB");
