@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { ProxyError } from "../../src/ztunnel/proxy/errors.js";
 import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
 import { SPLICE_EXTRA_FDS } from "../../src/ztunnel/proxy/budget.js";
-import { startPlaintextRelay, type JsRelayWhy, type PlaintextRelayChoice, type RelayUsed } from "../../src/ztunnel/proxy/plain-relay.js";
+import { startPlaintextRelay, unmetered, type JsRelayWhy, type PlaintextRelayChoice, type RelayUsed } from "../../src/ztunnel/proxy/plain-relay.js";
 import { readNofile } from "../../src/ztunnel/proxy/rlimit.js";
 import { SpliceSocketRelay } from "../../src/ztunnel/proxy/splice-relay.js";
 import { echoServer, expectEcho, listen, loopbackPair, readAll, useLoopbackServers } from "../fixtures/ztunnel-hbone-env.js";
@@ -56,7 +56,7 @@ describe("plaintext relay through splice", () => {
   async function spliced(opts: Parameters<typeof startPlaintextRelay>[3]) {
     const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
-    return { a, aPeer, b, bPeer, r: startPlaintextRelay("splice", aPeer, bPeer, opts) };
+    return { a, aPeer, b, bPeer, r: startPlaintextRelay(unmetered("splice"), aPeer, bPeer, opts) };
   }
 
   it("passthrough copies 8 MiB each way through the kernel relay and reports both counts", async () => {
@@ -222,7 +222,7 @@ describe("plaintext relay through splice", () => {
     const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const aSaw = seen(a);
     const bSaw = seen(b);
-    const r = startPlaintextRelay("splice", aPeer, bPeer, { idleTimeoutMs: 150 });
+    const r = startPlaintextRelay(unmetered("splice"), aPeer, bPeer, { idleTimeoutMs: 150 });
     a.write("x");
     const t0 = Date.now();
     const result = await r.done;

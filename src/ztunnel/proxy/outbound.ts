@@ -4,7 +4,7 @@ import { formatHostPort } from "../state/ip.js";
 import { ProxyError, upstreamConnectError } from "./errors.js";
 import { PROXY_KEEPALIVE } from "./h2-options.js";
 import type { HbonePool, HboneRequest } from "./hbone-client.js";
-import { startPlaintextRelay, type PlaintextRelayChoice, type PlaintextRelayKind, type RelayUsed } from "./plain-relay.js";
+import { startPlaintextRelay, unmetered, type PlaintextRelayChoice, type RelayUsed } from "./plain-relay.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 
 // The two outbound paths for an accepted (captured) connection: tunnel it over HBONE, or pass
@@ -46,7 +46,7 @@ export async function proxyPassthrough(
   factory: SocketFactory,
   target: { ip: string; port: number },
   relayOpts?: RelayOptions,
-  relayKind: PlaintextRelayKind | PlaintextRelayChoice = "js",
+  choice: PlaintextRelayChoice = unmetered("js"),
 ): Promise<OutboundResult> {
   downstream.pause();
   downstream.on("error", () => undefined);
@@ -60,6 +60,6 @@ export async function proxyPassthrough(
     downstream.resetAndDestroy();
     return { ok: false, error: upstreamConnectError(err, formatHostPort(target.ip, target.port)) };
   }
-  const relay = startPlaintextRelay(relayKind, downstream, upstream, relayOpts);
+  const relay = startPlaintextRelay(choice, downstream, upstream, relayOpts);
   return { ok: true, result: await relay.done, relay: relay.relay };
 }

@@ -64,8 +64,7 @@ export function unmetered(kind: PlaintextRelayKind): PlaintextRelayChoice {
 }
 
 /** Starts relaying; with the JS relay, both sockets' reading is resumed here. */
-export function startPlaintextRelay(choice: PlaintextRelayKind | PlaintextRelayChoice, a: Socket, b: Socket, opts?: RelayOptions): PlaintextRelay {
-  const c = typeof choice === "string" ? unmetered(choice) : choice;
+export function startPlaintextRelay(c: PlaintextRelayChoice, a: Socket, b: Socket, opts?: RelayOptions): PlaintextRelay {
   const why = c.kind === "js" ? { reason: "configured" as const } : tryKernel(c, a, b, opts);
   if ("relay" in why) {
     c.used("kernel");

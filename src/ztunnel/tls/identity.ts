@@ -29,6 +29,21 @@ export function formatIdentity(id: Identity): string {
   return `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }
 
+const formatted = new WeakMap<Identity, string>();
+
+/**
+ * formatIdentity, worked out once per identity object. The hot paths (pool keys, metric labels)
+ * see the same few objects for every connection: one per workload per state, one per HBONE peer.
+ */
+export function identityUri(id: Identity): string {
+  let uri = formatted.get(id);
+  if (uri === undefined) {
+    uri = formatIdentity(id);
+    formatted.set(id, uri);
+  }
+  return uri;
+}
+
 export function parseIdentity(uri: string): Identity {
   const m = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(uri);
   if (m === null) {

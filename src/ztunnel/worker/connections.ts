@@ -15,7 +15,7 @@ import type { PlaintextRelayChoice } from "../proxy/plain-relay.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
 import type { WorkloadStore } from "../state/store.js";
 import type { Service, Workload } from "../state/types.js";
-import { formatIdentity, type Identity } from "../tls/identity.js";
+import { identityUri, type Identity } from "../tls/identity.js";
 import type { ListenerRole, PodSpec } from "./messages.js";
 import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
@@ -153,22 +153,11 @@ function hboneInboundLabels(ctx: ConnectionContext, sourcePrincipal: string, sou
 /** An HBONE CONNECT was accepted and is relaying: counted as opened now. */
 export function openHboneInbound(o: Pick<OpenStream, "source" | "sourceIp">, ctx: ConnectionContext): Meter {
   ctx.telemetry.opened();
-  const principal = principalOf(o.source);
+  const principal = identityUri(o.source);
   const labels = ctx.labels.values(ctx.store.version, `${o.sourceIp}\0${principal}`, () => hboneInboundLabels(ctx, principal, o.sourceIp));
   return ctx.telemetry.metrics.openValues(labels);
 }
 
-const principals = new WeakMap<Identity, string>();
-
-/** formatIdentity, once per identity object (one per HBONE connection on the server). */
-export function principalOf(id: Identity): string {
-  let p = principals.get(id);
-  if (p === undefined) {
-    p = formatIdentity(id);
-    principals.set(id, p);
-  }
-  return p;
-}
 
 /**
  * The HBONE server reports each CONNECT once it ended: destination-reporter metrics and the

@@ -5,8 +5,9 @@ import type { ConnectionSummary } from "../accesslog/record.js";
 import { ProxyError } from "../proxy/errors.js";
 import { proxyOutboundHbone, proxyPassthrough, type OutboundResult } from "../proxy/outbound.js";
 import { canonicalIp, formatHostPort } from "../state/ip.js";
+import { identityUri } from "../tls/identity.js";
 import type { Service, Workload } from "../state/types.js";
-import { describeService, fdOf, finish, inCluster, outcome, principalOf, selfWorkload, type ConnectionContext, type Outcome } from "./connections.js";
+import { describeService, fdOf, finish, inCluster, outcome, selfWorkload, type ConnectionContext, type Outcome } from "./connections.js";
 import { routeOutbound } from "./outbound-route.js";
 import { identityOf, type Addr, type OutboundPlan } from "./resolve.js";
 
@@ -33,7 +34,7 @@ export async function handleOutbound(s: Socket, ctx: ConnectionContext): Promise
   const labels = ctx.labels.values(ctx.store.version, `${w?.uid ?? ""}\0${svc === undefined ? "" : `${svc.namespace}/${svc.name}/${svc.hostname}`}\0${security}`, () => ({
     reporter: "source",
     source: inCluster(ctx, selfWorkload(ctx)),
-    sourcePrincipal: principalOf(ctx.spec.identity),
+    sourcePrincipal: identityUri(ctx.spec.identity),
     destination: inCluster(ctx, w),
     destinationService: describeService(svc),
     securityPolicy: security,

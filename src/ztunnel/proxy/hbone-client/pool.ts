@@ -1,6 +1,6 @@
 import { logger } from "../../../shared/log.js";
 import { formatHostPort } from "../../state/ip.js";
-import { formatIdentity, type Identity } from "../../tls/identity.js";
+import { identityUri, type Identity } from "../../tls/identity.js";
 import { ProxyError } from "../errors.js";
 import { DEFAULT_MAX_HEADER_LIST_SIZE } from "../h2-options.js";
 import { awaitResponse, connectHeaders } from "./connect-stream.js";
@@ -16,25 +16,16 @@ function codeOf(err: unknown): number | undefined {
   return typeof code === "number" ? code : undefined;
 }
 
-// Identities and identity lists are frozen and reused (one per workload per state), so their
-// key strings are worked out once per object rather than once per CONNECT.
-const identityKeys = new WeakMap<object, string>();
-
-function identityKey(id: Identity): string {
-  let k = identityKeys.get(id);
-  if (k === undefined) {
-    k = formatIdentity(id);
-    identityKeys.set(id, k);
-  }
-  return k;
-}
+// Identity lists are frozen and reused (one per workload per state), so their key strings are
+// worked out once per list rather than once per CONNECT.
+const listKeys = new WeakMap<readonly Identity[], string>();
 
 function identitiesKey(ids: readonly Identity[]): string {
-  let k = identityKeys.get(ids);
+  let k = listKeys.get(ids);
   if (k === undefined) {
-    k = ids.map(formatIdentity).sort().join(",");
+    k = ids.map(identityUri).sort().join(",");
     // Only a frozen list cannot change under its cached key.
-    if (Object.isFrozen(ids)) identityKeys.set(ids, k);
+    if (Object.isFrozen(ids)) listKeys.set(ids, k);
   }
   return k;
 }
@@ -64,7 +55,7 @@ export class HbonePool implements PoolHost {
   }
 
   static key(req: HboneRequest): string {
-    return `${req.sourcePodUid}|${identityKey(req.sourceIdentity)}|${identitiesKey(req.destinationIdentities)}|${formatHostPort(req.hboneAddress.ip, req.hboneAddress.port)}`;
+    return `${req.sourcePodUid}|${identityUri(req.sourceIdentity)}|${identitiesKey(req.destinationIdentities)}|${formatHostPort(req.hboneAddress.ip, req.hboneAddress.port)}`;
   }
 
   /** Opens a CONNECT stream; resolves after the peer answered 200. */
