@@ -1,18 +1,15 @@
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import { afterAll, describe, expect, it } from "vitest";
+import { bundleChild } from "../fixtures/bundle-child.js";
+import { repoRoot as root } from "../fixtures/native-build.js";
 import { tempDir } from "../fixtures/ztunnel-pki.js";
 
 // Real fd exhaustion in a child process with a low RLIMIT_NOFILE: accepts fail with EMFILE,
 // the connections are refused, the process keeps running and serves again once descriptors
 // are free. (The once-per-interval log is covered with a synthetic error in the relay tests:
 // libuv mostly absorbs EMFILE on accept itself.)
-
-const root = fileURLToPath(new URL("../../", import.meta.url));
 
 function attempt(port: number): Promise<string> {
   return new Promise((resolve) => {
@@ -37,18 +34,7 @@ describe("EMFILE on accept", () => {
   it("refuses connections, never crashes, and recovers", async () => {
     const dir = await tempDir("emfile");
     cleanups.push(dir.cleanup);
-    const bundle = join(dir.path, "child.mjs");
-    await build({
-      entryPoints: [join(root, "test/fixtures/ztunnel-emfile-child.ts")],
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      // Self-contained: the bundle lives in a temp dir where node_modules cannot be resolved.
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-      outfile: bundle,
-      logLevel: "silent",
-      absWorkingDir: root,
-    });
+    const bundle = await bundleChild("test/fixtures/ztunnel-emfile-child.ts", dir.path);
     const child = spawn("/bin/sh", ["-c", `ulimit -n 64 && exec "${process.execPath}" "${bundle}"`], {
       cwd: root,
       env: { ...process.env, LOG_LEVEL: "info" },
