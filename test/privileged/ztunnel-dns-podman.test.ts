@@ -31,6 +31,8 @@ describePrivileged("ztunnel DNS proxy: a podman container resolves a mesh name t
   let dir = "";
   let plain: PodInfo;
   const enrolled: string[] = [];
+  /** When each step of the ADD the test's agent ran finished (a failure message names the slow one). */
+  const steps: string[] = [];
   const service = { name: "web", namespace: "default", hostname: WEB, vips: ["10.96.0.10"], ports: { "80": 8080 } };
 
   beforeAll(async () => {
@@ -52,16 +54,22 @@ describePrivileged("ztunnel DNS proxy: a podman container resolves a mesh name t
     const m = mesh;
     agent.decide = async (ev) => {
       // What the agent does on ADD: in-pod rules (DNS capture on by default), then ZDS Add;
-      // "the cluster" knows the container as a workload (local config) by then.
+      // "the cluster" knows the container as a workload (local config) by then, since ztunnel
+      // refuses an Add for a pod its state lacks.
       const name = ev.podName || `c-${id}`;
       const uid = `podman-${name}`;
       const ips = ev.ips.map((i) => i.address);
+      const t0 = performance.now();
+      const step = (what: string): void => void steps.push(`${what} ${Math.round(performance.now() - t0)} ms`);
       await m.setExtraState({
         services: [service],
         workloads: [{ uid, name, namespace: "default", serviceAccount: "sa-podman", workloadIps: ips, protocol: "HBONE", node: "node0" }],
       });
+      step("state reloaded");
       await m.redirector.apply(ev.netns);
+      step("in-pod rules");
       await m.node(0).zds.podAdded(uid, { name, namespace: "default", serviceAccount: "sa-podman" }, ev.netns);
+      step("ZDS Add acked");
       enrolled.push(uid);
       return { outcome: "enrolled" };
     };
@@ -83,7 +91,7 @@ describePrivileged("ztunnel DNS proxy: a podman container resolves a mesh name t
 
   it("nslookup in the container gets the service VIP from ztunnel, by full and short name", async () => {
     const r = await sandbox!.runContainer(`dns-${id}`, `cat /etc/resolv.conf; echo ---; nslookup ${WEB}; echo ---; nslookup web`);
-    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.code, `${r.stdout}\n${r.stderr}\nagent's ADD steps: ${steps.join(", ") || "none (no ADD reached the agent)"}`).toBe(0);
     const [resolv = "", full = "", short = ""] = r.stdout.split("---");
     expect(resolv).toContain(`nameserver ${plain.ip}`);
     expect(full).toMatch(/Address:\s*10\.96\.0\.10/);
