@@ -3,6 +3,9 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
+import { pino } from "pino";
+import { pluginEntry } from "../../src/agent/install/entry.js";
+import { startPluginLogServer } from "../../src/agent/pluginevent/log-server.js";
 import { startPluginEventServer } from "../../src/agent/pluginevent/server.js";
 import { killAndWait } from "../../test/harness/netns.js";
 import { BenchError } from "./errors.js";
@@ -10,8 +13,10 @@ import { finish } from "./proc.js";
 import { round, spread, type Spread } from "./stats.js";
 
 // CNI ADD exec-to-exit: the built plugin executable, exec'd as a runtime does (CNI_* env,
-// config on stdin), POSTing to a plugin event server that is already up (warm agent) and
-// answers at once, as in the CNI tests. The agent's own enrollment work (rules, ZDS Add→Ack)
+// config on stdin: the entry the installer writes, so its default log level), POSTing to a
+// plugin event server that is already up (warm agent) and answers at once, as in the CNI tests,
+// with the agent's log socket up too (the plugin forwards its log lines there, the agent
+// re-logs them: to a file here, synchronously as the agent writes stderr). The agent's own enrollment work (rules, ZDS Add→Ack)
 // is measured by the other rows. The same ADDs run twice: on the machine as it is, then with
 // every core held by a CPU-bound process at normal priority (the "loaded machine" of issue 20:
 // the plugin, the agent and the load share the cores as on a node starting pods under load).
@@ -78,6 +83,8 @@ export async function cniAdd(runs: number): Promise<CniAddResult> {
   if (!existsSync(CNI_EXECUTABLE)) throw new BenchError(`${CNI_EXECUTABLE} is missing: run npm run build:cni`);
   const runDir = await mkdtemp(join(tmpdir(), "bench-cni-"));
   let adds = 0;
+  const agentLog = pino({ level: "info" }, pino.destination({ dest: join(runDir, "agent.log"), sync: true }));
+  const logServer = await startPluginLogServer(runDir, agentLog);
   const server = await startPluginEventServer({
     runDir,
     handler: {
@@ -109,6 +116,7 @@ export async function cniAdd(runs: number): Promise<CniAddResult> {
     return { ...rounded(idle), loaded: { ...rounded(loaded), loadProcesses } };
   } finally {
     await server.close();
+    await logServer.close();
     await rm(runDir, { recursive: true, force: true });
   }
 }
@@ -127,10 +135,7 @@ export function benchAddInvocation(runDir: string, ns: string): [Record<string, 
     JSON.stringify({
       cniVersion: "1.0.0",
       name: "bench",
-      type: "ambient-cni",
-      ambient_enabled: true,
-      cni_agent_run_dir: runDir,
-      plugin_log_level: "error",
+      ...pluginEntry({ runDir }),
       prevResult: { cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.5/24", gateway: "10.0.0.1" }] },
     }),
   ];
