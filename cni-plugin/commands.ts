@@ -83,7 +83,9 @@ export async function cmdAdd({ env, conf, log }: Invocation): Promise<string> {
   if (args.otherProblems.length > 0) throw malformedArgs(args.otherProblems, `pod ${podNamespace}/${podName} would be enrolled`);
   const ips = eventIps(result);
   const reply = await postAdd(conf.runDir, { netns: env.netns, podName, podNamespace, ips, containerId: env.containerId });
-  log.info("agent accepted pod", { ...pod, netns: env.netns, ips: ips.map((i) => i.address), reply: reply.trim() });
+  // Debug: the agent logs the same ADD at info ("CNI ADD handled"); at info this line would
+  // cost every ADD a second exchange with the agent only to log it twice.
+  log.debug("agent accepted pod", { ...pod, netns: env.netns, ips: ips.map((i) => i.address), reply: reply.trim() });
   return output;
 }
 

@@ -203,6 +203,24 @@ describe("ambient-cni executable, every command × every cniVersion", () => {
     }
   });
 
+  it("at the installer's default level (info) a successful ADD makes no log exchange: the agent logs the ADD itself", async () => {
+    const bodies: string[] = [];
+    const logServer = createServer((req, res) => {
+      bodies.push(`${req.method} ${req.url}`);
+      req.resume();
+      req.on("end", () => res.writeHead(200).end());
+    });
+    await new Promise<void>((resolve) => logServer.listen(join(runDir, "log.sock"), resolve));
+    try {
+      const r = await runCni(env("ADD"), conf("1.0.0", runDir, { plugin_log_level: "info" }));
+      expect(r.code, r.stderr).toBe(0);
+      expect(bodies).toEqual([]);
+      expect(r.stderr).not.toContain("agent accepted pod");
+    } finally {
+      await closeRaw(logServer);
+    }
+  });
+
   it("excluded namespaces, the agent's namespace and disabled ambient pass through without the agent", async () => {
     const before = agent.adds.length;
     const cases = [

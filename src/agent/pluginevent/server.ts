@@ -88,7 +88,7 @@ async function handleAdd(handler: PluginEventHandler, req: IncomingMessage, res:
       return;
     }
     const enrolled = decision.outcome === "enrolled";
-    log.info({ ...pod, enrolled }, "CNI ADD handled");
+    log.info({ ...pod, ips: event.ips.map((i) => i.address), containerId: event.containerId, enrolled }, "CNI ADD handled");
     const out = enrolled ? { enrolled } : { enrolled, reason: decision.reason };
     reply(res, 200, JSON.stringify(out), "application/json");
   } catch (err) {
