@@ -199,19 +199,22 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   run(sp, dirs);
 }
 
-/* spliceStart / spliceBorrow(fdA, fdB, prefixAtoB, prefixBtoA, callback) -> splicer. spliceStart
- * takes ownership of both fds on success only (the caller closes them on a throw); spliceBorrow
- * never closes them. The prefixes are bytes already read from one side that must reach the
- * other first. A borrowed fd another uv handle of this loop still watches (a pending write or
+/* spliceStart / spliceBorrow(fdA, fdB, prefixAtoB, prefixBtoA, pipeSize, callback) -> splicer.
+ * spliceStart takes ownership of both fds on success only (the caller closes them on a throw);
+ * spliceBorrow never closes them. The prefixes are bytes already read from one side that must
+ * reach the other first. pipeSize: bytes asked of each direction's pipe (0 = the kernel's
+ * default); the caller budgets them, as every pipe page counts against the user's
+ * pipe-user-pages-soft. A borrowed fd another uv handle of this loop still watches (a pending write or
  * connect) is refused with EEXIST by uv_poll_init. */
 static napi_value start_relay(napi_env env, napi_callback_info info, const char *fn, int owns_fds) {
-  int32_t fds[2];
+  int32_t fds[2], pipe_size;
   arg_bytes prefix[2];
   napi_value callback, name, ext;
   if (READ_ARGS(env, info, fn, ARG_I32("fdA", &fds[0]), ARG_I32("fdB", &fds[1]),
-                ARG_U8("prefixAtoB", &prefix[0]), ARG_U8("prefixBtoA", &prefix[1]),
+                ARG_U8("prefixAtoB", &prefix[0]), ARG_U8("prefixBtoA", &prefix[1]), ARG_I32("pipeSize", &pipe_size),
                 ARG_FN("callback", &callback)) != 0)
     return NULL;
+  if (pipe_size < 0) return throw_plain(env, EINVAL, fn, "splice relay: pipeSize %d is negative", pipe_size);
   for (int i = 0; i < 2; i++) {
     int type = 0;
     socklen_t len = sizeof(type);
@@ -233,7 +236,7 @@ static napi_value start_relay(napi_env env, napi_callback_info info, const char 
   sp->dir[0].pipe_r = sp->dir[0].pipe_w = sp->dir[1].pipe_r = sp->dir[1].pipe_w = -1;
   int rc = 0;
   const char *what = "pipe2";
-  for (int i = 0; i < 2 && rc == 0; i++) rc = dir_make_pipe(&sp->dir[i]);
+  for (int i = 0; i < 2 && rc == 0; i++) rc = dir_make_pipe(&sp->dir[i], pipe_size);
   for (int i = 0; i < 2 && rc == 0; i++) {
     what = "malloc";
     rc = dir_copy_prefix(&sp->dir[i], prefix[i].data, prefix[i].len);
@@ -304,15 +307,18 @@ static napi_value js_splice_borrow(napi_env env, napi_callback_info info) {
   return start_relay(env, info, "spliceBorrow", 0);
 }
 
-/* spliceStats(splicer) -> { aToB, bToA }: bytes moved so far (kept after the relay closed). */
+/* spliceStats(splicer) -> { aToB, bToA, pipeBytes }: bytes moved so far (kept after the relay
+ * closed), and the capacity the kernel gave the smaller of the two pipes. */
 static napi_value js_splice_stats(napi_env env, napi_callback_info info) {
   splicer_t *sp;
   if (READ_ARGS(env, info, "spliceStats", ARG_EXT("splicer", &sp, &SPLICER_TAG)) != 0) return NULL;
-  napi_value obj, a, b;
+  napi_value obj, a, b, cap;
+  size_t pipe_cap = sp->dir[0].pipe_cap < sp->dir[1].pipe_cap ? sp->dir[0].pipe_cap : sp->dir[1].pipe_cap;
   NAPI_CALL(env, napi_create_object(env, &obj));
   NAPI_CALL(env, napi_create_double(env, (double)sp->dir[0].bytes, &a));
   NAPI_CALL(env, napi_create_double(env, (double)sp->dir[1].bytes, &b));
-  if (set_prop(env, obj, "aToB", a) != 0 || set_prop(env, obj, "bToA", b) != 0) return NULL;
+  NAPI_CALL(env, napi_create_double(env, (double)pipe_cap, &cap));
+  if (set_prop(env, obj, "aToB", a) != 0 || set_prop(env, obj, "bToA", b) != 0 || set_prop(env, obj, "pipeBytes", cap) != 0) return NULL;
   return obj;
 }
 

@@ -9,15 +9,16 @@
 
 #include "splice_dir.h"
 
-#define PIPE_WANT (256 * 1024) /* asked of F_SETPIPE_SZ; the default 64 KiB is kept if refused */
-#define STEP_BUDGET 16         /* pipe round trips per direction per wake-up: fairness */
+#define STEP_BUDGET 16 /* pipe round trips per direction per wake-up: fairness */
 
-int dir_make_pipe(direction_t *d) {
+int dir_make_pipe(direction_t *d, int size) {
   int p[2];
   if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
   d->pipe_r = p[0];
   d->pipe_w = p[1];
-  (void)fcntl(p[1], F_SETPIPE_SZ, PIPE_WANT); /* refused past pipe-max-size: keep the default */
+  /* Refused (past pipe-max-size, or the user is over pipe-user-pages-soft/hard): the pipe keeps
+   * what the kernel gave it, and the step below works with any capacity. */
+  if (size > 0) (void)fcntl(p[1], F_SETPIPE_SZ, size);
   int cap = fcntl(p[1], F_GETPIPE_SZ);
   d->pipe_cap = cap > 0 ? (size_t)cap : 65536;
   return 0;

@@ -15,8 +15,9 @@ typedef struct direction {
   int eof, done, want_read, want_write;
 } direction_t;
 
-/* Opens the direction's pipe (non-blocking, close-on-exec) and sizes it. 0 or a negative errno. */
-int dir_make_pipe(direction_t *d);
+/* Opens the direction's pipe (non-blocking, close-on-exec) and asks for size bytes (0: the
+ * kernel's default). 0 or a negative errno. */
+int dir_make_pipe(direction_t *d, int size);
 /* Copies bytes to send before anything spliced. 0 or -ENOMEM. */
 int dir_copy_prefix(direction_t *d, const void *data, size_t len);
 /* Moves what it can from src to dst. Returns 0, or a negative errno with *what naming the failed

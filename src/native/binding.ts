@@ -36,6 +36,8 @@ type SpliceStart = (
   fdB: number,
   prefixAtoB: Uint8Array,
   prefixBtoA: Uint8Array,
+  /** Bytes asked of each direction's pipe; 0 = the kernel's default. */
+  pipeSize: number,
   cb: (event: number, errno: number, aToB: number, bToA: number, what: string) => void,
 ) => Splicer;
 
@@ -69,7 +71,7 @@ export interface NativeBinding {
   spliceStart: SpliceStart;
   /** As spliceStart, on fds the caller keeps owning: the relay never closes them. */
   spliceBorrow: SpliceStart;
-  spliceStats(splicer: Splicer): { aToB: number; bToA: number };
+  spliceStats(splicer: Splicer): { aToB: number; bToA: number; pipeBytes: number };
   spliceClose(splicer: Splicer, reset: boolean): void;
 }
 

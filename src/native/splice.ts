@@ -32,7 +32,16 @@ export interface SpliceStartOptions {
   prefixAtoB?: Uint8Array;
   /** Bytes already read from b that must reach a first. */
   prefixBtoA?: Uint8Array;
+  /**
+   * Bytes asked of each direction's pipe (default: DEFAULT_PIPE_SIZE). Every pipe page counts
+   * against the user's pipe-user-pages-soft, shared with all processes of that uid, so callers
+   * relaying many connections budget this (proxy/budget.ts). The kernel may give less.
+   */
+  pipeSize?: number;
 }
+
+/** What a relay's pipes get when the caller does not say: one pipe round trip moves up to this. */
+export const DEFAULT_PIPE_SIZE = 256 * 1024;
 
 const EMPTY = new Uint8Array(0);
 
@@ -54,7 +63,7 @@ export class SpliceRelay {
    */
   static fromFds(fdA: number, fdB: number, onEvent: (e: SpliceEvent) => void, opts: SpliceStartOptions = {}): SpliceRelay {
     const box: { relay?: SpliceRelay } = {};
-    const splicer = native.spliceStart(fdA, fdB, opts.prefixAtoB ?? EMPTY, opts.prefixBtoA ?? EMPTY, eventsTo(box, onEvent));
+    const splicer = native.spliceStart(fdA, fdB, opts.prefixAtoB ?? EMPTY, opts.prefixBtoA ?? EMPTY, opts.pipeSize ?? DEFAULT_PIPE_SIZE, eventsTo(box, onEvent));
     box.relay = new SpliceRelay(splicer);
     return box.relay;
   }
@@ -80,9 +89,10 @@ export class SpliceRelay {
     const prefixAtoB = drain(a);
     const prefixBtoA = drain(b);
     const { park } = opts;
+    const start: SpliceStartOptions = { prefixAtoB, prefixBtoA, ...(opts.pipeSize !== undefined ? { pipeSize: opts.pipeSize } : {}) };
     let relay: SpliceRelay;
     try {
-      relay = park === undefined ? SpliceRelay.onDups(fa, fb, onEvent, { prefixAtoB, prefixBtoA }) : SpliceRelay.borrow(a, b, fa, fb, onEvent, { prefixAtoB, prefixBtoA });
+      relay = park === undefined ? SpliceRelay.onDups(fa, fb, onEvent, start) : SpliceRelay.borrow(a, b, fa, fb, onEvent, start);
     } catch (err) {
       putBack(a, prefixAtoB);
       putBack(b, prefixBtoA);
@@ -103,7 +113,7 @@ export class SpliceRelay {
     return relay;
   }
 
-  private static onDups(fa: number, fb: number, onEvent: (e: SpliceEvent) => void, prefixes: SpliceStartOptions): SpliceRelay {
+  private static onDups(fa: number, fb: number, onEvent: (e: SpliceEvent) => void, start: SpliceStartOptions): SpliceRelay {
     const dupA = native.dupFd(fa);
     let dupB: number;
     try {
@@ -113,7 +123,7 @@ export class SpliceRelay {
       throw err;
     }
     try {
-      return SpliceRelay.fromFds(dupA, dupB, onEvent, prefixes);
+      return SpliceRelay.fromFds(dupA, dupB, onEvent, start);
     } catch (err) {
       native.closeFd(dupA);
       native.closeFd(dupB);
@@ -126,7 +136,7 @@ export class SpliceRelay {
     stopReading(a);
     stopReading(b);
     const box: { relay?: SpliceRelay } = {};
-    const splicer = native.spliceBorrow(fa, fb, prefixes.prefixAtoB ?? EMPTY, prefixes.prefixBtoA ?? EMPTY, eventsTo(box, onEvent));
+    const splicer = native.spliceBorrow(fa, fb, prefixes.prefixAtoB ?? EMPTY, prefixes.prefixBtoA ?? EMPTY, prefixes.pipeSize ?? DEFAULT_PIPE_SIZE, eventsTo(box, onEvent));
     box.relay = new SpliceRelay(splicer);
     return box.relay;
   }
@@ -134,9 +144,14 @@ export class SpliceRelay {
   /** Bytes moved so far (final once the relay ended). */
   counts(): SpliceCounts {
     if (this.closedFlag) return this.last;
-    const c = native.spliceStats(this.splicer);
-    this.last = c;
-    return c;
+    const { aToB, bToA } = native.spliceStats(this.splicer);
+    this.last = { aToB, bToA };
+    return this.last;
+  }
+
+  /** The capacity the kernel gave the relay's pipes (the smaller one): what one round trip moves at most. */
+  pipeBytes(): number {
+    return native.spliceStats(this.splicer).pipeBytes;
   }
 
   get closed(): boolean {
@@ -146,13 +161,16 @@ export class SpliceRelay {
   /** Stops and closes both connections: with RST to both peers when reset, else FIN. No event follows. */
   close(reset: boolean): void {
     if (this.closedFlag) return;
-    this.last = native.spliceStats(this.splicer);
+    const { aToB, bToA } = native.spliceStats(this.splicer);
+    this.last = { aToB, bToA };
     this.closedFlag = true;
     native.spliceClose(this.splicer, reset);
   }
 }
 
 export interface HandOverOptions {
+  /** As SpliceStartOptions.pipeSize. */
+  pipeSize?: number;
   /**
    * Relay on the sockets' own fds and keep them open, parked (see fromSockets). onDestroy runs
    * when their owner destroys one while the relay runs, after the relay stopped.

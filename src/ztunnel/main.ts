@@ -16,7 +16,7 @@ import { InPodManager } from "./inpod/manager.js";
 import { enableMigrateReq } from "./inpod/migrate-req.js";
 import { TelemetrySink } from "./inpod/telemetry-sink.js";
 import { WorkerPool } from "./inpod/worker-pool.js";
-import { fdBudget } from "./proxy/budget.js";
+import { fdBudget, readPipeSoftPages } from "./proxy/budget.js";
 import { tuneHeap } from "./proxy/heap-tuning.js";
 import { raiseNofile } from "./proxy/rlimit.js";
 import { Readiness } from "./readiness.js";
@@ -58,8 +58,8 @@ async function run(config: ZtunnelConfig): Promise<void> {
   if (dns !== undefined) log.info({ upstreams: dns.upstreams.map(formatUpstream), clusterDomain: dns.clusterDomain }, "DNS proxy on 15053 in every enrolled pod");
   const nofile = raiseNofile();
   if (nofile.error !== undefined) log.warn({ err: nofile.error, soft: nofile.limit.soft, hard: nofile.limit.hard }, "cannot raise the fd limit to the hard limit; budgeting from the soft one");
-  const fds = fdBudget(Number.isFinite(nofile.limit.soft) ? nofile.limit.soft : 1_048_576, config.workerThreads);
-  log.info({ fdLimit: fds.limit, reserve: fds.reserve, perWorkerFds: fds.perWorkerFds, perWorkerConnections: fds.perWorkerConnections, perWorkerHandshakes: fds.perWorkerHandshakes }, "file descriptor budget");
+  const fds = fdBudget(Number.isFinite(nofile.limit.soft) ? nofile.limit.soft : 1_048_576, config.workerThreads, readPipeSoftPages());
+  log.info({ fdLimit: fds.limit, reserve: fds.reserve, perWorkerFds: fds.perWorkerFds, perWorkerConnections: fds.perWorkerConnections, perWorkerHandshakes: fds.perWorkerHandshakes, perWorkerPipePages: fds.perWorkerPipePages }, "file descriptor budget");
 
   tuneHeap();
   const pool = new WorkerPool({

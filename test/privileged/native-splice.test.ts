@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeFd, createSocket, dupFd } from "../../src/native/sockets.js";
-import { SpliceRelay, type SpliceEvent } from "../../src/native/splice.js";
+import { DEFAULT_PIPE_SIZE, SpliceRelay, type HandOverOptions, type SpliceEvent } from "../../src/native/splice.js";
 
 // The kernel-side plaintext relay (native/src/splice.c) between real loopback TCP connections:
 // client A ⇄ [a | relay | b] ⇄ client B. No privilege needed (loopback of this netns).
@@ -52,17 +52,22 @@ interface Setup {
   ended: Promise<SpliceEvent>;
 }
 
-async function setup(before?: (a: Socket, b: Socket, clientA: Socket) => Promise<void>): Promise<Setup> {
+async function setup(before?: (a: Socket, b: Socket, clientA: Socket) => Promise<void>, opts?: HandOverOptions): Promise<Setup> {
   const A = await pair();
   const B = await pair();
   if (before) await before(A.proxySide, B.proxySide, A.client);
   const events: SpliceEvent[] = [];
   let done!: (e: SpliceEvent) => void;
   const ended = new Promise<SpliceEvent>((r) => (done = r));
-  const relay = SpliceRelay.fromSockets(A.proxySide, B.proxySide, (e) => {
-    events.push(e);
-    if (e.t !== "ended") done(e);
-  });
+  const relay = SpliceRelay.fromSockets(
+    A.proxySide,
+    B.proxySide,
+    (e) => {
+      events.push(e);
+      if (e.t !== "ended") done(e);
+    },
+    opts,
+  );
   expect(relay).toBeDefined();
   expect(A.proxySide.destroyed).toBe(true);
   return { clientA: A.client, clientB: B.client, relay: relay!, events, ended };
@@ -169,6 +174,26 @@ describe("SpliceRelay (kernel-side plaintext relay)", () => {
     t.clientB.destroy();
   });
 
+  it("sizes its pipes as asked (a one-page pipe still moves everything, in order), the default otherwise", async () => {
+    const small = await setup(undefined, { pipeSize: 4096 });
+    expect(small.relay.pipeBytes()).toBe(4096);
+    const payload = randomBytes(4 * 1024 * 1024);
+    const atB = collect(small.clientB);
+    small.clientA.end(payload);
+    const got = await atB;
+    expect(got.length).toBe(payload.length);
+    expect(got.equals(payload)).toBe(true);
+    small.clientB.end();
+    expect(await small.ended).toMatchObject({ t: "complete", counts: { aToB: payload.length, bToA: 0 } });
+    small.clientA.destroy();
+    small.clientB.destroy();
+    const def = await setup();
+    expect(def.relay.pipeBytes()).toBe(DEFAULT_PIPE_SIZE);
+    def.relay.close(false);
+    def.clientA.destroy();
+    def.clientB.destroy();
+  });
+
   it("a peer's reset fails the relay and resets the other peer", async () => {
     const t = await setup();
     const atB = errorOf(t.clientB);
@@ -272,7 +297,7 @@ describe("SpliceRelay (kernel-side plaintext relay)", () => {
       const { parentPort, workerData } = require("node:worker_threads");
       const addon = require(${JSON.stringify(addon)});
       addon.init((ctx) => new Error(ctx));
-      addon.${fn}(workerData[0], workerData[1], new Uint8Array(0), new Uint8Array(0), () => {});
+      addon.${fn}(workerData[0], workerData[1], new Uint8Array(0), new Uint8Array(0), 0, () => {});
       parentPort.postMessage("relaying");`;
     const w = new Worker(code, { eval: true, workerData: fds });
     await new Promise<void>((resolve, reject) => {

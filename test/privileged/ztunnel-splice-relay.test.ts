@@ -118,6 +118,47 @@ describe("plaintext relay through splice", () => {
     expect((await r.done).end).toBe("complete");
   });
 
+  it("takes its pipe size from the pod's pipe pages, gives them back at the end, and relays in JS when none fit", async () => {
+    const rec = recording();
+    let pipePages = 0;
+    const granted: number[] = [];
+    const metered = (room: number): PlaintextRelayChoice => ({
+      ...rec.choice,
+      pipes: () => {
+        if (room === 0) return undefined;
+        granted.push(16 * 1024);
+        pipePages += 8;
+        return { size: 16 * 1024, release: () => (pipePages -= 8) };
+      },
+    });
+    const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const r = startPlaintextRelay(metered(1), aPeer, bPeer, {});
+    expect(r.relay).toBe("kernel");
+    expect(granted).toEqual([16 * 1024]);
+    expect(pipePages).toBe(8);
+    const payload = Buffer.alloc(2 * MiB, 7);
+    const got = readAll(b);
+    a.end(payload);
+    b.end();
+    expect((await got).equals(payload)).toBe(true);
+    expect((await r.done).end).toBe("complete");
+    expect(pipePages).toBe(0);
+    expect(rec.held()).toBe(0);
+
+    const [c, cPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const [d, dPeer] = await loopbackPair(servers, { pauseOnConnect: true });
+    const js = startPlaintextRelay(metered(0), cPeer, dPeer, {});
+    expect(js.relay).toBe("js");
+    expect(rec.used.at(-1)).toEqual({ relay: "js", why: { reason: "pipe_budget" } });
+    expect(rec.held()).toBe(0); // the pipes' fds were given back too
+    const gotD = readAll(d);
+    c.end("over the JS relay");
+    d.end();
+    expect((await gotD).toString()).toBe("over the JS relay");
+    expect((await js.done).end).toBe("complete");
+  });
+
   it("relays in JS when the pipes cannot be opened (EMFILE), reports it and leaves the sockets working", async () => {
     const [a, aPeer] = await loopbackPair(servers, { pauseOnConnect: true });
     const [b, bPeer] = await loopbackPair(servers, { pauseOnConnect: true });

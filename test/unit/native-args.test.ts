@@ -73,6 +73,7 @@ const SIGNATURES: Record<string, Arg[]> = {
     { name: "fdB", kind: "int" },
     { name: "prefixAtoB", kind: "bytes" },
     { name: "prefixBtoA", kind: "bytes" },
+    { name: "pipeSize", kind: "int" },
     { name: "callback", kind: "function" },
   ],
   spliceBorrow: [
@@ -80,6 +81,7 @@ const SIGNATURES: Record<string, Arg[]> = {
     { name: "fdB", kind: "int" },
     { name: "prefixAtoB", kind: "bytes" },
     { name: "prefixBtoA", kind: "bytes" },
+    { name: "pipeSize", kind: "int" },
     { name: "callback", kind: "function" },
   ],
   spliceStats: [{ name: "splicer", kind: "splicer" }],
@@ -155,7 +157,7 @@ beforeAll(() => {
   // which never becomes readable; closing it closes both.
   const tcpA = native.createSocket(-1, { family: 4, type: "tcp" });
   const tcpB = native.createSocket(-1, { family: 4, type: "tcp" });
-  splicer = native.spliceStart(tcpA, tcpB, new Uint8Array(0), new Uint8Array(0), () => {});
+  splicer = native.spliceStart(tcpA, tcpB, new Uint8Array(0), new Uint8Array(0), 0, () => {});
   splicerOpen = true;
 });
 

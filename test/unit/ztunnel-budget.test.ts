@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { FDS_PER_CONNECTION, fdBudget, SPLICE_EXTRA_FDS, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FDS_PER_CONNECTION, fdBudget, KERNEL_PIPE_SOFT_PAGES, PIPE_SIZES, readPipeSoftPages, SPLICE_EXTRA_FDS, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
 import { ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { parseNofile } from "../../src/ztunnel/proxy/rlimit.js";
 import { captureLogs } from "../fixtures/log-capture.js";
@@ -7,10 +10,10 @@ import { captureLogs } from "../fixtures/log-capture.js";
 // The fd budget (issue 16 item 3): derived from the real limit, a reserve kept back, and per
 // pod a share that always leaves room for another pod.
 
-function setup(limit = 1024, workers = 2) {
+function setup(limit = 1024, workers = 2, pipeSoftPages?: number) {
   const { log, lines } = captureLogs("warn");
   let t = 0;
-  const b = new WorkerBudget(fdBudget(limit, workers), new ThrottledLog(log, 10_000, () => t), () => t, 5_000);
+  const b = new WorkerBudget(fdBudget(limit, workers, pipeSoftPages), new ThrottledLog(log, 10_000, () => t), () => t, 5_000);
   return { b, lines, advance: (ms: number) => (t += ms) };
 }
 
@@ -88,6 +91,51 @@ describe("fd budget", () => {
     // Pipes given back make room again.
     held[1]!();
     expect(greedy.connection("outbound")).toBeDefined();
+  });
+
+  it("pipe pages: half the user's soft limit per worker, read from procfs (0 = unlimited: the kernel default)", () => {
+    expect(fdBudget(20_000, 2, 16_384).perWorkerPipePages).toBe(4_096);
+    expect(fdBudget(20_000, 1, 0).perWorkerPipePages).toBe(KERNEL_PIPE_SOFT_PAGES / 2);
+    const dir = mkdtempSync(join(tmpdir(), "pipe-soft-"));
+    try {
+      writeFileSync(join(dir, "soft"), "2048\n");
+      expect(readPipeSoftPages(join(dir, "soft"))).toBe(2048);
+      writeFileSync(join(dir, "soft"), "lots\n");
+      expect(readPipeSoftPages(join(dir, "soft"))).toBe(KERNEL_PIPE_SOFT_PAGES);
+      expect(readPipeSoftPages(join(dir, "missing"))).toBe(KERNEL_PIPE_SOFT_PAGES);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a pod past its share of pipe pages gets smaller pipes, then none, while another pod keeps the largest", () => {
+    // 4096 pages per worker; 2 pods: a share of 4096 / 3 = 1365 pages each.
+    const { b, lines } = setup(1024, 2, 16_384);
+    const greedy = b.addPod("g", "ns/greedy");
+    const other = b.addPod("o", "ns/other");
+    expect(b.podSharePipePages()).toBe(1365);
+    const [large, medium, small] = PIPE_SIZES as [number, number, number];
+    const sizes: number[] = [];
+    const held: Array<() => void> = [];
+    for (let g = greedy.pipes(); g !== undefined; g = greedy.pipes()) {
+      sizes.push(g.size);
+      held.push(g.release);
+    }
+    // Two pipes per connection: 256 KiB ones are 128 pages, 64 KiB 32, 16 KiB 8.
+    expect(sizes.filter((s) => s === large)).toHaveLength(10); // 1280 pages
+    expect(sizes.filter((s) => s === medium)).toHaveLength(2); // 1344
+    expect(sizes.filter((s) => s === small)).toHaveLength(2); // 1360, then 5 pages left
+    expect(sizes).toEqual([...sizes].sort((x, y) => y - x));
+    expect(b.stats.pipePages).toBe(1360);
+    expect(other.pipes()?.size).toBe(large);
+    // Nothing refused, nothing warned or counted: the connection goes to the JS relay quietly.
+    expect(lines()).toHaveLength(0);
+    expect(b.takeCounters()).toBeUndefined();
+    // Given back (idempotent): the largest fits again.
+    held[0]!();
+    held[0]!();
+    expect(greedy.pipes()?.size).toBe(large);
+    expect(b.stats.pipePages).toBe(1360 + 128);
   });
 
   it("under fd pressure the pods holding the most are shed first, small ones still get in, and it ends", () => {

@@ -1,4 +1,4 @@
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import type { ThrottledLog } from "./limits.js";
 
 // File-descriptor budgets (issue 16), counted in descriptors: the process's fd limit is split
@@ -10,7 +10,8 @@ import type { ThrottledLog } from "./limits.js";
 // relayed in JS (FDS_PER_CONNECTION); a plaintext one that the kernel relay carries asks for its
 // pipes on top (SPLICE_EXTRA_FDS) and is relayed in JS when they do not fit. Unfinished TLS
 // handshakes are bounded per pod and per worker (each holds buffers until the handshake
-// timeout). When the process does run out of fds (EMFILE/ENFILE, seen on a connect, a relay's
+// timeout). A kernel-relayed connection's pipe capacity comes from a second budget, in pipe pages
+// (see PIPE_SIZES). When the process does run out of fds (EMFILE/ENFILE, seen on a connect, a relay's
 // pipe or by the probe, since libuv absorbs it on accept), new connections of pods above half
 // their share are shed first until the pressure is gone.
 
@@ -18,6 +19,40 @@ import type { ThrottledLog } from "./limits.js";
 export const FDS_PER_CONNECTION = 2;
 /** The kernel relay adds a pipe (two ends) per direction to a plaintext connection: 6 fds in all. */
 export const SPLICE_EXTRA_FDS = 4;
+
+// Pipe pages. The kernel counts every page of every pipe against the owning user's total, shared
+// by all processes of that uid (root: most of the node's containers), and once the total passes
+// /proc/sys/fs/pipe-user-pages-soft it gives the new pipes of that user's processes without
+// CAP_SYS_RESOURCE/CAP_SYS_ADMIN two pages and refuses to enlarge them. Kernel-relayed
+// connections taking pages without a bound would so slow down every other pod's pipes. So
+// the relay's pipes come out of half the soft limit, per worker, and per pod within that a share
+// that leaves room for one more pod (as the fds, but for both directions: a pod past its share
+// gets smaller pipes, then the JS relay, and is never refused).
+
+/** The kernel's default pipe-user-pages-soft (used too when it is 0, i.e. unlimited). */
+export const KERNEL_PIPE_SOFT_PAGES = 16_384;
+/** The kernel's accounting unit (one pipe slot). */
+export const PIPE_PAGE_BYTES = 4096;
+/** Pipe sizes a kernel-relayed connection asks for (each of its 2 pipes), largest first. */
+export const PIPE_SIZES: readonly number[] = [256 * 1024, 64 * 1024, 16 * 1024];
+/** Pipes per kernel-relayed connection (one per direction). */
+const PIPES_PER_CONNECTION = 2;
+
+/** /proc/sys/fs/pipe-user-pages-soft; the kernel's default when it cannot be read or parsed. */
+export function readPipeSoftPages(path = "/proc/sys/fs/pipe-user-pages-soft"): number {
+  try {
+    const n = Number(readFileSync(path, "utf8").trim());
+    return Number.isSafeInteger(n) && n >= 0 ? n : KERNEL_PIPE_SOFT_PAGES;
+  } catch {
+    return KERNEL_PIPE_SOFT_PAGES;
+  }
+}
+
+/** A kernel-relayed connection's pipes: the size asked of each, and the pages to give back. */
+export interface PipeGrant {
+  readonly size: number;
+  readonly release: () => void;
+}
 
 export interface FdBudget {
   /** RLIMIT_NOFILE (soft, after raising it to the hard limit). */
@@ -31,14 +66,18 @@ export interface FdBudget {
   /** Unfinished inbound TLS handshakes per worker, and per pod on a worker. */
   readonly perWorkerHandshakes: number;
   readonly perPodHandshakes: number;
+  /** Pipe pages one worker's kernel-relayed connections may hold (all pods together). */
+  readonly perWorkerPipePages: number;
 }
 
-export function fdBudget(limit: number, workers: number): FdBudget {
+/** pipeSoftPages: /proc/sys/fs/pipe-user-pages-soft (0 = no limit). */
+export function fdBudget(limit: number, workers: number, pipeSoftPages = KERNEL_PIPE_SOFT_PAGES): FdBudget {
   const reserve = Math.max(256, Math.floor(limit * 0.1));
   const perWorkerFds = Math.max(16 * FDS_PER_CONNECTION, Math.floor((limit - reserve) / Math.max(1, workers)));
   const perWorkerConnections = Math.floor(perWorkerFds / FDS_PER_CONNECTION);
   const perWorkerHandshakes = Math.max(8, Math.min(1024, Math.floor(perWorkerConnections / 8)));
-  return { limit, reserve, perWorkerFds, perWorkerConnections, perWorkerHandshakes, perPodHandshakes: Math.max(4, Math.floor(perWorkerHandshakes / 4)) };
+  const perWorkerPipePages = Math.floor((pipeSoftPages > 0 ? pipeSoftPages : KERNEL_PIPE_SOFT_PAGES) / 2 / Math.max(1, workers));
+  return { limit, reserve, perWorkerFds, perWorkerConnections, perWorkerHandshakes, perPodHandshakes: Math.max(4, Math.floor(perWorkerHandshakes / 4)), perWorkerPipePages };
 }
 
 export type ShedReason = "pod_share" | "worker_budget" | "handshakes" | "fd_pressure";
@@ -54,6 +93,8 @@ interface PodUsage {
   /** Descriptors held per direction. */
   fds: Record<Direction, number>;
   handshakes: number;
+  /** Pipe pages held (both directions). */
+  pipePages: number;
 }
 
 /** Admission for one pod on one worker (what its listeners and HBONE server ask). */
@@ -66,6 +107,11 @@ export interface PodAdmission {
    * way (no warning, nothing was refused).
    */
   extraFds(direction: Direction, n: number): (() => void) | undefined;
+  /**
+   * Pipes for a kernel-relayed connection: the largest of PIPE_SIZES that fits in the pod's
+   * share of pipe pages and the worker's; undefined = none fits (relay it in JS, quietly).
+   */
+  pipes(): PipeGrant | undefined;
   /** An unfinished inbound TLS handshake; undefined = refuse the connection. */
   handshake(): (() => void) | undefined;
   /** The process ran out of descriptors on one of this pod's paths. */
@@ -75,13 +121,14 @@ export interface PodAdmission {
 }
 
 /** Admits everything (a server used outside a worker, e.g. in tests). */
-export const UNLIMITED: PodAdmission = { connection: () => () => undefined, extraFds: () => () => undefined, handshake: () => () => undefined, exhausted: () => undefined, leave: () => undefined };
+export const UNLIMITED: PodAdmission = { connection: () => () => undefined, extraFds: () => () => undefined, pipes: () => ({ size: PIPE_SIZES[0]!, release: () => undefined }), handshake: () => () => undefined, exhausted: () => undefined, leave: () => undefined };
 
 export class WorkerBudget {
   private readonly pods = new Map<string, PodUsage>();
   /** Descriptors this worker's proxied connections hold. */
   private fds = 0;
   private handshakes = 0;
+  private pipePages = 0;
   private pressureUntil = -Infinity;
   private counters: BudgetCounters = emptyCounters();
 
@@ -98,17 +145,23 @@ export class WorkerBudget {
     return Math.max(FDS_PER_CONNECTION, Math.floor(this.budget.perWorkerFds / 2 / (this.pods.size + 1)));
   }
 
+  /** A pod's share of this worker's pipe pages (both directions): room for one more pod always stays. */
+  podSharePipePages(): number {
+    return Math.floor(this.budget.perWorkerPipePages / (this.pods.size + 1));
+  }
+
   /** The same in connections relayed in JS. */
   podShare(): number {
     return Math.floor(this.podShareFds() / FDS_PER_CONNECTION);
   }
 
   addPod(uid: string, name: string): PodAdmission {
-    const usage: PodUsage = { fds: { outbound: 0, inbound: 0 }, handshakes: 0 };
+    const usage: PodUsage = { fds: { outbound: 0, inbound: 0 }, handshakes: 0, pipePages: 0 };
     this.pods.set(uid, usage);
     return {
       connection: (direction) => this.admitFds(uid, name, usage, direction, FDS_PER_CONNECTION, true),
       extraFds: (direction, n) => this.admitFds(uid, name, usage, direction, n, false),
+      pipes: () => this.admitPipes(usage),
       handshake: () => this.admitHandshake(uid, name, usage),
       exhausted: (code, where) => this.exhausted(code, `${where} of ${name}`),
       leave: () => {
@@ -137,8 +190,26 @@ export class WorkerBudget {
   }
 
   /** share: a pod's share per direction in JS-relayed connections; shareFds: the same in fds. */
-  get stats(): { fds: number; handshakes: number; pods: number; share: number; shareFds: number } {
-    return { fds: this.fds, handshakes: this.handshakes, pods: this.pods.size, share: this.podShare(), shareFds: this.podShareFds() };
+  get stats(): { fds: number; handshakes: number; pods: number; share: number; shareFds: number; pipePages: number } {
+    return { fds: this.fds, handshakes: this.handshakes, pods: this.pods.size, share: this.podShare(), shareFds: this.podShareFds(), pipePages: this.pipePages };
+  }
+
+  private admitPipes(usage: PodUsage): PipeGrant | undefined {
+    const share = this.podSharePipePages();
+    for (const size of PIPE_SIZES) {
+      const pages = (PIPES_PER_CONNECTION * size) / PIPE_PAGE_BYTES;
+      if (usage.pipePages + pages > share || this.pipePages + pages > this.budget.perWorkerPipePages) continue;
+      usage.pipePages += pages;
+      this.pipePages += pages;
+      return {
+        size,
+        release: once(() => {
+          usage.pipePages -= pages;
+          this.pipePages -= pages;
+        }),
+      };
+    }
+    return undefined;
   }
 
   /** n descriptors for a pod: a new connection (refused: counted, warned) or extra ones for one. */

@@ -1,12 +1,12 @@
 import type { Socket } from "node:net";
 import { errorMessage } from "../../shared/errors.js";
-import { SPLICE_EXTRA_FDS, isFdExhaustion } from "./budget.js";
+import { PIPE_SIZES, SPLICE_EXTRA_FDS, isFdExhaustion, type PipeGrant } from "./budget.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 import { SpliceSocketRelay } from "./splice-relay.js";
 
 // The one seam between a plaintext TCP pair (passthrough, inbound 15006) and the relay that
 // copies it: in the kernel (splice, the default) or in JS. The kernel relay's pipes are asked of
-// the pod's fd budget first; a pair the kernel relay cannot take (pipes beyond the pod's share,
+// the pod's fd budget first, their capacity of its pipe-page budget; a pair the kernel relay cannot take (pipes beyond the pod's share,
 // bytes queued in Node, no fds left) goes to the JS relay, and the caller hears which relay ran
 // and why not the kernel one. ZTUNNEL_PLAINTEXT_RELAY=js forces the JS relay.
 
@@ -22,6 +22,8 @@ export type JsRelayReason =
   | "configured"
   /** The kernel relay's pipes did not fit in the pod's fd share (or the worker's budget). */
   | "fd_budget"
+  /** Not even the smallest pipes fit in the pod's share of pipe pages (or the worker's). */
+  | "pipe_budget"
   /** The sockets could not be handed over (bytes queued in Node, no fd). */
   | "not_handed_over"
   /** EMFILE/ENFILE opening the pipes. */
@@ -48,6 +50,8 @@ export interface PlaintextRelayChoice {
   readonly kind: PlaintextRelayKind;
   /** The pod's fd budget in this connection's direction; undefined = the descriptors do not fit. */
   readonly extraFds: (n: number) => (() => void) | undefined;
+  /** The pod's pipe pages: the kernel relay's pipe size; undefined = none fits. Absent: unmetered. */
+  readonly pipes?: () => PipeGrant | undefined;
   /** Told which relay carried each connection, and why it was not the kernel relay. */
   readonly used: (relay: RelayUsed, why?: JsRelayWhy) => void;
 }
@@ -77,12 +81,23 @@ export function startPlaintextRelay(c: PlaintextRelayChoice, a: Socket, b: Socke
   return { relay: "js", done: relay.done, abort: (reason) => relay.abort(reason) };
 }
 
+const UNMETERED_PIPES: PipeGrant = { size: PIPE_SIZES[0]!, release: () => undefined };
+
 function tryKernel(c: PlaintextRelayChoice, a: Socket, b: Socket, opts: RelayOptions | undefined): { relay: SpliceSocketRelay } | JsRelayWhy {
-  const release = c.extraFds(SPLICE_EXTRA_FDS);
-  if (release === undefined) return { reason: "fd_budget" };
+  const fds = c.extraFds(SPLICE_EXTRA_FDS);
+  if (fds === undefined) return { reason: "fd_budget" };
+  const pipes = c.pipes === undefined ? UNMETERED_PIPES : c.pipes();
+  if (pipes === undefined) {
+    fds();
+    return { reason: "pipe_budget" };
+  }
+  const release = (): void => {
+    fds();
+    pipes.release();
+  };
   let relay: SpliceSocketRelay | undefined;
   try {
-    relay = SpliceSocketRelay.start(a, b, opts);
+    relay = SpliceSocketRelay.start(a, b, opts, pipes.size);
   } catch (err) {
     release();
     const code = (err as NodeJS.ErrnoException).code;

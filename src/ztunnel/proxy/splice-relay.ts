@@ -31,13 +31,14 @@ export class SpliceSocketRelay {
   }
 
   /**
-   * Takes the two connected sockets over; undefined (sockets untouched) when they cannot be
+   * Takes the two connected sockets over, asking pipeSize bytes of each direction's pipe (default:
+   * the native relay's); undefined (sockets untouched) when they cannot be
    * (bytes queued in Node, no fd). Throws the NativeError when the relay cannot start (EMFILE on
    * a pipe, an fd libuv still watches): the sockets are left as they were.
    */
-  static start(a: Socket, b: Socket, opts: RelayOptions = {}): SpliceSocketRelay | undefined {
+  static start(a: Socket, b: Socket, opts: RelayOptions = {}, pipeSize?: number): SpliceSocketRelay | undefined {
     const r = new SpliceSocketRelay(a, b, opts);
-    const relay = SpliceRelay.fromSockets(a, b, (e) => r.onEvent(e), { park: { onDestroy: () => r.cut() } });
+    const relay = SpliceRelay.fromSockets(a, b, (e) => r.onEvent(e), { park: { onDestroy: () => r.cut() }, ...(pipeSize !== undefined ? { pipeSize } : {}) });
     if (relay === undefined) return undefined;
     r.splice = relay;
     const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;

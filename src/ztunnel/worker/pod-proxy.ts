@@ -85,6 +85,7 @@ export class PodProxy {
     const choice = (direction: Direction): PlaintextRelayChoice => ({
       kind: deps.settings.plaintextRelay,
       extraFds: (n) => (this.closed ? undefined : this.admission.extraFds(direction, n)),
+      pipes: () => (this.closed ? undefined : this.admission.pipes()),
       used: (relay, why) => this.relayUsed(relay, why),
     });
     this.plaintext = { outbound: choice("outbound"), inbound: choice("inbound") };
