@@ -46,7 +46,7 @@ export class NativeSocketFactory implements SocketFactory {
     };
     if (this.config.mark !== undefined) spec.mark = this.config.mark;
     const fd = createSocket(this.config.netns, spec);
-    return await serverFromFd(fd, { allowHalfOpen: true, backlog });
+    return await serverFromFd(fd, { allowHalfOpen: true, backlog, pauseOnConnect: opts.pauseOnConnect === true });
   }
 
   connectTcp(opts: ConnectOptions): Socket {

@@ -18,6 +18,11 @@ export interface ListenOptions {
   backlog?: number;
   /** Accept connections addressed to any IP (IP_TRANSPARENT); needed for inbound capture. */
   transparent?: boolean;
+  /**
+   * Accepted sockets are not read until resume(): what a client sends before its upstream is
+   * ready stays in the kernel, costing no wake-up and no buffer of ours.
+   */
+  pauseOnConnect?: boolean;
 }
 
 export interface ConnectOptions {

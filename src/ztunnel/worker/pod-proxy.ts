@@ -103,7 +103,10 @@ export class PodProxy {
       this.retained = true;
       this.pool = new HbonePool({ certs, maxStreamsPerConnection: settings.poolMaxStreams, idleTimeoutMs: settings.poolIdleMs, log: this.deps.log });
       const address = settings.ipv6 ? "::" : "0.0.0.0";
-      const outbound = await factory.listenTcp({ address, port: OUTBOUND_PORT });
+      // Paused until the route's upstream is up (HBONE 200, passthrough connect): the client's
+      // first bytes wait in the kernel, so they neither wake this worker nor keep the kernel
+      // relay from taking the socket over.
+      const outbound = await factory.listenTcp({ address, port: OUTBOUND_PORT, pauseOnConnect: true });
       this.adopt(outbound, "outbound", (s) => void handleOutbound(s, this.context()));
       const inbound = await factory.listenTcp({ address, port: INBOUND_PLAINTEXT_PORT, transparent: true });
       this.adopt(inbound, "inbound-plaintext", (s) => void handleInboundPlaintext(s, this.context()));
