@@ -163,7 +163,17 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
 
   /** RST_STREAM with `code` (NO_ERROR by default, as node:http2) and close now. */
   close(code: number = ErrorCode.NO_ERROR): void {
-    if (this.closed) return;
+    if (this.closed) {
+      // Ended cleanly, but the consumer gives up on what it had not read yet: drop it, and
+      // the 'close' that waited for it to be read comes now, without an 'end'.
+      this.dropHeld();
+      if (this.closeAfterEnd) {
+        this.closeAfterEnd = false;
+        this.heldEnd = false;
+        queueMicrotask(this.emitClose);
+      }
+      return;
+    }
     this.host.sendReset(this, code);
     this.toClosed(code, "local-reset");
   }
@@ -249,6 +259,18 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     if (this.listenerCount("error") > 0) this.emit("error", err);
   }
 
+  /**
+   * Discards DATA received but never delivered. The peer spent connection window on it: it is
+   * returned as consumed, or every reset stream holding unread bytes would shrink the
+   * connection window for good until the pooled connection carries nothing.
+   */
+  private dropHeld(): void {
+    const n = this.heldBytes;
+    this.held.length = 0;
+    this.heldBytes = 0;
+    if (n > 0) this.host.consumed(this, n);
+  }
+
   private deliver(chunk: Buffer): void {
     this.host.consumed(this, chunk.length);
     this.emit("data", chunk);
@@ -259,10 +281,7 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     this.state = { t: "closed", code, by };
     this.out.length = 0;
     this.outBytes = 0;
-    if (by !== "end") {
-      this.held.length = 0;
-      this.heldBytes = 0;
-    }
+    if (by !== "end") this.dropHeld();
     this.host.streamClosed(this);
     // 'close' is always the last event: after the current frame's handlers and, for a clean
     // end, after the data still held for a paused consumer and its 'end'.
