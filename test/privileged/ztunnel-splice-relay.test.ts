@@ -30,9 +30,22 @@ function recording(room = Infinity) {
         released = true;
       };
     },
+    pipes: unmetered("splice").pipes,
     used: (relay, why) => used.push(why === undefined ? { relay } : { relay, why }),
   };
   return { choice, used, held: () => held };
+}
+
+/**
+ * Sends `data` from a's peer side through the relay (a ends, b ends at once without writing):
+ * b must get exactly `expected`, and the relay must complete.
+ */
+async function carriesThrough(a: Socket, b: Socket, r: { done: Promise<{ end: string }> }, data: string | Buffer, expected: string | Buffer = data): Promise<void> {
+  const got = readAll(b);
+  a.end(data);
+  b.end();
+  expect((await got).equals(Buffer.from(expected))).toBe(true);
+  expect((await r.done).end).toBe("complete");
 }
 
 function openFds(): number {
@@ -96,11 +109,7 @@ describe("plaintext relay through splice", () => {
     expect(r.relay).toBe("kernel");
     expect(openFds() - before).toBe(SPLICE_EXTRA_FDS);
     expect(rec.held()).toBe(SPLICE_EXTRA_FDS);
-    const got = readAll(b);
-    a.end("x");
-    b.end();
-    expect((await got).toString()).toBe("x");
-    expect((await r.done).end).toBe("complete");
+    await carriesThrough(a, b, r, "x");
     expect(rec.held()).toBe(0);
   });
 
@@ -111,11 +120,7 @@ describe("plaintext relay through splice", () => {
     const r = startPlaintextRelay(rec.choice, aPeer, bPeer, {});
     expect(r.relay).toBe("js");
     expect(rec.used).toEqual([{ relay: "js", why: { reason: "fd_budget" } }]);
-    const got = readAll(b);
-    a.end("over the JS relay");
-    b.end();
-    expect((await got).toString()).toBe("over the JS relay");
-    expect((await r.done).end).toBe("complete");
+    await carriesThrough(a, b, r, "over the JS relay");
   });
 
   it("takes its pipe size from the pod's pipe pages, gives them back at the end, and relays in JS when none fit", async () => {
@@ -138,11 +143,7 @@ describe("plaintext relay through splice", () => {
     expect(granted).toEqual([16 * 1024]);
     expect(pipePages).toBe(8);
     const payload = Buffer.alloc(2 * MiB, 7);
-    const got = readAll(b);
-    a.end(payload);
-    b.end();
-    expect((await got).equals(payload)).toBe(true);
-    expect((await r.done).end).toBe("complete");
+    await carriesThrough(a, b, r, payload);
     expect(pipePages).toBe(0);
     expect(rec.held()).toBe(0);
 
@@ -152,11 +153,7 @@ describe("plaintext relay through splice", () => {
     expect(js.relay).toBe("js");
     expect(rec.used.at(-1)).toEqual({ relay: "js", why: { reason: "pipe_budget" } });
     expect(rec.held()).toBe(0); // the pipes' fds were given back too
-    const gotD = readAll(d);
-    c.end("over the JS relay");
-    d.end();
-    expect((await gotD).toString()).toBe("over the JS relay");
-    expect((await js.done).end).toBe("complete");
+    await carriesThrough(c, d, js, "over the JS relay");
   });
 
   it("relays in JS when the pipes cannot be opened (EMFILE), reports it and leaves the sockets working", async () => {
@@ -186,11 +183,7 @@ describe("plaintext relay through splice", () => {
     expect(rec.used[0]).toMatchObject({ relay: "js", why: { reason: "fd_exhausted", code: "EMFILE" } });
     expect(rec.held()).toBe(0);
     // Bytes Node had read before the failed hand-over are not lost.
-    const got = readAll(b);
-    a.end("then more");
-    b.end();
-    expect((await got).toString()).toBe("read by Node before the hand-over|then more");
-    expect((await r.done).end).toBe("complete");
+    await carriesThrough(a, b, r, "then more", "read by Node before the hand-over|then more");
   });
 
   it("uses the kernel relay when asked, and completes when both sides end, server first", async () => {

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import { errorMessage } from "../../shared/errors.js";
-import { PIPE_SIZES, SPLICE_EXTRA_FDS, isFdExhaustion, type PipeGrant } from "./budget.js";
+import { SPLICE_EXTRA_FDS, UNLIMITED, isFdExhaustion, type PipeGrant } from "./budget.js";
 import { Relay, type RelayOptions, type RelayResult } from "./relay.js";
 import { SpliceSocketRelay } from "./splice-relay.js";
 
@@ -50,8 +50,8 @@ export interface PlaintextRelayChoice {
   readonly kind: PlaintextRelayKind;
   /** The pod's fd budget in this connection's direction; undefined = the descriptors do not fit. */
   readonly extraFds: (n: number) => (() => void) | undefined;
-  /** The pod's pipe pages: the kernel relay's pipe size; undefined = none fits. Absent: unmetered. */
-  readonly pipes?: () => PipeGrant | undefined;
+  /** The pod's pipe pages: the kernel relay's pipe size; undefined = none fits. */
+  readonly pipes: () => PipeGrant | undefined;
   /** Told which relay carried each connection, and why it was not the kernel relay. */
   readonly used: (relay: RelayUsed, why?: JsRelayWhy) => void;
 }
@@ -64,7 +64,7 @@ export interface PlaintextRelay {
 
 /** A choice with no budget and nobody listening (tests, tools). */
 export function unmetered(kind: PlaintextRelayKind): PlaintextRelayChoice {
-  return { kind, extraFds: () => () => undefined, used: () => undefined };
+  return { kind, extraFds: () => () => undefined, pipes: UNLIMITED.pipes, used: () => undefined };
 }
 
 /** Starts relaying; with the JS relay, both sockets' reading is resumed here. */
@@ -81,12 +81,10 @@ export function startPlaintextRelay(c: PlaintextRelayChoice, a: Socket, b: Socke
   return { relay: "js", done: relay.done, abort: (reason) => relay.abort(reason) };
 }
 
-const UNMETERED_PIPES: PipeGrant = { size: PIPE_SIZES[0]!, release: () => undefined };
-
 function tryKernel(c: PlaintextRelayChoice, a: Socket, b: Socket, opts: RelayOptions | undefined): { relay: SpliceSocketRelay } | JsRelayWhy {
   const fds = c.extraFds(SPLICE_EXTRA_FDS);
   if (fds === undefined) return { reason: "fd_budget" };
-  const pipes = c.pipes === undefined ? UNMETERED_PIPES : c.pipes();
+  const pipes = c.pipes();
   if (pipes === undefined) {
     fds();
     return { reason: "pipe_budget" };
