@@ -143,7 +143,10 @@ export class SpliceRelay {
 
   /** Bytes moved so far (final once the relay ended). */
   counts(): SpliceCounts {
-    if (this.closedFlag) return this.last;
+    return this.closedFlag ? this.last : this.snapshot();
+  }
+
+  private snapshot(): SpliceCounts {
     const { aToB, bToA } = native.spliceStats(this.splicer);
     this.last = { aToB, bToA };
     return this.last;
@@ -161,8 +164,7 @@ export class SpliceRelay {
   /** Stops and closes both connections: with RST to both peers when reset, else FIN. No event follows. */
   close(reset: boolean): void {
     if (this.closedFlag) return;
-    const { aToB, bToA } = native.spliceStats(this.splicer);
-    this.last = { aToB, bToA };
+    this.snapshot();
     this.closedFlag = true;
     native.spliceClose(this.splicer, reset);
   }

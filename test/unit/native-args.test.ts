@@ -8,6 +8,16 @@ import { native, type Poller, type Splicer } from "../../src/native/binding.js";
 type Kind = "int" | "bool" | "string" | "bytes" | "function" | "object" | "poller" | "splicer";
 type Arg = { name: string; kind: Kind };
 
+/** spliceStart and spliceBorrow take the same arguments (they differ in who owns the fds). */
+const SPLICE_START_ARGS: Arg[] = [
+  { name: "fdA", kind: "int" },
+  { name: "fdB", kind: "int" },
+  { name: "prefixAtoB", kind: "bytes" },
+  { name: "prefixBtoA", kind: "bytes" },
+  { name: "pipeSize", kind: "int" },
+  { name: "callback", kind: "function" },
+];
+
 const SIGNATURES: Record<string, Arg[]> = {
   init: [{ name: "makeError", kind: "function" }],
   netnsOpen: [{ name: "path", kind: "string" }],
@@ -68,22 +78,8 @@ const SIGNATURES: Record<string, Arg[]> = {
     { name: "ref", kind: "bool" },
   ],
   pollClose: [{ name: "poller", kind: "poller" }],
-  spliceStart: [
-    { name: "fdA", kind: "int" },
-    { name: "fdB", kind: "int" },
-    { name: "prefixAtoB", kind: "bytes" },
-    { name: "prefixBtoA", kind: "bytes" },
-    { name: "pipeSize", kind: "int" },
-    { name: "callback", kind: "function" },
-  ],
-  spliceBorrow: [
-    { name: "fdA", kind: "int" },
-    { name: "fdB", kind: "int" },
-    { name: "prefixAtoB", kind: "bytes" },
-    { name: "prefixBtoA", kind: "bytes" },
-    { name: "pipeSize", kind: "int" },
-    { name: "callback", kind: "function" },
-  ],
+  spliceStart: SPLICE_START_ARGS,
+  spliceBorrow: SPLICE_START_ARGS,
   spliceStats: [{ name: "splicer", kind: "splicer" }],
   spliceClose: [
     { name: "splicer", kind: "splicer" },
