@@ -98,7 +98,7 @@ async function run(config: ZtunnelConfig): Promise<void> {
     if (t.dns !== undefined) dnsMetrics.apply(t.dns);
   });
 
-  const manager = new InPodManager({ pool, store, certs, log, counters: metrics, prepareNetns: enableMigrateReq() });
+  const manager = new InPodManager({ pool, store, certs, log, trustDomain: config.trustDomain, counters: metrics, prepareNetns: enableMigrateReq() });
   store.onChange(() => void manager.refresh());
   const zds = createZdsClient(mesh.gate(manager), { socketPath: config.inpodUds, log: logger("zds-client", root) });
   let draining = false;

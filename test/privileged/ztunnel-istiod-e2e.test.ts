@@ -339,6 +339,30 @@ describePrivileged("ztunnel in istiod mode: xDS and CA from a fake istiod", () =
     expect(fake().caRequests.some((r) => r.ok && r.identity === idOf(late) && r.node === "node0")).toBe(true);
   }, 60_000);
 
+  it("a new pod is served from its ZDS Add before istiod publishes it (istiod waits for the pod's IP, which comes after the CNI ADD)", async () => {
+    const fresh = await m().addCapturedPod(0, "fresh");
+    // The API has the pod on node 0 (so istiod's CA may sign for it); no Address yet.
+    fake().setScheduledPod(`default/${fresh.name}`, { node: "node0", identity: idOf(fresh) });
+    await m().app(fresh, APP_PORT, (s) => s.end(`${fresh.name}\n`));
+    await m().enroll(fresh); // the Add is acknowledged: the CNI ADD would succeed
+    expect(m().logs(0, 50)).toMatch(/the workload state does not have the pod yet/);
+    // Outbound works at once, with the identity from ZDS and istiod's certificate for it.
+    const before = m().accessLog(1).length;
+    expect(await whoAnswers(fresh, b0.ip, APP_PORT)).toBe(b0.name);
+    await waitFor(() => m().accessLog(1).slice(before).some((r) => r.direction === "inbound" && r["src.identity"] === idOf(fresh)), 3_000, () => "no inbound record with fresh's identity");
+    // istiod publishes the workload once the kubelet reports its IP: inbound HBONE to it works.
+    fake().setAddress(uidOf(fresh), workloadAddress({ uid: uidOf(fresh), name: fresh.name, namespace: "default", serviceAccount: `sa-${fresh.name}`, ips: [fresh.ip], node: "node0" }));
+    fake().push();
+    // Until node 1 has the workload, b0's connections to the unknown IP leave as plain TCP; once
+    // it has, they arrive over HBONE at fresh's rebuilt inbound listener.
+    const viaHbone = (): boolean => m().accessLog(0).some((r) => r.direction === "inbound" && r["src.identity"] === idOf(b0) && r["dst.workload"] === fresh.name);
+    await waitFor(
+      async () => (await whoAnswers(b0, fresh.ip, APP_PORT).catch(() => "")) === fresh.name && viaHbone(),
+      10_000,
+      () => `no HBONE connection reached fresh after istiod published it\n${m().logs(0, 10)}`,
+    );
+  }, 60_000);
+
   it("istiod unreachable at start: the node's pods are not served and readiness says why", async () => {
     await restartNode(1, { XDS_ADDRESS: "https://127.0.0.1:1" }, false);
     let body = "";

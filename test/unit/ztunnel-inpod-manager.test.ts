@@ -24,6 +24,8 @@ class FakeWorkers implements PodWorkers {
   script: Script = () => undefined;
   private replaced: ((index: number, generation: number) => void) | undefined;
   readonly certs: string[] = [];
+  /** The IPs of every addPod request, in order ("uid@worker ip,ip"). */
+  readonly ips: string[] = [];
 
   constructor(readonly size: number) {
     this.generations = Array.from({ length: size }, () => 1);
@@ -37,6 +39,7 @@ class FakeWorkers implements PodWorkers {
     const set = this.bound[index]!;
     if (req.t === "addPod") {
       this.log.push(`add ${req.pod.uid}@${index} fd=${req.pod.netnsFd}`);
+      this.ips.push(`${req.pod.uid}@${index} ${req.pod.ips.join(",")}`);
       if (scripted !== undefined && !scripted.ok) return { ...scripted, generation };
       set.add(req.pod.uid);
       const listener: ListenerInfo = { address: "::", port: 15008, protocol: "HBONE", role: "inbound-hbone", worker: index, mark: 1337 };
@@ -90,7 +93,7 @@ async function setup(workers = 2, retryIntervalMs = 20) {
   store.replace(parseLocalConfig(STATE), "test");
   const certs = new CertManager(await testCa());
   const pool = new FakeWorkers(workers);
-  const manager = new InPodManager({ pool, store, certs, log: logger("test") });
+  const manager = new InPodManager({ pool, store, certs, log: logger("test"), trustDomain: "cluster.local" });
   // The one owner of each pod's status and retries; the manager reports to it.
   const state = new WorkloadState<ReturnType<typeof ownedNetns>>(manager, retryIntervalMs, logger("test"));
   return { store, certs, pool, manager, state };
@@ -141,11 +144,37 @@ describe("InPodManager", () => {
     expect(env.pool.bound.map((s) => s.has("pod-a"))).toEqual([true, true]);
   });
 
-  it("a pod missing from the workload state fails with a message naming it", async () => {
+  it("a pod the state does not have yet starts from its WorkloadInfo, without IPs, and is rebuilt once the state has it", async () => {
+    // istiod publishes a pod's workload only after the pod has an IP, i.e. after the CNI ADD
+    // that sent this Add: refusing the Add would keep the pod from ever starting.
     const env = await setup();
     certs = env.certs;
-    await expect(env.manager.start("zzz", info("ghost"), netns(3))).rejects.toThrow(/ns1\/ghost \(uid zzz\) is not in the workload state/);
+    await env.manager.start("k8s-uid-c", info("c"), netns(5));
+    expect(env.manager.placement("k8s-uid-c")).toMatchObject({ identity: "spiffe://cluster.local/ns/ns1/sa/sa-c" });
+    expect(env.pool.ips).toEqual(["k8s-uid-c@0 ", "k8s-uid-c@1 "]);
+    await env.manager.refresh(); // still not in the state: keeps serving as it is
+    expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual([]);
+    env.store.replace(parseLocalConfig(`${STATE}  - uid: xds-uid-c
+    name: c
+    namespace: ns1
+    serviceAccount: sa-c
+    workloadIps: ["10.0.0.3"]
+    protocol: HBONE
+`), "test");
+    await env.manager.refresh();
+    expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual(["remove k8s-uid-c@0", "remove k8s-uid-c@1"]);
+    expect(env.pool.ips.slice(2)).toEqual(["k8s-uid-c@0 10.0.0.3", "k8s-uid-c@1 10.0.0.3"]);
+    expect(env.pool.bound.map((s) => s.has("k8s-uid-c"))).toEqual([true, true]);
+  });
+
+  it("a pod the state does not have, whose WorkloadInfo names no service account, fails closed with a message naming it", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await expect(env.manager.start("zzz", { name: "ghost", namespace: "ns1", serviceAccount: "" }, netns(3))).rejects.toThrow(
+      /ns1\/ghost \(uid zzz\) is not in the workload state and its ZDS WorkloadInfo names no service account/,
+    );
     expect(env.pool.log).toEqual([]);
+    expect(env.manager.placements()).toEqual([]);
   });
 
   it("stop removes the pod from every worker and forgets its certificate", async () => {
@@ -241,7 +270,7 @@ describe("InPodManager", () => {
     const certManager = new CertManager(issuer);
     certs = certManager;
     const pool = new FakeWorkers(2);
-    const manager = new InPodManager({ pool, store, certs: certManager, log: logger("test") });
+    const manager = new InPodManager({ pool, store, certs: certManager, log: logger("test"), trustDomain: "cluster.local" });
     await manager.start("pod-a", info("a"), netns(3));
     // Renewals come at half life but never sooner than 1 s apart (CertManager): wait for two.
     await until(() => pool.certs.length >= 2, 10_000);

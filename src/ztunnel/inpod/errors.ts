@@ -18,8 +18,9 @@ export class PodUnknownError extends AmbientError {
   constructor(uid: string, namespace: string, name: string) {
     super(
       "ZTUNNEL_POD_UNKNOWN",
-      `pod ${namespace}/${name} (uid ${uid}) is not in the workload state: with LOCAL_XDS_PATH, add it to the local config file; ` +
-        "in Kubernetes mode, check that the pod exists in the API and ztunnel's informers are synced (readiness names a restarting one)",
+      `pod ${namespace}/${name} (uid ${uid}) is not in the workload state and its ZDS WorkloadInfo names no service account, so it has no identity to serve: ` +
+        "the node agent must send the pod's service account (Istio's agent always does), or the workload state must have the pod " +
+        "(LOCAL_XDS_PATH: the local config file; Kubernetes mode: ztunnel's informers, synced per readiness)",
     );
   }
 }

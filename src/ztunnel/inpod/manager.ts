@@ -8,7 +8,7 @@ import type { CertManager } from "../tls/cert-manager.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import type { ListenerInfo, PodSpec } from "../worker/messages.js";
 import { PodStartError } from "./errors.js";
-import { resolvePod, type PodIdentity } from "./pod-spec.js";
+import { resolvePod } from "./pod-spec.js";
 import type { WorkerReply, WorkerRequest } from "./worker-pool.js";
 
 // The real WorkloadProxyManager behind ZDS: a pod is placed only when every worker has its
@@ -53,6 +53,8 @@ export interface InPodManagerOptions {
   readonly store: WorkloadStore;
   readonly certs: CertManager;
   readonly log: Logger;
+  /** ztunnel's trust domain: the identity of a pod the workload state does not have yet. */
+  readonly trustDomain: string;
   /** workload_manager_proxies_started/stopped_total. */
   readonly counters?: { proxyStarted(): void; proxyStopped(): void };
   /**
@@ -91,7 +93,7 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
   start(uid: string, info: WorkloadInfo, netns: PodNetns): Promise<void> {
     return this.exclusive(async () => {
       if (this.shuttingDown) throw new PodStartError("ztunnel is shutting down");
-      const resolved = resolvePod(this.opts.store, uid, info);
+      const resolved = resolvePod(this.opts.store, uid, info, this.opts.trustDomain);
       const previous = this.pods.get(uid);
       if (previous !== undefined) await this.removeEverywhere(previous);
       const pod: Pod = {
@@ -118,7 +120,14 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
         throw err;
       }
       this.opts.counters?.proxyStarted();
-      this.opts.log.info({ uid, pod: `${info.namespace}/${info.name}`, workers: this.opts.pool.size }, "pod listeners up on every worker");
+      if (resolved.known) {
+        this.opts.log.info({ uid, pod: `${info.namespace}/${info.name}`, workers: this.opts.pool.size }, "pod listeners up on every worker");
+      } else {
+        this.opts.log.info(
+          { uid, pod: `${info.namespace}/${info.name}`, identity: formatIdentity(resolved.identity), workers: this.opts.pool.size },
+          "pod listeners up on every worker; the workload state does not have the pod yet, so its identity comes from ZDS and inbound HBONE waits for its IPs",
+        );
+      }
     });
   }
 
@@ -142,12 +151,10 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
     return this.exclusive(async () => {
       if (this.shuttingDown) return;
       for (const pod of [...this.pods.values()]) {
-        let next: PodIdentity;
-        try {
-          next = resolvePod(this.opts.store, pod.uid, pod.info);
-        } catch {
-          continue; // gone from the state: keep serving with what we know until ZDS removes it
-        }
+        const next = resolvePod(this.opts.store, pod.uid, pod.info, this.opts.trustDomain);
+        // Gone from the state (or not there yet): keep serving with what we know until ZDS
+        // removes the pod or the state has it.
+        if (!next.known) continue;
         const same = formatIdentity(next.identity) === formatIdentity(pod.spec.identity) && next.ips.join(",") === pod.spec.ips.join(",");
         if (same) continue;
         this.opts.log.info({ uid: pod.uid, ips: next.ips }, "pod IPs or identity changed; rebuilding its listeners");

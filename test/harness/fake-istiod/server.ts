@@ -70,6 +70,11 @@ export class FakeIstiod {
   private nextVersion = 1;
   private down = false;
   private readonly boundPorts: number[] = [];
+  /**
+   * Pods the API server has scheduled but istiod publishes no workload for yet (no IP): its CA
+   * authorizes a node by pods (with their service accounts) on it, not by xDS workloads.
+   */
+  private readonly scheduledPods = new Map<string, { node: string; identity: string }>();
 
   private constructor(
     readonly pki: FakePki,
@@ -120,6 +125,11 @@ export class FakeIstiod {
     const held: Held = { version: String(this.nextVersion++), bytes };
     if (w !== undefined) held.workload = { node: w.node ?? "", identity: `spiffe://${w.trust_domain || "cluster.local"}/ns/${w.namespace ?? ""}/sa/${w.service_account || "default"}` };
     this.map(ADDRESS_TYPE_URL).set(name, held);
+  }
+
+  /** A pod the API has on `node` before it has an IP (no Address yet): the CA may sign for it. */
+  setScheduledPod(name: string, pod: { node: string; identity: string }): void {
+    this.scheduledPods.set(name, pod);
   }
 
   setAuthorization(name: string, policy: Record<string, unknown>): void {
@@ -274,7 +284,8 @@ export class FakeIstiod {
     const req = decodeAs(xdsTypes().caRequest, call.request);
     const identity = structStrings(req.metadata).ImpersonatedIdentity ?? "";
     const ttl = Number(req.validity_duration ?? 0);
-    const onNode = [...this.map(ADDRESS_TYPE_URL).values()].some((h) => h.workload?.identity === identity && h.workload.node === auth.node);
+    const pods = [...[...this.map(ADDRESS_TYPE_URL).values()].flatMap((h) => (h.workload === undefined ? [] : [h.workload])), ...this.scheduledPods.values()];
+    const onNode = pods.some((w) => w.identity === identity && w.node === auth.node);
     if (!onNode) return fail(status.PERMISSION_DENIED, `node ${auth.node} may not impersonate ${identity}`, identity, auth.node, ttl);
     let csr: Awaited<ReturnType<typeof parseCsr>>;
     try {
