@@ -55,6 +55,8 @@ export interface DatapathConfig {
   durationS: number;
   roundTrips: number;
   connConcurrency: number;
+  /** Seconds of connections before the connection rate is counted (per path and round). */
+  connWarmupS: number;
   idleConnections: number;
   /** Measure the "4 pods x 1 stream" HBONE shape (needs 4 pods per node). */
   fourPods: boolean;
@@ -328,10 +330,11 @@ export class Datapath {
         const t = await this.target(path, "close");
         const check = await this.witness(path);
         const d = this.cfg.durationS;
+        const w = this.cfg.connWarmupS;
         const r = await finish(
-          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["connrate", t.host, String(t.port), String(d), String(this.cfg.connConcurrency)]),
+          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["connrate", t.host, String(t.port), String(d), String(this.cfg.connConcurrency), String(w)]),
           `connection rate via ${path}`,
-          (d + 60) * 1000,
+          (w + d + 60) * 1000,
         );
         if (r.code !== 0) throw new BenchError(`connection-rate tool exited ${r.code}: ${r.stderr.slice(-300)}`);
         const cr = parseConnRate(r.stdout);

@@ -2,7 +2,8 @@
 // netns; no project imports, so it starts fast and measures only the socket path).
 //   server <echoPort> <closePort>          echo every byte / answer one byte then close first
 //   latency <host> <port> <roundTrips> <size> <warmup>
-//   connrate <host> <port> <seconds> <concurrency>
+//   connrate <host> <port> <seconds> <concurrency> [warmupSeconds]
+//                                          counts what completes in the <seconds> after the warm-up
 // Clients print one JSON line on stdout. Timestamps: process.hrtime.bigint().
 import { createServer, connect, type Socket } from "node:net";
 
@@ -80,8 +81,13 @@ function oneShort(host: string, port: number): Promise<number> {
   });
 }
 
-async function connrate(host: string, port: number, seconds: number, concurrency: number): Promise<void> {
-  const t0 = process.hrtime.bigint();
+// The loops run through the warm-up as well (a proxy's per-connection code is still being
+// compiled then: a fresh ztunnel needs a few seconds of connections to reach its steady rate,
+// as iperf's omitted first second and the latency row's warm-up round trips allow for); only
+// connections that complete after it are counted.
+async function connrate(host: string, port: number, seconds: number, concurrency: number, warmupSeconds: number): Promise<void> {
+  const start = process.hrtime.bigint();
+  const t0 = start + BigInt(Math.round(warmupSeconds * 1e9));
   const deadline = t0 + BigInt(Math.round(seconds * 1e9));
   let ok = 0;
   let errors = 0;
@@ -92,6 +98,7 @@ async function connrate(host: string, port: number, seconds: number, concurrency
       while (process.hrtime.bigint() < deadline) {
         try {
           const u = await oneShort(host, port);
+          if (process.hrtime.bigint() < t0) continue;
           ok++;
           if (samples.length < 200_000) samples.push(u);
         } catch (err) {
@@ -120,9 +127,9 @@ switch (mode) {
     await latency(args[0]!, n(1), n(2), n(3), n(4));
     break;
   case "connrate":
-    await connrate(args[0]!, n(1), n(2), n(3));
+    await connrate(args[0]!, n(1), n(2), n(3), args[4] === undefined ? 0 : n(4));
     break;
   default:
-    process.stderr.write("usage: pingpong-tool server <echoPort> <closePort> | latency <host> <port> <n> <size> <warmup> | connrate <host> <port> <s> <c>\n");
+    process.stderr.write("usage: pingpong-tool server <echoPort> <closePort> | latency <host> <port> <n> <size> <warmup> | connrate <host> <port> <s> <c> [warmup s]\n");
     process.exit(2);
 }
