@@ -123,6 +123,23 @@ describe("HPACK: RFC 7541 Appendix C", () => {
     expect(d.tableSize).toBe(e.tableSize);
   });
 
+  it("a literal name is encoded in the string form of each encoder's mode, every block alike", () => {
+    const forwarded = (i: number): [string, string][] => [["forwarded", `for="10.0.0.5:${40000 + i}"`]];
+    const modes = ["never", "always", "shorter"] as const;
+    const firsts = modes.map((huffman) => new HpackEncoder(4096, { huffman, unindexed: new Set(["forwarded"]) }).encode(forwarded(0)));
+    // Name octets: "forwarded" is 9 raw bytes, 7 as Huffman ("always" and, being shorter, "shorter").
+    expect(firsts.map((b) => b[1])).toEqual([0x09, 0x87, 0x87]);
+    for (const huffman of modes) {
+      const e = new HpackEncoder(4096, { huffman, unindexed: new Set(["forwarded"]) });
+      const d = new HpackDecoder();
+      for (let i = 0; i < 3; i++) {
+        const block = e.encode(forwarded(i));
+        expect(block.subarray(0, 2 + (block[1] & 0x7f))).toEqual(firsts[modes.indexOf(huffman)]?.subarray(0, 2 + (block[1] & 0x7f)));
+        expect(d.decode(block).headers).toEqual(forwarded(i));
+      }
+    }
+  });
+
   for (const seq of SEQUENCES) {
     it(`${seq.name}: decoder`, () => {
       const d = new HpackDecoder(seq.tableSize);

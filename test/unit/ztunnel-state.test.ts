@@ -200,6 +200,12 @@ describe("ip helpers", () => {
   it("canonicalises and formats authorities", () => {
     expect(canonicalIp("FD00:0::1")).toBe("fd00::1");
     expect(canonicalIp("::ffff:192.168.1.2")).toBe("192.168.1.2");
+    // The mapped form in other spellings (upper case, hex words) gives the same IPv4 address.
+    expect(canonicalIp("::FFFF:192.168.1.2")).toBe("192.168.1.2");
+    expect(canonicalIp("::ffff:c0a8:102")).toBe("192.168.1.2");
+    expect(canonicalIp("0:0:0:0:0:ffff:192.168.1.2")).toBe("192.168.1.2");
+    // Not mapped: an IPv6 address that merely ends in a dotted quad stays IPv6.
+    expect(canonicalIp("::1:192.168.1.2")).toBe("::1:c0a8:102");
     expect(canonicalIp("host")).toBeUndefined();
     expect(formatHostPort("fd00::1", 80)).toBe("[fd00::1]:80");
     expect(formatHostPort("10.0.0.1", 80)).toBe("10.0.0.1:80");

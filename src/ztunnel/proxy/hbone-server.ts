@@ -284,7 +284,7 @@ export class HboneServer {
     // The upstream socket is one more descriptor of this pod.
     const admitted = this.admission.connection("inbound");
     if (admitted === undefined) return this.refuse(stream, peer, authority, new ProxyError("CONNECTION_LIMIT", `${authority}: the pod's connection budget is used up`));
-    stream.once("close", admitted);
+    stream.on("close", admitted); // idempotent; 'close' comes once
     const upstream = this.opts.socketFactory.connectTcp({
       host: target.ip,
       port: target.port,
@@ -311,9 +311,10 @@ export class HboneServer {
     const deadline = this.connectDeadlines.add(() =>
       settle(Object.assign(new Error(`no answer within ${this.connectDeadlines.lengthMs} ms`), { code: "ETIMEDOUT" })),
     );
-    upstream.once("connect", onConnect);
-    upstream.once("error", settle);
-    stream.once("close", onClientClose);
+    // settle() removes all three, so plain listeners do what once() would.
+    upstream.on("connect", onConnect);
+    upstream.on("error", settle);
+    stream.on("close", onClientClose);
   }
 
   private relay(stream: H2Stream, peer: Peer, authority: string, target: Target, upstream: Socket): void {

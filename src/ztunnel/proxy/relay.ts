@@ -71,14 +71,13 @@ export class Relay {
     this.done = new Promise((r) => (this.resolve = r));
     this.idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
     this.halfCloseMs = opts.halfCloseTimeoutMs ?? DEFAULT_HALF_CLOSE_MS;
-    this.sa = { s: a, onEnd: () => undefined, readEnded: false, writeFinished: false, closed: false };
-    this.sb = { s: b, onEnd: () => undefined, readEnded: false, writeFinished: false, closed: false };
-    for (const side of [this.sa, this.sb]) {
-      // Without half-open, a FIN from one peer would end our write side to it as well.
-      if (side.s instanceof Socket) side.s.allowHalfOpen = true;
-    }
-    this.pump(this.sa, this.sb, (n) => (this.bytesAtoB += n));
-    this.pump(this.sb, this.sa, (n) => (this.bytesBtoA += n));
+    this.sa = { s: a, onEnd: noop, readEnded: false, writeFinished: false, closed: false };
+    this.sb = { s: b, onEnd: noop, readEnded: false, writeFinished: false, closed: false };
+    // Without half-open, a FIN from one peer would end our write side to it as well.
+    if (a instanceof Socket) a.allowHalfOpen = true;
+    if (b instanceof Socket) b.allowHalfOpen = true;
+    this.pump(this.sa, this.sb, true);
+    this.pump(this.sb, this.sa, false);
     this.watch(this.sa, this.sb);
     this.watch(this.sb, this.sa);
     if (this.idleMs > 0) this.armIdle(this.idleMs);
@@ -98,7 +97,8 @@ export class Relay {
     this.finish("aborted", reason);
   }
 
-  private pump(from: Side, to: Side, count: (n: number) => void): void {
+  /** Copies `from` → `to`; `aToB` says which byte counter the direction adds to. */
+  private pump(from: Side, to: Side, aToB: boolean): void {
     const src = from.s;
     const dst = to.s;
     let waiting = false;
@@ -111,7 +111,8 @@ export class Relay {
     // chunks of one read leave in a single writev.
     const batch = dst instanceof Socket ? new CorkedWriter(dst) : undefined;
     src.on("data", (chunk: Buffer) => {
-      count(chunk.length);
+      if (aToB) this.bytesAtoB += chunk.length;
+      else this.bytesBtoA += chunk.length;
       this.lastActivity = Date.now();
       batch?.hold();
       const accepted = dst.write(chunk);
@@ -135,7 +136,9 @@ export class Relay {
       this.maybeComplete();
     };
     from.onEnd = onEnd;
-    src.once("end", () => {
+    // 'end', 'finish' and 'close' come once per endpoint: plain listeners (a once() wrapper is
+    // two more objects per event per connection) whose handlers are idempotent anyway.
+    src.on("end", () => {
       if (!isH2Stream(src)) return onEnd();
       // A reset that arrives right behind END_STREAM must reach the peer as a reset (via
       // 'error'/'close'), never as a clean FIN: look one turn later.
@@ -151,12 +154,13 @@ export class Relay {
 
   private watch(side: Side, other: Side): void {
     const s = side.s;
-    s.once("finish", () => {
+    s.on("finish", () => {
       side.writeFinished = true;
       this.maybeComplete();
     });
     s.on("error", (err: Error) => this.finish("error", err, side, other));
-    s.once("close", () => {
+    s.on("close", () => {
+      if (side.closed) return;
       side.closed = true;
       if (this.finished) return;
       if (isH2Stream(s) && (s.rstCode === undefined || s.rstCode === ErrorCode.NO_ERROR)) {
@@ -282,6 +286,8 @@ function reset(s: Endpoint): void {
   }
   s.destroy();
 }
+
+function noop(): void {}
 
 function isH2Stream(s: Endpoint): s is H2Stream {
   return s instanceof H2Stream;

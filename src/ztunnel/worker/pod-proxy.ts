@@ -253,7 +253,7 @@ export class PodProxy {
       }
       // No setNoDelay here: the listener has TCP_NODELAY and accepted sockets inherit it.
       this.downstreams.add(s);
-      s.once("close", () => {
+      s.on("close", () => {
         this.downstreams.delete(s);
         release();
       });

@@ -23,6 +23,11 @@ export interface EncoderOptions {
   unindexed?: ReadonlySet<string>;
 }
 
+/** Encoded name literals (length prefix and string) per string form, shared by all encoders. */
+const NAME_LITERALS: Record<HuffmanMode, Map<string, Buffer>> = { shorter: new Map(), always: new Map(), never: new Map() };
+/** Names are few (HBONE sends one literal name); a peer cannot grow this, the cap is a backstop. */
+const MAX_CACHED_NAMES = 64;
+
 export class HpackEncoder {
   private readonly table: DynamicTable;
   private readonly huffman: HuffmanMode;
@@ -75,7 +80,7 @@ export class HpackEncoder {
     if (this.unindexed?.has(name) === true) {
       const nameIdx = STATIC_NAME.get(name) ?? 0;
       pos = encodeInt(out, pos, nameIdx, 4, 0x00);
-      if (nameIdx === 0) pos = this.string(out, pos, name);
+      if (nameIdx === 0) pos = this.name(out, pos, name);
       pos = encodeInt(out, pos, value.length, 7, 0x00);
       return pos + out.write(value, pos, "latin1");
     }
@@ -91,10 +96,23 @@ export class HpackEncoder {
     const index = !never && entrySize(name, value) <= this.table.maxSize / 2;
     if (index) pos = encodeInt(out, pos, nameIdx, 6, 0x40);
     else pos = encodeInt(out, pos, nameIdx, 4, never ? 0x10 : 0x00);
-    if (nameIdx === 0) pos = this.string(out, pos, name);
+    if (nameIdx === 0) pos = this.name(out, pos, name);
     pos = this.string(out, pos, value);
     if (index) this.table.add(name, value);
     return pos;
+  }
+
+  /** A name as a string literal: the same few names on every CONNECT, so encoded once. */
+  private name(out: Buffer, pos: number, name: string): number {
+    const cache = NAME_LITERALS[this.huffman];
+    let lit = cache.get(name);
+    if (lit === undefined) {
+      const tmp = Buffer.allocUnsafe(name.length * 4 + 6);
+      lit = Buffer.from(tmp.subarray(0, this.string(tmp, 0, name)));
+      if (cache.size < MAX_CACHED_NAMES) cache.set(name, lit);
+    }
+    lit.copy(out, pos);
+    return pos + lit.length;
   }
 
   private string(out: Buffer, pos: number, s: string): number {

@@ -50,8 +50,9 @@ export function awaitResponse(stream: H2Stream, req: HboneRequest): Promise<Reco
       stream.off("close", onClose);
       stream.off("response", onResponse);
     };
-    stream.once("error", onError);
-    stream.once("close", onClose);
-    stream.once("response", onResponse);
+    // Whichever comes first removes all three (cleanup), so plain listeners do what once() would.
+    stream.on("error", onError);
+    stream.on("close", onClose);
+    stream.on("response", onResponse);
   });
 }

@@ -91,7 +91,7 @@ export class HbonePool implements PoolHost {
           continue;
         }
         const stream = session.request(connectHeaders(req));
-        stream.once("close", release);
+        stream.on("close", release); // idempotent; 'close' comes once
         // Whoever takes the stream attaches its own handler; this one only keeps a late reset
         // from crashing the process in between.
         stream.on("error", (err) => this.settings.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
