@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { errnoOf, ProxyError, responseFlagOf, statusOf, upstreamConnectError } from "../../src/ztunnel/proxy/errors.js";
 import { ConnectionLimiter, guardAcceptErrors, ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { proxyPassthrough } from "../../src/ztunnel/proxy/outbound.js";
-import { relay } from "../../src/ztunnel/proxy/relay.js";
+import { Relay, relay, type RelayResult } from "../../src/ztunnel/proxy/relay.js";
 import { closeServer, dial, echoServer, expectEcho, listen, loopbackPair, readAll, useLoopbackServers } from "../fixtures/ztunnel-hbone-env.js";
 
 const MiB = 1024 * 1024;
@@ -45,6 +45,28 @@ describe("plain TCP relay and passthrough", () => {
     expect((await bGot).toString()).toBe("from a, later");
     const r = await done;
     expect(r).toMatchObject({ end: "complete", bytesAtoB: 13, bytesBtoA: 6, error: undefined });
+  });
+
+  it("reports the end once to an onDone callback, and done (asked for late) resolves to the same result", async () => {
+    const [a, aPeer] = await loopbackPair(servers);
+    const [bPeer, b] = await loopbackPair(servers);
+    const seen: RelayResult[] = [];
+    let signal: (r: RelayResult) => void = () => undefined;
+    const called = new Promise<RelayResult>((r) => (signal = r));
+    const r = new Relay(aPeer, bPeer, { halfCloseTimeoutMs: 5000 }, (result) => {
+      seen.push(result);
+      signal(result);
+    });
+    const bGot = readAll(b);
+    a.end("ab");
+    expect((await bGot).toString()).toBe("ab");
+    b.end("ba");
+    expect((await readAll(a)).toString()).toBe("ba");
+    const result = await called;
+    expect(result).toMatchObject({ end: "complete", bytesAtoB: 2, bytesBtoA: 2, error: undefined });
+    expect(await r.done).toBe(result);
+    r.abort(); // after the end: nothing more is reported
+    expect(seen).toEqual([result]);
   });
 
   it("cuts a connection whose other half never closes after the half-close timeout", async () => {

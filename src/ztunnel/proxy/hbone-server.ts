@@ -10,6 +10,7 @@ import { ProxyError, upstreamConnectError } from "./errors.js";
 import { H2Connection, type H2ConnectionOptions } from "./h2/connection.js";
 import { ErrorCode } from "./h2/frames.js";
 import { headerObject } from "./h2/headers.js";
+import type { HeaderField } from "./h2/hpack-table.js";
 import type { H2Stream } from "./h2/stream.js";
 import { DEFAULT_MAX_HEADER_LIST_SIZE, hboneH2Options, PROXY_KEEPALIVE } from "./h2-options.js";
 import { UNLIMITED, type PodAdmission } from "./budget.js";
@@ -34,6 +35,9 @@ interface Peer {
 }
 
 type Target = { readonly ip: string; readonly port: number };
+
+/** The CONNECT's success response, the same for every stream. */
+const OK_RESPONSE: readonly HeaderField[] = Object.freeze([Object.freeze([":status", "200"]) as HeaderField]);
 
 const ALLOW_ALL: Authorizer = { authorize: () => ({ allow: true, policy: undefined, reason: "no authorizer configured" }) };
 
@@ -297,9 +301,9 @@ export class HboneServer {
       if (settled) return;
       settled = true;
       deadline.cancel();
-      upstream.off("connect", onConnect);
-      upstream.off("error", settle);
-      stream.off("close", onClientClose);
+      // The three listeners stay: settled, they do nothing. Removing a listener deletes a key of
+      // the emitter's listener table, which leaves the table a slow dictionary for the rest of
+      // the stream's and socket's life.
       if (err === undefined) return this.relay(stream, peer, authority, target, upstream);
       upstream.on("error", ignore);
       upstream.destroy();
@@ -307,21 +311,34 @@ export class HboneServer {
     };
     const onConnect = (): void => settle(undefined);
     // The client gave up while we were connecting.
-    const onClientClose = (): void => settle(new Error("client closed the stream"));
+    const onClientClose = (): void => {
+      if (!settled) settle(new Error("client closed the stream"));
+    };
     const deadline = this.connectDeadlines.add(() =>
       settle(Object.assign(new Error(`no answer within ${this.connectDeadlines.lengthMs} ms`), { code: "ETIMEDOUT" })),
     );
-    // settle() removes all three, so plain listeners do what once() would.
     upstream.on("connect", onConnect);
     upstream.on("error", settle);
     stream.on("close", onClientClose);
   }
 
   private relay(stream: H2Stream, peer: Peer, authority: string, target: Target, upstream: Socket): void {
-    stream.respond([[":status", "200"]]);
+    stream.respond(OK_RESPONSE);
     // Reading starts in the same tick as the response, so the stream never ends unread (which
     // Node would turn into RST_STREAM(NO_ERROR)).
-    const relay = new Relay(upstream, stream, this.opts.relay);
+    // The end is reported one microtask later, as a promise's would be, without the promises.
+    let closeTracking: (() => void) | undefined;
+    const relay: Relay = new Relay(upstream, stream, this.opts.relay, (result) =>
+      queueMicrotask(() => {
+        this.relays.delete(relay);
+        try {
+          closeTracking?.();
+          this.record(peer, authority, 200, result.error instanceof ProxyError ? result.error : undefined, result, open);
+        } catch (err) {
+          this.streamFailed(stream, err);
+        }
+      }),
+    );
     this.relays.add(relay);
     const open: OpenStream = {
       source: peer.identity,
@@ -331,14 +348,7 @@ export class HboneServer {
       authority,
       abort: (reason) => relay.abort(new ProxyError("AUTHORIZATION_DENIED", reason)),
     };
-    const closeTracking = this.opts.onOpen?.(open);
-    relay.done
-      .then((result) => {
-        closeTracking?.();
-        this.relays.delete(relay);
-        this.record(peer, authority, 200, result.error instanceof ProxyError ? result.error : undefined, result, open);
-      })
-      .catch((err: unknown) => this.streamFailed(stream, err));
+    closeTracking = this.opts.onOpen?.(open);
   }
 
   private streamFailed(stream: H2Stream, err: unknown): void {

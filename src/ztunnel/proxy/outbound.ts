@@ -24,7 +24,7 @@ export async function proxyOutboundHbone(
   onRelay?: (relay: Relay) => void,
 ): Promise<OutboundResult> {
   downstream.pause();
-  downstream.on("error", () => undefined);
+  downstream.on("error", ignoreError);
   try {
     const { stream, connectionId } = await pool.connect(req);
     if (downstream.destroyed) {
@@ -49,7 +49,7 @@ export async function proxyPassthrough(
   choice: PlaintextRelayChoice = unmetered("js"),
 ): Promise<OutboundResult> {
   downstream.pause();
-  downstream.on("error", () => undefined);
+  downstream.on("error", ignoreError);
   const upstream = factory.connectTcp({ host: target.ip, port: target.port, noDelay: true, keepAlive: PROXY_KEEPALIVE });
   const err = await new Promise<Error | undefined>((resolve) => {
     upstream.once("connect", () => resolve(undefined));
@@ -63,3 +63,6 @@ export async function proxyPassthrough(
   const relay = startPlaintextRelay(choice, downstream, upstream, relayOpts);
   return { ok: true, result: await relay.done, relay: relay.relay };
 }
+
+/** Errors of a downstream before its relay takes it (the relay reports its own). */
+function ignoreError(): void {}

@@ -1,6 +1,7 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ProxyError } from "./errors.js";
+import { IdleWatch, type IdleWatched } from "./idle-watch.js";
 import { CorkedWriter } from "./h2/corked-writer.js";
 import { ErrorCode } from "./h2/frames.js";
 import { H2Stream } from "./h2/stream.js";
@@ -52,23 +53,26 @@ interface Side {
   closed: boolean;
 }
 
-export class Relay {
-  readonly done: Promise<RelayResult>;
+export class Relay implements IdleWatched {
+  /** The result once both directions ended (or the relay was cut). Made on first use. */
+  private donePromise: Promise<RelayResult> | undefined;
+  private result: RelayResult | undefined;
   private bytesAtoB = 0;
   private bytesBtoA = 0;
   private readonly started = Date.now();
   private lastActivity = Date.now();
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** Watches this relay's idle timeout with the others of the same length (none when 0). */
+  private readonly idleWatch: IdleWatch | undefined;
   private halfTimer: NodeJS.Timeout | undefined;
   private finished = false;
-  private resolve!: (r: RelayResult) => void;
+  private resolve: ((r: RelayResult) => void) | undefined;
   private readonly sa: Side;
   private readonly sb: Side;
   private readonly idleMs: number;
   private readonly halfCloseMs: number;
 
-  constructor(a: Endpoint, b: Endpoint, opts: RelayOptions = {}) {
-    this.done = new Promise((r) => (this.resolve = r));
+  /** `onDone` runs once with the result (a caller that needs no promise passes it). */
+  constructor(a: Endpoint, b: Endpoint, opts: RelayOptions = {}, private readonly onDone?: (r: RelayResult) => void) {
     this.idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_MS;
     this.halfCloseMs = opts.halfCloseTimeoutMs ?? DEFAULT_HALF_CLOSE_MS;
     this.sa = { s: a, onEnd: noop, readEnded: false, writeFinished: false, closed: false };
@@ -80,7 +84,16 @@ export class Relay {
     this.pump(this.sb, this.sa, false);
     this.watch(this.sa, this.sb);
     this.watch(this.sb, this.sa);
-    if (this.idleMs > 0) this.armIdle(this.idleMs);
+    this.idleWatch = this.idleMs > 0 ? IdleWatch.of(this.idleMs) : undefined;
+    this.idleWatch?.add(this);
+  }
+
+  get done(): Promise<RelayResult> {
+    if (this.donePromise === undefined) {
+      const r = this.result;
+      this.donePromise = r !== undefined ? Promise.resolve(r) : new Promise((resolve) => (this.resolve = resolve));
+    }
+    return this.donePromise;
   }
 
   /** Bytes sitting in our user-space buffers (both directions): the backpressure bound. */
@@ -198,23 +211,20 @@ export class Relay {
     this.halfTimer.unref();
   }
 
-  // One coarse timer per relay, re-armed lazily instead of on every chunk.
-  private armIdle(delay: number): void {
-    this.idleTimer = setTimeout(() => {
-      const idle = Date.now() - this.lastActivity;
-      if (idle >= this.idleMs) {
-        this.finish("idle-timeout", new ProxyError("IDLE_TIMEOUT", `no bytes in either direction for ${this.idleMs} ms`));
-      } else {
-        this.armIdle(this.idleMs - idle);
-      }
-    }, delay);
-    this.idleTimer.unref();
+  /** @internal IdleWatched */
+  get lastActivityMs(): number {
+    return this.lastActivity;
+  }
+
+  /** @internal IdleWatched: no bytes either way for idleMs. */
+  idleExpired(): void {
+    this.finish("idle-timeout", new ProxyError("IDLE_TIMEOUT", `no bytes in either direction for ${this.idleMs} ms`));
   }
 
   private finish(end: RelayEnd, error: Error | undefined, failed?: Side, other?: Side): void {
     if (this.finished) return;
     this.finished = true;
-    clearTimeout(this.idleTimer);
+    this.idleWatch?.delete(this);
     clearTimeout(this.halfTimer);
     if (end === "complete") {
       for (const side of [this.sa, this.sb]) if (side.s instanceof Socket) side.s.destroy();
@@ -230,13 +240,16 @@ export class Relay {
       reset(this.sa.s);
       reset(this.sb.s);
     }
-    this.resolve({
+    const result: RelayResult = {
       end,
       bytesAtoB: this.bytesAtoB,
       bytesBtoA: this.bytesBtoA,
       durationMs: Date.now() - this.started,
       error,
-    });
+    };
+    this.result = result;
+    this.resolve?.(result);
+    this.onDone?.(result);
   }
 }
 

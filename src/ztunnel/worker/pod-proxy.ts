@@ -314,7 +314,7 @@ function watchFdExhaustion(inner: SocketFactory, admission: PodAdmission): Socke
     connectTcp: (o) => {
       try {
         const s = inner.connectTcp(o);
-        s.once("error", report);
+        s.on("error", report); // a socket emits 'error' at most once
         return s;
       } catch (err) {
         report(err);

@@ -21,9 +21,14 @@ type ReadState =
   | { readonly t: "frame"; readonly type: number; readonly flags: number; readonly streamId: number; readonly length: number }
   | { readonly t: "data"; readonly flags: number; readonly streamId: number; remaining: number };
 
+/** The state between frames: one object for every reader. */
+const HEADER: ReadState = Object.freeze({ t: "header" });
+
 export class FrameReader {
   private state: ReadState;
   private parts: Buffer[] = [];
+  /** Bytes of parts[0] already consumed: kept as an offset, not re-sliced per frame. */
+  private off = 0;
   private buffered = 0;
   private stopped = false;
 
@@ -33,7 +38,7 @@ export class FrameReader {
     private readonly maxFrameSize: number,
     expectPreface: boolean,
   ) {
-    this.state = expectPreface ? { t: "preface" } : { t: "header" };
+    this.state = expectPreface ? { t: "preface" } : HEADER;
   }
 
   /** Bytes held waiting for the rest of a frame (bounded by one frame). */
@@ -45,6 +50,7 @@ export class FrameReader {
   stop(): void {
     this.stopped = true;
     this.parts = [];
+    this.off = 0;
     this.buffered = 0;
   }
 
@@ -59,14 +65,15 @@ export class FrameReader {
         // Hand on whatever part of the payload is here, as views.
         while (s.remaining > 0 && this.buffered > 0) {
           const head = this.parts[0];
-          const n = Math.min(head.length, s.remaining);
-          const view = n === head.length ? head : head.subarray(0, n);
+          const off = this.off;
+          const n = Math.min(head.length - off, s.remaining);
+          const view = off === 0 && n === head.length ? head : head.subarray(off, off + n);
           this.consumeFront(n);
           s.remaining -= n;
           this.sink.onDataChunk(s.streamId, view);
         }
         if (s.remaining > 0) return;
-        this.state = { t: "header" };
+        this.state = HEADER;
         this.sink.onDataEnd(s.flags, s.streamId);
         continue;
       }
@@ -80,16 +87,23 @@ export class FrameReader {
         if (!this.take(PREFACE.length, true).equals(PREFACE)) {
           throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, "the client did not send the HTTP/2 connection preface");
         }
-        this.state = { t: "header" };
+        this.state = HEADER;
         continue;
       }
       if (s.t === "header") {
         if (this.buffered < FRAME_HEADER_LEN) return;
-        const h = this.take(FRAME_HEADER_LEN, true);
-        const length = (h[0] << 16) | (h[1] << 8) | h[2];
-        const type = h[3];
-        const flags = h[4];
-        const streamId = h.readUInt32BE(5) & 0x7fffffff; // the reserved bit is ignored
+        // The 9 header bytes are read where they are (no view) unless they straddle two reads.
+        let h = this.parts[0];
+        let o = this.off;
+        if (h.length - o < FRAME_HEADER_LEN) {
+          h = this.take(FRAME_HEADER_LEN, false);
+          o = 0;
+        }
+        const length = (h[o] << 16) | (h[o + 1] << 8) | h[o + 2];
+        const type = h[o + 3];
+        const flags = h[o + 4];
+        const streamId = h.readUInt32BE(o + 5) & 0x7fffffff; // the reserved bit is ignored
+        this.consumeFront(FRAME_HEADER_LEN);
         if (length > this.maxFrameSize) {
           throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds SETTINGS_MAX_FRAME_SIZE ${this.maxFrameSize}`);
         }
@@ -97,7 +111,7 @@ export class FrameReader {
           this.state = { t: "data", flags, streamId, remaining: length };
           this.sink.onDataStart(flags, streamId, length);
           if (length === 0) {
-            this.state = { t: "header" };
+            this.state = HEADER;
             this.sink.onDataEnd(flags, streamId);
           }
           continue;
@@ -108,7 +122,7 @@ export class FrameReader {
       // Whole frame.
       if (this.buffered < s.length) return;
       const payload = this.take(s.length, true);
-      this.state = { t: "header" };
+      this.state = HEADER;
       this.sink.onFrame(s.type, s.flags, s.streamId, payload);
     }
   }
@@ -116,17 +130,20 @@ export class FrameReader {
   /** The first n buffered bytes: a view when they sit in one buffer, else one copy. */
   private take(n: number, consume: boolean): Buffer {
     const head = this.parts[0];
+    const off = this.off;
     let out: Buffer;
     if (n === 0) out = Buffer.alloc(0);
-    else if (head.length >= n) out = head.subarray(0, n);
+    else if (head.length - off >= n) out = off === 0 && n === head.length ? head : head.subarray(off, off + n);
     else {
       out = Buffer.allocUnsafe(n);
-      let off = 0;
+      let got = 0;
+      let from = off;
       for (const p of this.parts) {
-        const k = Math.min(p.length, n - off);
-        p.copy(out, off, 0, k);
-        off += k;
-        if (off === n) break;
+        const k = Math.min(p.length - from, n - got);
+        p.copy(out, got, from, from + k);
+        got += k;
+        from = 0;
+        if (got === n) break;
       }
     }
     if (consume) this.consumeFront(n);
@@ -137,11 +154,13 @@ export class FrameReader {
     this.buffered -= n;
     while (n > 0) {
       const head = this.parts[0];
-      if (head.length <= n) {
+      const left = head.length - this.off;
+      if (left <= n) {
         this.parts.shift();
-        n -= head.length;
+        this.off = 0;
+        n -= left;
       } else {
-        this.parts[0] = head.subarray(n);
+        this.off += n;
         n = 0;
       }
     }

@@ -15,6 +15,11 @@ export type StreamState =
   | { readonly t: "half-closed-remote" }
   | { readonly t: "closed"; readonly code: number; readonly by: "end" | "local-reset" | "remote-reset" | "connection" };
 
+// The states without data, shared by every stream.
+const OPEN: StreamState = Object.freeze({ t: "open" });
+const HALF_CLOSED_LOCAL: StreamState = Object.freeze({ t: "half-closed-local" });
+const HALF_CLOSED_REMOTE: StreamState = Object.freeze({ t: "half-closed-remote" });
+
 export class H2StreamError extends Error {
   constructor(
     readonly code: number,
@@ -52,7 +57,7 @@ export interface H2StreamEvents {
 export const STREAM_HIGH_WATER = 128 * 1024;
 
 export class H2Stream extends EventEmitter<H2StreamEvents> {
-  state: StreamState = { t: "open" };
+  state: StreamState = OPEN;
   /** What the peer lets us send on this stream. */
   sendWindow: number;
   /** What we still let the peer send before it must wait for a WINDOW_UPDATE. */
@@ -87,10 +92,7 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     super();
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
-    // As with a Readable, a 'data' listener starts the flow (after it is attached).
-    this.on("newListener", (event: string | symbol) => {
-      if (event === "data" && !this.pausedByCaller) queueMicrotask(() => this.resume());
-    });
+    this.on("newListener", startFlowOnData);
   }
 
   /** RST_STREAM code when the stream was reset (either side), else undefined. */
@@ -225,7 +227,7 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
     const deferred = this.paused || this.held.length > 0;
     if (deferred) this.heldEnd = true;
     const t = this.state.t;
-    if (t === "open") this.state = { t: "half-closed-remote" };
+    if (t === "open") this.state = HALF_CLOSED_REMOTE;
     else if (t === "half-closed-local") this.toClosed(ErrorCode.NO_ERROR, "end");
     if (!deferred) this.emit("end");
   }
@@ -233,7 +235,7 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
   /** @internal our END_STREAM went out. */
   localEndSent(): void {
     const t = this.state.t;
-    if (t === "open") this.state = { t: "half-closed-local" };
+    if (t === "open") this.state = HALF_CLOSED_LOCAL;
     else if (t === "half-closed-remote") this.toClosed(ErrorCode.NO_ERROR, "end");
     this.emit("finish");
   }
@@ -292,4 +294,14 @@ export class H2Stream extends EventEmitter<H2StreamEvents> {
   private readonly emitClose = (): void => {
     this.emit("close", this.errored !== null);
   };
+
+  /** @internal a 'data' listener was added (startFlowOnData). */
+  dataListenerAdded(): void {
+    if (!this.pausedByCaller) queueMicrotask(() => this.resume());
+  }
+}
+
+/** As with a Readable, a 'data' listener starts the flow (after it is attached). One function for every stream, called with the stream as `this`. */
+function startFlowOnData(this: H2Stream, event: string | symbol): void {
+  if (event === "data") this.dataListenerAdded();
 }

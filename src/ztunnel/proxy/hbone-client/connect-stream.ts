@@ -24,18 +24,25 @@ export function connectHeaders(req: HboneRequest): HeaderField[] {
 }
 
 export function awaitResponse(stream: H2Stream, req: HboneRequest): Promise<Record<string, string>> {
-  const target = formatHostPort(req.target.ip, req.target.port);
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
-      cleanup();
-      reject(new ProxyError("HBONE_STREAM_RESET", `CONNECT ${target} failed: ${errorMessage(err)}`, { cause: err }));
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new ProxyError("HBONE_STREAM_RESET", `CONNECT ${target}: stream closed before a response (code ${stream.rstCode ?? "none"})`));
-    };
-    const onResponse = (fields: readonly HeaderField[]): void => {
-      cleanup();
+    // Whichever comes first settles; the three listeners then stay and do nothing. Removing a
+    // listener deletes a key of the stream's listener table, which leaves it a slow dictionary
+    // for the rest of the tunnel.
+    let settled = false;
+    const target = (): string => formatHostPort(req.target.ip, req.target.port);
+    stream.on("error", (err: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(new ProxyError("HBONE_STREAM_RESET", `CONNECT ${target()} failed: ${errorMessage(err)}`, { cause: err }));
+    });
+    stream.on("close", () => {
+      if (settled) return;
+      settled = true;
+      reject(new ProxyError("HBONE_STREAM_RESET", `CONNECT ${target()}: stream closed before a response (code ${stream.rstCode ?? "none"})`));
+    });
+    stream.on("response", (fields: readonly HeaderField[]) => {
+      if (settled) return;
+      settled = true;
       const headers = headerObject(fields);
       const status = Number(headers[":status"]);
       if (status === 200) {
@@ -43,16 +50,7 @@ export function awaitResponse(stream: H2Stream, req: HboneRequest): Promise<Reco
         return;
       }
       stream.close(ErrorCode.CANCEL);
-      reject(new ProxyError("HBONE_STATUS", `CONNECT ${target} answered ${status}`, { peerStatus: status }));
-    };
-    const cleanup = (): void => {
-      stream.off("error", onError);
-      stream.off("close", onClose);
-      stream.off("response", onResponse);
-    };
-    // Whichever comes first removes all three (cleanup), so plain listeners do what once() would.
-    stream.on("error", onError);
-    stream.on("close", onClose);
-    stream.on("response", onResponse);
+      reject(new ProxyError("HBONE_STATUS", `CONNECT ${target()} answered ${status}`, { peerStatus: status }));
+    });
   });
 }

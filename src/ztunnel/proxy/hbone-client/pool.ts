@@ -1,4 +1,5 @@
 import { logger } from "../../../shared/log.js";
+import type { H2Stream } from "../h2/stream.js";
 import { formatHostPort } from "../../state/ip.js";
 import { identityUri, type Identity } from "../../tls/identity.js";
 import { ProxyError } from "../errors.js";
@@ -40,6 +41,8 @@ export class HbonePool implements PoolHost {
   private readonly conns = new Map<string, PooledConnection[]>();
   private readonly all = new Set<PooledConnection>();
   private closed = false;
+  /** One handler for every stream (called with the stream as `this`), not a closure per CONNECT. */
+  private readonly onStreamError: (this: H2Stream, err: Error) => void;
 
   constructor(opts: HboneClientOptions) {
     this.settings = {
@@ -51,6 +54,10 @@ export class HbonePool implements PoolHost {
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
       maxHeaderListSize: opts.maxHeaderListSize ?? DEFAULT_MAX_HEADER_LIST_SIZE,
       log: opts.log ?? logger("ztunnel.hbone.client"),
+    };
+    const log = this.settings.log;
+    this.onStreamError = function (this: H2Stream, err: Error): void {
+      log.debug({ stream: this.id, err: err.message }, "HBONE stream error");
     };
   }
 
@@ -94,7 +101,7 @@ export class HbonePool implements PoolHost {
         stream.on("close", release); // idempotent; 'close' comes once
         // Whoever takes the stream attaches its own handler; this one only keeps a late reset
         // from crashing the process in between.
-        stream.on("error", (err) => this.settings.log.debug({ conn: conn.id, err: err.message }, "HBONE stream error"));
+        stream.on("error", this.onStreamError);
         try {
           const headers = await awaitResponse(stream, req);
           return { stream, headers, connectionId: conn.id };
