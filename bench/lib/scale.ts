@@ -6,6 +6,7 @@ import { NetnsHandle } from "../../src/native/index.js";
 import { errorMessage } from "../../src/shared/errors.js";
 import { NativeSocketFactory } from "../../src/sockets/index.js";
 import { createZdsServer, type PodEntry } from "../../src/zds/index.js";
+import { ztunnelNodeArgv } from "../../src/ztunnel/node-flags.js";
 import { generateRoot } from "../../src/ztunnel/tls/ca.js";
 import { ZTUNNEL_MAIN, type ConfigDump } from "../../test/fixtures/ztunnel-e2e-cluster.js";
 import { killAndWait, netnsPath, run } from "../../test/harness/netns.js";
@@ -89,7 +90,7 @@ export async function scaleRow(pods: number, figures: Figures, teardown: Teardow
   const nodeArgs = ztunnelNodeArgs();
   const stop = (child: ReturnType<Topology["spawn"]>): Promise<void> => killAndWait(child, nodeArgs.length > 0 ? "SIGTERM" : "SIGKILL");
   const start = (): ReturnType<Topology["spawn"]> => {
-    const child = topo.spawn(node.ns, process.execPath, [...nodeArgs, ZTUNNEL_MAIN], { env });
+    const child = topo.spawn(node.ns, process.execPath, ztunnelNodeArgv(ZTUNNEL_MAIN, nodeArgs), { env });
     child.stdout?.resume();
     let err = "";
     child.stderr?.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));

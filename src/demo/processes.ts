@@ -13,11 +13,12 @@ export interface NodeProcess {
   child: ChildProcess | undefined;
 }
 
-export function spawnInNetns(ns: string, what: string, node: number, script: string, env: Record<string, string>, log: string): NodeProcess {
+/** `node ...nodeArgv` (this Node binary; nodeArgv ends with the script) inside netns `ns`. */
+export function spawnInNetns(ns: string, what: string, node: number, nodeArgv: readonly string[], env: Record<string, string>, log: string): NodeProcess {
   const fd = openSync(log, "a");
   try {
     // `ip netns exec` execs the command in place: the pid is the node process itself.
-    const child = spawn("ip", ["netns", "exec", ns, process.execPath, script], {
+    const child = spawn("ip", ["netns", "exec", ns, process.execPath, ...nodeArgv], {
       env: { ...process.env, ...env },
       stdio: ["ignore", fd, fd],
       detached: true,

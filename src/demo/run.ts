@@ -9,6 +9,7 @@ import { fetchDump } from "../cli/commands.js";
 import type { NodeTarget } from "../cli/context.js";
 import { enrollLocal } from "../cli/enroll.js";
 import { errorMessage } from "../shared/errors.js";
+import { ztunnelNodeArgv } from "../ztunnel/node-flags.js";
 import { generateRoot } from "../ztunnel/tls/ca.js";
 import { DemoError, PodApps } from "./apps.js";
 import { demoPods, inventoryYaml, localConfigYaml, MESH_NAMESPACE, nodeName, podKey, TRUST_DOMAIN, type DemoPod } from "./layout.js";
@@ -158,7 +159,7 @@ export class DemoRun {
     const zdsSock = join(dir, "zds", "ztunnel.sock");
     const ns = this.nodeNs(n);
     this.check();
-    const agent = spawnInNetns(ns, "agent", n, AGENT_MAIN, {
+    const agent = spawnInNetns(ns, "agent", n, [AGENT_MAIN], {
       LOCAL_INVENTORY_PATH: this.inventoryPath(n),
       CNI_AGENT_RUN_DIR: join(dir, "cni"),
       ZTUNNEL_UDS_ADDRESS: zdsSock,
@@ -183,7 +184,7 @@ export class DemoRun {
     const ns = this.nodeNs(n);
     this.check();
     this.processes.push(
-      spawnInNetns(ns, "ztunnel", n, ZTUNNEL_MAIN, {
+      spawnInNetns(ns, "ztunnel", n, ztunnelNodeArgv(ZTUNNEL_MAIN), {
         INPOD_UDS: zdsSock,
         LOCAL_XDS_PATH: this.localConfigPath,
         CA_ROOT_DIR: join(this.runDir, "ca"),

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 import type { Server } from "node:http";
 import { errorMessage } from "../shared/errors.js";
 import type { LevelWithSilent } from "pino";

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { ztunnelShebang } from "../../src/ztunnel/node-flags.js";
 import { validateDoc } from "../fixtures/k8s-schema.js";
 import { DEPLOY, entryPoints, kindOf, nameOf, only, OVERLAYS, render, Rendered, repoPathOfImagePath, ROOT, type DaemonSetObj, type Obj } from "../fixtures/deploy-render.js";
 
@@ -112,10 +113,11 @@ describe.each(OVERLAYS)("deploy/overlays/%s: commands run the image's entry poin
   const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin?: Record<string, string> };
   const tsconfig = JSON.parse(readFileSync(join(ROOT, "tsconfig.json"), "utf8")) as { compilerOptions: { outDir: string; rootDir: string } };
 
+  // ztunnel's shebang also gives node ztunnel's flags (src/ztunnel/node-flags.ts).
   it.each([
-    ["agent", "src/agent/main.ts", "cni-agent"],
-    ["ztunnel", "src/ztunnel/main.ts", "ztunnel"],
-  ] as const)("the %s runs the image's entry point for the compiled %s (the package's %s bin)", (which, source, bin) => {
+    ["agent", "src/agent/main.ts", "cni-agent", "#!/usr/bin/env node"],
+    ["ztunnel", "src/ztunnel/main.ts", "ztunnel", ztunnelShebang()],
+  ] as const)("the %s runs the image's entry point for the compiled %s (the package's %s bin)", (which, source, bin, shebang) => {
     const c = only(r[which]);
     const argv = [...(c.command ?? []), ...(c.args ?? [])];
     expect(argv).toEqual([`/usr/local/bin/${bin}`]);
@@ -126,7 +128,7 @@ describe.each(OVERLAYS)("deploy/overlays/%s: commands run the image's entry poin
     expect(tsconfig.compilerOptions).toMatchObject({ outDir: "dist", rootDir: "." });
     expect(built).toBe(posix.join("dist", source.replace(/\.ts$/, ".js")));
     expect(pkg.bin?.[bin]).toBe(built);
-    expect(readFileSync(join(ROOT, source), "utf8").split("\n")[0]).toBe("#!/usr/bin/env node");
+    expect(readFileSync(join(ROOT, source), "utf8").split("\n")[0]).toBe(shebang);
     // After `npm run build` (npm test builds first) the compiled entry is really there.
     if (existsSync(join(ROOT, "dist", "src"))) expect(existsSync(join(ROOT, built!))).toBe(true);
   });

@@ -2,6 +2,8 @@ import { setFlagsFromString } from "node:v8";
 
 // V8 heap sizing for the proxy workers. Flags are process-wide: every worker isolate created
 // after tuneHeap() reads them (measured in the commits that set them, 7069d77 and 7637099).
+// Flags V8 only reads when it starts (--single-threaded-gc) cannot be set here: they are on
+// ztunnel's command line, src/ztunnel/node-flags.ts.
 //
 // Growing factor. Every byte a worker relays passes through a fresh ArrayBuffer (Node
 // allocates one per socket read and per TLS record), and a worker's own heap is small (~8 MiB
