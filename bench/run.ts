@@ -34,6 +34,11 @@ const CONN_CONCURRENCY = 8;
  * warm-up for every path, as iperf's -O 1 and the latency row's warm-up round trips.
  */
 const CONN_WARMUP_S = 3;
+/**
+ * Round trips before latency samples count, beyond the first 200: a fresh ztunnel worker runs
+ * the per-message path unoptimized for its first thousands of round trips. The same for every path.
+ */
+const LATENCY_WARMUP_S = 2;
 
 rootLogger().level = "warn";
 
@@ -58,7 +63,7 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   const paths = TUNNEL_PATHS.filter((p) => opts.paths.has(p));
   const plain = want("throughput") ? PLAIN_PATHS.filter((p) => opts.paths.has(p)) : [];
   const dp = await Datapath.create(
-    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, connWarmupS: CONN_WARMUP_S, idleConnections: opts.idleConnections, fourPods: want("throughput") && opts.paths.has("hbone"), plainPaths: plain.length > 0 },
+    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, connWarmupS: CONN_WARMUP_S, latencyWarmupS: LATENCY_WARMUP_S, idleConnections: opts.idleConnections, fourPods: want("throughput") && opts.paths.has("hbone"), plainPaths: plain.length > 0 },
     teardown,
     log,
   );
@@ -223,7 +228,7 @@ async function main(): Promise<number> {
       `fd budget: the ztunnels ran with RLIMIT_NOFILE ${share.nofile} (the hard limit of this sandbox; ztunnel raises soft to hard and prlimit cannot raise the hard one here), so with ${share.podsPerNode} captured pods per node each pod may hold ${share.perPodPerWorkerPerDirection} proxied connections per worker and direction (src/ztunnel/proxy/budget.ts); every row stays inside that (idle memory spreads its connections over the ${share.podsPerNode} pod pairs, connection rate keeps ${CONN_CONCURRENCY} open at a time).`,
     );
   }
-  if (ran("latency", "connrate")) notes.push(`Latency: ${opts.roundTrips} round trips of 1 KiB over one connection after 200 warm-up; connection rate: ${CONN_CONCURRENCY} concurrent loops of connect / 1 byte each way / server closes first, counted after ${CONN_WARMUP_S} s of the same as warm-up, tcp_tw_reuse=1 in the pods.`);
+  if (ran("latency", "connrate")) notes.push(`Latency: ${opts.roundTrips} round trips of 1 KiB over one connection after 200 warm-up and ${LATENCY_WARMUP_S} s more of the same; connection rate: ${CONN_CONCURRENCY} concurrent loops of connect / 1 byte each way / server closes first, counted after ${CONN_WARMUP_S} s of the same as warm-up, tcp_tw_reuse=1 in the pods.`);
   if (ran("idle-memory")) notes.push(`Idle memory: ${opts.idleConnections} connections client pod → server pod through HBONE, each after one byte each way; RSS growth of both ztunnels divided by the count.`);
   if (ran("scale")) notes.push(`Scale: ${opts.scalePods} bare pod netns, each with its own service account (one certificate per pod), Adds one by one; enrollSeconds = first Add to last Ack (every Ack waits for the listeners on both workers); config_dump confirmed 6 listeners per pod.`);
   if (ran("dns")) notes.push("DNS: UDP queries from a captured pod, 32 in flight, through ztunnel's proxy to an upstream of ours (dns-packet, in another pod's netns, same process as the load) vs straight to it with capture off; the mesh-name p99 is sequential queries answered from ztunnel's state. The per-pod rate limit is off (DNS_POD_QUERY_RATE=0).");

@@ -57,6 +57,8 @@ export interface DatapathConfig {
   connConcurrency: number;
   /** Seconds of connections before the connection rate is counted (per path and round). */
   connWarmupS: number;
+  /** Seconds of round trips (beyond the first 200) before latency samples count (per path and round). */
+  latencyWarmupS: number;
   idleConnections: number;
   /** Measure the "4 pods x 1 stream" HBONE shape (needs 4 pods per node). */
   fourPods: boolean;
@@ -304,7 +306,7 @@ export class Datapath {
         const t = await this.target(path, "echo");
         const check = await this.witness(path);
         const r = await finish(
-          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["latency", t.host, String(t.port), String(this.cfg.roundTrips), "1024", "200"]),
+          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["latency", t.host, String(t.port), String(this.cfg.roundTrips), "1024", "200", String(this.cfg.latencyWarmupS)]),
           `latency via ${path}`,
           120_000,
         );

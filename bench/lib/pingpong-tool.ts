@@ -1,7 +1,8 @@
 // The latency and connection-rate tool of the bench (runs as its own process inside a pod
 // netns; no project imports, so it starts fast and measures only the socket path).
 //   server <echoPort> <closePort>          echo every byte / answer one byte then close first
-//   latency <host> <port> <roundTrips> <size> <warmup>
+//   latency <host> <port> <roundTrips> <size> <warmup> [warmupSeconds]
+//                                          counts the round trips after both warm-ups
 //   connrate <host> <port> <seconds> <concurrency> [warmupSeconds]
 //                                          counts what completes in the <seconds> after the warm-up
 // Clients print one JSON line on stdout. Timestamps: process.hrtime.bigint().
@@ -42,7 +43,10 @@ function open(host: string, port: number): Promise<Socket> {
   });
 }
 
-async function latency(host: string, port: number, roundTrips: number, size: number, warmup: number): Promise<void> {
+// The warm-up is a count of round trips and, when given, a time as well: a freshly started
+// ztunnel worker runs its per-message code unoptimized until V8 has compiled it, which takes
+// thousands of round trips (a production ztunnel runs for days). Same warm-up for every path.
+async function latency(host: string, port: number, roundTrips: number, size: number, warmup: number, warmupSeconds: number): Promise<void> {
   const s = await open(host, port);
   const msg = Buffer.alloc(size, 0x61);
   const samples: number[] = [];
@@ -60,10 +64,14 @@ async function latency(host: string, port: number, roundTrips: number, size: num
     s.once("end", () => reject(new Error("peer closed during the latency run")));
   });
   failed.catch(() => undefined); // handled by the race; a late rejection must not crash the tool
-  for (let i = 0; i < warmup + roundTrips; i++) {
+  const roundTrip = (): Promise<void> => Promise.race([new Promise<void>((resolve) => ((wake = resolve), s.write(msg))), failed]);
+  const warmEnd = process.hrtime.bigint() + BigInt(Math.round(warmupSeconds * 1e9));
+  for (let i = 0; i < warmup; i++) await roundTrip();
+  while (process.hrtime.bigint() < warmEnd) await roundTrip();
+  for (let i = 0; i < roundTrips; i++) {
     const t = process.hrtime.bigint();
-    await Promise.race([new Promise<void>((resolve) => ((wake = resolve), s.write(msg))), failed]);
-    if (i >= warmup) samples.push(us(t));
+    await roundTrip();
+    samples.push(us(t));
   }
   s.destroy();
   process.stdout.write(`${JSON.stringify({ kind: "latency", size, samplesUs: samples })}\n`);
@@ -124,12 +132,12 @@ switch (mode) {
     server(n(0), n(1));
     break;
   case "latency":
-    await latency(args[0]!, n(1), n(2), n(3), n(4));
+    await latency(args[0]!, n(1), n(2), n(3), n(4), args[5] === undefined ? 0 : n(5));
     break;
   case "connrate":
     await connrate(args[0]!, n(1), n(2), n(3), args[4] === undefined ? 0 : n(4));
     break;
   default:
-    process.stderr.write("usage: pingpong-tool server <echoPort> <closePort> | latency <host> <port> <n> <size> <warmup> | connrate <host> <port> <s> <c> [warmup s]\n");
+    process.stderr.write("usage: pingpong-tool server <echoPort> <closePort> | latency <host> <port> <n> <size> <warmup> [warmup s] | connrate <host> <port> <s> <c> [warmup s]\n");
     process.exit(2);
 }
