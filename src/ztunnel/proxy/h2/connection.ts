@@ -24,6 +24,7 @@ import { HpackEncoder } from "./hpack-encoder.js";
 import type { HeaderField } from "./hpack-table.js";
 import { Receiver, type ReceiverHost } from "./receiver.js";
 import { CorkedWriter } from "./corked-writer.js";
+import { writeDataFrame } from "./data-frame.js";
 import { DEFAULT_PEER_SETTINGS, localSettingsList, type PeerSettings } from "./settings.js";
 import { H2ConnectionError, type ConnState, type H2ConnectionEvents, type H2ConnectionOptions } from "./connection-types.js";
 
@@ -173,21 +174,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
         return;
       }
       const last = s.endQueued && n === s.outBytes;
-      this.write(frameHeader(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id));
-      // The payload goes out as views of what the caller wrote: no copy into a frame buffer.
-      let left = n;
-      while (left > 0) {
-        const head = s.out[0];
-        if (head.length <= left) {
-          s.out.shift();
-          this.write(head);
-          left -= head.length;
-        } else {
-          this.write(head.subarray(0, left));
-          s.out[0] = head.subarray(left);
-          left = 0;
-        }
-      }
+      writeDataFrame(s.out, n, last ? Flag.END_STREAM : 0, s.id, this.write);
       s.outBytes -= n;
       s.sendWindow -= n;
       this.sendWindow -= n;
@@ -380,9 +367,7 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     this.write(frame);
   }
 
-  private write(buf: Buffer): void {
-    this.out.write(buf);
-  }
+  private readonly write = (buf: Buffer): void => this.out.write(buf);
 }
 
 /** 'drain' once a stream whose write() returned false is below its high-water mark again. */
