@@ -55,9 +55,8 @@ export interface DatapathConfig {
   durationS: number;
   roundTrips: number;
   connConcurrency: number;
-  /** Seconds of connections before the connection rate is counted (per path and round). */
+  /** Warm-up seconds per path and round: connections before the rate counts, round trips (after 200) before latency samples do. */
   connWarmupS: number;
-  /** Seconds of round trips (beyond the first 200) before latency samples count (per path and round). */
   latencyWarmupS: number;
   idleConnections: number;
   /** Measure the "4 pods x 1 stream" HBONE shape (needs 4 pods per node). */
@@ -305,11 +304,8 @@ export class Datapath {
       try {
         const t = await this.target(path, "echo");
         const check = await this.witness(path);
-        const r = await finish(
-          this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, ["latency", t.host, String(t.port), String(this.cfg.roundTrips), "1024", "200", String(this.cfg.latencyWarmupS)]),
-          `latency via ${path}`,
-          120_000,
-        );
+        const args = ["latency", t.host, String(t.port), String(this.cfg.roundTrips), "1024", "200", String(this.cfg.latencyWarmupS)];
+        const r = await finish(this.mesh.topo.spawnNode(this.client.ns, PINGPONG_TOOL, args), `latency via ${path}`, 120_000);
         if (r.code !== 0) throw new BenchError(`latency tool exited ${r.code}: ${r.stderr.slice(-300)}`);
         const lat = parseLatency(r.stdout);
         this.details[`latency.${path}`] = lat;
