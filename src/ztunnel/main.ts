@@ -2,6 +2,7 @@
 import type { Server } from "node:http";
 import { errorMessage } from "../shared/errors.js";
 import type { LevelWithSilent } from "pino";
+import { missingNodeFlags } from "./node-flags.js";
 import { logger, rootLogger } from "../shared/log.js";
 import { AccessLog, accessLogger } from "./accesslog/access-log.js";
 import { readKernelSockets } from "./admin/kernel-sockets.js";
@@ -56,6 +57,9 @@ async function run(config: ZtunnelConfig): Promise<void> {
   const store = new WorkloadStore(Math.random, logger("ztunnel.state", root));
   const dns = await dnsSettingsFrom(config);
   if (dns !== undefined) log.info({ upstreams: dns.upstreams.map(formatUpstream), clusterDomain: dns.clusterDomain }, "DNS proxy on 15053 in every enrolled pod");
+  const missing = missingNodeFlags();
+  // Still correct without them, only costlier per byte: say so instead of running silently slower.
+  if (missing.length > 0) log.warn({ missing }, "node started without ztunnel's flags; run /usr/local/bin/ztunnel (its shebang adds them) or node with them before main.js");
   const nofile = raiseNofile();
   if (nofile.error !== undefined) log.warn({ err: nofile.error, soft: nofile.limit.soft, hard: nofile.limit.hard }, "cannot raise the fd limit to the hard limit; budgeting from the soft one");
   const fds = fdBudget(Number.isFinite(nofile.limit.soft) ? nofile.limit.soft : 1_048_576, config.workerThreads, readPipeSoftPages());

@@ -27,3 +27,8 @@ export function ztunnelShebang(): string {
 export function ztunnelNodeArgv(main: string, extra: readonly string[] = []): string[] {
   return [...ZTUNNEL_NODE_FLAGS, ...extra, main];
 }
+
+/** ZTUNNEL_NODE_FLAGS this process was not started with (node's own execArgv). */
+export function missingNodeFlags(execArgv: readonly string[] = process.execArgv): string[] {
+  return ZTUNNEL_NODE_FLAGS.filter((f) => !execArgv.includes(f));
+}

@@ -3,7 +3,7 @@ import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { ZTUNNEL_NODE_FLAGS, ztunnelNodeArgv, ztunnelShebang } from "../../src/ztunnel/node-flags.js";
+import { missingNodeFlags, ZTUNNEL_NODE_FLAGS, ztunnelNodeArgv, ztunnelShebang } from "../../src/ztunnel/node-flags.js";
 import { repoRoot } from "../fixtures/native-build.js";
 import { tempDir } from "../fixtures/ztunnel-pki.js";
 
@@ -34,6 +34,11 @@ describe("ztunnel's node flags", () => {
     const path = `${join(process.execPath, "..")}:${process.env.PATH ?? ""}`;
     const { stdout } = await run(script, [], { env: { PATH: path } });
     expect(JSON.parse(stdout)).toEqual(ZTUNNEL_NODE_FLAGS);
+  });
+
+  it("that a process lacks are named (ztunnel warns at start when run as plain `node main.js`)", () => {
+    expect(missingNodeFlags(["--cpu-prof"])).toEqual([...ZTUNNEL_NODE_FLAGS]);
+    expect(missingNodeFlags([...ZTUNNEL_NODE_FLAGS, "--cpu-prof"])).toEqual([]);
   });
 
   it("come before profiling flags and the script in a spawned ztunnel's argv", () => {
