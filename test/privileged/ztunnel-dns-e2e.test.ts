@@ -152,12 +152,24 @@ describePrivileged("ztunnel DNS proxy: mesh names from the state, the rest upstr
   });
 
   it("istio_dns_* metrics with ztunnel's labels", async () => {
-    await waitFor(async () => (await m().http(0, 15020, "/metrics")).body.includes("istio_dns_upstream_request_duration_seconds_bucket"), 5_000, () => "no DNS metrics");
-    const body = (await m().http(0, 15020, "/metrics")).body;
-    expect(body).toMatch(/istio_dns_requests_total\{request_query_type="a",request_protocol="udp",source_canonical_service="[^"]+",source_canonical_revision="latest"\} \d+/);
-    expect(body).toMatch(/istio_dns_requests_total\{request_query_type="aaaa",request_protocol="tcp"/);
-    expect(body).toMatch(/istio_dns_upstream_requests_total\{request_query_type="a",request_protocol="udp"/);
-    expect(body).toMatch(/istio_dns_upstream_request_duration_seconds_count\{request_query_type="a"/);
+    const expected = [
+      /istio_dns_requests_total\{request_query_type="a",request_protocol="udp",source_canonical_service="[^"]+",source_canonical_revision="latest"\} \d+/,
+      /istio_dns_requests_total\{request_query_type="aaaa",request_protocol="tcp"/,
+      /istio_dns_upstream_requests_total\{request_query_type="a",request_protocol="udp"/,
+      /istio_dns_upstream_request_duration_seconds_count\{request_query_type="a"/,
+    ];
+    // Each worker flushes its counters about once a second, and the earlier queries were
+    // answered by whichever worker SO_REUSEPORT chose: wait for every series, not the first.
+    let body = "";
+    await waitFor(
+      async () => {
+        body = (await m().http(0, 15020, "/metrics")).body;
+        return expected.every((re) => re.test(body));
+      },
+      5_000,
+      () => `DNS series missing: ${expected.filter((re) => !re.test(body)).map(String).join(", ")}`,
+    );
+    for (const re of expected) expect(body).toMatch(re);
   });
 
   it("capture off for the pod (annotation or AMBIENT_DNS_CAPTURE=false): queries go straight upstream", async () => {
