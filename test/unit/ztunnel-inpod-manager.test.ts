@@ -167,6 +167,22 @@ describe("InPodManager", () => {
     expect(env.pool.bound.map((s) => s.has("k8s-uid-c"))).toEqual([true, true]);
   });
 
+  it("a refresh keeps serving a pod that left the state (even one enrolled without a service account) and goes on to the others", async () => {
+    const env = await setup();
+    certs = env.certs;
+    await env.manager.start("other-uid", { name: "b", namespace: "ns1", serviceAccount: "" }, netns(4));
+    await env.manager.start("pod-a", info("a"), netns(3));
+    // b leaves the state and a moves, in one change.
+    const next = STATE.slice(0, STATE.indexOf("  - uid: other-uid")).replace('"10.0.0.1"', '"10.0.0.11"');
+    env.store.replace(parseLocalConfig(next), "test");
+    await env.manager.refresh();
+    expect(env.pool.log.filter((l) => l.startsWith("remove"))).toEqual(["remove pod-a@0", "remove pod-a@1"]);
+    expect(env.pool.bound.map((s) => [s.has("other-uid"), s.has("pod-a")])).toEqual([
+      [true, true],
+      [true, true],
+    ]);
+  });
+
   it("a pod the state does not have, whose WorkloadInfo names no service account, fails closed with a message naming it", async () => {
     const env = await setup();
     certs = env.certs;

@@ -8,7 +8,7 @@ import type { CertManager } from "../tls/cert-manager.js";
 import { formatIdentity, type Identity } from "../tls/identity.js";
 import type { ListenerInfo, PodSpec } from "../worker/messages.js";
 import { PodStartError } from "./errors.js";
-import { resolvePod } from "./pod-spec.js";
+import { podFromState, resolvePod } from "./pod-spec.js";
 import type { WorkerReply, WorkerRequest } from "./worker-pool.js";
 
 // The real WorkloadProxyManager behind ZDS: a pod is placed only when every worker has its
@@ -151,10 +151,10 @@ export class InPodManager implements WorkloadProxyManager<NetnsHandle> {
     return this.exclusive(async () => {
       if (this.shuttingDown) return;
       for (const pod of [...this.pods.values()]) {
-        const next = resolvePod(this.opts.store, pod.uid, pod.info, this.opts.trustDomain);
+        const next = podFromState(this.opts.store, pod.uid, pod.info);
         // Gone from the state (or not there yet): keep serving with what we know until ZDS
         // removes the pod or the state has it.
-        if (!next.known) continue;
+        if (next === undefined) continue;
         const same = formatIdentity(next.identity) === formatIdentity(pod.spec.identity) && next.ips.join(",") === pod.spec.ips.join(",");
         if (same) continue;
         this.opts.log.info({ uid: pod.uid, ips: next.ips }, "pod IPs or identity changed; rebuilding its listeners");

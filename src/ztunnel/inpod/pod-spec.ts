@@ -21,14 +21,20 @@ export interface PodIdentity {
   readonly known: boolean;
 }
 
-export function resolvePod(store: WorkloadStore, uid: string, info: WorkloadInfo, trustDomain: string): PodIdentity {
+/** The pod as the workload state has it (uid, else namespace/name); undefined when it has not. */
+export function podFromState(store: WorkloadStore, uid: string, info: WorkloadInfo): PodIdentity | undefined {
   const workload = store.podWorkload(uid, info.namespace, info.name);
-  if (workload === undefined) {
-    if (info.serviceAccount === "") throw new PodUnknownError(uid, info.namespace, info.name);
-    return { identity: makeIdentity(trustDomain, info.namespace, info.serviceAccount), ips: [], known: false };
-  }
+  if (workload === undefined) return undefined;
   // A known workload without IPs is accepted too: in cluster mode a new pod's Add comes before
   // the kubelet reports its IP.
   const sa = info.serviceAccount === "" ? workload.serviceAccount : info.serviceAccount;
   return { identity: makeIdentity(workload.trustDomain, info.namespace, sa), ips: workload.workloadIps, known: true };
+}
+
+/** The pod for a ZDS Add: from the state, else from its WorkloadInfo; throws when it has no identity. */
+export function resolvePod(store: WorkloadStore, uid: string, info: WorkloadInfo, trustDomain: string): PodIdentity {
+  const known = podFromState(store, uid, info);
+  if (known !== undefined) return known;
+  if (info.serviceAccount === "") throw new PodUnknownError(uid, info.namespace, info.name);
+  return { identity: makeIdentity(trustDomain, info.namespace, info.serviceAccount), ips: [], known: false };
 }
