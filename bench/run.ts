@@ -24,7 +24,7 @@ import { Teardown, withTimeout } from "./lib/teardown.js";
 import { runZdsAddAck } from "./lib/zds.js";
 
 const REPO = join(import.meta.dirname, "..", "..");
-const TUNNEL_PATHS: readonly PathName[] = ["raw", "stunnel", "hbone"];
+const TUNNEL_PATHS: readonly PathName[] = ["raw", "stunnel", "nodetls", "nodetcp", "hbone"];
 const PLAIN_PATHS: readonly PlainPathName[] = ["passthrough", "inboundPlain"];
 const CONN_CONCURRENCY = 8;
 /**
@@ -63,7 +63,7 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   const paths = TUNNEL_PATHS.filter((p) => opts.paths.has(p));
   const plain = want("throughput") ? PLAIN_PATHS.filter((p) => opts.paths.has(p)) : [];
   const dp = await Datapath.create(
-    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, connWarmupS: CONN_WARMUP_S, latencyWarmupS: LATENCY_WARMUP_S, idleConnections: opts.idleConnections, fourPods: want("throughput") && opts.paths.has("hbone"), plainPaths: plain.length > 0 },
+    { durationS: opts.durationS, roundTrips: opts.roundTrips, connConcurrency: CONN_CONCURRENCY, connWarmupS: CONN_WARMUP_S, latencyWarmupS: LATENCY_WARMUP_S, idleConnections: opts.idleConnections, fourPods: want("throughput") && opts.paths.has("hbone"), plainPaths: plain.length > 0, floorPaths: paths.filter((p) => p === "nodetls" || p === "nodetcp") },
     teardown,
     log,
   );
@@ -213,6 +213,11 @@ async function main(): Promise<number> {
       "Pod-to-pod: 2 nodes, client pod on node 0, server pod on node 1 (routed veth, DESIGN §11); one ztunnel process per node with 2 worker threads, LOG_LEVEL=warn (no access records); the bench plays the node agent (in-pod rules, ZDS).",
       "stunnel4: TLS 1.3 only, TLS_AES_128_GCM_SHA256, ECDSA P-256 certificates made per run, mutual verification, TCP_NODELAY on both sockets. HBONE offers TLS_AES_128_GCM_SHA256 then TLS_AES_256_GCM_SHA384 (the server's order wins), so both paths run AES-128-GCM.",
     );
+    if (opts.paths.has("nodetls") || opts.paths.has("nodetcp")) {
+      notes.push(
+        "Node floor (bench/floor/relay.ts, not ztunnel): one Node process per node laid out like stunnel, one event loop each, run with ztunnel's node flags, plain `pipe()` both ways, TCP_NODELAY; nodetls = stunnel's TLS (1.3, TLS_AES_128_GCM_SHA256, its certificates, chain verified both ways) between the nodes, nodetcp = plain TCP both hops. No HTTP/2, no policy, no in-pod sockets: what Node's own net/TLS machinery costs on this path, the least a Node data path pays.",
+      );
+    }
   }
   if (ran("throughput", "latency", "connrate") && opts.rounds > 1) notes.push(`Throughput, CPU per GiB, latency and connection rate: ${opts.rounds} rounds (every path back to back in each); every figure is the median of its rounds and every ratio target the median of the rounds' own ratios; "Every round" lists each round (also in results.json: rounds, details.rounds).`);
   if (ran("throughput")) {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,8 @@ import { fdBudget, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
 import { ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { Mesh, readN } from "../../test/fixtures/ztunnel-e2e-cluster.js";
 import type { PodInfo } from "../../test/harness/topology.js";
+import { startFloorPath, type FloorKind } from "../floor/tunnel.js";
+import { makeStunnelPki } from "../stunnel/certs.js";
 import { startStunnelPath, type StunnelPath } from "../stunnel/tunnel.js";
 import { BenchError, shortReason } from "./errors.js";
 import { setFigure, type Figures } from "./figures.js";
@@ -22,8 +24,9 @@ import type { Teardown } from "./teardown.js";
 
 // The pod-to-pod rows: one 2-node mesh (Mesh from the ztunnel e2e fixture: a ztunnel process
 // per node, this process playing the agent), client pod(s) on node 0, server pod(s) on node 1.
-// Each figure is measured raw, through stunnel and through HBONE back to back, toggling the
-// in-pod redirection, so the three see the same machine load as closely as possible.
+// Each figure is measured raw, through stunnel, through the Node floor relays (bench/floor) and
+// through HBONE back to back, toggling the in-pod redirection, so all see the same machine load
+// as closely as possible.
 
 const IPERF_PORT = 5201;
 const ECHO_PORT = 9100;
@@ -32,9 +35,16 @@ const IDLE_PORT = 9102;
 const STUNNEL_IPERF = 15300;
 const STUNNEL_ECHO = 15310;
 const STUNNEL_CLOSE = 15320;
+/** First port of each floor path's forwards (iperf, echo, close at +0, +10, +20). */
+const FLOOR_BASE: Record<FloorKind, number> = { nodetls: 15400, nodetcp: 15500 };
 export const PINGPONG_TOOL = join(import.meta.dirname, "pingpong-tool.js");
 
-export type PathName = "raw" | "stunnel" | "hbone";
+export type PathName = "raw" | "stunnel" | FloorKind | "hbone";
+const FLOOR_KINDS: readonly FloorKind[] = ["nodetls", "nodetcp"];
+
+function isFloor(path: PathName): path is FloorKind {
+  return (FLOOR_KINDS as readonly string[]).includes(path);
+}
 /** Plaintext paths through ztunnel, measured 1 stream against the same round's raw figure. */
 export type PlainPathName = "passthrough" | "inboundPlain";
 type AnyPath = PathName | PlainPathName;
@@ -63,12 +73,17 @@ export interface DatapathConfig {
   fourPods: boolean;
   /** Measure passthrough and inbound plaintext (one uncaptured pod on each node). */
   plainPaths: boolean;
+  /** The Node floor relays to start (bench/floor). */
+  floorPaths: readonly FloorKind[];
 }
 
 export class Datapath {
   private captured = false;
   private stunnel: StunnelPath | undefined;
   private stunnelError: string | undefined;
+  /** The Node floor paths that started, and why the others did not. */
+  private readonly floors = new Map<FloorKind, StunnelPath>();
+  private readonly floorErrors = new Map<FloorKind, string>();
   private hboneError: string | undefined;
   readonly details: Record<string, unknown> = {};
 
@@ -152,6 +167,27 @@ export class Datapath {
       this.stunnelError = `stunnel path did not start: ${shortReason(errorMessage(err))}`;
       log(this.stunnelError);
     }
+    if (this.cfg.floorPaths.length > 0) {
+      const pkiDir = join(this.dir, "floor");
+      await mkdir(pkiDir, { recursive: true, mode: 0o700 });
+      const pki = await makeStunnelPki(pkiDir);
+      for (const kind of this.cfg.floorPaths) {
+        const base = FLOOR_BASE[kind];
+        try {
+          this.floors.set(
+            kind,
+            await startFloorPath(topo, kind, pki, 0, 1, this.server.ip, [
+              { name: "iperf", entryPort: base, targetPort: IPERF_PORT },
+              { name: "echo", entryPort: base + 10, targetPort: ECHO_PORT },
+              { name: "close", entryPort: base + 20, targetPort: CLOSE_PORT },
+            ]),
+          );
+        } catch (err) {
+          this.floorErrors.set(kind, `${kind} path did not start: ${shortReason(errorMessage(err))}`);
+          log(this.floorErrors.get(kind)!);
+        }
+      }
+    }
     try {
       await Promise.all([this.mesh.startZtunnel(0), this.mesh.startZtunnel(1)]);
       this.details.fdShare = await this.fdShare();
@@ -204,6 +240,7 @@ export class Datapath {
   /** The processes whose CPU a path's bytes cost (both ends of the tunnel); none for raw. */
   private tunnelPids(path: PathName): number[] {
     if (path === "stunnel") return this.stunnel?.pids ?? [];
+    if (isFloor(path)) return this.floors.get(path)?.pids ?? [];
     if (path === "hbone") return [0, 1].flatMap((i) => (this.mesh.node(i).ztunnel?.pid === undefined ? [] : [this.mesh.node(i).ztunnel!.pid!]));
     return [];
   }
@@ -215,6 +252,12 @@ export class Datapath {
       if (this.stunnel === undefined) throw new BenchError(this.stunnelError ?? "stunnel path not started");
       await this.capture(false);
       return { host: this.stunnel.host, port: this.stunnel.ports[kind]! };
+    }
+    if (isFloor(path)) {
+      const floor = this.floors.get(path);
+      if (floor === undefined) throw new BenchError(this.floorErrors.get(path) ?? `${path} path not started`);
+      await this.capture(false);
+      return { host: floor.host, port: floor.ports[kind]! };
     }
     if (path === "hbone") {
       if (this.hboneError !== undefined) throw new BenchError(this.hboneError);

@@ -6,8 +6,11 @@ import { BenchUsageError } from "./errors.js";
 export const ROWS = ["idle-memory", "throughput", "latency", "connrate", "scale", "zds-ack", "cni-add", "dns"] as const;
 export type Row = (typeof ROWS)[number];
 
-/** Paths of the pod-to-pod rows (the last two: plaintext through ztunnel, throughput only). */
-export const PATHS = ["raw", "stunnel", "hbone", "passthrough", "inboundPlain"] as const;
+/**
+ * Paths of the pod-to-pod rows: nodetls and nodetcp are the Node floor (bench/floor); the last
+ * two are plaintext through ztunnel (throughput only).
+ */
+export const PATHS = ["raw", "stunnel", "nodetls", "nodetcp", "hbone", "passthrough", "inboundPlain"] as const;
 export type BenchPath = (typeof PATHS)[number];
 
 export interface BenchOptions {

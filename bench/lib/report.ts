@@ -44,6 +44,17 @@ export const INFO_RATIOS: ReadonlyArray<{ label: string; figure: string; referen
   { label: "latency p99: HBONE / raw", figure: "latency.hbone.p99", reference: "latency.raw.p99" },
   { label: "new connections/s: stunnel / raw", figure: "connrate.stunnel", reference: "connrate.raw" },
   { label: "new connections/s: HBONE / stunnel", figure: "connrate.hbone", reference: "connrate.stunnel" },
+  // The Node floor (bench/floor): what Node's net/TLS costs alone, and how far HBONE is above it.
+  { label: "throughput, 1 stream: Node TLS floor / stunnel", figure: "throughput.nodetls.1", reference: "throughput.stunnel.1" },
+  { label: "throughput, 4 streams: Node TLS floor / stunnel", figure: "throughput.nodetls.4", reference: "throughput.stunnel.4" },
+  { label: "CPU seconds per GiB (1 stream): Node TLS floor / stunnel", figure: "cpu.nodetlsPerGiB", reference: "cpu.stunnelPerGiB" },
+  { label: "latency p50: Node TLS floor / stunnel", figure: "latency.nodetls.p50", reference: "latency.stunnel.p50" },
+  { label: "latency p99: Node TLS floor / stunnel", figure: "latency.nodetls.p99", reference: "latency.stunnel.p99" },
+  { label: "latency p50: HBONE / Node TLS floor", figure: "latency.hbone.p50", reference: "latency.nodetls.p50" },
+  { label: "latency p50: Node TCP floor / raw", figure: "latency.nodetcp.p50", reference: "latency.raw.p50" },
+  { label: "new connections/s: Node TCP floor / raw", figure: "connrate.nodetcp", reference: "connrate.raw" },
+  { label: "new connections/s: Node TLS floor / raw", figure: "connrate.nodetls", reference: "connrate.raw" },
+  { label: "new connections/s: HBONE / Node TCP floor", figure: "connrate.hbone", reference: "connrate.nodetcp" },
 ];
 
 export type Verdict = "PASS" | "MISS" | "n/a";
