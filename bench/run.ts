@@ -149,10 +149,12 @@ async function measure(opts: BenchOptions, figures: Figures, rounds: Figures[], 
       setFigure(figures, "cni.addP50Ms", s.p50, "ms");
       setFigure(figures, "cni.addLoadedP99Ms", s.loaded.p99, "ms");
       setFigure(figures, "cni.addLoadedP50Ms", s.loaded.p50, "ms");
+      setFigure(figures, "cni.nodeStartP99Ms", s.nodeStart.p99, "ms");
+      setFigure(figures, "cni.nodeStartLoadedP99Ms", s.nodeStart.loaded.p99, "ms");
     } catch (err) {
       for (const f of ["cni.addP99Ms", "cni.addP50Ms", "cni.addLoadedP99Ms"]) setFigure(figures, f, asError(err), "ms");
     }
-    log(`CNI ADD p99: ${show(figures["cni.addP99Ms"])}, loaded ${show(figures["cni.addLoadedP99Ms"])}`);
+    log(`CNI ADD p99: ${show(figures["cni.addP99Ms"])}, loaded ${show(figures["cni.addLoadedP99Ms"])}; node -e 0 p99 ${show(figures["cni.nodeStartP99Ms"])}, loaded ${show(figures["cni.nodeStartLoadedP99Ms"])}`);
   }
 }
 
@@ -237,7 +239,7 @@ async function main(): Promise<number> {
   if (ran("idle-memory")) notes.push(`Idle memory: ${opts.idleConnections} connections client pod → server pod through HBONE, each after one byte each way; RSS growth of both ztunnels divided by the count.`);
   if (ran("scale")) notes.push(`Scale: ${opts.scalePods} bare pod netns, each with its own service account (one certificate per pod), Adds one by one; enrollSeconds = first Add to last Ack (every Ack waits for the listeners on both workers); config_dump confirmed 6 listeners per pod.`);
   if (ran("dns")) notes.push("DNS: UDP queries from a captured pod, 32 in flight, through ztunnel's proxy to an upstream of ours (dns-packet, in another pod's netns, same process as the load) vs straight to it with capture off; the mesh-name p99 is sequential queries answered from ztunnel's state. The per-pod rate limit is off (DNS_POD_QUERY_RATE=0).");
-  if (ran("cni-add")) notes.push(`CNI ADD: dist/cni-plugin/ambient-cni exec'd ${opts.cniRuns} times with CNI_* env against a running plugin event server that answers at once (the agent's rules and ZDS work are in the other rows); the loaded figures run the same ADDs while ${cniLoadNote()}.`);
+  if (ran("cni-add")) notes.push(`CNI ADD: dist/cni-plugin/ambient-cni exec'd ${opts.cniRuns} times with CNI_* env against a running plugin event server that answers at once (the agent's rules and ZDS work are in the other rows); the loaded figures run the same ADDs while ${cniLoadNote()}. Each ADD is followed by a \`node -e 0\` of the same Node binary (cni.nodeStart*: Node's own start-up, the floor of a plugin built on Node, under the same load).`);
   const dir = join(opts.outDir, stamp);
   await mkdir(dir, { recursive: true });
   let chart: string | undefined;

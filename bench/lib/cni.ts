@@ -36,6 +36,11 @@ export function cniLoadNote(): string {
 export interface CniAddResult extends Spread {
   /** The same ADDs with every core held by a CPU-bound process (cniLoadNote()). */
   loaded: Spread & { loadProcesses: number };
+  /**
+   * `node -e 0` exec to exit, each run right after an ADD (idle, then loaded): Node's own
+   * start-up, the floor of any plugin executable built on Node, measured under the same load.
+   */
+  nodeStart: Spread & { loaded: Spread };
 }
 
 function addOnce(env: Record<string, string>, stdin: string): Promise<number> {
@@ -47,6 +52,20 @@ function addOnce(env: Record<string, string>, stdin: string): Promise<number> {
     const ms = Number(process.hrtime.bigint() - t) / 1e6;
     if (r.code !== 0) throw new BenchError(`ambient-cni ADD exited ${r.code}: ${(r.stdout + r.stderr).slice(0, 300)}`);
     return ms;
+  });
+}
+
+/**
+ * `node -e 0` (this Node binary), exec to exit, ms, with the plugin's environment: this process's
+ * own may carry start-up work (NODE_EXTRA_CA_CERTS alone costs tens of ms) that a runtime's
+ * exec of the plugin does not.
+ */
+function nodeStartOnce(env: Record<string, string>): Promise<number> {
+  const t = process.hrtime.bigint();
+  const child = spawn(process.execPath, ["-e", "0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  return finish(child, "node -e 0", 10_000).then((r) => {
+    if (r.code !== 0) throw new BenchError(`node -e 0 exited ${r.code}: ${r.stderr.slice(0, 300)}`);
+    return Number(process.hrtime.bigint() - t) / 1e6;
   });
 }
 
@@ -97,23 +116,32 @@ export async function cniAdd(runs: number): Promise<CniAddResult> {
   });
   try {
     const [env, conf] = benchAddInvocation(runDir, "shop");
-    const series = async (): Promise<number[]> => {
-      const samples: number[] = [];
-      for (let i = 0; i < runs; i++) samples.push(await addOnce(env, conf));
-      return samples;
+    // Each ADD is followed by a `node -e 0`, so both see the same moments of the load.
+    const series = async (): Promise<{ add: number[]; node: number[] }> => {
+      const add: number[] = [];
+      const node: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        add.push(await addOnce(env, conf));
+        node.push(await nodeStartOnce(env));
+      }
+      return { add, node };
     };
-    for (let i = 0; i < 3; i++) await addOnce(env, conf); // page cache and agent warm
+    // Page cache and agent warm.
+    for (let i = 0; i < 3; i++) {
+      await addOnce(env, conf);
+      await nodeStartOnce(env);
+    }
     const idle = await series();
     const loadProcesses = cniLoadProcesses();
     const hogs = await startLoad(loadProcesses);
-    let loaded: number[];
+    let loaded: { add: number[]; node: number[] };
     try {
       loaded = await series();
     } finally {
       await stopLoad(hogs);
     }
     if (adds !== 2 * runs + 3) throw new BenchError(`the agent saw ${adds} ADDs for ${2 * runs + 3} plugin runs`);
-    return { ...rounded(idle), loaded: { ...rounded(loaded), loadProcesses } };
+    return { ...rounded(idle.add), loaded: { ...rounded(loaded.add), loadProcesses }, nodeStart: { ...rounded(idle.node), loaded: rounded(loaded.node) } };
   } finally {
     await server.close();
     await logServer.close();

@@ -55,6 +55,7 @@ export const INFO_RATIOS: ReadonlyArray<{ label: string; figure: string; referen
   { label: "new connections/s: Node TCP floor / raw", figure: "connrate.nodetcp", reference: "connrate.raw" },
   { label: "new connections/s: Node TLS floor / raw", figure: "connrate.nodetls", reference: "connrate.raw" },
   { label: "new connections/s: HBONE / Node TCP floor", figure: "connrate.hbone", reference: "connrate.nodetcp" },
+  { label: "CNI ADD exec-to-exit p99, loaded: plugin / `node -e 0` (Node's own start-up)", figure: "cni.addLoadedP99Ms", reference: "cni.nodeStartLoadedP99Ms" },
 ];
 
 export type Verdict = "PASS" | "MISS" | "n/a";
