@@ -80,7 +80,7 @@ describe("CPU profile summary", () => {
 
 describe("--paths", () => {
   it("defaults to every path, takes a subset, rejects unknown ones", () => {
-    expect([...parseOptions([], "/r").paths]).toEqual(["raw", "stunnel", "hbone", "passthrough", "inboundPlain"]);
+    expect([...parseOptions([], "/r").paths]).toEqual(["raw", "stunnel", "nodetls", "nodetcp", "hbone", "passthrough", "inboundPlain"]);
     expect([...parseOptions(["--paths", "hbone,passthrough"], "/r").paths]).toEqual(["hbone", "passthrough"]);
     expect(() => parseOptions(["--paths", "hbone,quic"], "/r")).toThrow(/unknown path "quic"/);
     expect(() => parseOptions(["--paths", ","], "/r")).toThrow(/at least one path/);
