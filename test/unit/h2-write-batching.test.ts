@@ -1,6 +1,6 @@
 import type { Server, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { CorkedWriter, SMALL_BATCH } from "../../src/ztunnel/proxy/h2/corked-writer.js";
+import { batch, CorkedWriter, SMALL_BATCH } from "../../src/ztunnel/proxy/h2/corked-writer.js";
 import { COPY_FRAME_MAX, writeDataFrame } from "../../src/ztunnel/proxy/h2/data-frame.js";
 import { Flag, FRAME_HEADER_LEN, FrameType } from "../../src/ztunnel/proxy/h2/frames.js";
 import { dialLoopback, listenLoopback } from "../fixtures/h2-peers.js";
@@ -89,6 +89,47 @@ describe("CorkedWriter", () => {
       const check = (): void => (received() === SMALL_BATCH + 10 ? r() : void setImmediate(check));
       check();
     });
+  });
+
+  it("inside batch(), a small batch leaves when the outermost batch returns, with no microtask turn", async () => {
+    const { client } = await pair();
+    const w = new CorkedWriter(client);
+    let microtaskRan = false;
+    queueMicrotask(() => (microtaskRan = true));
+    batch(() => {
+      w.write(Buffer.alloc(100, 1));
+      batch(() => w.write(Buffer.alloc(200, 2)), undefined);
+      expect(client.writableLength).toBe(300); // the inner batch's return settles nothing
+    }, undefined);
+    expect(microtaskRan).toBe(false);
+    expect(client.writableLength).toBe(0);
+    expect(client.bytesWritten).toBe(300);
+  });
+
+  it("inside batch(), a batch of SMALL_BATCH bytes or more still waits for the check phase", async () => {
+    const { client } = await pair();
+    const w = new CorkedWriter(client);
+    batch(() => w.write(Buffer.alloc(SMALL_BATCH, 1)), undefined);
+    expect(client.writableLength).toBe(SMALL_BATCH);
+    await new Promise((r) => setImmediate(r));
+    expect(client.writableLength).toBe(0);
+    expect(client.bytesWritten).toBe(SMALL_BATCH);
+  });
+
+  it("a batch() whose handler throws still settles what it held", async () => {
+    const { client } = await pair();
+    const w = new CorkedWriter(client);
+    expect(() =>
+      batch(() => {
+        w.write(Buffer.alloc(10, 1));
+        throw new Error("handler failed");
+      }, undefined),
+    ).toThrow("handler failed");
+    expect(client.writableLength).toBe(0);
+    // The next batch starts from depth 0: it settles on return as well.
+    batch(() => w.write(Buffer.alloc(5, 1)), undefined);
+    expect(client.writableLength).toBe(0);
+    expect(client.bytesWritten).toBe(15);
   });
 
   it("flush() sends a held batch at once", async () => {

@@ -2,7 +2,7 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ProxyError } from "./errors.js";
 import { IdleWatch, type IdleWatched } from "./idle-watch.js";
-import { CorkedWriter } from "./h2/corked-writer.js";
+import { batch, CorkedWriter } from "./h2/corked-writer.js";
 import { ErrorCode } from "./h2/frames.js";
 import { H2Stream } from "./h2/stream.js";
 
@@ -122,12 +122,12 @@ export class Relay implements IdleWatched {
     // An HBONE stream hands us DATA as it arrives (one view per TLS read); writing each to the
     // socket on its own costs a syscall apiece. Corked until the event loop's check phase, the
     // chunks of one read leave in a single writev.
-    const batch = dst instanceof Socket ? new CorkedWriter(dst) : undefined;
-    src.on("data", (chunk: Buffer) => {
+    const corked = dst instanceof Socket ? new CorkedWriter(dst) : undefined;
+    const onData = (chunk: Buffer): void => {
       if (aToB) this.bytesAtoB += chunk.length;
       else this.bytesBtoA += chunk.length;
       this.lastActivity = Date.now();
-      batch?.hold();
+      corked?.hold();
       const accepted = dst.write(chunk);
       // Pausing at a socket's 16 KiB high-water mark would stop and restart reading (two
       // epoll_ctl calls) for nearly every chunk; a wider bound keeps the pipe full at a known
@@ -138,7 +138,10 @@ export class Relay implements IdleWatched {
         src.pause();
         dst.once("drain", onDrain);
       }
-    });
+    };
+    // A socket read is a batch of its own (what it writes leaves when the handler returns); an
+    // HBONE stream's DATA arrives inside its connection's batch already.
+    src.on("data", isH2Stream(src) ? onData : (chunk: Buffer) => batch(onData, chunk));
     const onEnd = (): void => {
       if (this.finished || from.readEnded) return;
       from.readEnded = true;

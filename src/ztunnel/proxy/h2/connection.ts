@@ -23,7 +23,7 @@ import { HpackDecoder } from "./hpack-decoder.js";
 import { HpackEncoder } from "./hpack-encoder.js";
 import type { HeaderField } from "./hpack-table.js";
 import { Receiver, type ReceiverHost } from "./receiver.js";
-import { CorkedWriter } from "./corked-writer.js";
+import { batch, CorkedWriter } from "./corked-writer.js";
 import { writeDataFrame } from "./data-frame.js";
 import { DEFAULT_PEER_SETTINGS, localSettingsList, type PeerSettings } from "./settings.js";
 import { H2ConnectionError, type ConnState, type H2ConnectionEvents, type H2ConnectionOptions } from "./connection-types.js";
@@ -78,14 +78,9 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
     this.decoder = new HpackDecoder(4096, s.maxHeaderListSize);
     const receiver = new Receiver(this);
     this.reader = new FrameReader(receiver, s.maxFrameSize, opts.role === "server");
-    socket.on("data", (chunk: Buffer) => {
-      try {
-        this.reader.push(chunk);
-      } catch (err) {
-        if (err instanceof H2ProtocolError) this.fail(err);
-        else this.fail(new H2ProtocolError(ErrorCode.INTERNAL_ERROR, `internal error handling a frame: ${(err as Error).message}`));
-      }
-    });
+    // One batch per TLS read: the frames it makes us send and the bytes its DATA makes the
+    // relay write to app sockets leave when the read is handled (corked-writer.ts).
+    socket.on("data", (chunk: Buffer) => batch(this.onData, chunk));
     socket.on("drain", () => this.onSocketDrain());
     socket.once("end", () => this.closeNow(new H2ConnectionError(ErrorCode.CANCEL, "peer closed the connection", "transport"), false));
     socket.once("close", () => this.closeNow(new H2ConnectionError(ErrorCode.CANCEL, "connection closed", "transport"), false));
@@ -368,6 +363,15 @@ export class H2Connection extends EventEmitter<H2ConnectionEvents> implements St
   }
 
   private readonly write = (buf: Buffer): void => this.out.write(buf);
+
+  private readonly onData = (chunk: Buffer): void => {
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      if (err instanceof H2ProtocolError) this.fail(err);
+      else this.fail(new H2ProtocolError(ErrorCode.INTERNAL_ERROR, `internal error handling a frame: ${(err as Error).message}`));
+    }
+  };
 }
 
 /** 'drain' once a stream whose write() returned false is below its high-water mark again. */
