@@ -5,8 +5,9 @@ import { errorMessage } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
 import type { StateSnapshot } from "../state/types.js";
 import type { WorkerInit } from "../worker/entry.js";
-import type { FromWorker, ListenerInfo, OpenConnection, Telemetry, ToWorker, WorkerSettings } from "../worker/messages.js";
+import { HBONE_LOAD_NOT_UP, type FromWorker, type ListenerInfo, type OpenConnection, type Telemetry, type ToWorker, type WorkerSettings } from "../worker/messages.js";
 import { WorkerExitedError } from "./errors.js";
+
 
 // The proxy worker threads: spawned at start, each told every state snapshot; requests carry
 // an id and resolve on the worker's reply. A worker that dies is replaced (with a growing
@@ -78,8 +79,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   /** Set by POST /logging; a replacement worker starts with it too. */
   private logLevel: string | undefined;
 
+  /** Open inbound HBONE connections per worker (HBONE_LOAD_NOT_UP while a worker is not up), shared with them. */
+  private readonly hboneLoad: Int32Array;
+
   constructor(private readonly opts: WorkerPoolOptions) {
     super();
+    this.hboneLoad = new Int32Array(new SharedArrayBuffer(4 * Math.max(1, opts.count))).fill(HBONE_LOAD_NOT_UP);
   }
 
   get size(): number {
@@ -199,7 +204,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   private spawn(index: number, generation: number, restarts: number): Slot {
-    const init: WorkerInit = { settings: { ...this.opts.settings, index }, snapshot: this.opts.snapshot() };
+    const init: WorkerInit = { settings: { ...this.opts.settings, index }, snapshot: this.opts.snapshot(), hboneLoad: this.hboneLoad.buffer as SharedArrayBuffer };
     const worker = new Worker(this.opts.script, { workerData: init, name: `ztunnel-worker-${index}` });
     let markReady!: () => void;
     const slot: Slot = {
@@ -222,6 +227,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       switch (m.t) {
         case "ready":
           if (slot.state === "starting") slot.state = "up";
+          // A new worker holds no connections yet; from now on others may hand it some.
+          Atomics.store(this.hboneLoad, index, 0);
           // A snapshot may have changed between spawn and ready.
           worker.postMessage({ t: "state", snapshot: this.opts.snapshot() } satisfies ToWorker);
           if (this.logLevel !== undefined) worker.postMessage({ t: "logLevel", level: this.logLevel } satisfies ToWorker);
@@ -247,6 +254,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         case "fdClosed":
           slot.fds.delete(m.fd);
           return;
+        case "hboneHandoff":
+          this.handOff(index, m.uid, m.fd, m.to, m.returned);
+          return;
         case "telemetry":
           slot.accepted += m.accepted;
           slot.active = m.active;
@@ -263,8 +273,25 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return slot;
   }
 
+  /** Passes an inbound HBONE connection from one worker to another; closes it if `to` is not up. */
+  private handOff(from: number, uid: string, fd: number, to: number, returned: boolean): void {
+    const target = this.slots[to];
+    if (target !== undefined && target.state === "up") {
+      target.worker.postMessage({ t: "hboneHandoff", uid, fd, from, returned } satisfies ToWorker);
+      return;
+    }
+    this.opts.log.debug({ from, to, uid }, "HBONE connection handed to a worker that is not up; closing it");
+    try {
+      closeFd(fd);
+    } catch {
+      // Already gone.
+    }
+  }
+
   private onExit(slot: Slot, code: number, markReady: () => void): void {
     slot.lastExit ??= `exited with code ${code}`;
+    // Its connections died with it; nothing more is handed to it until a replacement is up.
+    Atomics.store(this.hboneLoad, slot.index, HBONE_LOAD_NOT_UP);
     const err = new WorkerExitedError(slot.index, slot.lastExit);
     for (const resolve of slot.pending.values()) resolve({ ok: false, error: err.message });
     slot.pending.clear();

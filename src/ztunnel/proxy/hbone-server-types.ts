@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { AuthzDecision } from "../authz/types.js";
 import type { Logger } from "../../shared/log.js";
 import type { SocketFactory } from "../../sockets/socket-factory.js";
@@ -81,5 +82,10 @@ export interface HboneServerOptions {
    * function is called when the stream ends.
    */
   onOpen?: (stream: OpenStream) => () => void;
+  /**
+   * Where a freshly accepted connection is served: here (the returned function runs when it
+   * closes) or by another worker (undefined: the placer closed it here). Default: here.
+   */
+  place?: (sock: Socket) => (() => void) | undefined;
   log?: Logger;
 }

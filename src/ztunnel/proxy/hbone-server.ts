@@ -64,6 +64,8 @@ export class HboneServer {
   /** Upstream connects under way (upstreamConnectTimeoutMs, one timer for all). */
   private readonly connectDeadlines: Deadlines;
   private unsubscribeRenew: (() => void) | undefined;
+  /** drain() or close() was called: no new connections, handed-over ones included. */
+  private draining = false;
 
   constructor(private readonly opts: HboneServerOptions) {
     this.log = opts.log ?? logger("ztunnel.hbone.server");
@@ -91,7 +93,19 @@ export class HboneServer {
     const server = await this.opts.socketFactory.listenTcp({ address: this.opts.listen.address, port: this.opts.listen.port });
     this.listener = server;
     guardAcceptErrors(server, this.throttled, `hbone ${formatIdentity(this.opts.identity)}`, (code) => this.admission.exhausted(code, "HBONE accept"));
-    server.on("connection", (sock: Socket) => this.onConnection(sock));
+    const place = this.opts.place;
+    server.on("connection", (sock: Socket) => {
+      if (place === undefined) return this.onConnection(sock, undefined);
+      const placed = place(sock);
+      if (placed !== undefined) this.onConnection(sock, placed);
+    });
+  }
+
+  /** A connection another worker accepted for this pod, served like one accepted here; `placed` runs at its close. */
+  adopt(sock: Socket, placed: () => void): void {
+    if (!this.draining) return this.onConnection(sock, placed);
+    sock.on("close", placed);
+    sock.destroy();
   }
 
   address(): { address: string; port: number } {
@@ -113,6 +127,7 @@ export class HboneServer {
 
   /** Stop accepting, GOAWAY every session; open streams may finish. */
   async drain(): Promise<void> {
+    this.draining = true;
     this.unsubscribeRenew?.();
     const closed = this.listener === undefined ? Promise.resolve() : new Promise<void>((r) => this.listener?.close(() => r()));
     for (const s of this.sessions) s.close();
@@ -127,7 +142,9 @@ export class HboneServer {
     await drained;
   }
 
-  private onConnection(sock: Socket): void {
+  private onConnection(sock: Socket, placed: (() => void) | undefined): void {
+    // Every path below either keeps the socket or destroys it: 'close' comes either way.
+    if (placed !== undefined) sock.on("close", placed);
     const release = this.limiter.tryAcquire();
     if (release === undefined) {
       this.throttled.warn({ max: this.limiter.max }, "HBONE connection limit reached; refusing connections");
@@ -375,6 +392,4 @@ function failedDecision(err: unknown): AuthorizationDecision {
 
 function ignore(): void {}
 
-function trustDomainOf(id: Identity): string {
-  return id.trustDomain;
-}
+const trustDomainOf = (id: Identity): string => id.trustDomain;

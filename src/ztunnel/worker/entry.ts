@@ -10,6 +10,8 @@ import type { FromWorker, OpenConnection, ToWorker, WorkerSettings } from "./mes
 import { PodProxy } from "./pod-proxy.js";
 import { WorkerTelemetry } from "./telemetry.js";
 import { WorkerDns } from "../dns/worker-dns.js";
+import { closeFd } from "../../native/index.js";
+import { HboneBalancer } from "./hbone-balance.js";
 import { probeFds, WorkerBudget } from "../proxy/budget.js";
 import { ThrottledLog } from "../proxy/limits.js";
 
@@ -20,6 +22,8 @@ import { ThrottledLog } from "../proxy/limits.js";
 export interface WorkerInit {
   readonly settings: WorkerSettings;
   readonly snapshot: StateSnapshot;
+  /** Open inbound HBONE connections per worker, shared by all of them (worker/hbone-balance.ts). */
+  readonly hboneLoad?: SharedArrayBuffer;
 }
 
 const port = parentPort;
@@ -43,6 +47,7 @@ const probe = setInterval(() => {
 }, 1_000);
 probe.unref();
 const pods = new Map<string, PodProxy>();
+const balancer = init.hboneLoad === undefined ? undefined : new HboneBalancer(new Int32Array(init.hboneLoad), init.settings.index);
 const authorizer = new PolicyAuthorizer({
   policies: () => store.state.policies,
   workload: (ip) => store.workloadByIp(ip),
@@ -65,7 +70,31 @@ const deps = {
   log,
   fdOpened: (fd: number) => post({ t: "fdOpened", fd }),
   fdClosed: (fd: number) => post({ t: "fdClosed", fd }),
+  ...(balancer !== undefined ? { balance: { balancer, handOff: (to: number, fd: number, uid: string) => post({ t: "hboneHandoff", uid, fd, to, returned: false }) } } : {}),
 };
+
+/** An inbound HBONE connection another worker accepted: served by this worker's proxy of its pod. */
+function adoptHbone(msg: Extract<ToWorker, { t: "hboneHandoff" }>): void {
+  if (balancer === undefined) return closeQuietly(msg.fd);
+  const proxy = pods.get(msg.uid);
+  // Our own connection back (its receiver lacked the pod): served here, or closed if the pod left.
+  if (msg.returned) {
+    if (proxy?.adoptHbone(msg.fd, () => balancer.keep()) !== true) closeQuietly(msg.fd);
+    return;
+  }
+  if (proxy?.adoptHbone(msg.fd, () => balancer.adopted()) === true) return;
+  // Not here (yet): a pod is added to the workers one after another. Back to the accepting one.
+  balancer.refused();
+  post({ t: "hboneHandoff", uid: msg.uid, fd: msg.fd, to: msg.from, returned: true });
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // Already gone.
+  }
+}
 
 /**
  * A new snapshot: open inbound connections are judged again (policies, a workload's
@@ -146,6 +175,9 @@ port.on("message", (msg: ToWorker) => {
       return;
     case "drain":
       void drain(msg);
+      return;
+    case "hboneHandoff":
+      adoptHbone(msg);
       return;
     case "crash":
       // Debug hook: an uncaught exception, exactly like a bug would raise.

@@ -67,7 +67,12 @@ export type ToWorker =
   /** Open connections per pod uid (config_dump). */
   | { readonly t: "listConnections"; readonly id: number }
   /** Debug only: throw an uncaught error (proves crash replacement). */
-  | { readonly t: "crash" };
+  | { readonly t: "crash" }
+  /**
+   * An inbound HBONE connection worker `from` accepted for pod `uid` (worker/hbone-balance.ts);
+   * `returned`: this worker's own, given back because `from` could not take it.
+   */
+  | { readonly t: "hboneHandoff"; readonly uid: string; readonly fd: number; readonly from: number; readonly returned: boolean };
 
 export interface DirectionCounters {
   opened: number;
@@ -106,6 +111,9 @@ export interface OpenConnection {
   readonly ageMs: number;
 }
 
+/** A worker's slot in the shared inbound HBONE load while it is not up: never the least loaded. */
+export const HBONE_LOAD_NOT_UP = 1 << 29;
+
 export type FromWorker =
   | { readonly t: "ready" }
   | { readonly t: "reply"; readonly id: number; readonly ok: true; readonly listeners: readonly ListenerInfo[] }
@@ -114,7 +122,9 @@ export type FromWorker =
   | { readonly t: "fdOpened"; readonly fd: number }
   | { readonly t: "fdClosed"; readonly fd: number }
   | ({ readonly t: "telemetry" } & Telemetry)
-  | { readonly t: "connections"; readonly id: number; readonly connections: Readonly<Record<string, readonly OpenConnection[]>> };
+  | { readonly t: "connections"; readonly id: number; readonly connections: Readonly<Record<string, readonly OpenConnection[]>> }
+  /** Give worker `to` this inbound HBONE connection of pod `uid` (a dup this worker no longer uses). */
+  | { readonly t: "hboneHandoff"; readonly uid: string; readonly fd: number; readonly to: number; readonly returned: boolean };
 
 export function emptyCounters(): DirectionCounters {
   return { opened: 0, closed: 0, failed: 0, bytesSent: 0, bytesReceived: 0 };

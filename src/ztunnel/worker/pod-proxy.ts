@@ -1,4 +1,4 @@
-import type { Server, Socket } from "node:net";
+import { Socket, type Server } from "node:net";
 import { dupFd, NetnsHandle } from "../../native/index.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { Logger } from "../../shared/log.js";
@@ -23,6 +23,7 @@ import type { ListenerInfo, OpenConnection, PodSpec, WorkerSettings } from "./me
 import { HBONE_PORT } from "./resolve.js";
 import type { WorkerTelemetry } from "./telemetry.js";
 import type { RunningPodDns, WorkerDns } from "../dns/worker-dns.js";
+import type { HboneBalancer } from "./hbone-balance.js";
 
 // One pod on one worker: this worker's own copy of the pod's netns fd, its three SO_REUSEPORT
 // listeners inside the pod (15001 outbound, 15006 inbound plaintext, 15008 inbound HBONE), its
@@ -48,6 +49,8 @@ export interface PodProxyDeps {
   readonly fdClosed: (fd: number) => void;
   /** The DNS proxy plug-in (15053); undefined when DNS proxying is off. */
   readonly dns?: WorkerDns;
+  /** Spreads inbound HBONE connections over the workers; undefined: each stays where accepted. */
+  readonly balance?: { readonly balancer: HboneBalancer; readonly handOff: (to: number, fd: number, uid: string) => void };
 }
 
 export class PodProxy {
@@ -133,6 +136,7 @@ export class PodProxy {
           });
         },
         log: this.deps.log,
+        ...(this.deps.balance !== undefined ? { place: this.placer(this.deps.balance) } : {}),
       });
       await this.hbone.start();
       this.listeners.push(this.info(address, HBONE_PORT, "inbound-hbone"));
@@ -147,6 +151,30 @@ export class PodProxy {
       await this.close();
       throw new Error(`listeners of pod ${this.spec.namespace}/${this.spec.name} on worker ${settings.index}: ${errorMessage(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * An inbound HBONE connection of this pod that another worker accepted and handed here (its
+   * fd, a dup that worker no longer uses). False when this pod cannot take it (closing, not
+   * started, or the fd is not a socket): the caller closes the fd.
+   */
+  adoptHbone(fd: number, placed: () => () => void): boolean {
+    const hbone = this.hbone;
+    if (this.closed || hbone === undefined) return false;
+    let sock: Socket;
+    try {
+      sock = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    } catch {
+      return false;
+    }
+    hbone.adopt(sock, placed());
+    return true;
+  }
+
+  private placer(balance: NonNullable<PodProxyDeps["balance"]>): (sock: Socket) => (() => void) | undefined {
+    const uid = this.spec.uid;
+    const handOff = (to: number, fd: number): void => balance.handOff(to, fd, uid);
+    return (sock) => balance.balancer.place(sock, handOff);
   }
 
   /** Pod removed: close listeners and every connection now, then our netns copy. */
