@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,10 +8,9 @@ import { fdBudget, WorkerBudget } from "../../src/ztunnel/proxy/budget.js";
 import { ThrottledLog } from "../../src/ztunnel/proxy/limits.js";
 import { Mesh, readN } from "../../test/fixtures/ztunnel-e2e-cluster.js";
 import type { PodInfo } from "../../test/harness/topology.js";
-import { startFloorPath, type FloorKind } from "../floor/tunnel.js";
-import { makeStunnelPki } from "../stunnel/certs.js";
-import { startStunnelPath, type StunnelPath } from "../stunnel/tunnel.js";
+import type { FloorKind } from "../floor/tunnel.js";
 import { BenchError, shortReason } from "./errors.js";
+import { isRelayPath, RelayPaths } from "./relay-paths.js";
 import { setFigure, type Figures } from "./figures.js";
 import { iperfClientArgs, parseIperfJson, type IperfResult } from "./iperf.js";
 import { parseConnRate, parseLatency } from "./pingpong.js";
@@ -32,19 +31,9 @@ const IPERF_PORT = 5201;
 const ECHO_PORT = 9100;
 const CLOSE_PORT = 9101;
 const IDLE_PORT = 9102;
-const STUNNEL_IPERF = 15300;
-const STUNNEL_ECHO = 15310;
-const STUNNEL_CLOSE = 15320;
-/** First port of each floor path's forwards (iperf, echo, close at +0, +10, +20). */
-const FLOOR_BASE: Record<FloorKind, number> = { nodetls: 15400, nodetcp: 15500 };
 export const PINGPONG_TOOL = join(import.meta.dirname, "pingpong-tool.js");
 
 export type PathName = "raw" | "stunnel" | FloorKind | "hbone";
-const FLOOR_KINDS: readonly FloorKind[] = ["nodetls", "nodetcp"];
-
-function isFloor(path: PathName): path is FloorKind {
-  return (FLOOR_KINDS as readonly string[]).includes(path);
-}
 /** Plaintext paths through ztunnel, measured 1 stream against the same round's raw figure. */
 export type PlainPathName = "passthrough" | "inboundPlain";
 type AnyPath = PathName | PlainPathName;
@@ -79,11 +68,8 @@ export interface DatapathConfig {
 
 export class Datapath {
   private captured = false;
-  private stunnel: StunnelPath | undefined;
-  private stunnelError: string | undefined;
-  /** The Node floor paths that started, and why the others did not. */
-  private readonly floors = new Map<FloorKind, StunnelPath>();
-  private readonly floorErrors = new Map<FloorKind, string>();
+  /** stunnel and the Node floor paths (set up before the ztunnels start). */
+  private relays!: RelayPaths;
   private hboneError: string | undefined;
   readonly details: Record<string, unknown> = {};
 
@@ -157,37 +143,7 @@ export class Datapath {
         s.on("end", () => s.end());
       });
     }
-    try {
-      this.stunnel = await startStunnelPath(topo, join(this.dir, "stunnel"), 0, 1, this.server.ip, [
-        { name: "iperf", entryPort: STUNNEL_IPERF, targetPort: IPERF_PORT },
-        { name: "echo", entryPort: STUNNEL_ECHO, targetPort: ECHO_PORT },
-        { name: "close", entryPort: STUNNEL_CLOSE, targetPort: CLOSE_PORT },
-      ]);
-    } catch (err) {
-      this.stunnelError = `stunnel path did not start: ${shortReason(errorMessage(err))}`;
-      log(this.stunnelError);
-    }
-    if (this.cfg.floorPaths.length > 0) {
-      const pkiDir = join(this.dir, "floor");
-      await mkdir(pkiDir, { recursive: true, mode: 0o700 });
-      const pki = await makeStunnelPki(pkiDir);
-      for (const kind of this.cfg.floorPaths) {
-        const base = FLOOR_BASE[kind];
-        try {
-          this.floors.set(
-            kind,
-            await startFloorPath(topo, kind, pki, 0, 1, this.server.ip, [
-              { name: "iperf", entryPort: base, targetPort: IPERF_PORT },
-              { name: "echo", entryPort: base + 10, targetPort: ECHO_PORT },
-              { name: "close", entryPort: base + 20, targetPort: CLOSE_PORT },
-            ]),
-          );
-        } catch (err) {
-          this.floorErrors.set(kind, `${kind} path did not start: ${shortReason(errorMessage(err))}`);
-          log(this.floorErrors.get(kind)!);
-        }
-      }
-    }
+    this.relays = await RelayPaths.start(topo, this.dir, this.server.ip, { iperf: IPERF_PORT, echo: ECHO_PORT, close: CLOSE_PORT }, ["stunnel", ...this.cfg.floorPaths], log);
     try {
       await Promise.all([this.mesh.startZtunnel(0), this.mesh.startZtunnel(1)]);
       this.details.fdShare = await this.fdShare();
@@ -239,8 +195,7 @@ export class Datapath {
 
   /** The processes whose CPU a path's bytes cost (both ends of the tunnel); none for raw. */
   private tunnelPids(path: PathName): number[] {
-    if (path === "stunnel") return this.stunnel?.pids ?? [];
-    if (isFloor(path)) return this.floors.get(path)?.pids ?? [];
+    if (isRelayPath(path)) return this.relays.pids(path);
     if (path === "hbone") return [0, 1].flatMap((i) => (this.mesh.node(i).ztunnel?.pid === undefined ? [] : [this.mesh.node(i).ztunnel!.pid!]));
     return [];
   }
@@ -248,16 +203,10 @@ export class Datapath {
   /** Where the client pod dials for a path, or why the path is unavailable. */
   private async target(path: PathName, kind: "iperf" | "echo" | "close"): Promise<{ host: string; port: number }> {
     const direct = { iperf: IPERF_PORT, echo: ECHO_PORT, close: CLOSE_PORT }[kind];
-    if (path === "stunnel") {
-      if (this.stunnel === undefined) throw new BenchError(this.stunnelError ?? "stunnel path not started");
+    if (isRelayPath(path)) {
+      const relay = this.relays.get(path);
       await this.capture(false);
-      return { host: this.stunnel.host, port: this.stunnel.ports[kind]! };
-    }
-    if (isFloor(path)) {
-      const floor = this.floors.get(path);
-      if (floor === undefined) throw new BenchError(this.floorErrors.get(path) ?? `${path} path not started`);
-      await this.capture(false);
-      return { host: floor.host, port: floor.ports[kind]! };
+      return { host: relay.host, port: relay.ports[kind]! };
     }
     if (path === "hbone") {
       if (this.hboneError !== undefined) throw new BenchError(this.hboneError);
