@@ -7,13 +7,22 @@ import { Mesh, readN, waitFor } from "../fixtures/ztunnel-e2e-cluster.js";
 
 // Backpressure through two real ztunnel processes (issue 5): a client pushes up to 1 GiB over
 // HBONE toward an app that stops reading. Neither ztunnel may buffer it: RSS stays within
-// +64 MiB of its warm baseline while the reader is stopped and while the transfer resumes,
-// and every byte arrives once the reader reads again.
+// +64 MiB of its warm baseline while the reader is stopped, within +96 MiB at its peak while
+// the transfer resumes, and every byte arrives once the reader reads again.
 
 const MiB = 1024 * 1024;
 const TOTAL = 1024 * MiB;
 const CHUNK = MiB;
+/** While the reader is stopped: all that ztunnel holds then is what it buffered. */
 const RSS_BUDGET = 64 * MiB;
+/**
+ * Peak while the rest of the 1 GiB streams through: also garbage not yet collected. Every relayed
+ * chunk is a fresh buffer, and heap-tuning.ts lets a worker's heap grow to 5x its live size
+ * between full GCs (a CPU-for-memory trade made after this test was written); peaks of 25-57 MiB
+ * measured alone, 65 MiB once with the whole suite running beside it. Buffering the transfer
+ * would still show as hundreds of MiB.
+ */
+const TRANSFER_RSS_BUDGET = 96 * MiB;
 const PORT = 8080;
 
 async function rssOf(pid: number): Promise<number> {
@@ -119,6 +128,6 @@ describePrivileged("ztunnel backpressure between two ztunnel processes", () => {
       clearInterval(sampler);
       client.destroy();
     }
-    for (let i = 0; i < 2; i++) expect(peak[i]! - baseline[i]!, `node ${i} peak RSS growth`).toBeLessThan(RSS_BUDGET);
+    for (let i = 0; i < 2; i++) expect(peak[i]! - baseline[i]!, `node ${i} peak RSS growth`).toBeLessThan(TRANSFER_RSS_BUDGET);
   }, 90_000);
 });
