@@ -16,12 +16,16 @@ import { setFlagsFromString } from "node:v8";
 // Semi-space. V8 grows a busy isolate's young generation up to 2 x 16 MiB and keeps it: after
 // a burst of connection setup each worker held ~14 MiB more RSS, most of the 40 KiB per idle
 // HBONE connection the bench measured. Relayed data lives outside the young generation
-// (ArrayBuffers) and the objects per chunk die young, so a 2 MiB semi-space costs little.
+// (ArrayBuffers) and the objects per chunk die young, so a small semi-space costs little CPU.
+// But every scavenge stops the worker for ~0.4-0.6 ms, which lands on whichever message is in
+// flight: at 2 MiB a worker relaying 1 KiB request/responses scavenged every ~70 ms, enough to
+// show in the p99. 4 MiB halves that for a few MiB more per busy worker (a fixed cost, not per
+// connection; the bench's idle row spreads it over its 1,000 connections).
 
 /** The old-generation limit after a full GC: live size x (1 + percent / 100). */
 export const HEAP_GROWING_PERCENT = 400;
 /** Upper bound of one young-generation semi-space, MiB. */
-export const MAX_SEMI_SPACE_MIB = 2;
+export const MAX_SEMI_SPACE_MIB = 4;
 
 /** Call before the workers start. */
 export function tuneHeap(): void {
