@@ -1,9 +1,9 @@
-import type { Server, Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import type { Socket } from "node:net";
+import { describe, expect, it } from "vitest";
 import { batch, CorkedWriter, SMALL_BATCH } from "../../src/ztunnel/proxy/h2/corked-writer.js";
 import { COPY_FRAME_MAX, writeDataFrame } from "../../src/ztunnel/proxy/h2/data-frame.js";
 import { Flag, FRAME_HEADER_LEN, FrameType } from "../../src/ztunnel/proxy/h2/frames.js";
-import { dialLoopback, listenLoopback } from "../fixtures/h2-peers.js";
+import { dialLoopback, listenLoopback, loopbackScope } from "../fixtures/loopback.js";
 
 // How the lean HTTP/2 layer hands bytes to its socket: DATA frames (one buffer when small) and
 // the corked batches (sent when the writing callback returns if small, at the check phase if not).
@@ -38,23 +38,15 @@ describe("writeDataFrame", () => {
 });
 
 describe("CorkedWriter", () => {
-  let server: Server | undefined;
-  const sockets: Socket[] = [];
-  afterEach(async () => {
-    for (const s of sockets.splice(0)) s.destroy();
-    await new Promise<void>((r) => (server === undefined ? r() : server.close(() => r())));
-    server = undefined;
-  });
+  const { track, serve } = loopbackScope();
 
   async function pair(): Promise<{ client: Socket; received: () => number }> {
     let got = 0;
     const l = await listenLoopback((s) => {
-      sockets.push(s);
-      s.on("data", (d: Buffer) => (got += d.length));
+      track(s).on("data", (d: Buffer) => (got += d.length));
     });
-    server = l.server;
-    const client = await dialLoopback(l.port);
-    sockets.push(client);
+    serve(l.server);
+    const client = track(await dialLoopback(l.port));
     return { client, received: () => got };
   }
 

@@ -1,34 +1,22 @@
-import { createServer, Socket, type Server } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { Socket } from "node:net";
+import { describe, expect, it } from "vitest";
 import { HboneBalancer } from "../../src/ztunnel/worker/hbone-balance.js";
 import { HBONE_LOAD_NOT_UP } from "../../src/ztunnel/worker/messages.js";
+import { dialLoopback, listenLoopback, loopbackScope } from "../fixtures/loopback.js";
 
 // Which worker serves a freshly accepted inbound HBONE connection (worker/hbone-balance.ts), on
 // real loopback sockets: kept and counted, or handed over as a dup that still carries the bytes.
 
 describe("HboneBalancer", () => {
-  let server: Server | undefined;
-  const sockets: Socket[] = [];
-  afterEach(async () => {
-    for (const s of sockets.splice(0)) s.destroy();
-    await new Promise<void>((r) => (server === undefined ? r() : server.close(() => r())));
-    server = undefined;
-  });
+  const { track, serve } = loopbackScope();
 
   /** An accepted socket (paused, as a listener hands it over) and the client end. */
   async function accepted(): Promise<{ sock: Socket; client: Socket }> {
-    const got = new Promise<Socket>((resolve) => {
-      server = createServer({ pauseOnConnect: true }, (s) => {
-        sockets.push(s);
-        resolve(s);
-      });
-    });
-    await new Promise<void>((r) => server?.listen(0, "127.0.0.1", () => r()));
-    const addr = server?.address();
-    const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-    const client = new Socket();
-    sockets.push(client);
-    await new Promise<void>((r) => client.connect(port, "127.0.0.1", () => r()));
+    let resolveSock!: (s: Socket) => void;
+    const got = new Promise<Socket>((resolve) => (resolveSock = resolve));
+    const l = await listenLoopback((s) => resolveSock(track(s)), { pauseOnConnect: true });
+    serve(l.server);
+    const client = track(await dialLoopback(l.port));
     return { sock: await got, client };
   }
 
@@ -68,8 +56,7 @@ describe("HboneBalancer", () => {
     expect([...load]).toEqual([2, HBONE_LOAD_NOT_UP, 1, 1]);
     await new Promise((r) => sock.once("close", r));
     // The receiving worker's side: the same connection, both ways.
-    const adopted = new Socket({ fd, readable: true, writable: true });
-    sockets.push(adopted);
+    const adopted = track(new Socket({ fd, readable: true, writable: true }));
     const first = await new Promise<string>((r) => adopted.once("data", (c: Buffer) => r(c.toString())));
     expect(first).toBe("hello");
     adopted.write("back");

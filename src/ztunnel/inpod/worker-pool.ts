@@ -8,7 +8,6 @@ import type { WorkerInit } from "../worker/entry.js";
 import { HBONE_LOAD_NOT_UP, type FromWorker, type ListenerInfo, type OpenConnection, type Telemetry, type ToWorker, type WorkerSettings } from "../worker/messages.js";
 import { WorkerExitedError } from "./errors.js";
 
-
 // The proxy worker threads: spawned at start, each told every state snapshot; requests carry
 // an id and resolve on the worker's reply. A worker that dies is replaced (with a growing
 // delay if it keeps dying); the main thread first closes the netns fd copies the dead worker
