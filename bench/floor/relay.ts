@@ -8,8 +8,8 @@
 //   node relay.js tls-server <listen>=<connect> ... --cert F --key F --ca F   (TLS in, plaintext out)
 // Prints "ready" once every listener is bound. Not part of ztunnel; started by bench/floor/tunnel.ts.
 import { readFileSync } from "node:fs";
-import { connect as netConnect, createServer as netServer, Socket, type Server } from "node:net";
-import { connect as tlsConnect, createServer as tlsServer, type ConnectionOptions, type TlsOptions } from "node:tls";
+import { connect as netConnect, createServer as netServer, type Server, type Socket } from "node:net";
+import { connect as tlsConnect, createServer as tlsServer, TLSSocket, type ConnectionOptions, type TlsOptions } from "node:tls";
 import { FLOOR_CIPHERSUITE, FloorUsageError, parseFloorArgs, type FloorArgs, type FloorForward } from "./args.js";
 
 function args(): FloorArgs {
@@ -36,8 +36,8 @@ function join(a: Socket, b: Socket): void {
     for (const s of [a, b]) {
       if (s.destroyed) continue;
       // resetAndDestroy needs a TCP handle; a TLS socket is closed instead.
-      if (s.constructor === Socket) s.resetAndDestroy();
-      else s.destroy();
+      if (s instanceof TLSSocket) s.destroy();
+      else s.resetAndDestroy();
     }
   };
   a.on("error", cut);

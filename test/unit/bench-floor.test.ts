@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, connect, type AddressInfo, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
+import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { floorArgv, parseFloorArgs, type FloorArgs } from "../../bench/floor/args.js";
@@ -107,19 +108,25 @@ describe("bench floor relay on loopback", () => {
     });
   }
 
-  it("tls-server refuses a client without a certificate from its CA", async () => {
-    const [entry, hop] = [await freePort(), await freePort()];
-    const lo = (port: number) => ({ host: "127.0.0.1", port });
-    await relay({ mode: "tls-server", forwards: [{ listen: lo(hop), connect: lo(echoPort) }], pki: { ...pki.server, caFile: pki.caFile } });
-    // A plain TCP relay in front: the server relay sees no TLS at all and must not forward.
-    await relay({ mode: "tcp", forwards: [{ listen: lo(entry), connect: lo(hop) }] });
-    const s = connect({ host: "127.0.0.1", port: entry });
-    const chunks: Buffer[] = [];
-    s.on("data", (d: Buffer) => chunks.push(d));
-    s.on("error", () => undefined);
-    s.write("GET / HTTP/1.0\r\n\r\n");
-    await new Promise((r) => s.once("close", r));
-    expect(Buffer.concat(chunks).toString()).not.toContain("GET");
+  it("tls-server forwards only for a client with a certificate from its CA", async () => {
+    const hop = await freePort();
+    await relay({ mode: "tls-server", forwards: [{ listen: { host: "127.0.0.1", port: hop }, connect: { host: "127.0.0.1", port: echoPort } }], pki: { ...pki.server, caFile: pki.caFile } });
+    /** What a TLS client that trusts the CA reads back for "ping" (the echo adds "bye" after our FIN) before the connection closes. */
+    const echoed = async (withCert: boolean): Promise<string> => {
+      const cert = withCert ? { cert: readFileSync(pki.client.certFile), key: readFileSync(pki.client.keyFile) } : {};
+      const s = tlsConnect({ host: "127.0.0.1", port: hop, ca: readFileSync(pki.caFile), checkServerIdentity: () => undefined, ...cert });
+      let got = "";
+      s.on("data", (d: Buffer) => {
+        got += d.toString();
+        if (got === "ping") s.end();
+      });
+      s.on("error", () => undefined);
+      s.once("secureConnect", () => s.write("ping"));
+      await new Promise((r) => s.once("close", r));
+      return got;
+    };
+    expect(await echoed(true)).toBe("pingbye");
+    expect(await echoed(false)).toBe("");
   });
 
   it("exits 2 with the reason on a bad command line", async () => {
