@@ -9,7 +9,21 @@ const exec = promisify(execFile);
 // PNG chart of the pod-to-pod figures, rendered by gnuplot from data files kept next to it
 // (so the chart can be redrawn or re-styled without re-running the bench).
 
-const PATHS = ["raw", "stunnel", "hbone"] as const;
+// The floor paths sit between stunnel and HBONE so a reader sees how far HBONE is from what Node
+// itself costs on the same path (bench/floor/relay.ts).
+const PATHS = ["raw", "stunnel", "nodetls", "nodetcp", "hbone"] as const;
+const TITLES: Record<(typeof PATHS)[number], string> = {
+  raw: "raw TCP",
+  stunnel: "stunnel two-hop",
+  nodetls: "Node floor, TLS",
+  nodetcp: "Node floor, TCP",
+  hbone: "HBONE (ztunnel)",
+};
+
+/** gnuplot's plot clause: one clustered bar per path, in PATHS order (column 2 is the first path). */
+function plotClause(file: string): string {
+  return PATHS.map((p, i) => `${i === 0 ? `"${file}" using 2:xtic(1)` : `"" using ${i + 2}`} title "${TITLES[p]}"`).join(", ");
+}
 
 function v(figures: Figures, name: string): string {
   const f = figures[name];
@@ -23,7 +37,7 @@ export function chartData(figures: Figures): { throughput: string; latency: stri
     header,
     `"1 stream" ${PATHS.map((p) => v(figures, `throughput.${p}.1`)).join(" ")}`,
     `"4 streams" ${PATHS.map((p) => v(figures, `throughput.${p}.4`)).join(" ")}`,
-    `"4 pods x 1" ? ? ${v(figures, "throughput.hbone.4pods")}`,
+    `"4 pods x 1" ${PATHS.map((p) => (p === "hbone" ? v(figures, "throughput.hbone.4pods") : "?")).join(" ")}`,
   ];
   const latency = [header, ...["p50", "p99"].map((q) => `"${q}" ${PATHS.map((p) => v(figures, `latency.${p}.${q}`)).join(" ")}`)];
   return { throughput: throughput.join("\n") + "\n", latency: latency.join("\n") + "\n" };
@@ -44,10 +58,10 @@ export function gnuplotScript(throughputFile: string, latencyFile: string, pngFi
     `set yrange [0:*]`,
     `set multiplot layout 1,${n} title "${title.replace(/"/g, "'")}"`,
     ...(panels.throughput
-      ? [`set title "bulk throughput (iperf3), Gbit/s, higher is better"`, `plot "${throughputFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`]
+      ? [`set title "bulk throughput (iperf3), Gbit/s, higher is better"`, `plot ${plotClause(throughputFile)}`]
       : []),
     ...(panels.latency
-      ? [`set title "1 KiB request/response round trip, µs, lower is better"`, `plot "${latencyFile}" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "HBONE (ztunnel)"`]
+      ? [`set title "1 KiB request/response round trip, µs, lower is better"`, `plot ${plotClause(latencyFile)}`]
       : []),
     `unset multiplot`,
     "",

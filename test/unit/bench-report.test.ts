@@ -182,8 +182,11 @@ describe("every round", () => {
 describe("chart data", () => {
   it("one column per path, ? for what was not measured", () => {
     const d = chartData(figures());
-    expect(d.throughput.split("\n")).toEqual(["# group raw stunnel hbone", '"1 stream" 10 2 2.5', '"4 streams" ? 4 1', '"4 pods x 1" ? ? ?', ""]);
-    expect(d.latency).toContain('"p99" ? 100 121');
+    expect(d.throughput.split("\n")).toEqual(["# group raw stunnel nodetls nodetcp hbone", '"1 stream" 10 2 ? ? 2.5', '"4 streams" ? 4 ? ? 1', '"4 pods x 1" ? ? ? ? ?', ""]);
+    expect(d.latency).toContain('"p99" ? 100 ? ? 121');
+    // Each bar's title names the column it plots: column 2 + the path's index.
+    const script = gnuplotScript("t.dat", "l.dat", "c.png", "x");
+    expect(script).toContain('plot "t.dat" using 2:xtic(1) title "raw TCP", "" using 3 title "stunnel two-hop", "" using 4 title "Node floor, TLS", "" using 5 title "Node floor, TCP", "" using 6 title "HBONE (ztunnel)"');
     expect(gnuplotScript("t.dat", "l.dat", "c.png", 'x "y"')).toContain(`set multiplot layout 1,2 title "x 'y'"`);
     // A run without the latency row charts throughput alone (gnuplot fails on an all-missing panel).
     const one = gnuplotScript("t.dat", "l.dat", "c.png", "x", { throughput: true, latency: false });
