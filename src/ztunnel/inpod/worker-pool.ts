@@ -7,6 +7,7 @@ import type { StateSnapshot } from "../state/types.js";
 import type { WorkerInit } from "../worker/entry.js";
 import { HBONE_LOAD_NOT_UP, type FromWorker, type ListenerInfo, type OpenConnection, type Telemetry, type ToWorker, type WorkerSettings } from "../worker/messages.js";
 import { WorkerExitedError } from "./errors.js";
+import { HandoffLedger } from "./handoffs.js";
 
 // The proxy worker threads: spawned at start, each told every state snapshot; requests carry
 // an id and resolve on the worker's reply. A worker that dies is replaced (with a growing
@@ -80,6 +81,8 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
 
   /** Open inbound HBONE connections per worker (HBONE_LOAD_NOT_UP while a worker is not up), shared with them. */
   private readonly hboneLoad: Int32Array;
+  /** Inbound HBONE connections handed to a worker that has not taken them yet. */
+  private readonly handoffs = new HandoffLedger();
 
   constructor(private readonly opts: WorkerPoolOptions) {
     super();
@@ -256,6 +259,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
         case "hboneHandoff":
           this.handOff(index, m.uid, m.fd, m.to, m.returned);
           return;
+        case "hboneHandoffTaken":
+          this.handoffs.taken(m.id);
+          return;
         case "telemetry":
           slot.accepted += m.accepted;
           slot.active = m.active;
@@ -272,11 +278,15 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     return slot;
   }
 
-  /** Passes an inbound HBONE connection from one worker to another; closes it if `to` is not up. */
+  /**
+   * Passes an inbound HBONE connection from one worker to another, owning its fd until `to`
+   * says it took it (closed here if `to` dies first); closes it now if `to` is not up.
+   */
   private handOff(from: number, uid: string, fd: number, to: number, returned: boolean): void {
     const target = this.slots[to];
     if (target !== undefined && target.state === "up") {
-      target.worker.postMessage({ t: "hboneHandoff", uid, fd, from, returned } satisfies ToWorker);
+      const id = this.handoffs.add(to, fd);
+      target.worker.postMessage({ t: "hboneHandoff", id, uid, fd, from, returned } satisfies ToWorker);
       return;
     }
     this.opts.log.debug({ from, to, uid }, "HBONE connection handed to a worker that is not up; closing it");
@@ -287,10 +297,18 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     }
   }
 
+  /** Inbound HBONE connections handed to a worker that it has not taken yet. */
+  get handoffsInFlight(): number {
+    return this.handoffs.size;
+  }
+
   private onExit(slot: Slot, code: number, markReady: () => void): void {
     slot.lastExit ??= `exited with code ${code}`;
     // Its connections died with it; nothing more is handed to it until a replacement is up.
     Atomics.store(this.hboneLoad, slot.index, HBONE_LOAD_NOT_UP);
+    // Connections on their way to it that it never took: nobody else will close them.
+    const lost = this.handoffs.closeFor(slot.index);
+    if (lost > 0) this.opts.log.info({ worker: slot.index, connections: lost }, "closed inbound HBONE connections handed to a worker that died before taking them");
     const err = new WorkerExitedError(slot.index, slot.lastExit);
     for (const resolve of slot.pending.values()) resolve({ ok: false, error: err.message });
     slot.pending.clear();

@@ -73,8 +73,13 @@ const deps = {
   ...(balancer !== undefined ? { balance: { balancer, handOff: (to: number, fd: number, uid: string) => post({ t: "hboneHandoff", uid, fd, to, returned: false }) } } : {}),
 };
 
-/** An inbound HBONE connection another worker accepted: served by this worker's proxy of its pod. */
+/**
+ * An inbound HBONE connection another worker accepted: served by this worker's proxy of its pod.
+ * The fd is this worker's from here on: the main thread is told first, and nothing below can
+ * end the thread before the fd is wrapped, closed or posted back.
+ */
 function adoptHbone(msg: Extract<ToWorker, { t: "hboneHandoff" }>): void {
+  post({ t: "hboneHandoffTaken", id: msg.id });
   if (balancer === undefined) return closeQuietly(msg.fd);
   const proxy = pods.get(msg.uid);
   // Our own connection back (its receiver lacked the pod): served here, or closed if the pod left.

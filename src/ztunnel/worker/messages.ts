@@ -70,9 +70,10 @@ export type ToWorker =
   | { readonly t: "crash" }
   /**
    * An inbound HBONE connection worker `from` accepted for pod `uid` (worker/hbone-balance.ts);
-   * `returned`: this worker's own, given back because `from` could not take it.
+   * `returned`: this worker's own, given back because `from` could not take it. The main thread
+   * owns `fd` until this worker answers `hboneHandoffTaken` with `id` (inpod/handoffs.ts).
    */
-  | { readonly t: "hboneHandoff"; readonly uid: string; readonly fd: number; readonly from: number; readonly returned: boolean };
+  | { readonly t: "hboneHandoff"; readonly id: number; readonly uid: string; readonly fd: number; readonly from: number; readonly returned: boolean };
 
 export interface DirectionCounters {
   opened: number;
@@ -124,7 +125,9 @@ export type FromWorker =
   | ({ readonly t: "telemetry" } & Telemetry)
   | { readonly t: "connections"; readonly id: number; readonly connections: Readonly<Record<string, readonly OpenConnection[]>> }
   /** Give worker `to` this inbound HBONE connection of pod `uid` (a dup this worker no longer uses). */
-  | { readonly t: "hboneHandoff"; readonly uid: string; readonly fd: number; readonly to: number; readonly returned: boolean };
+  | { readonly t: "hboneHandoff"; readonly uid: string; readonly fd: number; readonly to: number; readonly returned: boolean }
+  /** Hand-off `id` reached this worker: the fd is this worker's now (served, closed or given back). */
+  | { readonly t: "hboneHandoffTaken"; readonly id: number };
 
 export function emptyCounters(): DirectionCounters {
   return { opened: 0, closed: 0, failed: 0, bytesSent: 0, bytesReceived: 0 };
