@@ -75,7 +75,7 @@ async function datapathRows(opts: BenchOptions, figures: Figures, rounds: Figure
   // Idle memory first: a fresh ztunnel has no garbage from the bulk rows for GC to return meanwhile.
   if (want("idle-memory")) await withTimeout("idle-memory row", bound(120), dp.idleMemory(figures, log)).catch((e: unknown) => log(errorMessage(e)));
   const throughputNames = [
-    ...paths.flatMap((p) => [`throughput.${p}.1`, `throughput.${p}.4`, ...(p === "raw" ? [] : [`cpu.${p}PerGiB`])]),
+    ...paths.flatMap((p) => [`throughput.${p}.1`, `throughput.${p}.4`, ...(p === "raw" ? [] : [`cpu.${p}PerGiB`, `cpu.${p}PerGiB4Streams`])]),
     ...(paths.includes("hbone") ? ["throughput.hbone.4pods"] : []),
     ...plain.map((p) => `throughput.${p}.1`),
   ];

@@ -48,6 +48,8 @@ export const INFO_RATIOS: ReadonlyArray<{ label: string; figure: string; referen
   { label: "throughput, 1 stream: Node TLS floor / stunnel", figure: "throughput.nodetls.1", reference: "throughput.stunnel.1" },
   { label: "throughput, 4 streams: Node TLS floor / stunnel", figure: "throughput.nodetls.4", reference: "throughput.stunnel.4" },
   { label: "CPU seconds per GiB (1 stream): Node TLS floor / stunnel", figure: "cpu.nodetlsPerGiB", reference: "cpu.stunnelPerGiB" },
+  { label: "CPU seconds per GiB (4 streams): both ztunnels / both stunnels", figure: "cpu.hbonePerGiB4Streams", reference: "cpu.stunnelPerGiB4Streams" },
+  { label: "CPU seconds per GiB (4 streams): Node TLS floor / stunnel", figure: "cpu.nodetlsPerGiB4Streams", reference: "cpu.stunnelPerGiB4Streams" },
   { label: "latency p50: Node TLS floor / stunnel", figure: "latency.nodetls.p50", reference: "latency.stunnel.p50" },
   { label: "latency p99: Node TLS floor / stunnel", figure: "latency.nodetls.p99", reference: "latency.stunnel.p99" },
   { label: "latency p50: HBONE / Node TLS floor", figure: "latency.hbone.p50", reference: "latency.nodetls.p50" },
