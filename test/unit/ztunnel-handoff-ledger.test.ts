@@ -92,7 +92,7 @@ parentPort.on("message", (m) => {
 describe("WorkerPool: hand-offs to a worker that dies", () => {
   const { track, serve } = loopbackScope();
 
-  async function run(receiver: "dies" | "takes"): Promise<{ client: Socket; fd: number; pool: WorkerPool; exited: Promise<void> }> {
+  async function handOffTo(receiver: "dies" | "takes"): Promise<{ client: Socket; fd: number; pool: WorkerPool; exited: Promise<void> }> {
     const { fd, client } = await handed(track, serve);
     client.resume();
     const settings = { handOffFd: fd, receiver } as unknown as Omit<WorkerSettings, "index">;
@@ -111,7 +111,7 @@ describe("WorkerPool: hand-offs to a worker that dies", () => {
   }
 
   it("closes the connection once the receiver dies without taking it", async () => {
-    const { client, pool, exited } = await run("dies");
+    const { client, pool, exited } = await handOffTo("dies");
     try {
       await exited;
       await ended(client);
@@ -122,7 +122,7 @@ describe("WorkerPool: hand-offs to a worker that dies", () => {
   });
 
   it("leaves a connection the receiver took to the receiver", async () => {
-    const { fd, pool, exited } = await run("takes");
+    const { fd, pool, exited } = await handOffTo("takes");
     try {
       await exited;
       expect(pool.handoffsInFlight).toBe(0);
