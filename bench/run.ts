@@ -225,7 +225,7 @@ async function main(): Promise<number> {
   if (ran("throughput")) {
     notes.push(
       "throughput.hbone.4 = iperf3 -P 4 from one pod (streams share pooled HBONE connections per worker); throughput.hbone.4pods = 4 client pods each sending 1 stream to its own server pod (separate HBONE connections).",
-      "CPU per GiB: utime + stime of both stunnel4 processes / both ztunnel processes (every thread; /proc/<pid>/stat, CLK_TCK ticks) sampled before and after the 1-stream iperf3 run, divided by the GiB that arrived over the whole run (the omitted first second included); the CPU seconds, GiB and iperf3's own CPU (-J cpu_utilization_percent) of each round are in results.json (details.datapathRounds).",
+      "CPU per GiB: utime + stime of both tunnel processes of a path (stunnel4, Node floor relays, ztunnels; every thread; /proc/<pid>/stat, CLK_TCK ticks) sampled before and after each 1-stream and 4-stream iperf3 run (cpu.<path>PerGiB, cpu.<path>PerGiB4Streams), divided by the GiB that arrived over the whole run (the omitted first second included); the CPU seconds, GiB and iperf3's own CPU (-J cpu_utilization_percent) of each round are in results.json (details.datapathRounds).",
       "Plaintext paths (1 stream, back to back with throughput.raw.1, capture on): throughput.passthrough.1 = captured client pod (node 0) → an uncaptured pod on node 1, through node 0's ztunnel outbound passthrough; throughput.inboundPlain.1 = an uncaptured pod on node 0 → the captured server pod, through node 1's ztunnel inbound plaintext listener (15006). Each counts only if that ztunnel's connection counter moved.",
     );
   }
