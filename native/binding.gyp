@@ -14,7 +14,8 @@
         "src/seqpacket.c",
         "src/poll.c",
         "src/splice.c",
-        "src/splice_dir.c"
+        "src/splice_dir.c",
+        "src/thread.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-fvisibility=hidden"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]

@@ -46,7 +46,7 @@ static napi_status register_all(napi_env env, napi_value exports) {
   napi_status s;
   if ((s = register_netns(env, exports)) != napi_ok || (s = register_sockets(env, exports)) != napi_ok ||
       (s = register_seqpacket(env, exports)) != napi_ok || (s = register_poll(env, exports)) != napi_ok ||
-      (s = register_splice(env, exports)) != napi_ok)
+      (s = register_splice(env, exports)) != napi_ok || (s = register_thread(env, exports)) != napi_ok)
     return s;
   return export_fn(env, exports, "init", js_init);
 }

@@ -11,6 +11,7 @@ napi_status register_sockets(napi_env env, napi_value exports);
 napi_status register_seqpacket(napi_env env, napi_value exports);
 napi_status register_poll(napi_env env, napi_value exports);
 napi_status register_splice(napi_env env, napi_value exports);
+napi_status register_thread(napi_env env, napi_value exports);
 /* Env teardown: closes every poll handle and fd still open (no Node-API calls). */
 void poll_teardown(addon_state *st);
 /* Env teardown: closes every splice relay still open, resetting its peers. */

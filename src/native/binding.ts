@@ -50,6 +50,7 @@ export interface NativeBinding {
   threadNetnsIdentity(): RawIdentity;
   dupFd(fd: number): number;
   closeFd(fd: number): void;
+  setThreadName(name: string): void;
   netnsCookieOf(netnsFd: number): bigint;
   netnsWriteSysctl(netnsFd: number, name: string, value: string): void;
   benchSetnsRoundTrip(netnsFd: number, count: number): void;

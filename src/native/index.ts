@@ -14,6 +14,7 @@ export {
   type OriginalDst,
 } from "./sockets.js";
 export { writeNetSysctl } from "./sysctl.js";
+export { setThreadName } from "./thread.js";
 export { DEFAULT_PIPE_SIZE, SpliceRelay, type HandOverOptions, type SpliceCounts, type SpliceEvent, type SpliceStartOptions } from "./splice.js";
 export { SeqpacketServer } from "./seqpacket/server.js";
 export { SeqpacketSocket } from "./seqpacket/socket.js";

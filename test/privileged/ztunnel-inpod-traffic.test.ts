@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { describePrivileged } from "../harness/privileged.js";
@@ -101,6 +101,15 @@ describePrivileged("ztunnel in-pod proxies on worker threads", () => {
         expect(versions).toContain("0x0304");
       }
     }
+  });
+
+  it("each proxy worker thread carries its name, so top -H and perf tell the workers apart", async () => {
+    const pid = t.mesh.node(0).ztunnel?.pid;
+    expect(pid).toBeDefined();
+    const tids = await readdir(`/proc/${pid}/task`);
+    // A thread may end between the listing and the read: it then has no name to check.
+    const names = await Promise.all(tids.map((tid) => readFile(`/proc/${pid}/task/${tid}/comm`, "utf8").then((c) => c.trim(), () => "")));
+    expect(names.filter((n) => n.startsWith("ztunnel-w")).sort()).toEqual(["ztunnel-w0", "ztunnel-w1"]);
   });
 
   it("captured → captured across nodes: echo works and the app sees the client pod's IP", async () => {

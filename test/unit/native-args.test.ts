@@ -26,6 +26,7 @@ const SIGNATURES: Record<string, Arg[]> = {
   threadNetnsIdentity: [],
   dupFd: [{ name: "fd", kind: "int" }],
   closeFd: [{ name: "fd", kind: "int" }],
+  setThreadName: [{ name: "name", kind: "string" }],
   netnsCookieOf: [{ name: "netnsFd", kind: "int" }],
   netnsWriteSysctl: [
     { name: "netnsFd", kind: "int" },

@@ -10,7 +10,7 @@ import type { FromWorker, OpenConnection, ToWorker, WorkerSettings } from "./mes
 import { PodProxy } from "./pod-proxy.js";
 import { WorkerTelemetry } from "./telemetry.js";
 import { WorkerDns } from "../dns/worker-dns.js";
-import { closeFd } from "../../native/index.js";
+import { closeFd, setThreadName } from "../../native/index.js";
 import { HboneBalancer } from "./hbone-balance.js";
 import { probeFds, WorkerBudget } from "../proxy/budget.js";
 import { ThrottledLog } from "../proxy/limits.js";
@@ -33,6 +33,13 @@ const init = workerData as WorkerInit;
 const root = rootLogger();
 const log = root.child({ scope: "ztunnel.worker", worker: init.settings.index, threadId });
 const post = (m: FromWorker): void => port.postMessage(m);
+// Named for the kernel (top -H, perf, /proc/<pid>/task/*/comm), where Node 20 leaves every
+// worker "node": per-thread CPU figures then say which worker is busy.
+try {
+  setThreadName(`ztunnel-w${init.settings.index}`);
+} catch (err) {
+  log.warn({ err: errorMessage(err) }, "could not name this worker's thread; per-thread tools show it as node");
+}
 
 const store = new WorkloadStore();
 store.applySnapshot(init.snapshot);
