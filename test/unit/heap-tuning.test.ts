@@ -19,11 +19,14 @@ describe("tuneHeap", () => {
     for (const c of cleanups) await c();
   });
 
-  const child = async (): Promise<string> => {
-    const dir = await tempDir("heap-tuning");
-    cleanups.push(dir.cleanup);
-    return bundleChild("test/fixtures/heap-tuning-child.ts", dir.path);
-  };
+  // Bundled once for both tests.
+  let bundled: Promise<string> | undefined;
+  const child = (): Promise<string> =>
+    (bundled ??= (async () => {
+      const dir = await tempDir("heap-tuning");
+      cleanups.push(dir.cleanup);
+      return bundleChild("test/fixtures/heap-tuning-child.ts", dir.path);
+    })());
 
   it("caps the young generation of workers started after it", async () => {
     const bundle = await child();

@@ -3,23 +3,20 @@ import { connect as tlsConnect } from "node:tls";
 import { describe, expect, it } from "vitest";
 import { clientTlsOptions } from "../../src/ztunnel/tls/peer.js";
 import { CLIENT_ID, SERVER_ID, useHboneEnvs } from "../fixtures/ztunnel-hbone-env.js";
-import { listenLoopback, loopbackScope } from "../fixtures/loopback.js";
+import { loopbackScope } from "../fixtures/loopback.js";
 import { certFor } from "../fixtures/ztunnel-pki.js";
 
-// A connection another worker accepted and handed over (worker/balance.ts) is served like one
+// A connection another worker accepted and handed over (worker/hbone-balance.ts) is served like one
 // this worker accepted, which includes not being served once the server drains: a listener
 // that closed takes no new connection, and a handed-over one is no exception.
 
 describe("HBONE server: handed-over connections", () => {
   const newEnv = useHboneEnvs();
-  const { track, serve } = loopbackScope();
+  const { track, acceptOne } = loopbackScope();
 
   /** A TLS client of the HBONE server whose TCP connection another listener accepted (as a peer worker would). */
   async function handedOver(): Promise<{ sock: Socket; outcome: Promise<"handshake" | "closed"> }> {
-    let resolveSock!: (s: Socket) => void;
-    const got = new Promise<Socket>((resolve) => (resolveSock = resolve));
-    const l = await listenLoopback((s) => resolveSock(track(s)), { pauseOnConnect: true });
-    serve(l.server);
+    const l = await acceptOne();
     const client = tlsConnect({ host: "127.0.0.1", port: l.port, ...clientTlsOptions(await certFor(CLIENT_ID), [SERVER_ID]) });
     track(client);
     client.on("error", () => undefined);
@@ -27,7 +24,7 @@ describe("HBONE server: handed-over connections", () => {
       client.once("secureConnect", () => resolve("handshake"));
       client.once("close", () => resolve("closed"));
     });
-    return { sock: await got, outcome };
+    return { sock: await l.accepted, outcome };
   }
 
   it("serves one while it accepts", async () => {

@@ -1,27 +1,25 @@
 import { closeSync, openSync } from "node:fs";
-import { Socket, type Server } from "node:net";
+import { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { dupFd } from "../../src/native/index.js";
 import { HandoffLedger } from "../../src/ztunnel/inpod/handoffs.js";
 import { WorkerPool } from "../../src/ztunnel/inpod/worker-pool.js";
+import { fdOf } from "../../src/ztunnel/worker/connections.js";
 import type { StateSnapshot } from "../../src/ztunnel/state/types.js";
 import type { WorkerSettings } from "../../src/ztunnel/worker/messages.js";
 import { captureLogs } from "../fixtures/log-capture.js";
-import { dialLoopback, listenLoopback, loopbackScope } from "../fixtures/loopback.js";
+import { dialLoopback, loopbackScope } from "../fixtures/loopback.js";
 
 // Who closes an inbound HBONE connection handed to a worker that dies before taking it
 // (inpod/handoffs.ts): the main thread, exactly once, and never a number that was reused.
 
 /** A dup of an accepted connection's fd (what a sending worker hands over) and the client end. */
-async function handed(track: (s: Socket) => Socket, serve: (server: Server) => void): Promise<{ fd: number; client: Socket }> {
-  let resolveSock!: (s: Socket) => void;
-  const got = new Promise<Socket>((resolve) => (resolveSock = resolve));
-  const l = await listenLoopback((s) => resolveSock(track(s)), { pauseOnConnect: true });
-  serve(l.server);
+async function handed({ track, acceptOne }: ReturnType<typeof loopbackScope>): Promise<{ fd: number; client: Socket }> {
+  const l = await acceptOne();
   const client = track(await dialLoopback(l.port));
   client.on("error", () => undefined);
-  const sock = await got;
-  const fd = dupFd((sock as unknown as { _handle: { fd: number } })._handle.fd);
+  const sock = await l.accepted;
+  const fd = dupFd(fdOf(sock));
   sock.destroy();
   return { fd, client };
 }
@@ -29,11 +27,12 @@ async function handed(track: (s: Socket) => Socket, serve: (server: Server) => v
 const ended = (client: Socket): Promise<void> => new Promise((r) => (client.readableEnded || client.destroyed ? r() : client.once("end", () => r()).once("close", () => r())));
 
 describe("HandoffLedger", () => {
-  const { track, serve } = loopbackScope();
+  const scope = loopbackScope();
+  const { track } = scope;
 
   it("closes what a dead receiver never took, so the client sees the connection end", async () => {
     const ledger = new HandoffLedger();
-    const { fd, client } = await handed(track, serve);
+    const { fd, client } = await handed(scope);
     client.resume();
     ledger.add(1, fd);
     expect(ledger.closeFor(0)).toBe(0);
@@ -44,7 +43,7 @@ describe("HandoffLedger", () => {
 
   it("leaves alone what the receiver took", async () => {
     const ledger = new HandoffLedger();
-    const { fd, client } = await handed(track, serve);
+    const { fd, client } = await handed(scope);
     const id = ledger.add(1, fd);
     ledger.taken(id);
     expect(ledger.closeFor(1)).toBe(0);
@@ -56,7 +55,7 @@ describe("HandoffLedger", () => {
 
   it("does not close a number the dead receiver's own close freed and another file reused", async () => {
     const ledger = new HandoffLedger();
-    const { fd, client } = await handed(track, serve);
+    const { fd, client } = await handed(scope);
     client.resume();
     ledger.add(1, fd);
     // The receiver wrapped and closed it (its sockets die with it) before its answer came.
@@ -90,10 +89,10 @@ parentPort.on("message", (m) => {
 `;
 
 describe("WorkerPool: hand-offs to a worker that dies", () => {
-  const { track, serve } = loopbackScope();
+  const scope = loopbackScope();
 
   async function handOffTo(receiver: "dies" | "takes"): Promise<{ client: Socket; fd: number; pool: WorkerPool; exited: Promise<void> }> {
-    const { fd, client } = await handed(track, serve);
+    const { fd, client } = await handed(scope);
     client.resume();
     const settings = { handOffFd: fd, receiver } as unknown as Omit<WorkerSettings, "index">;
     const pool = new WorkerPool({

@@ -2,22 +2,19 @@ import { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { HboneBalancer } from "../../src/ztunnel/worker/hbone-balance.js";
 import { HBONE_LOAD_NOT_UP } from "../../src/ztunnel/worker/messages.js";
-import { dialLoopback, listenLoopback, loopbackScope } from "../fixtures/loopback.js";
+import { dialLoopback, loopbackScope } from "../fixtures/loopback.js";
 
 // Which worker serves a freshly accepted inbound HBONE connection (worker/hbone-balance.ts), on
 // real loopback sockets: kept and counted, or handed over as a dup that still carries the bytes.
 
 describe("HboneBalancer", () => {
-  const { track, serve } = loopbackScope();
+  const { track, acceptOne } = loopbackScope();
 
   /** An accepted socket (paused, as a listener hands it over) and the client end. */
   async function accepted(): Promise<{ sock: Socket; client: Socket }> {
-    let resolveSock!: (s: Socket) => void;
-    const got = new Promise<Socket>((resolve) => (resolveSock = resolve));
-    const l = await listenLoopback((s) => resolveSock(track(s)), { pauseOnConnect: true });
-    serve(l.server);
+    const l = await acceptOne();
     const client = track(await dialLoopback(l.port));
-    return { sock: await got, client };
+    return { sock: await l.accepted, client };
   }
 
   const loadOf = (...n: number[]): Int32Array => {
